@@ -1,0 +1,227 @@
+//! Public value types: options of the Redis commands, replication entries, views.
+
+use bytes::Bytes;
+
+use crate::version::Version;
+
+/// An entry as replicas exchange it: enough to apply last-writer-wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedEntry {
+    /// The value (empty for a tombstone).
+    pub value: Bytes,
+    /// Absolute expiry, ms since the epoch; `None` = no expiry.
+    pub expire_at_ms: Option<u64>,
+    /// Version of the write that produced this entry.
+    pub version: Version,
+    /// A delete marker: the key does not exist as of `version`.
+    pub tombstone: bool,
+}
+
+impl VersionedEntry {
+    /// A live value with no expiry.
+    pub fn value(value: impl Into<Bytes>, version: Version) -> Self {
+        Self {
+            value: value.into(),
+            expire_at_ms: None,
+            version,
+            tombstone: false,
+        }
+    }
+
+    /// A delete marker.
+    pub fn tombstone(version: Version) -> Self {
+        Self {
+            value: Bytes::new(),
+            expire_at_ms: None,
+            version,
+            tombstone: true,
+        }
+    }
+}
+
+/// What [`crate::Store::apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// The entry was newer and is now stored (or, for a tombstone, the key is deleted).
+    Applied,
+    /// The store holds a newer version; nothing changed.
+    Stale,
+    /// The store holds exactly this version already; nothing changed (idempotent).
+    Duplicate,
+}
+
+/// A borrowed view of one stored entry, given to [`crate::Store::visit_range`].
+#[derive(Debug, Clone, Copy)]
+pub struct EntryView<'a> {
+    /// Key bytes.
+    pub key: &'a [u8],
+    /// xxh3-64 of the key (the ring position).
+    pub hash: u64,
+    /// Value bytes (empty for a tombstone).
+    pub value: &'a [u8],
+    /// Absolute expiry of a live entry, ms since the epoch.
+    pub expire_at_ms: Option<u64>,
+    /// Version of the last write.
+    pub version: Version,
+    /// Whether this is a delete marker.
+    pub tombstone: bool,
+}
+
+/// SET's NX / XX condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetCondition {
+    /// Write unconditionally.
+    #[default]
+    Always,
+    /// NX: only if the key does not exist.
+    IfAbsent,
+    /// XX: only if the key exists.
+    IfPresent,
+}
+
+/// SET's expiry option. Relative and absolute times must be > 0 (Redis rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SetExpiry {
+    /// No option: the new value has no TTL (an old TTL is discarded).
+    #[default]
+    None,
+    /// KEEPTTL: keep the existing TTL, if any.
+    KeepTtl,
+    /// EX seconds.
+    Ex(i64),
+    /// PX milliseconds.
+    Px(i64),
+    /// EXAT unix-seconds.
+    ExAt(i64),
+    /// PXAT unix-milliseconds.
+    PxAt(i64),
+}
+
+/// Options of SET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SetOptions {
+    /// NX / XX.
+    pub condition: SetCondition,
+    /// EX / PX / EXAT / PXAT / KEEPTTL.
+    pub expiry: SetExpiry,
+    /// GET: return the previous value.
+    pub get: bool,
+}
+
+/// Result of SET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// Whether the value was written (false when NX/XX stopped it).
+    pub written: bool,
+    /// The previous value, when [`SetOptions::get`] was set and the key existed.
+    pub previous: Option<Bytes>,
+}
+
+/// GETEX's expiry option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GetExExpiry {
+    /// No option: leave the TTL alone.
+    #[default]
+    Keep,
+    /// PERSIST: remove the TTL.
+    Persist,
+    /// EX seconds.
+    Ex(i64),
+    /// PX milliseconds.
+    Px(i64),
+    /// EXAT unix-seconds.
+    ExAt(i64),
+    /// PXAT unix-milliseconds.
+    PxAt(i64),
+}
+
+/// EXPIRE's NX / XX / GT / LT options. XX may be combined with GT or LT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpireFlags {
+    /// Set only when the key has no TTL.
+    pub nx: bool,
+    /// Set only when the key has a TTL.
+    pub xx: bool,
+    /// Set only when the new expiry is later (no TTL counts as infinite).
+    pub gt: bool,
+    /// Set only when the new expiry is earlier (no TTL counts as infinite).
+    pub lt: bool,
+}
+
+impl ExpireFlags {
+    /// No condition.
+    pub const NONE: ExpireFlags = ExpireFlags {
+        nx: false,
+        xx: false,
+        gt: false,
+        lt: false,
+    };
+    /// NX.
+    pub const NX: ExpireFlags = ExpireFlags {
+        nx: true,
+        ..Self::NONE
+    };
+    /// XX.
+    pub const XX: ExpireFlags = ExpireFlags {
+        xx: true,
+        ..Self::NONE
+    };
+    /// GT.
+    pub const GT: ExpireFlags = ExpireFlags {
+        gt: true,
+        ..Self::NONE
+    };
+    /// LT.
+    pub const LT: ExpireFlags = ExpireFlags {
+        lt: true,
+        ..Self::NONE
+    };
+}
+
+/// The Redis type of a key (only strings exist in quorra).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// The key does not exist.
+    None,
+    /// A string value.
+    String,
+}
+
+impl KeyType {
+    /// The TYPE reply text: `none` or `string`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyType::None => "none",
+            KeyType::String => "string",
+        }
+    }
+}
+
+/// Whether an access reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    /// A read (GET, EXISTS, ...).
+    Read,
+    /// A write (SET, DEL, INCR, ...).
+    Write,
+}
+
+/// A hook called on every keyed access, before the shard lock is taken; where a hot-key
+/// detector plugs in. It must be cheap and must not call back into the store.
+pub trait AccessObserver: Send + Sync {
+    /// Called with the key's xxh3-64 hash, the key and the kind of access.
+    fn on_access(&self, hash: u64, key: &[u8], kind: AccessKind);
+}
+
+/// What one call of [`crate::Store::tick`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExpireCycleReport {
+    /// Deadlines examined.
+    pub sampled: u64,
+    /// Live entries removed because their TTL had passed.
+    pub expired: u64,
+    /// Tombstones removed because their grace period had passed.
+    pub purged_tombstones: u64,
+    /// Whether the cycle stopped on its time or iteration budget.
+    pub budget_exhausted: bool,
+}

@@ -1,0 +1,442 @@
+//! One shard: a slab of slots, a hash index over it, an LRU list, a tombstone list and
+//! a vector of slots that carry a deadline. Plain data; the caller holds the lock.
+//!
+//! Layout:
+//!
+//! ```text
+//!  table: HashTable<u32>   -- slot indices, hashed by the stored xxh3 key hash
+//!  slots: Vec<Slot>        -- 64 bytes each; freed slots form a free list via `next`
+//!  lru:   List             -- live slots, most recently used at the head
+//!  tombs: List             -- tombstone slots, newest at the head
+//!  deadlines: Vec<Deadline>-- (slot, ms) for live entries with a TTL and for
+//!                             tombstones (their purge time); a slot knows its position
+//!                             here, so removal is a swap-remove, O(1)
+//! ```
+//!
+//! A key keeps its slot for its whole life, including overwrites, TTL changes, and a
+//! delete that leaves a tombstone; the slot is only freed when the entry is removed
+//! outright (expiry, eviction, purge, FLUSHALL, or delete without tombstones). SCAN's
+//! cursor relies on this.
+//!
+//! Key and value share one heap allocation (`key ++ value`): one allocation header per
+//! entry instead of two. Reads copy the value out into a fresh `Bytes`.
+//!
+//! The shard keeps its own byte and entry counters; the global budget is the caller's
+//! business ([`crate::memory`]).
+
+use hashbrown::HashTable;
+
+use crate::lru::{Links, List, NIL};
+use crate::memory::ENTRY_OVERHEAD;
+use crate::version::Version;
+
+/// What a slot currently holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Free,
+    Live,
+    Tombstone,
+}
+
+/// One entry. 64 bytes: one cache line.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// Key bytes followed by value bytes (a tombstone holds the key only).
+    data: Box<[u8]>,
+    /// xxh3-64 of the key, computed once per operation.
+    hash: u64,
+    version: Version,
+    prev: u32,
+    next: u32,
+    key_len: u32,
+    /// Position in `Shard::deadlines`, or `NIL`.
+    deadline: u32,
+    state: State,
+}
+
+impl Links for Slot {
+    fn prev(&self) -> u32 {
+        self.prev
+    }
+    fn next(&self) -> u32 {
+        self.next
+    }
+    fn set_prev(&mut self, p: u32) {
+        self.prev = p;
+    }
+    fn set_next(&mut self, n: u32) {
+        self.next = n;
+    }
+}
+
+impl Slot {
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.data[..self.key_len as usize]
+    }
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.data[self.key_len as usize..]
+    }
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
+    pub(crate) fn version(&self) -> Version {
+        self.version
+    }
+    pub(crate) fn state(&self) -> State {
+        self.state
+    }
+    /// Accounted size: key + value + [`ENTRY_OVERHEAD`].
+    pub(crate) fn size(&self) -> u64 {
+        self.data.len() as u64 + ENTRY_OVERHEAD
+    }
+}
+
+/// A slot with a deadline: expiry time of a live entry, purge time of a tombstone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) slot: u32,
+    /// Milliseconds since the epoch.
+    pub(crate) at_ms: u64,
+}
+
+/// Builds the `key ++ value` allocation with exact capacity.
+pub(crate) fn make_data(key: &[u8], value_parts: &[&[u8]]) -> Box<[u8]> {
+    let len = key.len() + value_parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut v = Vec::with_capacity(len);
+    v.extend_from_slice(key);
+    for p in value_parts {
+        v.extend_from_slice(p);
+    }
+    v.into_boxed_slice()
+}
+
+/// The data of one shard. See the module docs.
+#[derive(Debug, Default)]
+pub(crate) struct Shard {
+    table: HashTable<u32>,
+    slots: Vec<Slot>,
+    free_head: Option<u32>,
+    lru: List,
+    tombs: List,
+    deadlines: Vec<Deadline>,
+    /// Accounted bytes of all occupied slots.
+    bytes: u64,
+    /// Round-robin position of the active expiry cycle in `deadlines`.
+    pub(crate) expire_cursor: usize,
+}
+
+impl Shard {
+    pub(crate) fn slot(&self, i: u32) -> &Slot {
+        &self.slots[i as usize]
+    }
+
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub(crate) fn live(&self) -> u64 {
+        u64::from(self.lru.len())
+    }
+
+    pub(crate) fn tombstones(&self) -> u64 {
+        u64::from(self.tombs.len())
+    }
+
+    pub(crate) fn deadlines(&self) -> &[Deadline] {
+        &self.deadlines
+    }
+
+    /// The slot holding `key` (live or tombstone).
+    pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&i| {
+                let s = &slots[i as usize];
+                s.hash == hash && s.key() == key
+            })
+            .copied()
+    }
+
+    /// Deadline of slot `i` (expiry of a live entry, purge time of a tombstone).
+    pub(crate) fn deadline(&self, i: u32) -> Option<u64> {
+        let d = self.slots[i as usize].deadline;
+        (d != NIL).then(|| self.deadlines[d as usize].at_ms)
+    }
+
+    pub(crate) fn set_deadline(&mut self, i: u32, at: Option<u64>) {
+        let d = self.slots[i as usize].deadline;
+        match (d != NIL, at) {
+            (true, Some(at_ms)) => self.deadlines[d as usize].at_ms = at_ms,
+            (false, Some(at_ms)) => {
+                self.slots[i as usize].deadline =
+                    u32::try_from(self.deadlines.len()).expect("deadline vector below 2^32");
+                self.deadlines.push(Deadline { slot: i, at_ms });
+            }
+            (true, None) => {
+                self.deadlines.swap_remove(d as usize);
+                if let Some(moved) = self.deadlines.get(d as usize) {
+                    self.slots[moved.slot as usize].deadline = d;
+                }
+                self.slots[i as usize].deadline = NIL;
+            }
+            (false, None) => {}
+        }
+    }
+
+    /// Replaces the version of slot `i` (a metadata-only write such as EXPIRE).
+    pub(crate) fn set_version(&mut self, i: u32, v: Version) {
+        self.slots[i as usize].version = v;
+    }
+
+    /// Marks `i` most recently used (no-op for tombstones).
+    pub(crate) fn touch(&mut self, i: u32) {
+        if self.slots[i as usize].state == State::Live {
+            self.lru.move_to_front(&mut self.slots, i);
+        }
+    }
+
+    /// Stores `data` (key ++ value) for `hash` in slot `at` (which must hold the same
+    /// key) or in a new slot, as `state` (`Live` or `Tombstone`), with `deadline` and
+    /// `version`. A live entry becomes most recently used. Returns the slot index and
+    /// the accounted size the slot had before (0 for a new slot).
+    #[allow(clippy::too_many_arguments)] // every field of a slot; a struct would only rename them
+    pub(crate) fn put(
+        &mut self,
+        at: Option<u32>,
+        hash: u64,
+        data: Box<[u8]>,
+        key_len: u32,
+        state: State,
+        deadline: Option<u64>,
+        version: Version,
+    ) -> (u32, u64) {
+        debug_assert!(state != State::Free);
+        let new_size = data.len() as u64 + ENTRY_OVERHEAD;
+        let (i, old_size) = match at {
+            Some(i) => {
+                let s = &mut self.slots[i as usize];
+                let old = s.size();
+                match s.state {
+                    State::Live => self.lru.unlink(&mut self.slots, i),
+                    State::Tombstone => self.tombs.unlink(&mut self.slots, i),
+                    State::Free => unreachable!("put into a free slot"),
+                }
+                let s = &mut self.slots[i as usize];
+                s.data = data;
+                s.key_len = key_len;
+                s.version = version;
+                s.state = state;
+                (i, old)
+            }
+            None => {
+                let slot = Slot {
+                    data,
+                    hash,
+                    version,
+                    prev: NIL,
+                    next: NIL,
+                    key_len,
+                    deadline: NIL,
+                    state,
+                };
+                let i = match self.free_head {
+                    Some(i) => {
+                        let next = self.slots[i as usize].next;
+                        self.free_head = (next != NIL).then_some(next);
+                        self.slots[i as usize] = slot;
+                        i
+                    }
+                    None => {
+                        let i = u32::try_from(self.slots.len())
+                            .ok()
+                            .filter(|&i| i != NIL)
+                            .expect("shard holds fewer than 2^32-1 slots");
+                        self.slots.push(slot);
+                        i
+                    }
+                };
+                let slots = &self.slots;
+                self.table
+                    .insert_unique(hash, i, |&j| slots[j as usize].hash);
+                (i, 0)
+            }
+        };
+        match state {
+            State::Live => self.lru.push_front(&mut self.slots, i),
+            _ => self.tombs.push_front(&mut self.slots, i),
+        }
+        self.set_deadline(i, deadline);
+        self.bytes = self.bytes - old_size + new_size;
+        (i, old_size)
+    }
+
+    /// Removes slot `i` outright and frees it. Returns its accounted size.
+    pub(crate) fn remove(&mut self, i: u32) -> u64 {
+        let hash = self.slots[i as usize].hash;
+        match self.table.find_entry(hash, |&j| j == i) {
+            Ok(e) => {
+                e.remove();
+            }
+            Err(_) => unreachable!("occupied slot missing from the index"),
+        }
+        match self.slots[i as usize].state {
+            State::Live => self.lru.unlink(&mut self.slots, i),
+            State::Tombstone => self.tombs.unlink(&mut self.slots, i),
+            State::Free => unreachable!("removing a free slot"),
+        }
+        self.set_deadline(i, None);
+        let s = &mut self.slots[i as usize];
+        let size = s.size();
+        s.data = Box::default();
+        s.key_len = 0;
+        s.state = State::Free;
+        s.prev = NIL;
+        s.next = self.free_head.unwrap_or(NIL);
+        self.free_head = Some(i);
+        self.bytes -= size;
+        size
+    }
+
+    /// The eviction candidate: the least recently used live slot not in `protect`,
+    /// else the oldest tombstone not in `protect`.
+    pub(crate) fn eviction_candidate(&self, protect: &[u32]) -> Option<u32> {
+        for list in [&self.lru, &self.tombs] {
+            let mut cur = list.tail().unwrap_or(NIL);
+            while cur != NIL {
+                if !protect.contains(&cur) {
+                    return Some(cur);
+                }
+                cur = self.slots[cur as usize].prev;
+            }
+        }
+        None
+    }
+
+    /// Removes everything; keeps the allocations' capacity small again.
+    pub(crate) fn clear(&mut self) {
+        *self = Shard::default();
+    }
+
+    /// Live slots from most to least recently used.
+    pub(crate) fn lru_order(&self) -> impl Iterator<Item = u32> + '_ {
+        self.lru.iter(&self.slots)
+    }
+
+    /// Checks the shard's internal invariants; returns a description of the first
+    /// violation.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let mut bytes = 0;
+        let (mut live, mut tombs) = (0u64, 0u64);
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.state == State::Free {
+                continue;
+            }
+            bytes += s.size();
+            match s.state {
+                State::Live => live += 1,
+                _ => tombs += 1,
+            }
+            let i = i as u32;
+            if self.find(s.hash, s.key()) != Some(i) {
+                return Err(format!("slot {i} not found through the index"));
+            }
+            if s.hash != xxhash_rust::xxh3::xxh3_64(s.key()) {
+                return Err(format!("slot {i} has a stale hash"));
+            }
+            if s.deadline != NIL && self.deadlines[s.deadline as usize].slot != i {
+                return Err(format!("slot {i} deadline back-pointer is wrong"));
+            }
+            if s.state == State::Tombstone && s.deadline == NIL && !s.value().is_empty() {
+                return Err(format!("tombstone {i} carries a value"));
+            }
+        }
+        if bytes != self.bytes {
+            return Err(format!(
+                "shard bytes {} != sum of slots {bytes}",
+                self.bytes
+            ));
+        }
+        if self.table.len() as u64 != live + tombs {
+            return Err("index size != occupied slots".into());
+        }
+        if self.lru.iter(&self.slots).count() as u64 != live || self.live() != live {
+            return Err("LRU list does not hold exactly the live slots".into());
+        }
+        if self.tombs.iter(&self.slots).count() as u64 != tombs || self.tombstones() != tombs {
+            return Err("tombstone list does not hold exactly the tombstones".into());
+        }
+        for (d, dl) in self.deadlines.iter().enumerate() {
+            if self.slots[dl.slot as usize].deadline as usize != d {
+                return Err(format!(
+                    "deadline {d} points at a slot that does not point back"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot>(), 64);
+    }
+
+    #[test]
+    fn slots_are_reused_and_keep_their_index_on_overwrite() {
+        let mut sh = Shard::default();
+        let h = |k: &[u8]| xxhash_rust::xxh3::xxh3_64(k);
+        let (a, _) = sh.put(
+            None,
+            h(b"a"),
+            make_data(b"a", &[b"1"]),
+            1,
+            State::Live,
+            None,
+            Version::ZERO,
+        );
+        let (b, _) = sh.put(
+            None,
+            h(b"b"),
+            make_data(b"b", &[b"2"]),
+            1,
+            State::Live,
+            Some(5),
+            Version::ZERO,
+        );
+        let (a2, old) = sh.put(
+            Some(a),
+            h(b"a"),
+            make_data(b"a", &[b"longer"]),
+            1,
+            State::Live,
+            None,
+            Version::ZERO,
+        );
+        assert_eq!((a2, old), (a, 2 + ENTRY_OVERHEAD));
+        assert_eq!(sh.lru_order().collect::<Vec<_>>(), [a, b]);
+        sh.check().unwrap();
+        sh.remove(b);
+        sh.check().unwrap();
+        let (c, _) = sh.put(
+            None,
+            h(b"c"),
+            make_data(b"c", &[]),
+            1,
+            State::Live,
+            None,
+            Version::ZERO,
+        );
+        assert_eq!(c, b, "freed slot is reused");
+        assert_eq!(sh.find(h(b"c"), b"c"), Some(c));
+        assert_eq!(sh.find(h(b"b"), b"b"), None);
+        sh.check().unwrap();
+    }
+}

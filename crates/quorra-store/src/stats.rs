@@ -1,0 +1,109 @@
+//! Counters, cheap to read: relaxed atomics, one set per shard, summed on demand.
+//!
+//! `entries`, `tombstones` and `used_bytes` are written under the shard's lock (stored,
+//! not added, so they equal the shard's own counters when it is unlocked); the event
+//! counters are `fetch_add`s. Reading never takes a lock, so a snapshot taken while
+//! writers run mixes slightly different instants across shards.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// The counters of one shard.
+#[derive(Debug, Default)]
+pub(crate) struct ShardStats {
+    pub(crate) entries: AtomicU64,
+    pub(crate) tombstones: AtomicU64,
+    pub(crate) used_bytes: AtomicU64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    pub(crate) evictions: AtomicU64,
+    pub(crate) expirations: AtomicU64,
+}
+
+impl ShardStats {
+    pub(crate) fn hit(&self) {
+        self.hits.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn miss(&self) {
+        self.misses.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn evicted(&self) {
+        self.evictions.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn expired(&self) {
+        self.expirations.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn snapshot(&self) -> ShardStatsSnapshot {
+        ShardStatsSnapshot {
+            entries: self.entries.load(Relaxed),
+            tombstones: self.tombstones.load(Relaxed),
+            used_bytes: self.used_bytes.load(Relaxed),
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            evictions: self.evictions.load(Relaxed),
+            expirations: self.expirations.load(Relaxed),
+        }
+    }
+}
+
+/// A copy of one shard's counters (or their sum over all shards).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardStatsSnapshot {
+    /// Live (visible) entries.
+    pub entries: u64,
+    /// Tombstones awaiting purge.
+    pub tombstones: u64,
+    /// Accounted bytes of live entries and tombstones.
+    pub used_bytes: u64,
+    /// Reads that found a live entry.
+    pub hits: u64,
+    /// Reads that found nothing (or an expired entry).
+    pub misses: u64,
+    /// Entries removed to make room.
+    pub evictions: u64,
+    /// Entries removed because their TTL had passed (lazily or by the active cycle).
+    pub expirations: u64,
+}
+
+impl ShardStatsSnapshot {
+    fn add(&mut self, o: &ShardStatsSnapshot) {
+        self.entries += o.entries;
+        self.tombstones += o.tombstones;
+        self.used_bytes += o.used_bytes;
+        self.hits += o.hits;
+        self.misses += o.misses;
+        self.evictions += o.evictions;
+        self.expirations += o.expirations;
+    }
+}
+
+/// Store-wide statistics, as returned by [`crate::Store::stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Sum over all shards.
+    pub total: ShardStatsSnapshot,
+    /// Per shard, by shard index.
+    pub shards: Vec<ShardStatsSnapshot>,
+    /// `maxmemory`, bytes (0 = unlimited).
+    pub maxmemory: u64,
+    /// The global accounted total (reserved + committed), bytes.
+    pub accounted_bytes: u64,
+}
+
+impl StoreStats {
+    pub(crate) fn from_shards(
+        shards: Vec<ShardStatsSnapshot>,
+        maxmemory: u64,
+        accounted: u64,
+    ) -> Self {
+        let mut total = ShardStatsSnapshot::default();
+        for s in &shards {
+            total.add(s);
+        }
+        Self {
+            total,
+            shards,
+            maxmemory,
+            accounted_bytes: accounted,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Memory limit, eviction policy and run-time changes.
+
+mod common;
+
+use common::small_store;
+use quorra_store::{ENTRY_OVERHEAD, MaxmemoryPolicy, SetOptions, StoreError};
+
+fn size(k: &str, v: usize) -> u64 {
+    k.len() as u64 + v as u64 + ENTRY_OVERHEAD
+}
+
+#[test]
+fn writes_evict_least_recently_used_first() {
+    let limit = 3 * size("k0", 10);
+    let (s, _) = small_store(limit, 1);
+    for k in ["k0", "k1", "k2"] {
+        s.set(k.as_bytes(), &[0; 10], SetOptions::default())
+            .unwrap();
+    }
+    s.get(b"k0");
+    s.set(b"k3", &[0; 10], SetOptions::default()).unwrap();
+    assert_eq!(s.get(b"k1"), None, "k1 was least recently used");
+    assert!(s.get(b"k0").is_some() && s.get(b"k2").is_some() && s.get(b"k3").is_some());
+    assert_eq!(s.stats().total.evictions, 1);
+    assert!(s.used_memory() <= limit);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn an_entry_larger_than_maxmemory_is_refused() {
+    let (s, _) = small_store(1_000, 4);
+    s.set(b"small", b"x", SetOptions::default()).unwrap();
+    let err = s
+        .set(b"big", &[0; 1_000], SetOptions::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::EntryTooLarge { limit: 1_000, .. }),
+        "{err:?}"
+    );
+    assert!(
+        s.get(b"small").is_some(),
+        "nothing was evicted for a hopeless write"
+    );
+}
+
+#[test]
+fn noeviction_answers_out_of_memory() {
+    let limit = 2 * size("k0", 10);
+    let (s, _) = small_store(limit, 2);
+    s.set_policy(MaxmemoryPolicy::NoEviction);
+    s.set(b"k0", &[0; 10], SetOptions::default()).unwrap();
+    s.set(b"k1", &[0; 10], SetOptions::default()).unwrap();
+    assert_eq!(
+        s.set(b"k2", &[0; 10], SetOptions::default()),
+        Err(StoreError::OutOfMemory)
+    );
+    assert_eq!(s.append(b"k0", b"more"), Err(StoreError::OutOfMemory));
+    // Writes that do not grow still work.
+    s.set(b"k0", &[1; 5], SetOptions::default()).unwrap();
+    assert_eq!(s.del(&["k1"]), 1);
+    s.set(b"k2", &[0; 10], SetOptions::default()).unwrap();
+    assert_eq!(s.stats().total.evictions, 0);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn cross_shard_eviction_when_the_writers_shard_is_empty() {
+    // 16 shards, room for ~4 entries: a write to an empty shard must evict elsewhere.
+    let limit = 4 * size("key-00", 100);
+    let (s, _) = small_store(limit, 16);
+    for i in 0..100 {
+        s.set(
+            format!("key-{i:02}").as_bytes(),
+            &[0; 100],
+            SetOptions::default(),
+        )
+        .unwrap();
+        assert!(s.used_memory() <= limit);
+    }
+    assert_eq!(s.dbsize(), 4);
+    assert_eq!(s.stats().total.evictions, 96);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn lowering_maxmemory_evicts_down_to_it() {
+    let (s, _) = small_store(0, 4);
+    for i in 0..100 {
+        s.set(format!("k{i}").as_bytes(), &[0; 50], SetOptions::default())
+            .unwrap();
+    }
+    let target = s.used_memory() / 2;
+    let evicted = s.set_maxmemory(target);
+    assert!(evicted >= 50, "{evicted}");
+    assert!(s.used_memory() <= target);
+    assert_eq!(s.maxmemory(), target);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn accounting_matches_entries_through_every_kind_of_write() {
+    let (s, _) = small_store(0, 4);
+    s.set(b"a", b"12345", SetOptions::default()).unwrap();
+    assert_eq!(s.used_memory(), size("a", 5));
+    s.append(b"a", b"678").unwrap();
+    assert_eq!(s.used_memory(), size("a", 8));
+    s.setrange(b"a", 20, b"x").unwrap();
+    assert_eq!(s.used_memory(), size("a", 21));
+    s.set(b"a", b"1", SetOptions::default()).unwrap();
+    s.incrby(b"a", 1000).unwrap();
+    assert_eq!(s.used_memory(), size("a", 4));
+    s.rename(b"a", b"bb").unwrap();
+    assert_eq!(s.used_memory(), size("bb", 4), "no tombstones with grace 0");
+    s.del(&["bb"]);
+    assert_eq!(s.used_memory(), 0);
+    s.check_invariants().unwrap();
+}

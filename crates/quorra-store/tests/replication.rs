@@ -1,0 +1,160 @@
+//! Last-writer-wins, tombstones and ring-range iteration.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::store;
+use quorra_store::{ApplyOutcome, SetOptions, Version, VersionedEntry, in_ring_range};
+
+fn v(ms: u64, node: u64) -> Version {
+    Version::new(ms, 0, node)
+}
+
+#[test]
+fn older_versions_never_overwrite_newer_ones() {
+    let (s, _) = store();
+    assert_eq!(
+        s.apply(b"k", VersionedEntry::value("new", v(200, 1))),
+        Ok(ApplyOutcome::Applied)
+    );
+    assert_eq!(
+        s.apply(b"k", VersionedEntry::value("old", v(100, 9))),
+        Ok(ApplyOutcome::Stale)
+    );
+    assert_eq!(s.get(b"k"), Some(Bytes::from("new")));
+    assert_eq!(
+        s.apply(b"k", VersionedEntry::value("new", v(200, 1))),
+        Ok(ApplyOutcome::Duplicate)
+    );
+    // Same time, higher node id wins.
+    assert_eq!(
+        s.apply(b"k", VersionedEntry::value("tie", v(200, 2))),
+        Ok(ApplyOutcome::Applied)
+    );
+    assert_eq!(s.get(b"k"), Some(Bytes::from("tie")));
+    assert_eq!(s.get_versioned(b"k").unwrap().version, v(200, 2));
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn local_writes_are_newer_than_anything_observed() {
+    let (s, _) = store();
+    let far_future = v(common::T0 + 1_000_000, 7);
+    s.apply(b"k", VersionedEntry::value("remote", far_future))
+        .unwrap();
+    s.set(b"k", b"local", SetOptions::default()).unwrap();
+    let e = s.get_versioned(b"k").unwrap();
+    assert!(e.version > far_future);
+    assert_eq!(e.value, "local");
+    let a = s.get_versioned(b"k").unwrap().version;
+    s.incr(b"n").unwrap();
+    assert!(s.get_versioned(b"n").unwrap().version > a);
+}
+
+#[test]
+fn tombstone_blocks_resurrection_until_purged() {
+    let (s, clock) = common::store_with(quorra_store::StoreConfig {
+        tombstone_grace_ms: 10_000,
+        ..Default::default()
+    });
+    s.apply(b"k", VersionedEntry::value("v1", v(100, 1)))
+        .unwrap();
+    assert_eq!(
+        s.apply(b"k", VersionedEntry::tombstone(v(300, 1))),
+        Ok(ApplyOutcome::Applied)
+    );
+    assert_eq!(s.get(b"k"), None);
+    assert_eq!(
+        (s.exists(&["k"]), s.dbsize()),
+        (0, 0),
+        "tombstones are invisible"
+    );
+    assert_eq!(s.keys(b"*").len(), 0);
+    assert_eq!(s.scan(0, None, 100).1.len(), 0);
+    assert_eq!(s.stats().total.tombstones, 1);
+    // A stale write (older than the delete) is refused.
+    assert_eq!(
+        s.apply(b"k", VersionedEntry::value("v2", v(200, 1))),
+        Ok(ApplyOutcome::Stale)
+    );
+    assert_eq!(s.get(b"k"), None);
+    let t = s.get_versioned(b"k").unwrap();
+    assert!(t.tombstone && t.version == v(300, 1));
+    // The grace period passes; the active cycle purges the tombstone.
+    clock.advance(Duration::from_millis(10_001));
+    let r = s.tick(common::T0 + 10_001);
+    assert_eq!(r.purged_tombstones, 1);
+    assert_eq!(s.stats().total.tombstones, 0);
+    assert_eq!(s.used_memory(), 0);
+    // Now the same stale write is accepted: the guard is gone.
+    assert_eq!(
+        s.apply(b"k", VersionedEntry::value("v2", v(200, 1))),
+        Ok(ApplyOutcome::Applied)
+    );
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn local_delete_leaves_a_versioned_tombstone() {
+    let (s, _) = store();
+    s.set(b"k", b"v", SetOptions::default()).unwrap();
+    let live = s.get_versioned(b"k").unwrap().version;
+    assert_eq!(s.del(&["k"]), 1);
+    let t = s.get_versioned(b"k").unwrap();
+    assert!(t.tombstone && t.version > live);
+    assert_eq!(
+        s.apply(b"k", VersionedEntry::value("x", live)),
+        Ok(ApplyOutcome::Stale)
+    );
+    // A local write after the delete reuses the key.
+    s.set(b"k", b"again", SetOptions::default()).unwrap();
+    assert_eq!(s.get(b"k"), Some(Bytes::from("again")));
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn applying_an_already_expired_entry_deletes() {
+    let (s, _) = store();
+    s.apply(b"k", VersionedEntry::value("v", v(1, 1))).unwrap();
+    let mut e = VersionedEntry::value("v2", v(2, 1));
+    e.expire_at_ms = Some(common::T0 - 1);
+    assert_eq!(s.apply(b"k", e), Ok(ApplyOutcome::Applied));
+    assert_eq!(s.get(b"k"), None);
+    assert!(s.get_versioned(b"k").unwrap().tombstone);
+}
+
+#[test]
+fn visit_range_matches_a_naive_filter_with_wraparound() {
+    let (s, _) = store();
+    for i in 0..400 {
+        s.set(format!("k{i}").as_bytes(), b"v", SetOptions::default())
+            .unwrap();
+    }
+    s.del(&["k1", "k2"]);
+    let all: Vec<u64> = (0..400)
+        .map(|i| xxhash_rust::xxh3::xxh3_64(format!("k{i}").as_bytes()))
+        .collect();
+    let mut sorted = all.clone();
+    sorted.sort_unstable();
+    let (a, b) = (sorted[100], sorted[300]);
+    for (start, end) in [(a, b), (b, a), (a, a), (0, u64::MAX)] {
+        let mut seen = Vec::new();
+        let mut tombs = 0;
+        s.visit_range(start, end, |e| {
+            assert_eq!(e.hash, xxhash_rust::xxh3::xxh3_64(e.key));
+            tombs += usize::from(e.tombstone);
+            seen.push(e.hash);
+        });
+        let expected = all
+            .iter()
+            .filter(|&&h| in_ring_range(h, start, end))
+            .count();
+        assert_eq!(seen.len(), expected, "range ({start}, {end}]");
+        assert!(tombs <= 2);
+    }
+    assert!(in_ring_range(5, 10, 5) && in_ring_range(11, 10, 5) && !in_ring_range(7, 10, 5));
+    assert!(in_ring_range(7, 3, 3), "start == end is the full ring");
+    assert!(!in_ring_range(3, 3, 9), "start is excluded");
+}
