@@ -24,8 +24,8 @@ pub enum StoreError {
         /// Current `maxmemory`, bytes.
         limit: u64,
     },
-    /// The string would exceed the configured maximum string length (APPEND, SETRANGE).
-    /// Give up.
+    /// The string would exceed the configured maximum string length (APPEND, SETRANGE),
+    /// or a key is longer than [`crate::MAX_KEY_LEN`]. Give up.
     ///
     /// Redis: `-ERR string exceeds maximum allowed size (proto-max-bulk-len)`
     #[error("string exceeds maximum allowed size (proto-max-bulk-len)")]

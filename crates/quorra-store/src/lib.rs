@@ -13,7 +13,7 @@
 //!   options, INCR family, APPEND, GETRANGE/SETRANGE, EXPIRE family, SCAN, RENAME,
 //!   COPY, ...), replication entry points ([`Store::apply`], [`Store::visit_range`]),
 //!   eviction, stats.
-//! * [`shard`](crate::store#sharding) — slab of 64-byte slots, `hashbrown::HashTable<u32>`
+//! * `shard` (private, see [`store`](crate::store#sharding)) — slab of 56-byte slots, `hashbrown::HashTable<u32>`
 //!   index, O(1) intrusive LRU (`lru`), deadline vector for TTLs and tombstones.
 //! * [`memory`] — the global reserve-before-write budget and [`ENTRY_OVERHEAD`].
 //! * [`expiry`] — the active expiry cycle driven by [`Store::tick`].
@@ -62,5 +62,5 @@ pub use entry::{
 pub use error::StoreError;
 pub use memory::ENTRY_OVERHEAD;
 pub use stats::{ShardStatsSnapshot, StoreStats};
-pub use store::{MaxmemoryPolicy, Store, StoreConfig, in_ring_range};
+pub use store::{MAX_KEY_LEN, MaxmemoryPolicy, Store, StoreConfig, in_ring_range};
 pub use version::{HybridClock, Version};

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!  table: HashTable<u32>   -- slot indices, hashed by the stored xxh3 key hash
-//!  slots: Vec<Slot>        -- 64 bytes each; freed slots form a free list via `next`
+//!  slots: Vec<Slot>        -- 56 bytes each; freed slots form a free list via `next`
 //!  lru:   List             -- live slots, most recently used at the head
 //!  tombs: List             -- tombstone slots, newest at the head
 //!  deadlines: Vec<Deadline>-- (slot, ms) for live entries with a TTL and for
@@ -38,7 +38,21 @@ pub(crate) enum State {
     Tombstone,
 }
 
-/// One entry. 64 bytes: one cache line.
+/// Longest key a slot can hold, bytes (the top two bits of the length word hold the
+/// slot state). Redis's own limit (512 MiB) is lower.
+pub(crate) const MAX_KEY_LEN: usize = (FREE_BIT - 1) as usize;
+/// `meta` bit: the slot holds a tombstone.
+const TOMBSTONE_BIT: u32 = 1 << 31;
+/// `meta` bit: the slot is on the free list.
+const FREE_BIT: u32 = 1 << 30;
+
+/// One entry, 56 bytes:
+///
+/// ```text
+/// data (ptr, len) 16 | hash 8 | version 16 | prev 4 | next 4 | meta 4 | deadline 4
+/// ```
+///
+/// `meta` is the key length in the low 30 bits plus the state bits.
 #[derive(Debug)]
 pub(crate) struct Slot {
     /// Key bytes followed by value bytes (a tombstone holds the key only).
@@ -48,10 +62,10 @@ pub(crate) struct Slot {
     version: Version,
     prev: u32,
     next: u32,
-    key_len: u32,
+    /// Key length (low 30 bits), `TOMBSTONE_BIT`, `FREE_BIT`.
+    meta: u32,
     /// Position in `Shard::deadlines`, or `NIL`.
     deadline: u32,
-    state: State,
 }
 
 impl Links for Slot {
@@ -70,11 +84,23 @@ impl Links for Slot {
 }
 
 impl Slot {
+    fn key_len(&self) -> usize {
+        (self.meta & (FREE_BIT - 1)) as usize
+    }
+    fn meta(key_len: u32, state: State) -> u32 {
+        debug_assert!(key_len as usize <= MAX_KEY_LEN);
+        key_len
+            | match state {
+                State::Live => 0,
+                State::Tombstone => TOMBSTONE_BIT,
+                State::Free => FREE_BIT,
+            }
+    }
     pub(crate) fn key(&self) -> &[u8] {
-        &self.data[..self.key_len as usize]
+        &self.data[..self.key_len()]
     }
     pub(crate) fn value(&self) -> &[u8] {
-        &self.data[self.key_len as usize..]
+        &self.data[self.key_len()..]
     }
     pub(crate) fn hash(&self) -> u64 {
         self.hash
@@ -83,7 +109,13 @@ impl Slot {
         self.version
     }
     pub(crate) fn state(&self) -> State {
-        self.state
+        if self.meta & FREE_BIT != 0 {
+            State::Free
+        } else if self.meta & TOMBSTONE_BIT != 0 {
+            State::Tombstone
+        } else {
+            State::Live
+        }
     }
     /// Accounted size: key + value + [`ENTRY_OVERHEAD`].
     pub(crate) fn size(&self) -> u64 {
@@ -194,7 +226,7 @@ impl Shard {
 
     /// Marks `i` most recently used (no-op for tombstones).
     pub(crate) fn touch(&mut self, i: u32) {
-        if self.slots[i as usize].state == State::Live {
+        if self.slots[i as usize].state() == State::Live {
             self.lru.move_to_front(&mut self.slots, i);
         }
     }
@@ -220,16 +252,15 @@ impl Shard {
             Some(i) => {
                 let s = &mut self.slots[i as usize];
                 let old = s.size();
-                match s.state {
+                match s.state() {
                     State::Live => self.lru.unlink(&mut self.slots, i),
                     State::Tombstone => self.tombs.unlink(&mut self.slots, i),
                     State::Free => unreachable!("put into a free slot"),
                 }
                 let s = &mut self.slots[i as usize];
                 s.data = data;
-                s.key_len = key_len;
+                s.meta = Slot::meta(key_len, state);
                 s.version = version;
-                s.state = state;
                 (i, old)
             }
             None => {
@@ -239,9 +270,8 @@ impl Shard {
                     version,
                     prev: NIL,
                     next: NIL,
-                    key_len,
+                    meta: Slot::meta(key_len, state),
                     deadline: NIL,
-                    state,
                 };
                 let i = match self.free_head {
                     Some(i) => {
@@ -283,7 +313,7 @@ impl Shard {
             }
             Err(_) => unreachable!("occupied slot missing from the index"),
         }
-        match self.slots[i as usize].state {
+        match self.slots[i as usize].state() {
             State::Live => self.lru.unlink(&mut self.slots, i),
             State::Tombstone => self.tombs.unlink(&mut self.slots, i),
             State::Free => unreachable!("removing a free slot"),
@@ -292,8 +322,7 @@ impl Shard {
         let s = &mut self.slots[i as usize];
         let size = s.size();
         s.data = Box::default();
-        s.key_len = 0;
-        s.state = State::Free;
+        s.meta = Slot::meta(0, State::Free);
         s.prev = NIL;
         s.next = self.free_head.unwrap_or(NIL);
         self.free_head = Some(i);
@@ -332,11 +361,11 @@ impl Shard {
         let mut bytes = 0;
         let (mut live, mut tombs) = (0u64, 0u64);
         for (i, s) in self.slots.iter().enumerate() {
-            if s.state == State::Free {
+            if s.state() == State::Free {
                 continue;
             }
             bytes += s.size();
-            match s.state {
+            match s.state() {
                 State::Live => live += 1,
                 _ => tombs += 1,
             }
@@ -350,7 +379,7 @@ impl Shard {
             if s.deadline != NIL && self.deadlines[s.deadline as usize].slot != i {
                 return Err(format!("slot {i} deadline back-pointer is wrong"));
             }
-            if s.state == State::Tombstone && s.deadline == NIL && !s.value().is_empty() {
+            if s.state() == State::Tombstone && !s.value().is_empty() {
                 return Err(format!("tombstone {i} carries a value"));
             }
         }
@@ -385,8 +414,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slot_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Slot>(), 64);
+    fn slot_is_56_bytes() {
+        assert_eq!(std::mem::size_of::<Slot>(), 56);
     }
 
     #[test]

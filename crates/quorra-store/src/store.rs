@@ -63,6 +63,9 @@ use crate::shard::{Shard, State, make_data};
 use crate::stats::{ShardStats, StoreStats};
 use crate::version::{HybridClock, Version};
 
+/// Longest key the store accepts, bytes; longer keys are refused with
+/// [`StoreError::ValueTooLarge`] (Redis's 512 MiB argument limit is lower anyway).
+pub const MAX_KEY_LEN: usize = crate::shard::MAX_KEY_LEN;
 /// Default number of shards (measured: see the crate docs).
 pub const DEFAULT_SHARDS: usize = 16;
 /// Largest allowed shard count.
@@ -460,6 +463,9 @@ impl Store {
         version: Version,
         protect: &[u32],
     ) -> Result<u32, Fail> {
+        if key_len > MAX_KEY_LEN {
+            return Err(StoreError::ValueTooLarge.into());
+        }
         let new = data.len() as u64 + crate::ENTRY_OVERHEAD;
         let limit = self.mem.limit();
         if limit != 0 && new > limit {
@@ -961,6 +967,9 @@ impl Store {
                 let found = self.find(sh, cell, h, key, now);
                 if nx && found.live.is_some() {
                     return Ok(false);
+                }
+                if key.len() > MAX_KEY_LEN {
+                    return Err(StoreError::ValueTooLarge.into());
                 }
                 let new = (key.len() + value.len()) as u64 + crate::ENTRY_OVERHEAD;
                 let limit = self.mem.limit();
