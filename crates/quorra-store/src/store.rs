@@ -1028,7 +1028,8 @@ impl Store {
     }
 
     /// RENAME: moves `src`'s value and TTL to `dst` (overwriting it); the source leaves
-    /// a tombstone. Errors with `NoSuchKey` when `src` is missing.
+    /// a tombstone. Errors with `NoSuchKey` when `src` is missing. Only the net growth
+    /// (destination minus what the source gives back) has to fit under `maxmemory`.
     pub fn rename(&self, src: &[u8], dst: &[u8]) -> Result<(), StoreError> {
         self.move_or_copy(src, dst, Transfer::Rename).map(|_| ())
     }
@@ -1072,26 +1073,91 @@ impl Store {
             if dst_found.live.is_some() && !may_overwrite {
                 return Ok(false);
             }
-            let (value, deadline) = {
+            let (value, deadline, src_size, src_key_len) = {
                 let sh = Self::guard(&mut guards, ss);
-                (make_data(dst, &[sh.slot(si).value()]), sh.deadline(si))
+                let s = sh.slot(si);
+                let data = make_data(dst, &[s.value()]);
+                (data, sh.deadline(si), s.size(), s.key().len() as u64)
             };
+            if dst.len() > MAX_KEY_LEN {
+                return Err(StoreError::ValueTooLarge.into());
+            }
+            let new = value.len() as u64 + crate::ENTRY_OVERHEAD;
+            let limit = self.mem.limit();
+            if limit != 0 && new > limit {
+                return Err(StoreError::EntryTooLarge { size: new, limit }.into());
+            }
+            let old_dst = dst_found
+                .slot
+                .map_or(0, |i| Self::guard(&mut guards, sd).slot(i).size());
+            let moving = !matches!(how, Transfer::Copy { .. });
+            // Bytes the source gives back by becoming a tombstone (or disappearing): a
+            // rename only needs room for the difference, reserved up front.
+            let credit = match (moving, self.tombstone_grace_ms) {
+                (false, _) => 0,
+                (true, 0) => src_size,
+                (true, _) => src_size - (src_key_len + crate::ENTRY_OVERHEAD),
+            };
+            let need = new.saturating_sub(old_dst);
+            let extra = need.saturating_sub(credit);
+            if extra > 0 {
+                let spare_dst: Vec<u32> = dst_found
+                    .slot
+                    .into_iter()
+                    .chain((ss == sd).then_some(si))
+                    .collect();
+                let spare_src = [si];
+                let mut evict = || {
+                    for (s, sh) in guards.iter_mut() {
+                        let spare: &[u32] = if *s == sd { &spare_dst } else { &spare_src };
+                        if self.evict_one(sh, &self.cells[*s], spare).is_some() {
+                            return true;
+                        }
+                    }
+                    false
+                };
+                self.reserve(extra, &mut evict)?;
+            }
+            // Commit; cannot fail. The source goes first so that the committed total
+            // never exceeds what is reserved.
+            if moving {
+                let sh = Self::guard(&mut guards, ss);
+                if self.tombstone_grace_ms == 0 {
+                    sh.remove(si);
+                } else {
+                    let purge_at = now.saturating_add(self.tombstone_grace_ms);
+                    let key_len = u32::try_from(src_key_len).expect("key length checked");
+                    let tomb = make_data(src, &[]);
+                    let v = self.hlc.next(now);
+                    sh.put(
+                        Some(si),
+                        hs,
+                        tomb,
+                        key_len,
+                        State::Tombstone,
+                        Some(purge_at),
+                        v,
+                    );
+                }
+                Self::sync_stats(sh, &self.cells[ss]);
+            }
             let version = self.hlc.next(now);
-            let protect: Vec<u32> = if ss == sd { vec![si] } else { Vec::new() };
             let sh = Self::guard(&mut guards, sd);
-            self.write(
-                sh,
-                &self.cells[sd],
-                hd,
+            let key_len = u32::try_from(dst.len()).expect("key length checked");
+            sh.put(
                 dst_found.slot,
+                hd,
                 value,
-                dst.len(),
+                key_len,
+                State::Live,
                 deadline,
                 version,
-                &protect,
-            )?;
-            if !matches!(how, Transfer::Copy { .. }) {
-                self.delete_slot(Self::guard(&mut guards, ss), &self.cells[ss], si, now);
+            );
+            Self::sync_stats(sh, &self.cells[sd]);
+            let surplus = old_dst.saturating_sub(new);
+            let release = extra + surplus + credit - need;
+            if release > 0 {
+                self.mem.release(release);
             }
             Ok(true)
         })

@@ -115,3 +115,15 @@ fn accounting_matches_entries_through_every_kind_of_write() {
     assert_eq!(s.used_memory(), 0);
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn rename_of_a_big_key_needs_only_the_net_growth() {
+    let limit = size("a", 500) + 10;
+    let (s, _) = small_store(limit, 4);
+    s.set(b"a", &[7; 500], SetOptions::default()).unwrap();
+    s.rename(b"a", b"bb").unwrap();
+    assert_eq!(s.get(b"bb").map(|v| v.len()), Some(500));
+    assert_eq!(s.used_memory(), size("bb", 500));
+    assert_eq!(s.stats().total.evictions, 0);
+    s.check_invariants().unwrap();
+}

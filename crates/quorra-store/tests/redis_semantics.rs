@@ -418,3 +418,29 @@ fn scan_returns_keys_present_for_the_whole_scan_despite_concurrent_writes() {
         );
     }
 }
+
+#[test]
+fn access_observer_sees_every_keyed_access() {
+    use quorra_store::{AccessKind, AccessObserver};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<(u64, Vec<u8>, AccessKind)>>);
+    impl AccessObserver for Log {
+        fn on_access(&self, hash: u64, key: &[u8], kind: AccessKind) {
+            self.0.lock().unwrap().push((hash, key.to_vec(), kind));
+        }
+    }
+    let log = Arc::new(Log::default());
+    let (s, _) = store();
+    let s = s.with_observer(log.clone());
+    s.set(b"k", b"v", SetOptions::default()).unwrap();
+    s.get(b"k");
+    s.get(b"other");
+    let seen = log.0.lock().unwrap();
+    let h = xxhash_rust::xxh3::xxh3_64(b"k");
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0], (h, b"k".to_vec(), AccessKind::Write));
+    assert_eq!(seen[1], (h, b"k".to_vec(), AccessKind::Read));
+    assert_eq!(seen[2].1, b"other".to_vec());
+}
