@@ -351,14 +351,23 @@ impl Store {
 
     /// Finds `key`, lazily expiring a live entry past its deadline and purging a
     /// tombstone past its grace period.
-    fn find(&self, sh: &mut Shard, cell: &Cell, h: u64, key: &[u8], now: u64) -> Found {
+    /// `now` is called only when the entry has a deadline, so reads of keys without a
+    /// TTL do not read the clock.
+    fn find(
+        &self,
+        sh: &mut Shard,
+        cell: &Cell,
+        h: u64,
+        key: &[u8],
+        now: impl FnOnce() -> u64,
+    ) -> Found {
         let Some(i) = sh.find(h, key) else {
             return Found {
                 live: None,
                 slot: None,
             };
         };
-        let expired = sh.deadline(i).is_some_and(|at| is_past(at, now));
+        let expired = sh.deadline(i).is_some_and(|at| is_past(at, now()));
         match (sh.slot(i).state(), expired) {
             (State::Live, false) => Found {
                 live: Some(i),
@@ -539,10 +548,9 @@ impl Store {
     /// GET: the value, promoting the entry to most recently used.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
         let (h, s) = self.locate(key, AccessKind::Read);
-        let now = self.now();
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        match self.find(&mut sh, cell, h, key, now).live {
+        match self.find(&mut sh, cell, h, key, || self.now()).live {
             Some(i) => {
                 sh.touch(i);
                 cell.stats.hit();
@@ -559,10 +567,9 @@ impl Store {
     /// promoting it or counting a hit.
     fn peek<T>(&self, key: &[u8], f: impl FnOnce(&Shard, Option<u32>) -> T) -> T {
         let (h, s) = self.locate(key, AccessKind::Read);
-        let now = self.now();
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let found = self.find(&mut sh, cell, h, key, now).live;
+        let found = self.find(&mut sh, cell, h, key, || self.now()).live;
         f(&sh, found)
     }
 
@@ -587,7 +594,7 @@ impl Store {
             let now = self.now();
             let cell = &self.cells[s];
             let mut sh = cell.shard.lock();
-            if let Some(i) = self.find(&mut sh, cell, h, key, now).live {
+            if let Some(i) = self.find(&mut sh, cell, h, key, || now).live {
                 sh.touch(i);
                 n += 1;
             }
@@ -781,7 +788,7 @@ impl Store {
                 SetExpiry::PxAt(t) => Some(option_deadline(false, t, 1, now, "set")?),
             };
             let mut sh = cell.shard.lock();
-            let found = self.find(&mut sh, cell, h, key, now);
+            let found = self.find(&mut sh, cell, h, key, || now);
             let previous = match (opts.get, found.live) {
                 (true, Some(i)) => Some(Bytes::copy_from_slice(sh.slot(i).value())),
                 _ => None,
@@ -864,7 +871,7 @@ impl Store {
         };
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let Some(i) = self.find(&mut sh, cell, h, key, now).live else {
+        let Some(i) = self.find(&mut sh, cell, h, key, || now).live else {
             cell.stats.miss();
             return Ok(None);
         };
@@ -896,7 +903,7 @@ impl Store {
         let now = self.now();
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let Some(i) = self.find(&mut sh, cell, h, key, now).live else {
+        let Some(i) = self.find(&mut sh, cell, h, key, || now).live else {
             cell.stats.miss();
             return None;
         };
@@ -915,7 +922,7 @@ impl Store {
             let now = self.now();
             let cell = &self.cells[s];
             let mut sh = cell.shard.lock();
-            if let Some(i) = self.find(&mut sh, cell, h, key, now).live {
+            if let Some(i) = self.find(&mut sh, cell, h, key, || now).live {
                 self.delete_slot(&mut sh, cell, i, now);
                 n += 1;
             }
@@ -964,7 +971,7 @@ impl Store {
             for &(h, s, key, value) in &items {
                 let cell = &self.cells[s];
                 let sh = Self::guard(&mut guards, s);
-                let found = self.find(sh, cell, h, key, now);
+                let found = self.find(sh, cell, h, key, || now);
                 if nx && found.live.is_some() {
                     return Ok(false);
                 }
@@ -1054,7 +1061,13 @@ impl Store {
         self.with_room(|| {
             let now = self.now();
             let mut guards = self.lock_many(&[ss, sd]);
-            let src_found = self.find(Self::guard(&mut guards, ss), &self.cells[ss], hs, src, now);
+            let src_found = self.find(
+                Self::guard(&mut guards, ss),
+                &self.cells[ss],
+                hs,
+                src,
+                || now,
+            );
             let Some(si) = src_found.live else {
                 return match how {
                     Transfer::Copy { .. } => Ok(false),
@@ -1064,7 +1077,13 @@ impl Store {
             if src == dst {
                 return Ok(matches!(how, Transfer::Rename));
             }
-            let dst_found = self.find(Self::guard(&mut guards, sd), &self.cells[sd], hd, dst, now);
+            let dst_found = self.find(
+                Self::guard(&mut guards, sd),
+                &self.cells[sd],
+                hd,
+                dst,
+                || now,
+            );
             let may_overwrite = match how {
                 Transfer::Rename => true,
                 Transfer::RenameNx => false,
@@ -1218,7 +1237,7 @@ impl Store {
         let (h, s) = self.locate(key, AccessKind::Write);
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let Some(i) = self.find(&mut sh, cell, h, key, now).live else {
+        let Some(i) = self.find(&mut sh, cell, h, key, || now).live else {
             return Ok(false);
         };
         let current = sh.deadline(i).map(|c| i64::try_from(c).unwrap_or(i64::MAX));
@@ -1250,7 +1269,7 @@ impl Store {
         let now = self.now();
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        match self.find(&mut sh, cell, h, key, now).live {
+        match self.find(&mut sh, cell, h, key, || now).live {
             Some(i) if sh.deadline(i).is_some() => {
                 sh.set_deadline(i, None);
                 sh.set_version(i, self.hlc.next(now));
@@ -1273,7 +1292,7 @@ impl Store {
         self.with_room(|| {
             let now = self.now();
             let mut sh = cell.shard.lock();
-            let found = self.find(&mut sh, cell, h, key, now);
+            let found = self.find(&mut sh, cell, h, key, || now);
             let current = found.live.map(|i| sh.slot(i).value());
             let (value, reply) = f(current)?;
             let Some(value) = value else {
@@ -1464,7 +1483,7 @@ impl Store {
         let now = self.now();
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let i = self.find(&mut sh, cell, h, key, now).slot?;
+        let i = self.find(&mut sh, cell, h, key, || now).slot?;
         let slot = sh.slot(i);
         let tombstone = slot.state() == State::Tombstone;
         Some(VersionedEntry {
