@@ -66,7 +66,10 @@ use crate::version::{HybridClock, Version};
 /// Longest key the store accepts, bytes; longer keys are refused with
 /// [`StoreError::ValueTooLarge`] (Redis's 512 MiB argument limit is lower anyway).
 pub const MAX_KEY_LEN: usize = crate::shard::MAX_KEY_LEN;
-/// Default number of shards (measured: see the crate docs).
+/// Default number of shards. `benches/store.rs` compares 1, 16 and 64 shards with two
+/// threads: one shard is clearly slower for SET (one lock for both threads); 16 and 64
+/// were within run-to-run noise on the 2-core machine used, so the smaller count (less
+/// fixed memory, fuller hash tables) is the default. See `BENCHMARKS.md`.
 pub const DEFAULT_SHARDS: usize = 16;
 /// Largest allowed shard count.
 pub const MAX_SHARDS: usize = 1 << 16;
@@ -122,7 +125,10 @@ impl Default for StoreConfig {
     }
 }
 
-/// One shard and its lock-free counters.
+/// One shard and its lock-free counters. Aligned to 128 bytes (two cache lines, the
+/// unit of adjacent-line prefetch on x86) so that threads working on neighbouring
+/// shards do not bounce each other's lock word and counters.
+#[repr(align(128))]
 struct Cell {
     shard: Mutex<Shard>,
     stats: ShardStats,
