@@ -2,9 +2,9 @@
 //!
 //! `used` counts accounted bytes (key + value + [`ENTRY_OVERHEAD`] per entry, live or
 //! tombstone) over the whole store. A write that grows the store first calls
-//! [`MemoryBudget::try_reserve`], a compare-and-swap loop that adds the growth only if
+//! `MemoryBudget::try_reserve`, a compare-and-swap loop that adds the growth only if
 //! the result stays within `limit`; only then does it modify the shard. Shrinking writes
-//! and deletions call [`MemoryBudget::release`] after the shard has been modified. So
+//! and deletions call `MemoryBudget::release` after the shard has been modified. So
 //! the sum of committed entry sizes is always ≤ `used` ≤ `limit` (`limit` 0 means
 //! unlimited), under any interleaving of writers, with no global lock.
 //!
