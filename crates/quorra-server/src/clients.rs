@@ -1,0 +1,113 @@
+//! The client registry: what CLIENT LIST, CLIENT INFO and INFO clients report.
+//!
+//! Each connection owns an `Arc<ClientInfo>` and updates it with relaxed atomics (last
+//! command, last interaction) or a small lock (name, library), so the hot path never
+//! touches the registry; the registry's lock is taken only to connect, disconnect and list.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::shared::unix_ms;
+
+/// One connected client.
+#[derive(Debug)]
+pub struct ClientInfo {
+    /// Unique, increasing id (CLIENT ID).
+    pub id: u64,
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// Local address.
+    pub laddr: SocketAddr,
+    /// Connect time, ms since the epoch.
+    pub created_ms: u64,
+    /// Last command time, ms since the epoch.
+    pub last_interaction_ms: AtomicU64,
+    /// Index in the command table of the last command, or `usize::MAX` for none.
+    pub last_command: AtomicUsize,
+    /// 2 or 3.
+    pub resp: AtomicU8,
+    /// CLIENT SETNAME / HELLO SETNAME.
+    pub name: Mutex<String>,
+    /// CLIENT SETINFO LIB-NAME and LIB-VER.
+    pub lib: Mutex<(String, String)>,
+}
+
+impl ClientInfo {
+    /// The CLIENT INFO / CLIENT LIST line for this client (without the newline).
+    pub fn describe(&self, now_ms: u64) -> String {
+        let command = match self.last_command.load(Ordering::Relaxed) {
+            usize::MAX => "NULL".to_owned(),
+            index => crate::commands::COMMANDS[index].name.to_owned(),
+        };
+        let (lib_name, lib_ver) = self.lib.lock().clone();
+        let mut line = String::new();
+        let _ = write!(
+            line,
+            "id={} addr={} laddr={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
+             cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            self.id,
+            self.addr,
+            self.laddr,
+            self.name.lock(),
+            now_ms.saturating_sub(self.created_ms) / 1000,
+            now_ms.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed)) / 1000,
+            command,
+            self.resp.load(Ordering::Relaxed),
+            lib_name,
+            lib_ver,
+        );
+        line
+    }
+}
+
+/// All connected clients.
+#[derive(Debug, Default)]
+pub struct ClientRegistry {
+    next_id: AtomicU64,
+    clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+}
+
+impl ClientRegistry {
+    /// Registers a new connection and returns its record.
+    pub fn connect(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
+        let now = unix_ms();
+        let info = Arc::new(ClientInfo {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            addr,
+            laddr,
+            created_ms: now,
+            last_interaction_ms: AtomicU64::new(now),
+            last_command: AtomicUsize::new(usize::MAX),
+            resp: AtomicU8::new(2),
+            name: Mutex::new(String::new()),
+            lib: Mutex::new((String::new(), String::new())),
+        });
+        self.clients.lock().insert(info.id, info.clone());
+        info
+    }
+
+    /// Removes a connection's record.
+    pub fn disconnect(&self, id: u64) {
+        self.clients.lock().remove(&id);
+    }
+
+    /// Number of connected clients.
+    pub fn len(&self) -> usize {
+        self.clients.lock().len()
+    }
+
+    /// True when no client is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the connected clients, by id.
+    pub fn list(&self) -> Vec<Arc<ClientInfo>> {
+        self.clients.lock().values().cloned().collect()
+    }
+}

@@ -1,0 +1,279 @@
+//! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use quorra_resp::{Protocol, encode};
+
+use super::{CommandError, Ctx, int_arg, is};
+use crate::shared::unix_ms;
+
+/// The Redis version quorra's command set and replies follow; clients that gate features
+/// on the server version read it from HELLO and INFO.
+pub const REDIS_COMPATIBLE_VERSION: &str = "7.2.0";
+
+/// PING [message]
+pub fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    match args {
+        [_] => encode::simple(ctx.out, "PONG"),
+        [_, message] => ctx.bulk(message),
+        _ => return Err(CommandError::arity("ping")),
+    }
+    Ok(())
+}
+
+/// ECHO message
+pub fn echo(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    ctx.bulk(&args[1]);
+    Ok(())
+}
+
+/// Checks a password for the default user. With no `requirepass`, the default user has
+/// no password and any password given with a user name is accepted, as in Redis.
+fn check_password(
+    ctx: &mut Ctx<'_>,
+    user: Option<&[u8]>,
+    password: &[u8],
+) -> Result<(), CommandError> {
+    let required = ctx.shared.settings.read().requirepass.clone();
+    let user_ok = user.is_none_or(|user| user == b"default");
+    match required {
+        None if user.is_none() => Err(CommandError::new(
+            "ERR AUTH <password> called without any password configured for the default user. \
+             Are you sure your configuration is correct?",
+        )),
+        None if user_ok => {
+            ctx.session.authenticated = true;
+            Ok(())
+        }
+        Some(required) if user_ok && required.as_bytes() == password => {
+            ctx.session.authenticated = true;
+            Ok(())
+        }
+        _ => Err(CommandError::new(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        )),
+    }
+}
+
+/// AUTH [username] password
+pub fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    match args {
+        [_, password] => check_password(ctx, None, password)?,
+        [_, user, password] => check_password(ctx, Some(user), password)?,
+        _ => return Err(CommandError::syntax()),
+    }
+    ctx.ok();
+    Ok(())
+}
+
+/// HELLO [protover [AUTH username password] [SETNAME clientname]]
+pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let mut protocol = ctx.session.protocol;
+    if let Some(version) = args.get(1) {
+        protocol = match quorra_store::numeric::parse_i64(version) {
+            Ok(2) => Protocol::Resp2,
+            Ok(3) => Protocol::Resp3,
+            Ok(_) => return Err(CommandError::new("NOPROTO unsupported protocol version")),
+            Err(_) => {
+                return Err(CommandError::new(
+                    "ERR Protocol version is not an integer or out of range",
+                ));
+            }
+        };
+    }
+    let mut name = None;
+    let mut rest = args.iter().skip(2);
+    while let Some(option) = rest.next() {
+        if is(option, "AUTH") {
+            let (Some(user), Some(password)) = (rest.next(), rest.next()) else {
+                return Err(CommandError::new(format!(
+                    "ERR Syntax error in HELLO option '{}'",
+                    String::from_utf8_lossy(option)
+                )));
+            };
+            check_password(ctx, Some(user), password)?;
+        } else if is(option, "SETNAME") {
+            let Some(value) = rest.next() else {
+                return Err(CommandError::new(
+                    "ERR Syntax error in HELLO option 'SETNAME'",
+                ));
+            };
+            name = Some(valid_name(value, "Client names")?);
+        } else {
+            return Err(CommandError::new(format!(
+                "ERR Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(option)
+            )));
+        }
+    }
+    if !ctx.session.authenticated && ctx.shared.settings.read().requirepass.is_some() {
+        return Err(CommandError::new(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+             HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+             select the RESP protocol version at the same time",
+        ));
+    }
+    if let Some(name) = name {
+        *ctx.session.info.name.lock() = name;
+    }
+    ctx.session.set_protocol(protocol);
+    ctx.map(7);
+    ctx.bulk(b"server");
+    ctx.bulk(b"quorra");
+    ctx.bulk(b"version");
+    ctx.bulk(REDIS_COMPATIBLE_VERSION.as_bytes());
+    ctx.bulk(b"proto");
+    ctx.int(if protocol == Protocol::Resp3 { 3 } else { 2 });
+    ctx.bulk(b"id");
+    ctx.int(ctx.session.info.id as i64);
+    ctx.bulk(b"mode");
+    ctx.bulk(b"standalone");
+    ctx.bulk(b"role");
+    ctx.bulk(b"master");
+    ctx.bulk(b"modules");
+    ctx.array(0);
+    Ok(())
+}
+
+/// SELECT index: only database 0 exists.
+pub fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    if int_arg(&args[1])? != 0 {
+        return Err(CommandError::new("ERR DB index is out of range"));
+    }
+    ctx.ok();
+    Ok(())
+}
+
+/// QUIT: replies OK, then the connection closes.
+pub fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
+    ctx.ok();
+    ctx.session.close = true;
+    Ok(())
+}
+
+/// RESET: back to a fresh connection's state (RESP2, no name, authenticated only if no
+/// password is required).
+pub fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
+    ctx.session.set_protocol(Protocol::Resp2);
+    ctx.session.authenticated = ctx.shared.settings.read().requirepass.is_none();
+    ctx.session.info.name.lock().clear();
+    encode::simple(ctx.out, "RESET");
+    Ok(())
+}
+
+/// A client or library name: no spaces, newlines or other special characters.
+fn valid_name(value: &[u8], what: &str) -> Result<String, CommandError> {
+    if value.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(CommandError::new(format!(
+            "ERR {what} cannot contain spaces, newlines or special characters."
+        )));
+    }
+    Ok(String::from_utf8_lossy(value).into_owned())
+}
+
+/// CLIENT ID | SETNAME | GETNAME | INFO | LIST | SETINFO
+pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    let arity_error = || CommandError::arity(&format!("client|{sub}"));
+    match (sub.as_str(), args.len()) {
+        ("id", 2) => ctx.int(ctx.session.info.id as i64),
+        ("setname", 3) => {
+            *ctx.session.info.name.lock() = valid_name(&args[2], "Client names")?;
+            ctx.ok();
+        }
+        ("getname", 2) => {
+            let name = ctx.session.info.name.lock().clone();
+            ctx.bulk_or_null((!name.is_empty()).then_some(name.as_bytes()));
+        }
+        ("info", 2) => {
+            let line = ctx.session.info.describe(unix_ms()) + "\n";
+            encode::verbatim_text(ctx.out, line.as_bytes(), ctx.protocol());
+        }
+        ("list", _) => client_list(ctx, &args[2..])?,
+        ("setinfo", 4) => {
+            let value = valid_name(
+                &args[3],
+                if is(&args[2], "LIB-NAME") {
+                    "lib-name"
+                } else {
+                    "lib-ver"
+                },
+            )?;
+            let mut lib = ctx.session.info.lib.lock();
+            if is(&args[2], "LIB-NAME") {
+                lib.0 = value;
+            } else if is(&args[2], "LIB-VER") {
+                lib.1 = value;
+            } else {
+                return Err(CommandError::new(format!(
+                    "ERR Unrecognized option '{}'",
+                    String::from_utf8_lossy(&args[2])
+                )));
+            }
+            drop(lib);
+            ctx.ok();
+        }
+        ("id" | "setname" | "getname" | "info" | "setinfo", _) => return Err(arity_error()),
+        _ => {
+            return Err(CommandError::new(format!(
+                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+                String::from_utf8_lossy(&args[1])
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// CLIENT LIST [TYPE NORMAL] [ID id [id ...]]
+fn client_list(ctx: &mut Ctx<'_>, options: &[Bytes]) -> Result<(), CommandError> {
+    let mut ids: Option<Vec<u64>> = None;
+    let mut only_normal = true;
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        if is(option, "TYPE") {
+            let kind = rest.next().ok_or_else(CommandError::syntax)?;
+            if !["normal", "master", "replica", "pubsub"]
+                .iter()
+                .any(|k| is(kind, k))
+            {
+                return Err(CommandError::new(format!(
+                    "ERR Unknown client type '{}'",
+                    String::from_utf8_lossy(kind)
+                )));
+            }
+            only_normal = is(kind, "normal");
+        } else if is(option, "ID") {
+            let mut list = Vec::new();
+            for id in rest.by_ref() {
+                let id = int_arg(id)
+                    .ok()
+                    .filter(|&id| id > 0)
+                    .ok_or_else(|| CommandError::new("ERR Invalid client ID"))?;
+                list.push(id as u64);
+            }
+            if list.is_empty() {
+                return Err(CommandError::syntax());
+            }
+            ids = Some(list);
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    let now = unix_ms();
+    let mut text = String::new();
+    for client in ctx.shared.clients.list() {
+        if only_normal && ids.as_ref().is_none_or(|ids| ids.contains(&client.id)) {
+            text.push_str(&client.describe(now));
+            text.push('\n');
+        }
+    }
+    encode::verbatim_text(ctx.out, text.as_bytes(), ctx.protocol());
+    Ok(())
+}
+
+/// Keeps the registry's view of the protocol in step with the session's.
+pub(crate) fn store_protocol(info: &crate::clients::ClientInfo, protocol: Protocol) {
+    let version = if protocol == Protocol::Resp3 { 3 } else { 2 };
+    info.resp.store(version, Ordering::Relaxed);
+}

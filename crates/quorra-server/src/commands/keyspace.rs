@@ -1,0 +1,215 @@
+//! Generic key commands: DEL, EXISTS, TYPE, KEYS, SCAN, RENAME, COPY, the EXPIRE family.
+
+use bytes::Bytes;
+use quorra_store::ExpireFlags;
+
+use super::{CommandError, Ctx, int_arg, is};
+
+/// Most keys one SCAN call may ask for with COUNT, so a client cannot make one call
+/// collect the whole keyspace in memory at once.
+pub const MAX_SCAN_COUNT: i64 = 100_000;
+
+/// DEL key [key ...] (and UNLINK)
+pub fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let removed = ctx.shared.store.del(&args[1..]);
+    ctx.int(removed as i64);
+    Ok(())
+}
+
+/// EXISTS key [key ...]
+pub fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let count = ctx.shared.store.exists(&args[1..]);
+    ctx.int(count as i64);
+    Ok(())
+}
+
+/// TOUCH key [key ...]
+pub fn touch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let count = ctx.shared.store.touch(&args[1..]);
+    ctx.int(count as i64);
+    Ok(())
+}
+
+/// TYPE key
+pub fn key_type(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let name = ctx.shared.store.key_type(&args[1]).as_str();
+    quorra_resp::encode::simple(ctx.out, name);
+    Ok(())
+}
+
+/// KEYS pattern
+pub fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let keys = ctx.shared.store.keys(&args[1]);
+    ctx.array(keys.len());
+    for key in &keys {
+        ctx.bulk(key);
+    }
+    Ok(())
+}
+
+/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let cursor = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|text| text.parse::<u64>().ok())
+        .ok_or_else(|| CommandError::new("ERR invalid cursor"))?;
+    let mut pattern: Option<&[u8]> = None;
+    let mut count = 10;
+    let mut only_strings = true;
+    let mut rest = args[2..].iter();
+    while let Some(option) = rest.next() {
+        let value = rest.next().ok_or_else(CommandError::syntax)?;
+        if is(option, "MATCH") {
+            pattern = Some(value);
+        } else if is(option, "COUNT") {
+            count = int_arg(value)?;
+            if count < 1 {
+                return Err(CommandError::syntax());
+            }
+        } else if is(option, "TYPE") {
+            // Every key is a string; asking for another type finds nothing.
+            only_strings = is(value, "string");
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    let count = count.min(MAX_SCAN_COUNT) as usize;
+    let (next, keys) = ctx.shared.store.scan(cursor, pattern, count);
+    let keys = if only_strings { keys } else { Vec::new() };
+    ctx.array(2);
+    ctx.bulk(itoa::Buffer::new().format(next).as_bytes());
+    ctx.array(keys.len());
+    for key in &keys {
+        ctx.bulk(key);
+    }
+    Ok(())
+}
+
+/// RANDOMKEY
+pub fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
+    let key = ctx.shared.store.random_key();
+    ctx.bulk_or_null(key.as_deref());
+    Ok(())
+}
+
+/// RENAME key newkey
+pub fn rename(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    ctx.shared.store.rename(&args[1], &args[2])?;
+    ctx.ok();
+    Ok(())
+}
+
+/// RENAMENX key newkey
+pub fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let renamed = ctx.shared.store.renamenx(&args[1], &args[2])?;
+    ctx.int(i64::from(renamed));
+    Ok(())
+}
+
+/// COPY source destination [DB destination-db] [REPLACE]
+pub fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let mut replace = false;
+    let mut rest = args[3..].iter();
+    while let Some(option) = rest.next() {
+        if is(option, "REPLACE") {
+            replace = true;
+        } else if is(option, "DB") {
+            let db = rest.next().ok_or_else(CommandError::syntax)?;
+            if int_arg(db)? != 0 {
+                return Err(CommandError::new("ERR DB index is out of range"));
+            }
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    let copied = ctx.shared.store.copy(&args[1], &args[2], replace)?;
+    ctx.int(i64::from(copied));
+    Ok(())
+}
+
+/// The NX / XX / GT / LT options after EXPIRE's time argument.
+fn expire_flags(options: &[Bytes]) -> Result<ExpireFlags, CommandError> {
+    let mut flags = ExpireFlags::NONE;
+    for option in options {
+        if is(option, "NX") {
+            flags.nx = true;
+        } else if is(option, "XX") {
+            flags.xx = true;
+        } else if is(option, "GT") {
+            flags.gt = true;
+        } else if is(option, "LT") {
+            flags.lt = true;
+        } else {
+            return Err(CommandError::new(format!(
+                "ERR Unsupported option {}",
+                String::from_utf8_lossy(option)
+            )));
+        }
+    }
+    Ok(flags)
+}
+
+macro_rules! expire_command {
+    ($(#[$doc:meta])* $name:ident, $method:ident) => {
+        $(#[$doc])*
+        pub fn $name(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+            let time = int_arg(&args[2])?;
+            let flags = expire_flags(&args[3..])?;
+            let set = ctx.shared.store.$method(&args[1], time, flags)?;
+            ctx.int(i64::from(set));
+            Ok(())
+        }
+    };
+}
+
+expire_command!(
+    /// EXPIRE key seconds [NX | XX | GT | LT]
+    expire, expire
+);
+expire_command!(
+    /// PEXPIRE key milliseconds [NX | XX | GT | LT]
+    pexpire, pexpire
+);
+expire_command!(
+    /// EXPIREAT key unix-time-seconds [NX | XX | GT | LT]
+    expireat, expireat
+);
+expire_command!(
+    /// PEXPIREAT key unix-time-milliseconds [NX | XX | GT | LT]
+    pexpireat, pexpireat
+);
+
+macro_rules! ttl_command {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        pub fn $name(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+            let value = ctx.shared.store.$name(&args[1]);
+            ctx.int(value);
+            Ok(())
+        }
+    };
+}
+
+ttl_command!(
+    /// TTL key: seconds left, -1 without expiry, -2 for a missing key.
+    ttl
+);
+ttl_command!(
+    /// PTTL key: milliseconds left, -1 without expiry, -2 for a missing key.
+    pttl
+);
+ttl_command!(
+    /// EXPIRETIME key: absolute Unix time in seconds, -1, or -2.
+    expiretime
+);
+ttl_command!(
+    /// PEXPIRETIME key: absolute Unix time in milliseconds, -1, or -2.
+    pexpiretime
+);
+
+/// PERSIST key
+pub fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let removed = ctx.shared.store.persist(&args[1]);
+    ctx.int(i64::from(removed));
+    Ok(())
+}

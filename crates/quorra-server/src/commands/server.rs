@@ -1,0 +1,420 @@
+//! Server commands: COMMAND, INFO, CONFIG, DBSIZE, FLUSHALL/FLUSHDB, TIME.
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use quorra_resp::encode;
+use quorra_store::glob::glob_match;
+
+use super::connection::REDIS_COMPATIBLE_VERSION;
+use super::{COMMANDS, CommandError, CommandSpec, Ctx, is, lookup};
+use crate::config::{parse_bytes, parse_policy, policy_name};
+
+/// COMMAND [COUNT | LIST | INFO name... | DOCS name...]
+pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let named = |names: &[Bytes]| -> Vec<Option<&'static CommandSpec>> {
+        names
+            .iter()
+            .map(|name| lookup(name).map(|i| &COMMANDS[i]))
+            .collect()
+    };
+    let all: Vec<Option<&CommandSpec>> = COMMANDS.iter().map(Some).collect();
+    match args.get(1) {
+        None => command_info(ctx, &all),
+        Some(sub) if is(sub, "COUNT") && args.len() == 2 => ctx.int(COMMANDS.len() as i64),
+        Some(sub) if is(sub, "LIST") && args.len() == 2 => {
+            ctx.array(COMMANDS.len());
+            for spec in COMMANDS {
+                ctx.bulk(spec.name.as_bytes());
+            }
+        }
+        Some(sub) if is(sub, "INFO") => {
+            let specs = if args.len() == 2 {
+                all
+            } else {
+                named(&args[2..])
+            };
+            command_info(ctx, &specs);
+        }
+        Some(sub) if is(sub, "DOCS") => {
+            let specs: Vec<&CommandSpec> = if args.len() == 2 {
+                COMMANDS.iter().collect()
+            } else {
+                named(&args[2..]).into_iter().flatten().collect()
+            };
+            ctx.map(specs.len());
+            for spec in specs {
+                ctx.bulk(spec.name.as_bytes());
+                ctx.map(3);
+                ctx.bulk(b"summary");
+                ctx.bulk(spec.summary.as_bytes());
+                ctx.bulk(b"since");
+                ctx.bulk(spec.since.as_bytes());
+                ctx.bulk(b"group");
+                ctx.bulk(spec.group.as_bytes());
+            }
+        }
+        Some(sub) => {
+            return Err(CommandError::new(format!(
+                "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
+                String::from_utf8_lossy(sub)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Redis 7's COMMAND INFO entry: name, arity, flags, first key, last key, step, ACL
+/// categories, tips, key specs, subcommands. Unknown names are nulls.
+fn command_info(ctx: &mut Ctx<'_>, specs: &[Option<&CommandSpec>]) {
+    ctx.array(specs.len());
+    for spec in specs {
+        let Some(spec) = spec else {
+            encode::null_array(ctx.out, ctx.protocol());
+            continue;
+        };
+        ctx.array(10);
+        ctx.bulk(spec.name.as_bytes());
+        ctx.int(i64::from(spec.arity));
+        encode::set_header(ctx.out, spec.flags.len(), ctx.protocol());
+        for flag in spec.flags {
+            encode::simple(ctx.out, flag);
+        }
+        let (first, last, step) = spec.keys;
+        ctx.int(i64::from(first));
+        ctx.int(i64::from(last));
+        ctx.int(i64::from(step));
+        let category = format!("@{}", spec.group);
+        encode::set_header(ctx.out, 1, ctx.protocol());
+        encode::simple(ctx.out, &category);
+        ctx.array(0);
+        ctx.array(0);
+        ctx.array(0);
+    }
+}
+
+/// Settings CONFIG GET reports; the ones CONFIG SET can change are handled in `config`.
+const CONFIG_NAMES: &[&str] = &[
+    "maxmemory",
+    "maxmemory-policy",
+    "timeout",
+    "requirepass",
+    "maxclients",
+    "protected-mode",
+    "bind",
+    "port",
+    "hz",
+    "proto-max-bulk-len",
+    "client-query-buffer-limit",
+    "save",
+    "appendonly",
+    "databases",
+];
+
+fn config_value(ctx: &Ctx<'_>, name: &str) -> String {
+    let settings = ctx.shared.settings.read();
+    let config = &ctx.shared.config;
+    match name {
+        "maxmemory" => ctx.shared.store.maxmemory().to_string(),
+        "maxmemory-policy" => policy_name(ctx.shared.store.policy()).to_owned(),
+        "timeout" => settings.timeout_secs.to_string(),
+        "requirepass" => settings.requirepass.clone().unwrap_or_default(),
+        "maxclients" => settings.maxclients.to_string(),
+        "protected-mode" => if settings.protected_mode { "yes" } else { "no" }.to_owned(),
+        "bind" => config.bind.to_string(),
+        "port" => ctx.shared.resp_addr.port().to_string(),
+        "hz" => config.hz.to_string(),
+        "proto-max-bulk-len" => config.proto_max_bulk_len.to_string(),
+        "client-query-buffer-limit" => config.client_query_buffer_limit.to_string(),
+        // quorra keeps nothing on disk.
+        "save" => String::new(),
+        "appendonly" => "no".to_owned(),
+        "databases" => "1".to_owned(),
+        _ => unreachable!("CONFIG_NAMES and config_value list the same settings"),
+    }
+}
+
+/// CONFIG GET pattern [pattern ...] | CONFIG SET name value [name value ...]
+pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    if is(&args[1], "GET") {
+        if args.len() < 3 {
+            return Err(CommandError::arity("config|get"));
+        }
+        let names: Vec<&str> = CONFIG_NAMES
+            .iter()
+            .copied()
+            .filter(|name| {
+                args[2..]
+                    .iter()
+                    .any(|pattern| glob_match(&pattern.to_ascii_lowercase(), name.as_bytes()))
+            })
+            .collect();
+        ctx.map(names.len());
+        for name in names {
+            let value = config_value(ctx, name);
+            ctx.bulk(name.as_bytes());
+            ctx.bulk(value.as_bytes());
+        }
+        Ok(())
+    } else if is(&args[1], "SET") {
+        if args.len() < 4 || args.len() % 2 != 0 {
+            return Err(CommandError::arity("config|set"));
+        }
+        // Check every pair first, so a bad one changes nothing.
+        let mut changes = Vec::new();
+        for pair in args[2..].chunks_exact(2) {
+            let name = String::from_utf8_lossy(&pair[0]).to_lowercase();
+            let value = String::from_utf8_lossy(&pair[1]).into_owned();
+            changes.push(parse_config_change(&name, &value)?);
+        }
+        for change in changes {
+            apply_config_change(ctx, change);
+        }
+        ctx.ok();
+        Ok(())
+    } else {
+        Err(CommandError::new(format!(
+            "ERR unknown subcommand '{}'. Try CONFIG HELP.",
+            String::from_utf8_lossy(&args[1])
+        )))
+    }
+}
+
+enum ConfigChange {
+    Maxmemory(u64),
+    Policy(quorra_store::MaxmemoryPolicy),
+    Timeout(u64),
+    Requirepass(Option<String>),
+    Maxclients(usize),
+    ProtectedMode(bool),
+}
+
+fn parse_config_change(name: &str, value: &str) -> Result<ConfigChange, CommandError> {
+    let failed = |reason: &str| {
+        CommandError::new(format!(
+            "ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}"
+        ))
+    };
+    let integer = || {
+        value
+            .parse::<u64>()
+            .map_err(|_| failed("argument couldn't be parsed into an integer"))
+    };
+    Ok(match name {
+        "maxmemory" => ConfigChange::Maxmemory(
+            parse_bytes(value).map_err(|_| failed("argument must be a memory value"))?,
+        ),
+        "maxmemory-policy" => ConfigChange::Policy(parse_policy(value).map_err(|_| {
+            failed("argument(s) must be one of the following: allkeys-lru, noeviction")
+        })?),
+        "timeout" => ConfigChange::Timeout(integer()?),
+        "requirepass" => ConfigChange::Requirepass((!value.is_empty()).then(|| value.to_owned())),
+        "maxclients" => match integer()? {
+            0 => {
+                return Err(failed(
+                    "argument must be between 1 and 4294967295 inclusive",
+                ));
+            }
+            n => ConfigChange::Maxclients(n as usize),
+        },
+        "protected-mode" => {
+            ConfigChange::ProtectedMode(match value.to_ascii_lowercase().as_str() {
+                "yes" => true,
+                "no" => false,
+                _ => return Err(failed("argument must be 'yes' or 'no'")),
+            })
+        }
+        _ if CONFIG_NAMES.contains(&name) => return Err(failed("can't set immutable config")),
+        _ => {
+            return Err(CommandError::new(format!(
+                "ERR Unknown option or number of arguments for CONFIG SET - '{name}'"
+            )));
+        }
+    })
+}
+
+fn apply_config_change(ctx: &mut Ctx<'_>, change: ConfigChange) {
+    let mut settings = ctx.shared.settings.write();
+    match change {
+        ConfigChange::Maxmemory(limit) => {
+            ctx.shared.store.set_maxmemory(limit);
+            ctx.shared.metrics.maxmemory.set(limit as i64);
+        }
+        ConfigChange::Policy(policy) => ctx.shared.store.set_policy(policy),
+        ConfigChange::Timeout(secs) => settings.timeout_secs = secs,
+        ConfigChange::Requirepass(password) => settings.requirepass = password,
+        ConfigChange::Maxclients(n) => settings.maxclients = n,
+        ConfigChange::ProtectedMode(on) => settings.protected_mode = on,
+    }
+}
+
+/// DBSIZE
+pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
+    ctx.int(ctx.shared.store.dbsize() as i64);
+    Ok(())
+}
+
+/// FLUSHALL [ASYNC | SYNC] (and FLUSHDB)
+pub fn flushall(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    match &args[1..] {
+        [] => {}
+        [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => {}
+        _ => return Err(CommandError::syntax()),
+    }
+    ctx.shared.store.flushall();
+    ctx.ok();
+    Ok(())
+}
+
+/// TIME: [seconds, microseconds] as bulk strings.
+pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    ctx.array(2);
+    ctx.bulk(now.as_secs().to_string().as_bytes());
+    ctx.bulk(now.subsec_micros().to_string().as_bytes());
+    Ok(())
+}
+
+/// INFO sections quorra reports, in order; `default`, `all` and `everything` mean all.
+const INFO_SECTIONS: &[&str] = &["server", "clients", "memory", "stats", "keyspace"];
+
+/// INFO [section ...]
+pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let wanted: Vec<String> = args[1..]
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).to_lowercase())
+        .collect();
+    let everything = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|s| ["default", "all", "everything"].contains(&s.as_str()));
+    let mut text = String::new();
+    for section in INFO_SECTIONS {
+        if everything || wanted.iter().any(|w| w == section) {
+            if !text.is_empty() {
+                text.push_str("\r\n");
+            }
+            info_section(ctx, section, &mut text);
+        }
+    }
+    encode::verbatim_text(ctx.out, text.as_bytes(), ctx.protocol());
+    Ok(())
+}
+
+/// Resident set size of this process, bytes, from /proc (0 where there is no /proc).
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Bytes as Redis's `bytesToHuman`: `1.50M`.
+fn human(bytes: u64) -> String {
+    const UNITS: [(&str, f64); 4] = [
+        ("G", 1073741824.0),
+        ("M", 1048576.0),
+        ("K", 1024.0),
+        ("B", 1.0),
+    ];
+    let value = bytes as f64;
+    let (unit, size) = UNITS
+        .iter()
+        .find(|(_, size)| value >= *size)
+        .copied()
+        .unwrap_or(("B", 1.0));
+    if unit == "B" {
+        format!("{bytes}B")
+    } else {
+        format!("{:.2}{unit}", value / size)
+    }
+}
+
+fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
+    let shared = ctx.shared;
+    let counters = &shared.counters;
+    let load =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    let uptime = shared.started.elapsed().as_secs();
+    let _ = match section {
+        "server" => write!(
+            out,
+            "# Server\r\nredis_version:{REDIS_COMPATIBLE_VERSION}\r\nquorra_version:{}\r\nredis_mode:standalone\r\n\
+             os:{} {}\r\narch_bits:{}\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\n\
+             uptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\nhz:{}\r\nconfig_file:{}\r\n",
+            env!("CARGO_PKG_VERSION"),
+            std::env::consts::OS,
+            std::env::consts::ARCH,
+            usize::BITS,
+            std::process::id(),
+            shared.run_id,
+            shared.resp_addr.port(),
+            uptime / 86_400,
+            shared.config.hz,
+            shared.config.config_file.as_ref().map(|path| path.display().to_string()).unwrap_or_default(),
+        ),
+        "clients" => write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+            shared.clients.len(),
+            shared.settings.read().maxclients,
+        ),
+        "memory" => {
+            let used = shared.store.used_memory();
+            let rss = rss_bytes();
+            let max = shared.store.maxmemory();
+            write!(
+                out,
+                "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
+                 used_memory_rss_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\n\
+                 mem_fragmentation_ratio:{:.2}\r\n",
+                human(used),
+                human(rss),
+                human(max),
+                policy_name(shared.store.policy()),
+                if used == 0 {
+                    0.0
+                } else {
+                    rss as f64 / used as f64
+                },
+            )
+        }
+        "stats" => {
+            let stats = shared.store.stats().total;
+            write!(
+                out,
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+                 total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
+                 expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
+                 rejected_calls:{}\r\nfailed_calls:{}\r\n",
+                load(&counters.connections_received),
+                load(&counters.commands_processed),
+                load(&counters.net_input_bytes),
+                load(&counters.net_output_bytes),
+                load(&counters.rejected_connections),
+                stats.expirations,
+                stats.evictions,
+                stats.hits,
+                stats.misses,
+                load(&counters.rejected_calls),
+                load(&counters.failed_calls),
+            )
+        }
+        "keyspace" => {
+            let stats = shared.store.stats().total;
+            out.push_str("# Keyspace\r\n");
+            if stats.entries > 0 {
+                let _ = write!(
+                    out,
+                    "db0:keys={},expires={},avg_ttl=0\r\n",
+                    stats.entries, 0 /* PENDING-VOLATILE */
+                );
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    };
+}

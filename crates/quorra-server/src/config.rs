@@ -1,0 +1,392 @@
+//! Configuration: a TOML file, overridden by `QUORRA_*` environment variables, overridden
+//! by command-line flags.
+//!
+//! One struct, [`Settings`], is all three sources at once: clap reads flags and their
+//! environment variables into it, serde reads the file into another instance, and
+//! [`Settings::over`] lays the first over the second. Every field is optional there;
+//! [`Settings::resolve`] fills in the defaults and checks values, giving a [`Config`].
+//! A setting has the same name everywhere: `--maxmemory-policy` is `QUORRA_MAXMEMORY_POLICY`
+//! and `maxmemory-policy = "noeviction"` in the file.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quorra_store::MaxmemoryPolicy;
+use serde::Deserialize;
+
+/// Default RESP port. Not Redis's 6379, so quorra and a local Redis can run side by side.
+pub const DEFAULT_PORT: u16 = 7379;
+/// Default admin HTTP port.
+pub const DEFAULT_HTTP_PORT: u16 = 7380;
+/// Default most simultaneous clients, as Redis's `maxclients`.
+pub const DEFAULT_MAXCLIENTS: usize = 10_000;
+
+/// Settings of `quorra server`, from any source. Every flag can also be given as a
+/// `QUORRA_*` environment variable or in the `--config` TOML file (same name).
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Settings {
+    /// TOML file with settings; flags and environment variables override it.
+    #[arg(long, env = "QUORRA_CONFIG", value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on, for both the RESP and the HTTP port [default: 127.0.0.1].
+    /// On an address other than loopback, a password (--requirepass) is needed unless
+    /// --protected-mode is turned off.
+    #[arg(long, env = "QUORRA_BIND")]
+    pub bind: Option<IpAddr>,
+
+    /// RESP (Redis protocol) port; 0 picks a free one [default: 7379].
+    #[arg(long, env = "QUORRA_PORT")]
+    pub port: Option<u16>,
+
+    /// Admin HTTP port (API, /metrics, /healthz); 0 picks a free one [default: 7380].
+    #[arg(long, env = "QUORRA_HTTP_PORT")]
+    pub http_port: Option<u16>,
+
+    /// Memory limit for data, e.g. `100mb`, `1gb`, or bytes; 0 means unlimited
+    /// [default: 0]. Units as Redis: k/m/g are powers of 1000, kb/mb/gb of 1024.
+    #[arg(long, env = "QUORRA_MAXMEMORY", value_parser = parse_bytes)]
+    #[serde(default, deserialize_with = "deserialize_bytes")]
+    pub maxmemory: Option<u64>,
+
+    /// What a write does when maxmemory is reached: `allkeys-lru` evicts the least
+    /// recently used keys, `noeviction` refuses the write [default: allkeys-lru].
+    #[arg(long, env = "QUORRA_MAXMEMORY_POLICY", value_parser = parse_policy)]
+    #[serde(default, deserialize_with = "deserialize_policy")]
+    pub maxmemory_policy: Option<MaxmemoryPolicy>,
+
+    /// Password clients must give with AUTH or HELLO before other commands
+    /// [default: none].
+    #[arg(long, env = "QUORRA_REQUIREPASS")]
+    pub requirepass: Option<String>,
+
+    /// Bearer token the admin HTTP API requires, except /healthz and /readyz
+    /// [default: none].
+    #[arg(long, env = "QUORRA_HTTP_TOKEN")]
+    pub http_token: Option<String>,
+
+    /// Close a client connection after this many idle seconds; 0 never does
+    /// [default: 0].
+    #[arg(long, env = "QUORRA_TIMEOUT")]
+    pub timeout: Option<u64>,
+
+    /// Most simultaneous client connections; more are refused with an error
+    /// [default: 10000].
+    #[arg(long, env = "QUORRA_MAXCLIENTS")]
+    pub maxclients: Option<usize>,
+
+    /// Refuse clients on a non-loopback address when no password is set, as Redis's
+    /// protected mode does [default: true].
+    #[arg(long, env = "QUORRA_PROTECTED_MODE")]
+    pub protected_mode: Option<bool>,
+
+    /// Longest single argument a client may send, e.g. `512mb` [default: 512mb].
+    #[arg(long, env = "QUORRA_PROTO_MAX_BULK_LEN", value_parser = parse_bytes)]
+    #[serde(default, deserialize_with = "deserialize_bytes")]
+    pub proto_max_bulk_len: Option<u64>,
+
+    /// Most bytes one client command may occupy while it arrives [default: 1gb].
+    #[arg(long, env = "QUORRA_CLIENT_QUERY_BUFFER_LIMIT", value_parser = parse_bytes)]
+    #[serde(default, deserialize_with = "deserialize_bytes")]
+    pub client_query_buffer_limit: Option<u64>,
+
+    /// Store shards (rounded up to a power of two); more shards, less lock contention
+    /// [default: 16].
+    #[arg(long, env = "QUORRA_SHARDS")]
+    pub shards: Option<usize>,
+
+    /// Active expiry cycles per second, as Redis's `hz` [default: 10].
+    #[arg(long, env = "QUORRA_HZ")]
+    pub hz: Option<u32>,
+}
+
+/// A resolved configuration: every setting has a value that has been checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The TOML file the settings came from, if any.
+    pub config_file: Option<PathBuf>,
+    /// Listen address.
+    pub bind: IpAddr,
+    /// RESP port (0 = any).
+    pub port: u16,
+    /// HTTP port (0 = any).
+    pub http_port: u16,
+    /// Memory limit, bytes; 0 = unlimited.
+    pub maxmemory: u64,
+    /// Eviction policy.
+    pub maxmemory_policy: MaxmemoryPolicy,
+    /// Client password.
+    pub requirepass: Option<String>,
+    /// HTTP bearer token.
+    pub http_token: Option<String>,
+    /// Idle client timeout; `None` = never.
+    pub timeout: Option<Duration>,
+    /// Most simultaneous clients.
+    pub maxclients: usize,
+    /// Protected mode.
+    pub protected_mode: bool,
+    /// Longest argument, bytes.
+    pub proto_max_bulk_len: u64,
+    /// Most bytes per command in flight.
+    pub client_query_buffer_limit: u64,
+    /// Store shards.
+    pub shards: usize,
+    /// Active expiry cycles per second.
+    pub hz: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Settings::default().resolve().expect("defaults are valid")
+    }
+}
+
+/// A setting that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for these settings.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, from the TOML parser.
+        message: String,
+    },
+    /// A value is out of its range.
+    #[error("invalid value for {setting}: {reason}")]
+    Invalid {
+        /// The setting's name.
+        setting: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Settings {
+    /// Reads flags and environment variables as given, then the file they name (if any)
+    /// underneath them.
+    pub fn with_file(self) -> Result<Settings, ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file: Settings = toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.clone(),
+            message: error.message().to_owned(),
+        })?;
+        Ok(self.over(file))
+    }
+
+    /// Every setting of `self` that is set, and `lower`'s for the rest.
+    pub fn over(self, lower: Settings) -> Settings {
+        Settings {
+            config: self.config.or(lower.config),
+            bind: self.bind.or(lower.bind),
+            port: self.port.or(lower.port),
+            http_port: self.http_port.or(lower.http_port),
+            maxmemory: self.maxmemory.or(lower.maxmemory),
+            maxmemory_policy: self.maxmemory_policy.or(lower.maxmemory_policy),
+            requirepass: self.requirepass.or(lower.requirepass),
+            http_token: self.http_token.or(lower.http_token),
+            timeout: self.timeout.or(lower.timeout),
+            maxclients: self.maxclients.or(lower.maxclients),
+            protected_mode: self.protected_mode.or(lower.protected_mode),
+            proto_max_bulk_len: self.proto_max_bulk_len.or(lower.proto_max_bulk_len),
+            client_query_buffer_limit: self
+                .client_query_buffer_limit
+                .or(lower.client_query_buffer_limit),
+            shards: self.shards.or(lower.shards),
+            hz: self.hz.or(lower.hz),
+        }
+    }
+
+    /// Fills in defaults and checks ranges.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let invalid = |setting, reason: &str| ConfigError::Invalid {
+            setting,
+            reason: reason.to_owned(),
+        };
+        let hz = self.hz.unwrap_or(10);
+        if !(1..=500).contains(&hz) {
+            return Err(invalid("hz", "must be between 1 and 500, as in Redis"));
+        }
+        let maxclients = self.maxclients.unwrap_or(DEFAULT_MAXCLIENTS);
+        if maxclients == 0 {
+            return Err(invalid("maxclients", "must be at least 1"));
+        }
+        let proto_max_bulk_len = self.proto_max_bulk_len.unwrap_or(512 * 1024 * 1024);
+        if proto_max_bulk_len < 1024 * 1024 {
+            return Err(invalid(
+                "proto-max-bulk-len",
+                "must be at least 1mb, as in Redis",
+            ));
+        }
+        let shards = self.shards.unwrap_or(quorra_store::store::DEFAULT_SHARDS);
+        if !(1..=quorra_store::store::MAX_SHARDS).contains(&shards) {
+            return Err(invalid("shards", "must be between 1 and 65536"));
+        }
+        Ok(Config {
+            config_file: self.config,
+            bind: self.bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            port: self.port.unwrap_or(DEFAULT_PORT),
+            http_port: self.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            maxmemory: self.maxmemory.unwrap_or(0),
+            maxmemory_policy: self.maxmemory_policy.unwrap_or_default(),
+            requirepass: self.requirepass.filter(|password| !password.is_empty()),
+            http_token: self.http_token.filter(|token| !token.is_empty()),
+            timeout: self
+                .timeout
+                .filter(|&secs| secs > 0)
+                .map(Duration::from_secs),
+            maxclients,
+            protected_mode: self.protected_mode.unwrap_or(true),
+            proto_max_bulk_len,
+            client_query_buffer_limit: self.client_query_buffer_limit.unwrap_or(1024 * 1024 * 1024),
+            shards,
+            hz,
+        })
+    }
+}
+
+/// Parses a memory size as Redis's `memtoull`: a number with an optional unit `b`,
+/// `k`/`kb`, `m`/`mb`, `g`/`gb` (case-insensitive; `k` = 1000, `kb` = 1024).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit in {text:?}; use b, k, kb, m, mb, g or gb"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?} is not a size such as 100mb or 1gb"))
+}
+
+/// Parses `allkeys-lru` or `noeviction`.
+pub fn parse_policy(text: &str) -> Result<MaxmemoryPolicy, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "allkeys-lru" => Ok(MaxmemoryPolicy::AllKeysLru),
+        "noeviction" => Ok(MaxmemoryPolicy::NoEviction),
+        _ => Err(format!(
+            "{text:?} is not a supported policy (allkeys-lru, noeviction)"
+        )),
+    }
+}
+
+/// The name of a policy as CONFIG GET and INFO show it.
+pub fn policy_name(policy: MaxmemoryPolicy) -> &'static str {
+    match policy {
+        MaxmemoryPolicy::AllKeysLru => "allkeys-lru",
+        MaxmemoryPolicy::NoEviction => "noeviction",
+    }
+}
+
+/// A size in the file may be a number of bytes or a string such as "100mb".
+fn deserialize_bytes<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(de)? {
+        Size::Bytes(bytes) => Ok(Some(bytes)),
+        Size::Text(text) => parse_bytes(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+fn deserialize_policy<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<MaxmemoryPolicy>, D::Error> {
+    let text = String::deserialize(de)?;
+    parse_policy(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_redis() {
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert_eq!(parse_bytes("1k"), Ok(1000));
+        assert_eq!(parse_bytes("1kb"), Ok(1024));
+        assert_eq!(parse_bytes("100mb"), Ok(100 << 20));
+        assert_eq!(parse_bytes("1GB"), Ok(1 << 30));
+        assert!(parse_bytes("1tb").is_err());
+        assert!(parse_bytes("mb").is_err());
+        assert!(parse_bytes("-1").is_err());
+        assert!(parse_bytes("99999999999999999999gb").is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file_and_defaults_fill_the_rest() {
+        let file: Settings = toml::from_str(
+            "port = 9000\nmaxmemory = \"1mb\"\nmaxmemory-policy = \"noeviction\"\nhttp-port = 9001\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            port: Some(9100),
+            ..Settings::default()
+        };
+        let config = flags.over(file).resolve().unwrap();
+        assert_eq!(config.port, 9100);
+        assert_eq!(config.http_port, 9001);
+        assert_eq!(config.maxmemory, 1 << 20);
+        assert_eq!(config.maxmemory_policy, MaxmemoryPolicy::NoEviction);
+        assert_eq!(config.bind, IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(config.timeout, None);
+    }
+
+    #[test]
+    fn bad_files_and_values_are_clear_errors() {
+        let unknown = toml::from_str::<Settings>("prot = 1\n").unwrap_err();
+        assert!(
+            unknown.message().contains("unknown field `prot`"),
+            "{unknown}"
+        );
+        let policy = toml::from_str::<Settings>("maxmemory-policy = \"lfu\"\n").unwrap_err();
+        assert!(
+            policy.message().contains("not a supported policy"),
+            "{policy}"
+        );
+        let hz = Settings {
+            hz: Some(0),
+            ..Settings::default()
+        };
+        assert!(hz.resolve().unwrap_err().to_string().contains("hz"));
+    }
+}

@@ -1,0 +1,170 @@
+//! One client connection: read, parse, execute, reply.
+//!
+//! The loop reads whatever the socket has, parses *every* complete command in the buffer,
+//! executes them in order into one output buffer, and writes that buffer with one
+//! `write_all` — so a pipeline of N commands costs one read and one write, not N of each.
+//! The output is also flushed mid-batch once it passes [`FLUSH_THRESHOLD`], so a client
+//! that pipelines many large replies cannot make the server buffer them all.
+//!
+//! The connection ends when the client closes it, after QUIT, after a protocol error
+//! (Redis's text is sent first; the byte stream can no longer be trusted), after
+//! `timeout` idle seconds, or when the server shuts down (between batches, so no
+//! command is cut in half).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use quorra_resp::{Limits, Protocol, RequestParser, encode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::clients::ClientInfo;
+use crate::commands::{self, connection::store_protocol};
+use crate::shared::{Shared, unix_ms};
+
+/// Reserve at least this much free space before each read, bytes.
+const READ_CHUNK: usize = 16 * 1024;
+/// Write the replies out once this many bytes are waiting, even mid-batch.
+const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// Per-connection state that commands read and change.
+pub struct Session {
+    /// RESP2 until HELLO 3.
+    pub protocol: Protocol,
+    /// Whether the client may run commands other than AUTH, HELLO and QUIT.
+    pub authenticated: bool,
+    /// This client's entry in the registry.
+    pub info: Arc<ClientInfo>,
+    /// Set by QUIT: close after this batch's replies are written.
+    pub close: bool,
+}
+
+impl Session {
+    /// A fresh session: authenticated if no password is required.
+    pub fn new(info: Arc<ClientInfo>, password_required: bool) -> Self {
+        Session {
+            protocol: Protocol::Resp2,
+            authenticated: !password_required,
+            info,
+            close: false,
+        }
+    }
+
+    /// Records that command `index` is running, for CLIENT LIST's `cmd` and `idle`.
+    pub fn note_command(&mut self, index: usize) {
+        self.info.last_command.store(index, Ordering::Relaxed);
+        self.info
+            .last_interaction_ms
+            .store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Switches the protocol (HELLO, RESET).
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.protocol = protocol;
+        store_protocol(&self.info, protocol);
+    }
+}
+
+/// Serves one client until it leaves, errs, idles out or the server stops.
+pub async fn serve(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    info: Arc<ClientInfo>,
+    stop: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let id = info.id;
+    let password_required = shared.settings.read().requirepass.is_some();
+    let mut session = Session::new(info, password_required);
+    let mut parser = RequestParser::new(Limits {
+        max_bulk_len: shared.config.proto_max_bulk_len as usize,
+        max_query_buffer: shared.config.client_query_buffer_limit as usize,
+        ..Limits::default()
+    });
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    let counters = &shared.counters;
+
+    'connection: loop {
+        if input.capacity() - input.len() < READ_CHUNK / 4 {
+            input.reserve(READ_CHUNK);
+        }
+        let timeout_secs = shared.settings.read().timeout_secs;
+        let read = async {
+            if timeout_secs == 0 {
+                Some(stream.read_buf(&mut input).await)
+            } else {
+                tokio::time::timeout(
+                    Duration::from_secs(timeout_secs),
+                    stream.read_buf(&mut input),
+                )
+                .await
+                .ok()
+            }
+        };
+        let read = tokio::select! {
+            read = read => read,
+            () = stop.cancelled() => break,
+        };
+        match read {
+            Some(Ok(0)) | Some(Err(_)) => break,
+            None => {
+                tracing::debug!(client = id, "closing idle client");
+                break;
+            }
+            Some(Ok(n)) => {
+                counters
+                    .net_input_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        loop {
+            match parser.next_request(&mut input) {
+                Ok(Some(args)) => {
+                    commands::dispatch(&shared, &mut session, &mut output, &args);
+                    if session.close {
+                        let _ = flush(&mut stream, &mut output, &shared).await;
+                        break 'connection;
+                    }
+                    if output.len() >= FLUSH_THRESHOLD
+                        && flush(&mut stream, &mut output, &shared).await.is_err()
+                    {
+                        break 'connection;
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::debug!(client = id, %error, "protocol error, closing");
+                    encode::error(&mut output, &format!("ERR {error}"));
+                    let _ = flush(&mut stream, &mut output, &shared).await;
+                    break 'connection;
+                }
+            }
+        }
+        if flush(&mut stream, &mut output, &shared).await.is_err() {
+            break;
+        }
+    }
+    shared.clients.disconnect(id);
+    shared.metrics.connected_clients.dec();
+}
+
+async fn flush(
+    stream: &mut TcpStream,
+    output: &mut BytesMut,
+    shared: &Shared,
+) -> std::io::Result<()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(output).await?;
+    shared
+        .counters
+        .net_output_bytes
+        .fetch_add(output.len() as u64, Ordering::Relaxed);
+    output.clear();
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The quorra node: everything between a socket and the store.
+//!
+//! # Components
+//!
+//! - [`config`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
+//! - [`server`]: the listeners, the accept loop with `maxclients` and protected mode,
+//!   the active-expiry ticker, graceful shutdown; [`server::start`] runs a node inside
+//!   the caller's tokio runtime (tests start nodes on port 0 this way).
+//! - [`connection`]: one client: read, parse every buffered command, execute, write all
+//!   replies with one write (pipelining), idle timeout.
+//! - [`commands`]: the command table (name, arity, flags, key positions — what COMMAND
+//!   reports) and one handler per command, with Redis's replies and error texts.
+//! - [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`, `/healthz`, `/readyz`,
+//!   `/metrics`).
+//! - [`metrics`]: Prometheus metrics.
+//!
+//! # Non-goals (for now)
+//!
+//! Data types other than strings, MULTI/EXEC, Pub/Sub, Lua, persistence, ACL users other
+//! than the default one.
+
+pub mod clients;
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod shared;
+
+pub use config::{Config, Settings};
+pub use server::{RunningServer, start};

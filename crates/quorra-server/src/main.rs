@@ -1,0 +1,69 @@
+//! The `quorra` binary.
+
+use clap::{Parser, Subcommand};
+use quorra_server::Settings;
+
+/// quorra: a distributed in-memory cache that speaks the Redis protocol.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Server(Settings),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(settings) => {
+            let config = match settings.with_file().and_then(Settings::resolve) {
+                Ok(config) => config,
+                Err(error) => {
+                    eprintln!("quorra: {error}");
+                    return std::process::ExitCode::from(2);
+                }
+            };
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(run_server(config))
+        }
+    }
+}
+
+async fn run_server(config: quorra_server::Config) -> std::process::ExitCode {
+    let server = match quorra_server::start(config).await {
+        Ok(server) => server,
+        Err(error) => {
+            eprintln!("quorra: cannot start: {error}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    println!(
+        "quorra listening: RESP {} HTTP http://{}",
+        server.resp_addr, server.http_addr
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

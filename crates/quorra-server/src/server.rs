@@ -1,0 +1,161 @@
+//! The node's listeners and background tasks, and how they start and stop.
+//!
+//! [`start`] binds the RESP and HTTP ports (port 0 picks free ones, which is how tests run
+//! many nodes at once), spawns the accept loop, the HTTP server and the active-expiry
+//! ticker, and returns a [`RunningServer`] handle. [`RunningServer::shutdown`] stops
+//! accepting, lets every connection finish the batch it is executing, and waits for them.
+//!
+//! Admission, in order: `maxclients` (Redis's `-ERR max number of clients reached`), then
+//! protected mode — with no password set, a client from an address other than loopback
+//! is refused with a message that says how to fix it, as Redis does.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::shared::{ServerCounters, Shared, unix_ms};
+
+/// Sent to a client refused by protected mode, before the connection is closed.
+pub const PROTECTED_MODE_MESSAGE: &str = "-DENIED quorra is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to quorra you may adopt one of the following solutions: 1) Set a password with --requirepass (or 'CONFIG SET requirepass <password>' from the loopback interface) and use AUTH. 2) Disable protected mode with 'CONFIG SET protected-mode no' from the loopback interface, making sure quorra is not reachable from the internet. 3) Restart the server with '--protected-mode false'. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// Why a new connection is turned away, if it is.
+pub fn refusal(shared: &Shared, peer: IpAddr) -> Option<&'static str> {
+    let settings = shared.settings.read();
+    if shared.clients.len() >= settings.maxclients {
+        Some("-ERR max number of clients reached\r\n")
+    } else if settings.protected_mode && settings.requirepass.is_none() && !peer.is_loopback() {
+        Some(PROTECTED_MODE_MESSAGE)
+    } else {
+        None
+    }
+}
+
+/// A node running in the current tokio runtime.
+pub struct RunningServer {
+    /// The RESP address actually bound.
+    pub resp_addr: SocketAddr,
+    /// The HTTP address actually bound.
+    pub http_addr: SocketAddr,
+    /// The node's shared state (store, counters), for tests and embedding.
+    pub shared: Arc<Shared>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl RunningServer {
+    /// Stops accepting, closes every connection between batches, and waits for all tasks.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// A token that stops the server when cancelled (for signal handlers).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+}
+
+/// Binds the ports and starts the node. Fails if a port cannot be bound.
+pub async fn start(config: Config) -> std::io::Result<RunningServer> {
+    let resp_listener = TcpListener::bind((config.bind, config.port)).await?;
+    let http_listener = TcpListener::bind((config.bind, config.http_port)).await?;
+    let resp_addr = resp_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let shared = Arc::new(Shared::new(config, resp_addr));
+    shared
+        .metrics
+        .maxmemory
+        .set(shared.store.maxmemory() as i64);
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    tasks.spawn(accept_loop(
+        shared.clone(),
+        resp_listener,
+        stop.clone(),
+        tasks.clone(),
+    ));
+    tasks.spawn(expiry_ticker(shared.clone(), stop.clone()));
+    let app = crate::http::router(shared.clone());
+    let http_stop = stop.clone();
+    tasks.spawn(async move {
+        let serve =
+            axum::serve(http_listener, app).with_graceful_shutdown(http_stop.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!(%error, "admin HTTP server failed");
+        }
+    });
+    tracing::info!(%resp_addr, %http_addr, "quorra node started");
+    Ok(RunningServer {
+        resp_addr,
+        http_addr,
+        shared,
+        stop,
+        tasks,
+    })
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        ServerCounters::bump(&shared.counters.connections_received);
+        shared.metrics.connections.inc();
+        if let Some(message) = refusal(&shared, peer.ip()) {
+            ServerCounters::bump(&shared.counters.rejected_connections);
+            tasks.spawn(reject(stream, message));
+            continue;
+        }
+        let laddr = stream.local_addr().unwrap_or(shared.resp_addr);
+        let info = shared.clients.connect(peer, laddr);
+        shared.metrics.connected_clients.inc();
+        tasks.spawn(crate::connection::serve(
+            shared.clone(),
+            stream,
+            info,
+            stop.clone(),
+        ));
+    }
+}
+
+async fn reject(mut stream: TcpStream, message: &'static str) {
+    let _ = stream.write_all(message.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Runs the store's active expiry cycle `hz` times a second.
+async fn expiry_ticker(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut interval =
+        tokio::time::interval(Duration::from_millis(1000 / u64::from(shared.config.hz)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        shared.store.tick(unix_ms());
+    }
+}

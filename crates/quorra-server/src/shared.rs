@@ -1,0 +1,134 @@
+//! State every connection and the HTTP API share: the store, the settings that CONFIG SET
+//! can change at run time, the client registry, counters and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use quorra_store::{Store, StoreConfig, SystemClock};
+
+use crate::clients::ClientRegistry;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Settings CONFIG SET may change while the server runs.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Client password; `None` = no AUTH needed.
+    pub requirepass: Option<String>,
+    /// Idle timeout, seconds; 0 = never.
+    pub timeout_secs: u64,
+    /// Most simultaneous clients.
+    pub maxclients: usize,
+    /// Refuse non-loopback clients when there is no password.
+    pub protected_mode: bool,
+}
+
+/// Counters INFO reports, cheap to bump from any connection.
+#[derive(Debug, Default)]
+pub struct ServerCounters {
+    /// Connections accepted since start.
+    pub connections_received: AtomicU64,
+    /// Connections refused (maxclients, protected mode).
+    pub rejected_connections: AtomicU64,
+    /// Commands executed (including failed ones), as Redis's `total_commands_processed`.
+    pub commands_processed: AtomicU64,
+    /// Commands refused before they ran (unknown, wrong arity, NOAUTH, OOM), as Redis's
+    /// `rejected_calls`.
+    pub rejected_calls: AtomicU64,
+    /// Commands that ran and replied with an error, as Redis's `failed_calls`.
+    pub failed_calls: AtomicU64,
+    /// Bytes read from clients.
+    pub net_input_bytes: AtomicU64,
+    /// Bytes written to clients.
+    pub net_output_bytes: AtomicU64,
+}
+
+impl ServerCounters {
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Everything a node's tasks share. Held in an `Arc`.
+pub struct Shared {
+    /// The data.
+    pub store: Arc<Store>,
+    /// The configuration the node started with.
+    pub config: Config,
+    /// What CONFIG SET can change.
+    pub settings: RwLock<RuntimeSettings>,
+    /// Connected clients.
+    pub clients: ClientRegistry,
+    /// INFO counters.
+    pub counters: ServerCounters,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Random id of this run, as Redis's `run_id`.
+    pub run_id: String,
+    /// When the node started, for uptime.
+    pub started: Instant,
+    /// The RESP address actually bound (the configured port may be 0).
+    pub resp_addr: SocketAddr,
+}
+
+impl Shared {
+    /// Creates the shared state for a node listening on `resp_addr`.
+    pub fn new(config: Config, resp_addr: SocketAddr) -> Self {
+        let store = Store::new(
+            StoreConfig {
+                shards: config.shards,
+                maxmemory: config.maxmemory,
+                policy: config.maxmemory_policy,
+                max_string_len: config.proto_max_bulk_len,
+                ..StoreConfig::default()
+            },
+            Arc::new(SystemClock),
+        );
+        let settings = RuntimeSettings {
+            requirepass: config.requirepass.clone(),
+            timeout_secs: config.timeout.map_or(0, |timeout| timeout.as_secs()),
+            maxclients: config.maxclients,
+            protected_mode: config.protected_mode,
+        };
+        Shared {
+            store: Arc::new(store),
+            settings: RwLock::new(settings),
+            clients: ClientRegistry::default(),
+            counters: ServerCounters::default(),
+            metrics: Metrics::new(),
+            run_id: random_run_id(),
+            started: Instant::now(),
+            resp_addr,
+            config,
+        }
+    }
+}
+
+/// 40 hex characters, as Redis's run id; unique enough to tell restarts apart.
+fn random_run_id() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64);
+    let mut state = nanos ^ u64::from(std::process::id()).rotate_left(32);
+    (0..5)
+        .map(|_| {
+            // splitmix64: a well-mixed sequence from one seed.
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            format!("{:08x}", (z ^ (z >> 31)) as u32)
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}

@@ -1,0 +1,79 @@
+//! Starting nodes and talking to them.
+
+use quorra_server::{Config, RunningServer};
+use redis::aio::MultiplexedConnection;
+use redis::{RedisError, Value};
+
+/// Starts a node on free ports with the default configuration changed by `adjust`.
+pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    let mut config = Config {
+        port: 0,
+        http_port: 0,
+        ..Config::default()
+    };
+    adjust(&mut config);
+    quorra_server::start(config).await.expect("node starts")
+}
+
+/// Starts a node with the default configuration on free ports.
+pub(crate) async fn start() -> RunningServer {
+    start_with(|_| {}).await
+}
+
+/// A RESP2 connection through the redis crate.
+pub(crate) async fn connect(server: &RunningServer) -> MultiplexedConnection {
+    connect_url(&format!("redis://{}/", server.resp_addr)).await
+}
+
+pub(crate) async fn connect_url(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("client connects")
+}
+
+/// Runs a command, expecting success.
+pub(crate) async fn ok(con: &mut MultiplexedConnection, args: &[&str]) -> Value {
+    run(con, args)
+        .await
+        .unwrap_or_else(|error| panic!("{args:?} failed: {error}"))
+}
+
+/// Runs a command.
+pub(crate) async fn run(
+    con: &mut MultiplexedConnection,
+    args: &[&str],
+) -> Result<Value, RedisError> {
+    let mut command = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        command.arg(*arg);
+    }
+    command.query_async(con).await
+}
+
+/// Runs a command expecting an error reply, and returns its full text (`ERR ...`).
+pub(crate) async fn err(con: &mut MultiplexedConnection, args: &[&str]) -> String {
+    match run(con, args).await {
+        Ok(value) => panic!("{args:?} should fail, replied {value:?}"),
+        Err(error) => format!(
+            "{} {}",
+            error.code().unwrap_or("?"),
+            error.detail().unwrap_or("")
+        )
+        .trim_end()
+        .to_owned(),
+    }
+}
+
+pub(crate) fn bulk(text: &str) -> Value {
+    Value::BulkString(text.as_bytes().to_vec())
+}
+
+pub(crate) fn int(n: i64) -> Value {
+    Value::Int(n)
+}
+
+pub(crate) fn array(items: Vec<Value>) -> Value {
+    Value::Array(items)
+}

@@ -1,0 +1,10 @@
+//! Integration tests: whole nodes started in-process on free ports, driven through the
+//! `redis` crate (a real client library), raw sockets and HTTP.
+
+mod common;
+mod connection;
+mod http;
+mod keyspace;
+mod memory;
+mod protocol;
+mod strings;

@@ -1,0 +1,178 @@
+//! Raw-socket tests: the bytes on the wire, bad input, and who gets disconnected.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::*;
+
+/// Sends `input` and returns everything the server sends until it closes the connection
+/// or stays quiet for a moment; and whether it closed.
+async fn exchange(server: &quorra_server::RunningServer, input: &[u8]) -> (String, bool) {
+    let mut socket = TcpStream::connect(server.resp_addr).await.unwrap();
+    socket.write_all(input).await.unwrap();
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_millis(300), socket.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&reply).into_owned(), true),
+            Ok(Ok(n)) => reply.extend_from_slice(&chunk[..n]),
+            Err(_quiet) => return (String::from_utf8_lossy(&reply).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn exact_reply_bytes() {
+    let server = start().await;
+    let (reply, closed) = exchange(
+        &server,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv1\r\nGET k\r\nPING\r\n*1\r\n$4\r\nPING\r\n",
+    )
+    .await;
+    assert_eq!(reply, "+OK\r\n$2\r\nv1\r\n+PONG\r\n+PONG\r\n");
+    assert!(!closed);
+    let (reply, _) = exchange(&server, b"GET nothing\r\nINCR k\r\n").await;
+    assert_eq!(
+        reply,
+        "$-1\r\n-ERR value is not an integer or out of range\r\n"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn command_errors_keep_the_connection() {
+    let server = start().await;
+    let (reply, closed) = exchange(&server, b"FOO bar\r\nGET\r\nPING\r\n").await;
+    assert_eq!(
+        reply,
+        "-ERR unknown command 'FOO', with args beginning with: 'bar' \r\n\
+         -ERR wrong number of arguments for 'get' command\r\n+PONG\r\n"
+    );
+    assert!(!closed);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn protocol_errors_reply_then_close() {
+    let server = start().await;
+    for (input, error) in [
+        (
+            &b"*1\r\n$abc\r\n"[..],
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+        (
+            b"*x\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"*1\r\n+PING\r\n",
+            "-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (
+            b"SET \"k v\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+        // Larger than the 512 MB proto-max-bulk-len.
+        (
+            b"*2\r\n$3\r\nSET\r\n$600000000\r\n",
+            "-ERR Protocol error: invalid bulk length\r\n",
+        ),
+    ] {
+        let (reply, closed) = exchange(&server, input).await;
+        assert_eq!(reply, error, "for {:?}", String::from_utf8_lossy(input));
+        assert!(closed, "the connection closes after {error}");
+    }
+    // Commands before the bad frame still ran and replied.
+    let (reply, closed) = exchange(&server, b"PING\r\n*1\r\n$-7\r\n").await;
+    assert_eq!(
+        reply,
+        "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert!(closed);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn inline_requests_without_a_newline_are_bounded() {
+    let server = start().await;
+    let (reply, closed) = exchange(&server, &vec![b'a'; 70 * 1024]).await;
+    assert_eq!(reply, "-ERR Protocol error: too big inline request\r\n");
+    assert!(closed);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_misbehaving_client_does_not_disturb_others() {
+    let server = start().await;
+    let mut good = connect(&server).await;
+    ok(&mut good, &["SET", "k", "v"]).await;
+    for _ in 0..20 {
+        let _ = exchange(&server, b"*1\r\n$99999999999999999999\r\n").await;
+        let _ = exchange(&server, b"\x00\xff\r\n*-5\r\n$").await;
+    }
+    assert_eq!(ok(&mut good, &["GET", "k"]).await, bulk("v"));
+    assert_eq!(
+        server.shared.clients.len(),
+        1,
+        "bad clients were disconnected and unregistered"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn idle_clients_are_closed_after_timeout() {
+    let server = start_with(|config| config.timeout = Some(Duration::from_secs(1))).await;
+    let mut socket = TcpStream::connect(server.resp_addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the server closed the idle connection: {read:?}"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn maxclients_refuses_with_redis_text() {
+    let server = start_with(|config| config.maxclients = 1).await;
+    let mut first = connect(&server).await;
+    let (reply, closed) = exchange(&server, b"PING\r\n").await;
+    assert_eq!(reply, "-ERR max number of clients reached\r\n");
+    assert!(closed);
+    assert_eq!(
+        ok(&mut first, &["PING"]).await,
+        redis::Value::SimpleString("PONG".into())
+    );
+    server.shutdown().await;
+}
+
+#[test]
+fn protected_mode_refuses_remote_clients_without_a_password() {
+    use quorra_server::server::refusal;
+    use quorra_server::shared::Shared;
+    use std::net::IpAddr;
+    let shared = Shared::new(
+        quorra_server::Config::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let remote: IpAddr = "192.0.2.7".parse().unwrap();
+    let refused = refusal(&shared, remote).expect("remote client refused");
+    assert!(refused.starts_with("-DENIED") && refused.contains("--requirepass"));
+    assert_eq!(
+        refusal(&shared, "127.0.0.1".parse().unwrap()),
+        None,
+        "loopback is always allowed"
+    );
+    assert_eq!(refusal(&shared, "::1".parse().unwrap()), None);
+    shared.settings.write().requirepass = Some("pw".into());
+    assert_eq!(
+        refusal(&shared, remote),
+        None,
+        "a password lifts protected mode"
+    );
+    shared.settings.write().requirepass = None;
+    shared.settings.write().protected_mode = false;
+    assert_eq!(refusal(&shared, remote), None);
+}
