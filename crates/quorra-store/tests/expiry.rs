@@ -180,3 +180,46 @@ impl NowForTests for quorra_store::MockClock {
         self.now_ms()
     }
 }
+
+#[test]
+fn active_cycle_stops_at_its_iteration_budget_and_resumes_next_tick() {
+    use quorra_store::expiry::{ACTIVE_EXPIRE_KEYS_PER_LOOP, ACTIVE_EXPIRE_MAX_LOOPS_PER_SHARD};
+    let (s, clock) = common::store_with(quorra_store::StoreConfig {
+        shards: 1,
+        ..Default::default()
+    });
+    let per_tick = (ACTIVE_EXPIRE_KEYS_PER_LOOP * ACTIVE_EXPIRE_MAX_LOOPS_PER_SHARD) as u64;
+    let total = per_tick + 5_000;
+    for i in 0..total {
+        s.set(format!("k{i}").as_bytes(), b"v", ex(1)).unwrap();
+    }
+    clock.advance(Duration::from_secs(2));
+    let now = clock.now_ms_for_tests();
+    let first = s.tick(now);
+    assert!(first.budget_exhausted, "{first:?}");
+    assert_eq!(first.expired, per_tick);
+    let second = s.tick(now);
+    assert!(!second.budget_exhausted);
+    assert_eq!(second.expired, 5_000);
+    assert_eq!(s.stats().total.entries, 0);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn expired_keys_are_invisible_everywhere_before_any_cleanup() {
+    let (s, clock) = store();
+    s.set(b"gone", b"v", ex(1)).unwrap();
+    s.set(b"kept", b"v", SetOptions::default()).unwrap();
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(s.keys(b"*"), vec![bytes::Bytes::from("kept")]);
+    assert_eq!(s.scan(0, None, 100).1, vec![bytes::Bytes::from("kept")]);
+    assert_eq!(s.random_key(), Some(bytes::Bytes::from("kept")));
+    assert_eq!(s.exists(&["gone"]), 0);
+    assert_eq!(s.strlen(b"gone"), 0);
+    assert_eq!(
+        s.incr(b"gone"),
+        Ok(1),
+        "an expired key counts as missing for writes"
+    );
+    assert_eq!(s.ttl(b"gone"), -1);
+}

@@ -127,3 +127,48 @@ fn rename_of_a_big_key_needs_only_the_net_growth() {
     assert_eq!(s.stats().total.evictions, 0);
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn noeviction_does_not_evict_when_the_limit_is_lowered() {
+    let (s, _) = small_store(0, 4);
+    s.set_policy(MaxmemoryPolicy::NoEviction);
+    for i in 0..10 {
+        s.set(format!("k{i}").as_bytes(), &[0; 10], SetOptions::default())
+            .unwrap();
+    }
+    assert_eq!(s.set_maxmemory(100), 0);
+    assert_eq!(s.dbsize(), 10);
+    assert_eq!(
+        s.set(b"new", b"x", SetOptions::default()),
+        Err(StoreError::OutOfMemory)
+    );
+    // Switching to LRU at run time makes writes evict again.
+    s.set_policy(MaxmemoryPolicy::AllKeysLru);
+    s.set_maxmemory(100 + size("k0", 10));
+    s.set(b"new", b"x", SetOptions::default()).unwrap();
+    assert!(s.used_memory() <= s.maxmemory());
+}
+
+#[test]
+fn stats_count_hits_misses_and_per_shard_totals() {
+    let (s, _) = small_store(0, 8);
+    for i in 0..40 {
+        s.set(format!("k{i}").as_bytes(), b"v", SetOptions::default())
+            .unwrap();
+    }
+    for i in 0..50 {
+        s.get(format!("k{i}").as_bytes());
+    }
+    let st = s.stats();
+    assert_eq!((st.total.hits, st.total.misses), (40, 10));
+    assert_eq!(st.shards.len(), 8);
+    assert_eq!(st.shards.iter().map(|x| x.entries).sum::<u64>(), 40);
+    assert_eq!(
+        st.shards.iter().map(|x| x.used_bytes).sum::<u64>(),
+        s.used_memory()
+    );
+    assert!(
+        st.shards.iter().filter(|x| x.entries > 0).count() > 1,
+        "keys spread over shards"
+    );
+}
