@@ -52,6 +52,7 @@ pub mod numeric;
 mod shard;
 pub mod stats;
 pub mod store;
+mod sync;
 pub mod version;
 
 pub use clock::{Clock, MockClock, SystemClock};

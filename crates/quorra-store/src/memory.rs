@@ -65,7 +65,7 @@ impl AtomicWord for AtomicU64 {
 
 /// Global accounted bytes and the limit they must stay under.
 #[derive(Debug)]
-pub(crate) struct MemoryBudget<A: AtomicWord = AtomicU64> {
+pub(crate) struct MemoryBudget<A: AtomicWord = crate::sync::AtomicU64> {
     /// Accounted bytes reserved or committed.
     used: A,
     /// `maxmemory` in bytes; 0 = unlimited.
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn reserve_respects_limit_and_release_returns_room() {
-        let m: MemoryBudget = MemoryBudget::new(100);
+        let m: MemoryBudget<AtomicU64> = MemoryBudget::new(100);
         assert!(m.try_reserve(60));
         assert!(!m.try_reserve(41));
         assert!(m.try_reserve(40));

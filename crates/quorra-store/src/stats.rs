@@ -5,7 +5,9 @@
 //! counters are `fetch_add`s. Reading never takes a lock, so a snapshot taken while
 //! writers run mixes slightly different instants across shards.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::sync::AtomicU64;
 
 /// The counters of one shard.
 #[derive(Debug, Default)]

@@ -23,7 +23,9 @@
 //! node, so that a later local write is always newer than anything this node has seen
 //! (that is what lets a local write overwrite a replicated tombstone).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sync::AtomicU64;
 
 /// Number of low bits of [`Version::hlc`] that hold the logical counter.
 pub const LOGICAL_BITS: u32 = 16;
@@ -114,7 +116,7 @@ impl HybridClock {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(feature = "shuttle")))]
 mod tests {
     use super::*;
 
