@@ -23,6 +23,11 @@
 //!
 //! The shard keeps its own byte and entry counters; the global budget is the caller's
 //! business ([`crate::memory`]).
+//!
+//! Failure mode: the slab and the index never shrink. After a mass deletion the freed
+//! slots (56 bytes each) and the index capacity stay resident, unaccounted, until new
+//! keys reuse them or FLUSHALL drops the shard; RSS can then sit well above the
+//! accounted total. (Compacting would move slots and break the SCAN guarantee.)
 
 use hashbrown::HashTable;
 

@@ -464,7 +464,7 @@ impl Store {
     }
 
     /// Writes `data` for a key into `sh` (reusing slot `at`), reserving any growth
-    /// first and evicting from `sh` (sparing `at` and `protect`) if needed.
+    /// first and evicting from `sh` (sparing `at`) if needed.
     #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
@@ -476,7 +476,6 @@ impl Store {
         key_len: usize,
         deadline: Option<u64>,
         version: Version,
-        protect: &[u32],
     ) -> Result<u32, Fail> {
         if key_len > MAX_KEY_LEN {
             return Err(StoreError::ValueTooLarge.into());
@@ -488,9 +487,8 @@ impl Store {
         }
         let old = at.map_or(0, |i| sh.slot(i).size());
         if new > old {
-            let mut spare: Vec<u32> = protect.to_vec();
-            spare.extend(at);
-            self.reserve(new - old, || self.evict_one(sh, cell, &spare).is_some())?;
+            let spare = at.as_slice();
+            self.reserve(new - old, || self.evict_one(sh, cell, spare).is_some())?;
         }
         let key_len = u32::try_from(key_len).expect("key shorter than 4 GiB");
         let (i, _) = sh.put(at, h, data, key_len, State::Live, deadline, version);
@@ -837,7 +835,6 @@ impl Store {
                 key.len(),
                 deadline,
                 version,
-                &[],
             )?;
             Ok(SetOutcome {
                 written: true,
@@ -1315,7 +1312,6 @@ impl Store {
                 key.len(),
                 deadline,
                 version,
-                &[],
             )?;
             Ok(reply)
         })
@@ -1460,7 +1456,6 @@ impl Store {
                         key.len(),
                         None,
                         entry.version,
-                        &[],
                     )?,
                 };
                 self.tombstone_slot(&mut sh, cell, i, now, entry.version);
@@ -1476,7 +1471,6 @@ impl Store {
                 key.len(),
                 entry.expire_at_ms,
                 entry.version,
-                &[],
             )?;
             Ok(ApplyOutcome::Applied)
         })
