@@ -44,6 +44,10 @@ fn op_get(s: &Store, k: &[u8]) {
     black_box(s.get(k));
 }
 
+fn op_get_with(s: &Store, k: &[u8]) {
+    black_box(s.get_with(k, |v| black_box(v.len())));
+}
+
 fn op_set(s: &Store, k: &[u8]) {
     s.set(k, &[b'w'; VALUE_LEN], SetOptions::default()).unwrap();
 }
@@ -89,8 +93,9 @@ fn bench(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("store/{shards}-shards"));
         g.measurement_time(Duration::from_secs(3));
         g.warm_up_time(Duration::from_millis(500));
-        let cases: [(&str, &Keys, Op); 3] = [
+        let cases: [(&str, &Keys, Op); 4] = [
             ("get_hit", &hits, op_get),
+            ("get_with_hit", &hits, op_get_with),
             ("get_miss", &misses, op_get),
             ("set", &hits, op_set),
         ];

@@ -567,6 +567,27 @@ impl Store {
         }
     }
 
+    /// GET without a copy: calls `f` with the value while the shard is locked (promoting
+    /// the entry and counting a hit, like [`Store::get`]); `None` on a miss. For a server
+    /// that writes the value straight into its output buffer. `f` must be short and must
+    /// not call into the store.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let (h, s) = self.locate(key, AccessKind::Read);
+        let cell = &self.cells[s];
+        let mut sh = cell.shard.lock();
+        match self.find(&mut sh, cell, h, key, || self.now()).live {
+            Some(i) => {
+                sh.touch(i);
+                cell.stats.hit();
+                Some(f(sh.slot(i).value()))
+            }
+            None => {
+                cell.stats.miss();
+                None
+            }
+        }
+    }
+
     /// Runs `f` on the live slot of `key` (after lazy expiry), under the lock, without
     /// promoting it or counting a hit.
     fn peek<T>(&self, key: &[u8], f: impl FnOnce(&Shard, Option<u32>) -> T) -> T {

@@ -444,3 +444,15 @@ fn access_observer_sees_every_keyed_access() {
     assert_eq!(seen[1], (h, b"k".to_vec(), AccessKind::Read));
     assert_eq!(seen[2].1, b"other".to_vec());
 }
+
+#[test]
+fn get_with_reads_in_place_and_promotes() {
+    let (s, _) = common::small_store(0, 1);
+    s.set(b"a", b"1", SetOptions::default()).unwrap();
+    s.set(b"b", b"22", SetOptions::default()).unwrap();
+    assert_eq!(s.get_with(b"a", |v| v.to_vec()), Some(b"1".to_vec()));
+    assert_eq!(s.lru_dump(0), vec![Bytes::from("a"), Bytes::from("b")]);
+    assert_eq!(s.get_with(b"zz", |v| v.len()), None);
+    let st = s.stats().total;
+    assert_eq!((st.hits, st.misses), (1, 1));
+}
