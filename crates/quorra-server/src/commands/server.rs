@@ -354,7 +354,12 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             shared.resp_addr.port(),
             uptime / 86_400,
             shared.config.hz,
-            shared.config.config_file.as_ref().map(|path| path.display().to_string()).unwrap_or_default(),
+            shared
+                .config
+                .config_file
+                .as_ref()
+                .map(|path| path.display().to_string())
+                .unwrap_or_default(),
         ),
         "clients" => write!(
             out,

@@ -6,5 +6,7 @@ mod connection;
 mod http;
 mod keyspace;
 mod memory;
+mod netns;
+mod process;
 mod protocol;
 mod strings;

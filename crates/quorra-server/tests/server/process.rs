@@ -1,0 +1,195 @@
+//! The real `quorra` binary as a user runs it: flags, stdout, RSS under maxmemory,
+//! SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::Value;
+
+use crate::common::*;
+
+/// A `quorra server` process on free ports; killed on drop if still running.
+struct Process {
+    child: Child,
+    resp: String,
+}
+
+impl Process {
+    fn start(extra: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quorra"))
+            .args(["server", "--port", "0", "--http-port", "0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("quorra starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "quorra listening: RESP 127.0.0.1:PORT HTTP http://127.0.0.1:PORT"
+        let resp = line
+            .split_whitespace()
+            .nth(3)
+            .expect("address on stdout")
+            .to_owned();
+        Process { child, resp }
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id())).unwrap();
+        statm
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 4096
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "quorra did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Documented bound (docs/operations.md): under a write flood, RSS stays below 1.5 ×
+/// maxmemory plus `RSS_BASELINE` for the runtime, connection buffers and allocator.
+const RSS_BASELINE: u64 = 16 * 1024 * 1024;
+
+#[tokio::test]
+async fn write_flood_keeps_memory_bounded_and_sigterm_stops_cleanly() {
+    const MAXMEMORY: u64 = 32 * 1024 * 1024;
+    let mut process = Process::start(&["--maxmemory", "32mb"]);
+    let mut c = connect_url(&format!("redis://{}/", process.resp)).await;
+    let value = "v".repeat(100);
+    let mut written = 0u64;
+    let mut batch = 0u64;
+    while written < 3 * MAXMEMORY {
+        let mut pipe = redis::pipe();
+        for i in 0..2_000 {
+            pipe.cmd("SET")
+                .arg(format!("key:{batch:06}:{i:04}"))
+                .arg(&value)
+                .ignore();
+            written += 116;
+        }
+        let () = pipe.query_async(&mut c).await.unwrap();
+        batch += 1;
+    }
+    let Value::BulkString(info) = ok(&mut c, &["INFO", "memory"]).await else {
+        panic!()
+    };
+    let info = String::from_utf8(info).unwrap();
+    let used: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let rss = process.rss_bytes();
+    eprintln!("maxmemory {MAXMEMORY}, used_memory {used}, rss {rss}");
+    assert!(used <= MAXMEMORY);
+    assert!(
+        rss <= MAXMEMORY * 3 / 2 + RSS_BASELINE,
+        "rss {rss} over the documented bound"
+    );
+    drop(c);
+    assert!(process.terminate().success(), "SIGTERM is a clean shutdown");
+}
+
+#[test]
+fn bad_flags_and_config_files_are_clear_errors() {
+    let output = Command::new(env!("CARGO_BIN_EXE_quorra"))
+        .args(["server", "--maxmemory", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("lots"));
+
+    let dir = std::env::temp_dir().join(format!("quorra-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("quorra.toml");
+    std::fs::write(&file, "prot = 1\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_quorra"))
+        .args(["server", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown field `prot`"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn settings_come_from_file_env_and_flags_in_that_order() {
+    let dir = std::env::temp_dir().join(format!("quorra-layers-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("quorra.toml");
+    std::fs::write(
+        &file,
+        "maxmemory = \"1mb\"\nmaxmemory-policy = \"noeviction\"\ntimeout = 7\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quorra"))
+        .args([
+            "server",
+            "--port",
+            "0",
+            "--http-port",
+            "0",
+            "--config",
+            file.to_str().unwrap(),
+            "--timeout",
+            "9",
+        ])
+        .env("QUORRA_MAXMEMORY", "2mb")
+        .env("QUORRA_TIMEOUT", "8")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let resp = line.split_whitespace().nth(3).unwrap().to_owned();
+    let mut c = connect_url(&format!("redis://{resp}/")).await;
+    let config = ok(
+        &mut c,
+        &["CONFIG", "GET", "maxmemory", "maxmemory-policy", "timeout"],
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    // The flag beats the environment, the environment beats the file, the file beats
+    // the default.
+    assert_eq!(
+        config,
+        array(vec![
+            bulk("maxmemory"),
+            bulk("2097152"),
+            bulk("maxmemory-policy"),
+            bulk("noeviction"),
+            bulk("timeout"),
+            bulk("9"),
+        ])
+    );
+}
