@@ -32,7 +32,7 @@ mod error;
 mod frame;
 mod limits;
 mod number;
-mod request;
+pub mod request;
 
 pub use encode::Protocol;
 pub use error::ProtocolError;

@@ -31,7 +31,8 @@ use crate::number::parse_i64;
 /// One command: its arguments, the command name first. Never empty.
 pub type Request = Vec<Bytes>;
 
-/// Incremental request parser for one connection. See the [module docs](self).
+/// Incremental request parser for one connection. The [module docs](crate::request)
+/// give the rules it follows.
 #[derive(Debug, Default)]
 pub struct RequestParser {
     limits: Limits,

@@ -3,7 +3,7 @@
 //! The loop reads whatever the socket has, parses *every* complete command in the buffer,
 //! executes them in order into one output buffer, and writes that buffer with one
 //! `write_all` — so a pipeline of N commands costs one read and one write, not N of each.
-//! The output is also flushed mid-batch once it passes [`FLUSH_THRESHOLD`], so a client
+//! The output is also flushed mid-batch once it passes `FLUSH_THRESHOLD`, so a client
 //! that pipelines many large replies cannot make the server buffer them all.
 //!
 //! The connection ends when the client closes it, after QUIT, after a protocol error

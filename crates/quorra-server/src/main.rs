@@ -15,6 +15,9 @@ struct Cli {
 enum Command {
     /// Run one node.
     Server(Settings),
+    /// Load a quorra or Redis server with a cache-like workload and report throughput,
+    /// hit ratio and latency percentiles.
+    Bench(quorra_bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +40,7 @@ fn main() -> std::process::ExitCode {
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
             runtime.block_on(run_server(config))
         }
+        Command::Bench(args) => quorra_bench::main(args),
     }
 }
 

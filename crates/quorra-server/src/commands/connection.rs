@@ -12,7 +12,7 @@ use crate::shared::unix_ms;
 /// on the server version read it from HELLO and INFO.
 pub const REDIS_COMPATIBLE_VERSION: &str = "7.2.0";
 
-/// PING [message]
+/// `PING [message]`
 pub fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     match args {
         [_] => encode::simple(ctx.out, "PONG"),
@@ -56,7 +56,7 @@ fn check_password(
     }
 }
 
-/// AUTH [username] password
+/// `AUTH [username] password`
 pub fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     match args {
         [_, password] => check_password(ctx, None, password)?,
@@ -67,7 +67,7 @@ pub fn auth(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// HELLO [protover [AUTH username password] [SETNAME clientname]]
+/// `HELLO [protover [AUTH username password] [SETNAME clientname]]`
 pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let mut protocol = ctx.session.protocol;
     if let Some(version) = args.get(1) {
@@ -225,7 +225,7 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// CLIENT LIST [TYPE NORMAL] [ID id [id ...]]
+/// `CLIENT LIST [TYPE NORMAL] [ID id [id ...]]`
 fn client_list(ctx: &mut Ctx<'_>, options: &[Bytes]) -> Result<(), CommandError> {
     let mut ids: Option<Vec<u64>> = None;
     let mut only_normal = true;

@@ -9,21 +9,21 @@ use super::{CommandError, Ctx, int_arg, is};
 /// collect the whole keyspace in memory at once.
 pub const MAX_SCAN_COUNT: i64 = 100_000;
 
-/// DEL key [key ...] (and UNLINK)
+/// `DEL key [key ...] (and UNLINK)`
 pub fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let removed = ctx.shared.store.del(&args[1..]);
     ctx.int(removed as i64);
     Ok(())
 }
 
-/// EXISTS key [key ...]
+/// `EXISTS key [key ...]`
 pub fn exists(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let count = ctx.shared.store.exists(&args[1..]);
     ctx.int(count as i64);
     Ok(())
 }
 
-/// TOUCH key [key ...]
+/// `TOUCH key [key ...]`
 pub fn touch(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let count = ctx.shared.store.touch(&args[1..]);
     ctx.int(count as i64);
@@ -47,7 +47,7 @@ pub fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+/// `SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]`
 pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let cursor = std::str::from_utf8(&args[1])
         .ok()
@@ -106,7 +106,7 @@ pub fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// COPY source destination [DB destination-db] [REPLACE]
+/// `COPY source destination [DB destination-db] [REPLACE]`
 pub fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let mut replace = false;
     let mut rest = args[3..].iter();
@@ -163,19 +163,19 @@ macro_rules! expire_command {
 }
 
 expire_command!(
-    /// EXPIRE key seconds [NX | XX | GT | LT]
+    /// `EXPIRE key seconds [NX | XX | GT | LT]`
     expire, expire
 );
 expire_command!(
-    /// PEXPIRE key milliseconds [NX | XX | GT | LT]
+    /// `PEXPIRE key milliseconds [NX | XX | GT | LT]`
     pexpire, pexpire
 );
 expire_command!(
-    /// EXPIREAT key unix-time-seconds [NX | XX | GT | LT]
+    /// `EXPIREAT key unix-time-seconds [NX | XX | GT | LT]`
     expireat, expireat
 );
 expire_command!(
-    /// PEXPIREAT key unix-time-milliseconds [NX | XX | GT | LT]
+    /// `PEXPIREAT key unix-time-milliseconds [NX | XX | GT | LT]`
     pexpireat, pexpireat
 );
 

@@ -11,7 +11,7 @@ use super::connection::REDIS_COMPATIBLE_VERSION;
 use super::{COMMANDS, CommandError, CommandSpec, Ctx, is, lookup};
 use crate::config::{parse_bytes, parse_policy, policy_name};
 
-/// COMMAND [COUNT | LIST | INFO name... | DOCS name...]
+/// `COMMAND [COUNT | LIST | INFO name... | DOCS name...]`
 pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let named = |names: &[Bytes]| -> Vec<Option<&'static CommandSpec>> {
         names
@@ -135,7 +135,7 @@ fn config_value(ctx: &Ctx<'_>, name: &str) -> String {
     }
 }
 
-/// CONFIG GET pattern [pattern ...] | CONFIG SET name value [name value ...]
+/// `CONFIG GET pattern [pattern ...] | CONFIG SET name value [name value ...]`
 pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     if is(&args[1], "GET") {
         if args.len() < 3 {
@@ -255,7 +255,7 @@ pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// FLUSHALL [ASYNC | SYNC] (and FLUSHDB)
+/// `FLUSHALL [ASYNC | SYNC] (and FLUSHDB)`
 pub fn flushall(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     match &args[1..] {
         [] => {}
@@ -267,7 +267,7 @@ pub fn flushall(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// TIME: [seconds, microseconds] as bulk strings.
+/// `TIME`: [seconds, microseconds] as bulk strings.
 pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -281,7 +281,7 @@ pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
 /// INFO sections quorra reports, in order; `default`, `all` and `everything` mean all.
 const INFO_SECTIONS: &[&str] = &["server", "clients", "memory", "stats", "keyspace"];
 
-/// INFO [section ...]
+/// `INFO [section ...]`
 pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let wanted: Vec<String> = args[1..]
         .iter()

@@ -13,7 +13,7 @@ pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]
+/// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]`
 pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let mut options = SetOptions::default();
     let mut rest = args[3..].iter();
@@ -108,7 +108,7 @@ fn rename_expire_error(error: quorra_store::StoreError, name: &str) -> CommandEr
     }
 }
 
-/// GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]
+/// `GETEX key [EX s | PX ms | EXAT s | PXAT ms | PERSIST]`
 pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let mut expiry = GetExExpiry::Keep;
     let mut rest = args[2..].iter();
@@ -156,7 +156,7 @@ pub fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// MGET key [key ...]
+/// `MGET key [key ...]`
 pub fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let values = ctx.shared.store.mget(&args[1..]);
     ctx.array(values.len());
@@ -178,14 +178,14 @@ fn pairs(args: &[Bytes]) -> Result<Vec<(&Bytes, &Bytes)>, CommandError> {
         .collect())
 }
 
-/// MSET key value [key value ...]
+/// `MSET key value [key value ...]`
 pub fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     ctx.shared.store.mset(&pairs(args)?)?;
     ctx.ok();
     Ok(())
 }
 
-/// MSETNX key value [key value ...]
+/// `MSETNX key value [key value ...]`
 pub fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let written = ctx.shared.store.msetnx(&pairs(args)?)?;
     ctx.int(i64::from(written));
@@ -258,7 +258,7 @@ pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]
+/// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]`
 ///
 /// The classic dynamic programme, as Redis: a (|a|+1)·(|b|+1) table of u32 lengths, then a
 /// walk back from the corner collecting the common string and, for IDX, the matching
