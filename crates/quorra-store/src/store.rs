@@ -1421,7 +1421,8 @@ impl Store {
         })
     }
 
-    /// FLUSHALL: removes every entry and tombstone.
+    /// FLUSHALL: removes every entry and tombstone. A local operation: it leaves no
+    /// tombstones, so replicas that still hold the keys can repair them back.
     pub fn flushall(&self) {
         for cell in self.cells.iter() {
             let mut sh = cell.shard.lock();
