@@ -226,6 +226,8 @@ struct InFlight {
     kind: OpKind,
     /// Send time (closed loop) or intended send time (open loop).
     start: Instant,
+    /// Open loop: when it was actually encoded for sending (at or after `start`).
+    sent: Option<Instant>,
     /// Whether it falls in the measured window.
     measured: bool,
 }
@@ -385,6 +387,7 @@ async fn write_requests(
         let _ = tx.send(InFlight {
             kind,
             start: start_at,
+            sent: schedule.map(|_| Instant::now()),
             measured,
         });
         if buf.len() >= WRITE_BATCH_BYTES {
@@ -420,6 +423,11 @@ async fn read_replies(
             continue;
         }
         let latency = now.saturating_duration_since(request.start);
+        if let Some(sent) = request.sent {
+            outcome
+                .stats
+                .record_send_lag(sent.saturating_duration_since(request.start));
+        }
         let op = outcome.stats.op_mut(request.kind);
         match (request.kind, frame) {
             (_, Frame::Error(_)) => op.record_error(),

@@ -268,6 +268,7 @@ fn empty_report(args: &BenchArgs) -> Report {
         misses: 0,
         hit_ratio: None,
         per_op: Vec::new(),
+        send_lag: None,
         stats: report::Stats::default(),
     }
 }

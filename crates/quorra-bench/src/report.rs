@@ -27,6 +27,18 @@ pub const SIGNIFICANT_DIGITS: u8 = 3;
 /// Latencies above this are recorded as this (one hour, in microseconds).
 pub const MAX_RECORDED_LATENCY_MICROS: u64 = 3_600_000_000;
 
+/// Records `duration` in microseconds, at least 1, at most
+/// [`MAX_RECORDED_LATENCY_MICROS`].
+fn record_micros(histogram: &mut Histogram<u64>, duration: Duration) {
+    let micros = u64::try_from(duration.as_micros())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_RECORDED_LATENCY_MICROS);
+    // Auto-resizing histograms grow to fit (`saturating_record` would not resize).
+    if histogram.record(micros).is_err() {
+        histogram.saturating_record(micros);
+    }
+}
+
 /// Counters and latencies of one operation kind.
 #[derive(Debug, Clone)]
 pub struct OpStats {
@@ -56,13 +68,7 @@ impl OpStats {
     /// Records one non-error reply that took `latency`.
     pub fn record(&mut self, latency: Duration) {
         self.count += 1;
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .clamp(1, MAX_RECORDED_LATENCY_MICROS);
-        // Auto-resizing histograms grow to fit (`saturating_record` would not resize).
-        if self.latency.record(micros).is_err() {
-            self.latency.saturating_record(micros);
-        }
+        record_micros(&mut self.latency, latency);
     }
 
     /// Records one error reply.
@@ -86,12 +92,17 @@ impl OpStats {
 #[derive(Debug, Clone)]
 pub struct Stats {
     ops: [OpStats; 4],
+    /// Open loop: how late each measured request went out after its intended send time,
+    /// in microseconds (timer granularity, a full pipeline, or a busy generator). Empty
+    /// in closed loop.
+    send_lag: Histogram<u64>,
 }
 
 impl Default for Stats {
     fn default() -> Self {
         Stats {
             ops: std::array::from_fn(|_| OpStats::new()),
+            send_lag: Histogram::new(SIGNIFICANT_DIGITS).expect("valid significant digits"),
         }
     }
 }
@@ -112,6 +123,19 @@ impl Stats {
         for (mine, theirs) in self.ops.iter_mut().zip(&other.ops) {
             mine.merge(theirs);
         }
+        self.send_lag
+            .add(&other.send_lag)
+            .expect("auto-resizing histograms always merge");
+    }
+
+    /// Records that a request went out `lag` after its intended send time.
+    pub fn record_send_lag(&mut self, lag: Duration) {
+        record_micros(&mut self.send_lag, lag);
+    }
+
+    /// Send lags recorded with [`Stats::record_send_lag`], in microseconds.
+    pub fn send_lag(&self) -> &Histogram<u64> {
+        &self.send_lag
     }
 
     /// Replies received, all kinds.
@@ -151,6 +175,19 @@ impl Latency {
             mean_us: histogram.mean(),
         })
     }
+}
+
+/// How late open-loop requests went out, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SendLag {
+    /// Requests measured.
+    pub requests: u64,
+    /// Median lag.
+    pub p50_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Largest.
+    pub max_us: u64,
 }
 
 /// The figures of one operation kind.
@@ -203,6 +240,11 @@ pub struct Report {
     pub hit_ratio: Option<f64>,
     /// Per kind with at least one reply, then `all`.
     pub per_op: Vec<OpSummary>,
+    /// Open loop: how late measured requests were sent after their intended time
+    /// (`None` in closed loop). Latency includes this lag;
+    /// a large lag means the generator or a full pipeline, not only the server, held
+    /// requests back.
+    pub send_lag: Option<SendLag>,
     /// The merged raw counters and histograms.
     #[serde(skip)]
     pub stats: Stats,
@@ -249,6 +291,15 @@ impl Report {
         self.misses = misses;
         self.hit_ratio = (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64);
         self.per_op = per_op;
+        if self.target_rate.is_some() {
+            let lag = stats.send_lag();
+            self.send_lag = Some(SendLag {
+                requests: lag.len(),
+                p50_us: lag.value_at_quantile(0.5),
+                p99_us: lag.value_at_quantile(0.99),
+                max_us: lag.max(),
+            });
+        }
         self.stats = stats;
         self
     }
@@ -323,10 +374,12 @@ impl Report {
                 cell(|l| l.max_us),
             );
         }
-        if self.target_rate.is_some() {
+        if let Some(lag) = self.send_lag {
             let _ = writeln!(
                 out,
-                "(open loop: latency counts from each request's intended send time)"
+                "open loop: latency counts from each request's intended send time; \
+                 send lag behind the schedule: p50 {} us, p99 {} us, max {} us",
+                lag.p50_us, lag.p99_us, lag.max_us
             );
         }
         out
@@ -366,6 +419,7 @@ mod tests {
             misses: 0,
             hit_ratio: None,
             per_op: Vec::new(),
+            send_lag: None,
             stats: Stats::default(),
         }
         .finish(a, Duration::from_secs(2));

@@ -316,14 +316,18 @@ async fn auth_is_sent_and_a_wrong_password_is_a_clear_error() {
     .await
     .unwrap();
     assert_eq!((ok.ops, ok.errors), (100, 0));
-    let wrong = quorra_bench::run(&args(&server, &["--password", "nope", "--requests", "10"])).await;
+    let wrong =
+        quorra_bench::run(&args(&server, &["--password", "nope", "--requests", "10"])).await;
     match wrong {
         Err(BenchError::Auth { message, .. }) => assert!(message.contains("WRONGPASS")),
         other => panic!("expected an AUTH error, got {other:?}"),
     }
-    let refused = quorra_bench::run(&BenchArgs::try_parse_from(["--target", "127.0.0.1:1"]).unwrap())
-        .await;
-    assert!(matches!(refused, Err(BenchError::Connect { .. })), "{refused:?}");
+    let refused =
+        quorra_bench::run(&BenchArgs::try_parse_from(["--target", "127.0.0.1:1"]).unwrap()).await;
+    assert!(
+        matches!(refused, Err(BenchError::Connect { .. })),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -355,7 +359,16 @@ async fn open_loop_charges_a_stall_to_every_request_scheduled_during_it() {
     .await;
     let open = quorra_bench::run(&args(
         &open_server,
-        &["--rate", "200", "--duration", "1500ms", "-c", "1", "--ratio", "1:0:0"],
+        &[
+            "--rate",
+            "200",
+            "--duration",
+            "1500ms",
+            "-c",
+            "1",
+            "--ratio",
+            "1:0:0",
+        ],
     ))
     .await
     .unwrap();
@@ -366,6 +379,11 @@ async fn open_loop_charges_a_stall_to_every_request_scheduled_during_it() {
     assert!(slow(&open, 100) >= 30, "{} slow requests", slow(&open, 100));
     // 300 requests in all: the top 1% (3) all waited most of the stall.
     assert!(latency.p99_us >= 200_000, "p99 {} us", latency.p99_us);
+    // With one request in flight allowed, the requests behind the stall went out late,
+    // and the report says so.
+    let lag = open.send_lag.expect("open loop reports its send lag");
+    assert_eq!(lag.requests, open.ops);
+    assert!(lag.max_us >= 200_000, "send lag max {} us", lag.max_us);
 
     let closed_server = FakeServer::start(Behaviour {
         stall: Some((100, stall)),
@@ -380,5 +398,9 @@ async fn open_loop_charges_a_stall_to_every_request_scheduled_during_it() {
     .unwrap();
     let latency = closed.per_op.last().unwrap().latency.unwrap();
     assert!(latency.max_us >= 250_000, "the stalled request itself");
-    assert!(slow(&closed, 250) <= 2, "{} slow requests", slow(&closed, 250));
+    assert!(
+        slow(&closed, 250) <= 2,
+        "{} slow requests",
+        slow(&closed, 250)
+    );
 }
