@@ -101,6 +101,10 @@ pub struct Settings {
     /// Active expiry cycles per second, as Redis's `hz` [default: 10].
     #[arg(long, env = "QUORRA_HZ")]
     pub hz: Option<u32>,
+
+    /// Worker threads serving clients; 0 means one per CPU core [default: 0].
+    #[arg(long, env = "QUORRA_THREADS")]
+    pub threads: Option<usize>,
 }
 
 /// A resolved configuration: every setting has a value that has been checked.
@@ -136,6 +140,8 @@ pub struct Config {
     pub shards: usize,
     /// Active expiry cycles per second.
     pub hz: u32,
+    /// Worker threads (at least 1).
+    pub threads: usize,
 }
 
 impl Default for Config {
@@ -211,6 +217,7 @@ impl Settings {
                 .or(lower.client_query_buffer_limit),
             shards: self.shards.or(lower.shards),
             hz: self.hz.or(lower.hz),
+            threads: self.threads.or(lower.threads),
         }
     }
 
@@ -239,7 +246,13 @@ impl Settings {
         if !(1..=quorra_store::store::MAX_SHARDS).contains(&shards) {
             return Err(invalid("shards", "must be between 1 and 65536"));
         }
+        let threads = match self.threads.unwrap_or(0) {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n if n > 1024 => return Err(invalid("threads", "must be at most 1024")),
+            n => n,
+        };
         Ok(Config {
+            threads,
             config_file: self.config,
             bind: self.bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
             port: self.port.unwrap_or(DEFAULT_PORT),

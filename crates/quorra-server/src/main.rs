@@ -37,7 +37,11 @@ fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(2);
                 }
             };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.threads)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             runtime.block_on(run_server(config))
         }
         Command::Bench(args) => quorra_bench::main(args),
