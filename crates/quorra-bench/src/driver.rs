@@ -7,7 +7,8 @@
 //!   `quorra_resp::encode`, and writes them in batches. It may have at most `--pipeline`
 //!   requests in flight (a semaphore of that many permits; the reader returns a permit per
 //!   reply). In closed loop it sends whenever a permit is free; in open loop it first
-//!   waits until the request's intended time ([`crate::schedule`]), then for a permit.
+//!   waits for the request's intended time (a token from the [`Pacer`]), then for a
+//!   permit.
 //!   Before it waits for anything it flushes what it has encoded, so the reader never
 //!   waits for a reply to a request that is still in the writer's buffer.
 //! - the **reader** takes the in-flight records in order from an unbounded channel (RESP
@@ -44,7 +45,7 @@ use tokio::time::Instant;
 
 use crate::BenchError;
 use crate::report::Stats;
-use crate::schedule::Schedule;
+use crate::schedule::{Pacer, Schedule};
 use crate::workload::{KeyPermutation, KeySampler, OpKind, OpMix, ValueSize};
 
 /// How long a reader waits for one reply before it gives up on the connection.
@@ -91,6 +92,16 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// Open loop: the global request number at which the run stops (exclusive).
+    pub(crate) fn open_loop_end(&self, schedule: Schedule) -> u64 {
+        match self.stop {
+            Stop::Requests(n) => schedule
+                .first_global_at_or_after(self.warmup)
+                .saturating_add(n),
+            Stop::After(duration) => schedule.first_global_at_or_after(self.warmup + duration),
+        }
+    }
+
     /// The target of connection `index`.
     pub(crate) fn target(&self, index: u32) -> &str {
         &self.targets[index as usize % self.targets.len()]
@@ -257,12 +268,23 @@ pub(crate) async fn run_connection(
     index: u32,
     stream: TcpStream,
     start: Instant,
+    pacer: Option<Arc<Pacer>>,
 ) -> Result<Outcome, BenchError> {
     let addr = plan.target(index).to_owned();
     let (read, write) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel();
     let permits = Semaphore::new(plan.pipeline as usize);
-    let writer = write_requests(&plan, &shared, index, write, start, &permits, tx, &addr);
+    let writer = write_requests(
+        &plan,
+        &shared,
+        index,
+        write,
+        start,
+        pacer.as_deref(),
+        &permits,
+        tx,
+        &addr,
+    );
     let reader = read_replies(&shared, read, rx, &permits, &addr);
     let ((), outcome) = tokio::try_join!(writer, reader)?;
     Ok(outcome)
@@ -275,6 +297,7 @@ async fn write_requests(
     index: u32,
     mut write: OwnedWriteHalf,
     start: Instant,
+    pacer: Option<&Pacer>,
     permits: &Semaphore,
     tx: mpsc::UnboundedSender<InFlight>,
     addr: &str,
@@ -288,15 +311,6 @@ async fn write_requests(
     let schedule = plan
         .rate
         .map(|rate| Schedule::new(rate, u64::from(plan.connections), u64::from(index)));
-    // Open loop, --requests: the global request numbers this run sends end here.
-    let open_end = match (schedule, plan.stop) {
-        (Some(schedule), Stop::Requests(n)) => Some(
-            schedule
-                .first_global_at_or_after(plan.warmup)
-                .saturating_add(n),
-        ),
-        _ => None,
-    };
     let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
     let mut key = Vec::with_capacity(plan.key_prefix.len() + 20);
     let mut k = 0u64;
@@ -306,21 +320,16 @@ async fn write_requests(
         let due = match schedule {
             Some(schedule) => {
                 let global = schedule.global_index(k);
-                if open_end.is_some_and(|end| global >= end) {
+                if global >= plan.open_loop_end(schedule) {
                     break;
+                }
+                let pacer = pacer.expect("open loop has a pacer");
+                if !pacer.try_take(index as usize) {
+                    flush(&mut write, &mut buf).await.map_err(io_error)?;
+                    pacer.take(index as usize).await;
                 }
                 let offset = schedule.offset_of_global(global);
-                if let Stop::After(duration) = plan.stop
-                    && offset >= plan.warmup + duration
-                {
-                    break;
-                }
-                let intended = start + offset;
-                if intended > Instant::now() {
-                    flush(&mut write, &mut buf).await.map_err(io_error)?;
-                    tokio::time::sleep_until(intended).await;
-                }
-                Some((intended, offset >= plan.warmup))
+                Some((start + offset, offset >= plan.warmup))
             }
             None => None,
         };

@@ -154,6 +154,15 @@ pub async fn run_with_progress(
         completed: AtomicU64::new(0),
     });
     let start = Instant::now() + START_DELAY;
+    let pacer = plan.rate.map(|rate| {
+        let schedule = schedule::Schedule::new(rate, 1, 0);
+        PacerGuard(schedule::Pacer::start(
+            rate,
+            plan.connections,
+            start.into_std(),
+            plan.open_loop_end(schedule),
+        ))
+    });
     let mut tasks = JoinSet::new();
     for (index, stream) in (0..).zip(streams) {
         tasks.spawn(driver::run_connection(
@@ -162,6 +171,7 @@ pub async fn run_with_progress(
             index,
             stream,
             start,
+            pacer.as_ref().map(|guard| Arc::clone(&guard.0)),
         ));
     }
     let bar = show_progress.then(|| run_bar(&plan, Arc::clone(&shared), start));
@@ -182,6 +192,15 @@ pub async fn run_with_progress(
         last.saturating_duration_since(measure_start)
     });
     Ok(empty_report(args).finish(stats, elapsed))
+}
+
+/// Stops the pacer thread when the run ends, however it ends.
+struct PacerGuard(Arc<schedule::Pacer>);
+
+impl Drop for PacerGuard {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 /// The `quorra bench` subcommand: runs `args` on a fresh runtime and prints the report

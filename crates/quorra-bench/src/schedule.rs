@@ -25,17 +25,24 @@
 //! have seen.
 //!
 //! The schedule is pure arithmetic, with no clock: [`Schedule::offset`] gives the intended
-//! time of a connection's `k`-th request relative to the start, and the driver sleeps
-//! until then. Timer granularity (tokio's timer wheel has 1 ms slots) means a request may
-//! go out up to about a millisecond late; that delay is part of the measured latency, so
-//! open-loop figures carry up to ~1 ms of client-side slack per request at rates where a
-//! connection sends less often than once a millisecond. Compare open-loop figures with
-//! each other, not with closed-loop ones.
+//! time of a connection's `k`-th request relative to the start. Releasing requests on
+//! time is the [`Pacer`]'s job: one OS thread walks the global request numbers in order,
+//! sleeps (`std::thread::sleep`, accurate to tens of microseconds on Linux) until each
+//! one's intended time, and hands a token to the connection that owns it; a connection
+//! sends one request per token. tokio's own timer has 1 ms slots, which would make every
+//! request leave up to a millisecond late and add that to its latency; the pacer thread
+//! cuts this client-side slack to the OS sleep's precision. Whatever lag remains (the
+//! sleep's overshoot, a busy generator, a full pipeline) is still part of the measured
+//! latency, and the report shows it separately as the *send lag*.
 //!
 //! Non-goals: Poisson (randomised) arrivals — the schedule is evenly spaced — and rates
 //! that vary during a run.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 /// Nanoseconds per second.
 const NANOS_PER_SEC: u128 = 1_000_000_000;
@@ -94,6 +101,79 @@ impl Schedule {
     }
 }
 
+/// Releases open-loop requests at their intended times: one token per global request
+/// number, to the connection that owns it (`n mod connections`), from a dedicated thread.
+#[derive(Debug)]
+pub struct Pacer {
+    /// Per connection: tokens for requests whose intended time has come.
+    tokens: Vec<Semaphore>,
+    /// Set to stop the pacer thread early (the run ended or failed).
+    stop: AtomicBool,
+}
+
+impl Pacer {
+    /// Starts the pacer thread for global requests `0..end` at `rate_per_sec` over
+    /// `connections`, from `start`. The thread ends after request `end - 1` or soon after
+    /// [`Pacer::stop`].
+    pub fn start(rate_per_sec: u64, connections: u32, start: Instant, end: u64) -> Arc<Pacer> {
+        let pacer = Arc::new(Pacer {
+            tokens: (0..connections).map(|_| Semaphore::new(0)).collect(),
+            stop: AtomicBool::new(false),
+        });
+        let schedule = Schedule::new(rate_per_sec, 1, 0);
+        let thread_pacer = Arc::clone(&pacer);
+        std::thread::Builder::new()
+            .name("quorra-bench-pacer".into())
+            .spawn(move || thread_pacer.run(schedule, start, end))
+            .expect("spawn the pacer thread");
+        pacer
+    }
+
+    fn run(&self, schedule: Schedule, start: Instant, end: u64) {
+        let connections = self.tokens.len() as u64;
+        let mut n = 0;
+        while n < end && !self.stop.load(Ordering::Relaxed) {
+            let due = start + schedule.offset_of_global(n);
+            let now = Instant::now();
+            if due > now {
+                // Never sleep long without checking the stop flag.
+                std::thread::sleep((due - now).min(PACER_MAX_SLEEP));
+                continue;
+            }
+            // Release every request that is due, in order.
+            while n < end && start + schedule.offset_of_global(n) <= now {
+                self.tokens[(n % connections) as usize].add_permits(1);
+                n += 1;
+            }
+        }
+    }
+
+    /// Takes connection `index`'s next token if its request is due; `false` if not yet.
+    pub fn try_take(&self, index: usize) -> bool {
+        self.tokens[index]
+            .try_acquire()
+            .map(|token| token.forget())
+            .is_ok()
+    }
+
+    /// Waits for connection `index`'s next token.
+    pub async fn take(&self, index: usize) {
+        self.tokens[index]
+            .acquire()
+            .await
+            .expect("the token semaphore is never closed")
+            .forget();
+    }
+
+    /// Stops the pacer thread.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Longest single sleep of the pacer thread, so that it notices [`Pacer::stop`] soon.
+const PACER_MAX_SLEEP: Duration = Duration::from_millis(50);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +230,29 @@ mod tests {
         assert_eq!(thirds.offset(3), Duration::from_secs(1));
         assert_eq!(thirds.offset(3_000_000), Duration::from_secs(1_000_000));
         assert_eq!(thirds.offset(1), Duration::from_nanos(333_333_333));
+    }
+
+    /// The real-time pacer: no token before its intended time, exactly one token per
+    /// request, to the right connection. Lower bounds only: a slow box makes tokens late,
+    /// never early.
+    #[tokio::test]
+    async fn the_pacer_releases_each_request_at_or_after_its_time() {
+        let start = Instant::now() + Duration::from_millis(300);
+        // 100 requests/s over 3 connections, requests 0..30: the last is due at 290 ms.
+        let pacer = Pacer::start(100, 3, start, 30);
+        assert!(!pacer.try_take(0), "a token before the start");
+        let mut taken = [0u32; 3];
+        for n in 0..30u64 {
+            let connection = (n % 3) as usize;
+            pacer.take(connection).await;
+            let due = start + Schedule::new(100, 1, 0).offset_of_global(n);
+            assert!(Instant::now() >= due, "request {n} released early");
+            taken[connection] += 1;
+        }
+        assert_eq!(taken, [10, 10, 10]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!((0..3).all(|c| !pacer.try_take(c)), "a token past the end");
+        pacer.stop();
     }
 
     #[test]
