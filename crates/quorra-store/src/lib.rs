@@ -63,5 +63,5 @@ pub use entry::{
 pub use error::StoreError;
 pub use memory::ENTRY_OVERHEAD;
 pub use stats::{ShardStatsSnapshot, StoreStats};
-pub use store::{MAX_KEY_LEN, MaxmemoryPolicy, Store, StoreConfig, in_ring_range};
+pub use store::{MAX_KEY_LEN, MaxmemoryPolicy, Store, StoreConfig};
 pub use version::{HybridClock, Version};

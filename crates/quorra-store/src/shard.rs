@@ -183,6 +183,12 @@ impl Shard {
         u64::from(self.tombs.len())
     }
 
+    /// Live entries with a TTL. Every tombstone has a purge deadline, so the rest of the
+    /// deadline vector is exactly the live entries that expire.
+    pub(crate) fn volatile(&self) -> u64 {
+        self.deadlines.len() as u64 - self.tombstones()
+    }
+
     pub(crate) fn deadlines(&self) -> &[Deadline] {
         &self.deadlines
     }
@@ -378,7 +384,7 @@ impl Shard {
             if self.find(s.hash, s.key()) != Some(i) {
                 return Err(format!("slot {i} not found through the index"));
             }
-            if s.hash != xxhash_rust::xxh3::xxh3_64(s.key()) {
+            if s.hash != quorra_ring::key_token(s.key()) {
                 return Err(format!("slot {i} has a stale hash"));
             }
             if s.deadline != NIL && self.deadlines[s.deadline as usize].slot != i {
@@ -386,6 +392,9 @@ impl Shard {
             }
             if s.state() == State::Tombstone && !s.value().is_empty() {
                 return Err(format!("tombstone {i} carries a value"));
+            }
+            if s.state() == State::Tombstone && s.deadline == NIL {
+                return Err(format!("tombstone {i} has no purge deadline"));
             }
         }
         if bytes != self.bytes {
@@ -426,7 +435,7 @@ mod tests {
     #[test]
     fn slots_are_reused_and_keep_their_index_on_overwrite() {
         let mut sh = Shard::default();
-        let h = |k: &[u8]| xxhash_rust::xxh3::xxh3_64(k);
+        let h = |k: &[u8]| quorra_ring::key_token(k);
         let (a, _) = sh.put(
             None,
             h(b"a"),

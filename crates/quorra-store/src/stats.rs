@@ -1,6 +1,6 @@
 //! Counters, cheap to read: relaxed atomics, one set per shard, summed on demand.
 //!
-//! `entries`, `tombstones` and `used_bytes` are written under the shard's lock (stored,
+//! `entries`, `tombstones`, `used_bytes` and `volatile` are written under the shard's lock (stored,
 //! not added, so they equal the shard's own counters when it is unlocked); the event
 //! counters are `fetch_add`s. Reading never takes a lock, so a snapshot taken while
 //! writers run mixes slightly different instants across shards.
@@ -15,6 +15,7 @@ pub(crate) struct ShardStats {
     pub(crate) entries: AtomicU64,
     pub(crate) tombstones: AtomicU64,
     pub(crate) used_bytes: AtomicU64,
+    pub(crate) volatile: AtomicU64,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) evictions: AtomicU64,
@@ -39,6 +40,7 @@ impl ShardStats {
             entries: self.entries.load(Relaxed),
             tombstones: self.tombstones.load(Relaxed),
             used_bytes: self.used_bytes.load(Relaxed),
+            volatile: self.volatile.load(Relaxed),
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             evictions: self.evictions.load(Relaxed),
@@ -56,6 +58,8 @@ pub struct ShardStatsSnapshot {
     pub tombstones: u64,
     /// Accounted bytes of live entries and tombstones.
     pub used_bytes: u64,
+    /// Live entries with a TTL (INFO keyspace's `expires`).
+    pub volatile: u64,
     /// Reads that found a live entry.
     pub hits: u64,
     /// Reads that found nothing (or an expired entry).
@@ -71,6 +75,7 @@ impl ShardStatsSnapshot {
         self.entries += o.entries;
         self.tombstones += o.tombstones;
         self.used_bytes += o.used_bytes;
+        self.volatile += o.volatile;
         self.hits += o.hits;
         self.misses += o.misses;
         self.evictions += o.evictions;

@@ -50,6 +50,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
+use quorra_ring::TokenRange;
 
 use crate::clock::Clock;
 use crate::entry::*;
@@ -186,16 +187,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Whether `h` lies in the ring range `(start, end]`; `start >= end` wraps around zero and
-/// `start == end` is the whole ring.
-pub fn in_ring_range(h: u64, start: u64, end: u64) -> bool {
-    match start.cmp(&end) {
-        std::cmp::Ordering::Less => start < h && h <= end,
-        std::cmp::Ordering::Greater => h > start || h <= end,
-        std::cmp::Ordering::Equal => true,
-    }
-}
-
 /// Absolute deadline for a relative (`base_ms = Some(now)`) or absolute time `t` in
 /// `unit_ms` units; `None` on overflow. May be ≤ 0 (in the past).
 fn absolute_ms(t: i64, unit_ms: i64, base_ms: Option<u64>) -> Option<i64> {
@@ -280,7 +271,7 @@ impl Store {
     }
 
     fn locate(&self, key: &[u8], kind: AccessKind) -> (u64, usize) {
-        let h = xxhash_rust::xxh3::xxh3_64(key);
+        let h = quorra_ring::key_token(key);
         if let Some(o) = &self.observer {
             o.on_access(h, key, kind);
         }
@@ -346,6 +337,7 @@ impl Store {
             .tombstones
             .store(sh.tombstones(), Ordering::Relaxed);
         cell.stats.used_bytes.store(sh.bytes(), Ordering::Relaxed);
+        cell.stats.volatile.store(sh.volatile(), Ordering::Relaxed);
     }
 
     /// Removes slot `i` outright and returns its bytes to the budget.
@@ -908,6 +900,7 @@ impl Store {
                 if sh.deadline(i).is_some() {
                     sh.set_deadline(i, None);
                     sh.set_version(i, self.hlc.next(now));
+                    Self::sync_stats(&sh, cell);
                 }
             }
             (_, Some(at)) if at <= i64::try_from(now).unwrap_or(i64::MAX) => {
@@ -916,6 +909,7 @@ impl Store {
             (_, at) => {
                 sh.set_deadline(i, at.map(|a| a as u64));
                 sh.set_version(i, self.hlc.next(now));
+                Self::sync_stats(&sh, cell);
             }
         }
         Ok(Some(value))
@@ -1284,6 +1278,7 @@ impl Store {
         sh.set_deadline(i, Some(at as u64));
         sh.set_version(i, self.hlc.next(now));
         sh.touch(i);
+        Self::sync_stats(&sh, cell);
         Ok(true)
     }
 
@@ -1297,6 +1292,7 @@ impl Store {
             Some(i) if sh.deadline(i).is_some() => {
                 sh.set_deadline(i, None);
                 sh.set_version(i, self.hlc.next(now));
+                Self::sync_stats(&sh, cell);
                 true
             }
             _ => false,
@@ -1517,16 +1513,15 @@ impl Store {
     }
 
     /// Calls `f` for every entry (tombstones included, expired entries skipped) whose key
-    /// hash lies in the ring range `(start, end]` (wrapping when `start >= end`; the
-    /// whole ring when equal). Scans every slot: O(entries). Holds one shard lock at a
+    /// hash — its ring token, [`quorra_ring::key_token`] — lies in `range`. Scans every slot: O(entries). Holds one shard lock at a
     /// time while calling `f`, so `f` must not call into the store.
-    pub fn visit_range(&self, start: u64, end: u64, mut f: impl FnMut(EntryView<'_>)) {
+    pub fn visit_range(&self, range: TokenRange, mut f: impl FnMut(EntryView<'_>)) {
         let now = self.now();
         for cell in self.cells.iter() {
             let sh = cell.shard.lock();
             for i in 0..sh.slot_count() as u32 {
                 let s = sh.slot(i);
-                if s.state() == State::Free || !in_ring_range(s.hash(), start, end) {
+                if s.state() == State::Free || !range.contains(s.hash()) {
                     continue;
                 }
                 let tombstone = s.state() == State::Tombstone;
@@ -1603,8 +1598,11 @@ impl Store {
         for (s, sh) in guards.iter().enumerate() {
             sh.check().map_err(|e| format!("shard {s}: {e}"))?;
             let st = self.cells[s].stats.snapshot();
-            if (st.entries, st.tombstones, st.used_bytes)
-                != (sh.live(), sh.tombstones(), sh.bytes())
+            let volatile = (0..sh.slot_count() as u32)
+                .filter(|&i| sh.slot(i).state() == State::Live && sh.deadline(i).is_some())
+                .count() as u64;
+            if (st.entries, st.tombstones, st.used_bytes, st.volatile)
+                != (sh.live(), sh.tombstones(), sh.bytes(), volatile)
             {
                 return Err(format!("shard {s}: counters disagree with contents"));
             }

@@ -415,7 +415,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 let _ = write!(
                     out,
                     "db0:keys={},expires={},avg_ttl=0\r\n",
-                    stats.entries, 0 /* PENDING-VOLATILE */
+                    stats.entries, stats.volatile
                 );
             }
             Ok(())

@@ -7,9 +7,18 @@ use quorra_store::{GetExExpiry, SetCondition, SetExpiry, SetOptions};
 use super::{CommandError, Ctx, int_arg, is};
 
 /// GET key
+///
+/// The value is encoded straight from the store into the reply (under the shard lock:
+/// one copy instead of an allocation plus two copies).
 pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let value = ctx.shared.store.get(&args[1]);
-    ctx.bulk_or_null(value.as_deref());
+    let out = &mut *ctx.out;
+    let found = ctx
+        .shared
+        .store
+        .get_with(&args[1], |value| quorra_resp::encode::bulk(out, value));
+    if found.is_none() {
+        quorra_resp::encode::null(ctx.out, ctx.session.protocol);
+    }
     Ok(())
 }
 

@@ -26,6 +26,15 @@ async fn del_exists_touch_type_dbsize_flush() {
         Value::SimpleString("none".into())
     );
     assert_eq!(ok(&mut c, &["DBSIZE"]).await, int(3));
+    ok(&mut c, &["EXPIRE", "a", "100"]).await;
+    let Value::BulkString(keyspace) = ok(&mut c, &["INFO", "keyspace"]).await else {
+        panic!()
+    };
+    assert!(
+        String::from_utf8(keyspace)
+            .unwrap()
+            .contains("db0:keys=3,expires=1,")
+    );
     assert_eq!(ok(&mut c, &["DEL", "a", "x"]).await, int(1));
     assert_eq!(ok(&mut c, &["UNLINK", "b"]).await, int(1));
     assert_eq!(ok(&mut c, &["DBSIZE"]).await, int(1));
