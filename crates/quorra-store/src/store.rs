@@ -70,7 +70,7 @@ pub const MAX_KEY_LEN: usize = crate::shard::MAX_KEY_LEN;
 /// Default number of shards. `benches/store.rs` compares 1, 16 and 64 shards with two
 /// threads: one shard is clearly slower for SET (one lock for both threads); 16 and 64
 /// were within run-to-run noise on the 2-core machine used, so the smaller count (less
-/// fixed memory, fuller hash tables) is the default. See `BENCHMARKS.md`.
+/// fixed memory, fuller hash tables) is the default. See `docs/benchmarks.md`.
 pub const DEFAULT_SHARDS: usize = 16;
 /// Largest allowed shard count.
 pub const MAX_SHARDS: usize = 1 << 16;
