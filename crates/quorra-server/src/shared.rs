@@ -84,6 +84,9 @@ impl Shared {
                 maxmemory: config.maxmemory,
                 policy: config.maxmemory_policy,
                 max_string_len: config.proto_max_bulk_len,
+                // Tombstones only matter when replicas exchange writes; a single node
+                // frees a deleted key's memory at once.
+                tombstone_grace_ms: 0,
                 ..StoreConfig::default()
             },
             Arc::new(SystemClock),
