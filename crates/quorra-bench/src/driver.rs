@@ -249,6 +249,8 @@ pub(crate) struct Outcome {
     pub(crate) stats: Stats,
     /// When the last measured reply arrived.
     pub(crate) last_reply: Option<Instant>,
+    /// Replies to warm-up requests (not measured).
+    pub(crate) warmup_replies: u64,
 }
 
 /// Shared between the connections of a run.
@@ -429,6 +431,7 @@ async fn read_replies(
         let now = Instant::now();
         permits.add_permits(1);
         if !request.measured {
+            outcome.warmup_replies += 1;
             continue;
         }
         let latency = now.saturating_duration_since(request.start);

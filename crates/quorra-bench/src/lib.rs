@@ -12,8 +12,9 @@
 //! - [`args`]: [`BenchArgs`], the `quorra bench` flags, and their parsers.
 //! - [`workload`]: the operation mix, the key-popularity samplers (uniform, Zipf by
 //!   rejection-inversion, hotspot) and the rank → key permutation.
-//! - [`schedule`]: the open-loop schedule of intended send times, and why latency is
-//!   measured from it (no coordinated omission).
+//! - [`schedule`]: the open-loop schedule of intended send times, why latency is
+//!   measured from it (no coordinated omission), and the pacer thread that releases
+//!   requests on time.
 //! - `driver` (private): one tokio task per connection, a pipelined writer and a reply
 //!   reader; preloading.
 //! - [`report`]: per-operation counters and HdrHistograms, the table and the JSON.
@@ -178,10 +179,12 @@ pub async fn run_with_progress(
 
     let mut stats = report::Stats::default();
     let mut last_reply: Option<Instant> = None;
+    let mut warmup_ops = 0;
     while let Some(joined) = tasks.join_next().await {
         let outcome = joined.map_err(|error| BenchError::Task(error.to_string()))??;
         stats.merge(&outcome.stats);
         last_reply = last_reply.max(outcome.last_reply);
+        warmup_ops += outcome.warmup_replies;
     }
     if let Some((ticker, bar)) = bar {
         ticker.abort();
@@ -191,7 +194,9 @@ pub async fn run_with_progress(
     let elapsed = last_reply.map_or(Duration::ZERO, |last| {
         last.saturating_duration_since(measure_start)
     });
-    Ok(empty_report(args).finish(stats, elapsed))
+    let mut report = empty_report(args);
+    report.warmup_ops = warmup_ops;
+    Ok(report.finish(stats, elapsed))
 }
 
 /// Stops the pacer thread when the run ends, however it ends.
@@ -280,6 +285,7 @@ fn empty_report(args: &BenchArgs) -> Report {
         distribution: args.distribution.to_string(),
         ratio: args.ratio.to_string(),
         elapsed_secs: 0.0,
+        warmup_ops: 0,
         ops: 0,
         ops_per_sec: 0.0,
         errors: 0,

@@ -226,6 +226,8 @@ pub struct Report {
     pub ratio: String,
     /// Measured time (warm-up excluded), in seconds.
     pub elapsed_secs: f64,
+    /// Replies to warm-up requests, left out of every other figure.
+    pub warmup_ops: u64,
     /// Replies in the measured window, all kinds.
     pub ops: u64,
     /// Replies per second, all kinds.
@@ -332,8 +334,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "measured: {:.2} s, {} ops, {:.0} ops/s, {} errors",
-            self.elapsed_secs, self.ops, self.ops_per_sec, self.errors
+            "measured: {:.2} s, {} ops, {:.0} ops/s, {} errors ({} warm-up ops not counted)",
+            self.elapsed_secs, self.ops, self.ops_per_sec, self.errors, self.warmup_ops
         );
         match self.hit_ratio {
             Some(ratio) => {
@@ -412,6 +414,7 @@ mod tests {
             distribution: "uniform".into(),
             ratio: "1:1:0".into(),
             elapsed_secs: 0.0,
+            warmup_ops: 0,
             ops: 0,
             ops_per_sec: 0.0,
             errors: 0,

@@ -122,8 +122,9 @@ impl KeySampler {
 /// The method inverts the integral `H(x)` of the continuous hat function `h(x) = x^-s`
 /// over `[1.5, n + 0.5]`: draw `u` uniform in that integral's range, `x = H⁻¹(u)`,
 /// `k = round(x)`, and accept `k` if `x` lies close enough to `k` (the squeeze `k - x <=
-/// threshold`) or `u >= H(k + 0.5) - h(k)`. The acceptance rate is high for every `s`
-/// (above 90% for the skews used in caches), so a sample costs a few `exp`/`ln` calls.
+/// threshold`) or `u >= H(k + 0.5) - h(k)`; otherwise draw again. The hat hugs the
+/// distribution closely, so retries are rare and a sample costs a few `exp`/`ln` calls,
+/// independent of `n`.
 /// `helper1`/`helper2` are `ln(1+x)/x` and `(e^x-1)/x` with series near 0, which keep
 /// the formulas accurate at and around `s = 1`.
 #[derive(Debug, Clone)]
