@@ -1,1 +1,50 @@
-fn main() {}
+//! Round-trip latency of one RPC over loopback.
+//!
+//! One client connection (`connections_per_peer = 1`), sequential calls with a 100-byte
+//! payload to an echo handler; server and client share one two-worker tokio runtime.
+//!
+//! Run: `cargo bench -p quorra-cluster --bench rpc`
+
+use std::hint::black_box;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use quorra_cluster::rpc::{ClusterSecret, RpcClient, RpcConfig, RpcServer};
+use quorra_ring::NodeId;
+
+fn round_trip(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let secret = ClusterSecret::new("bench-secret");
+    let server = rt
+        .block_on(RpcServer::bind(
+            "127.0.0.1:0",
+            RpcConfig::new("server", secret.clone()),
+            |_from: NodeId, payload: Bytes| async move { Ok::<_, String>(payload) },
+        ))
+        .expect("bind");
+    let addr = server.local_addr();
+    let mut config = RpcConfig::new("client", secret);
+    config.connections_per_peer = 1;
+    let client = RpcClient::new(config);
+    let payload = Bytes::from(vec![0x5a; 100]);
+    // Connect and authenticate outside the measurement.
+    rt.block_on(client.call(addr, payload.clone()))
+        .expect("warm-up call");
+
+    c.bench_function("rpc_round_trip_100B_1conn_sequential", |b| {
+        b.iter(|| {
+            let reply = rt
+                .block_on(client.call(addr, black_box(payload.clone())))
+                .expect("call");
+            black_box(reply)
+        })
+    });
+    rt.block_on(server.shutdown());
+}
+
+criterion_group!(benches, round_trip);
+criterion_main!(benches);

@@ -385,6 +385,34 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn client_refuses_a_server_that_cannot_prove_the_secret() {
+        // An impostor that accepts anyone but does not know the secret.
+        let (a, b) = tokio::io::duplex(4096);
+        let (ar, mut aw) = tokio::io::split(a);
+        let (br, mut bw) = tokio::io::split(b);
+        let impostor = async move {
+            let mut rd = FrameReader::new(br, 1024);
+            let _hello = rd.next().await.unwrap();
+            let ours = fresh_hello(&cfg("evil", "guess"));
+            send(&mut bw, addr(), &[frame(FrameKind::Hello, ours.encode())])
+                .await
+                .unwrap();
+            let _proof = rd.next().await.unwrap();
+            let fake = Bytes::from_static(&[7; MAC_BYTES]);
+            send(&mut bw, addr(), &[frame(FrameKind::Accept, fake)])
+                .await
+                .unwrap();
+            bw
+        };
+        let client = async move {
+            let mut rd = FrameReader::new(ar, 1024);
+            client(&mut rd, &mut aw, &cfg("a", "k"), addr()).await
+        };
+        let (c, _bw) = tokio::join!(client, impostor);
+        assert!(matches!(c, Err(RpcError::AuthFailed { .. })), "{c:?}");
+    }
+
     #[test]
     fn hello_round_trips_and_rejects_garbage() {
         let h = Hello {

@@ -201,6 +201,56 @@ async fn version_mismatch_is_reported_with_both_versions() {
     }
 }
 
+#[tokio::test]
+async fn the_server_stops_reading_a_connection_at_its_in_flight_cap() {
+    let mut sc = config("server", SECRET);
+    sc.max_in_flight_per_conn = 2;
+    // `hang` reports that it started, then never answers.
+    let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let server = RpcServer::bind("127.0.0.1:0", sc, move |_from: NodeId, p: Bytes| {
+        let started = started_tx.clone();
+        async move {
+            if &p[..] == b"hang" {
+                let _ = started.send(());
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, String>(p)
+        }
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr();
+    let mut c = config("client", SECRET);
+    c.connections_per_peer = 1;
+    let client = RpcClient::new(c);
+    assert_eq!(
+        client.call(addr, Bytes::from_static(b"1")).await.unwrap(),
+        "1"
+    );
+    let _hung: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call(addr, Bytes::from_static(b"hang")).await })
+        })
+        .collect();
+    for _ in 0..2 {
+        within(started_rx.recv()).await.unwrap();
+    }
+    // Both permits are held by handlers that never finish, so this request is never read:
+    // it can only time out, whatever the machine's speed.
+    let e = client
+        .call_timeout(addr, Bytes::from_static(b"2"), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, RpcError::Timeout { .. }), "{e:?}");
+    // Another connection is not affected.
+    let other = RpcClient::new(config("other", SECRET));
+    assert_eq!(
+        other.call(addr, Bytes::from_static(b"3")).await.unwrap(),
+        "3"
+    );
+}
+
 /// A TCP proxy that records every byte it forwards, in both directions.
 async fn recording_proxy(target: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<u8>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
