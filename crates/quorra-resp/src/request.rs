@@ -14,12 +14,13 @@
 //!   [`Limits::max_inline_len`] bytes; a longer run without `\r` is an error (a client
 //!   streaming garbage cannot make us buffer forever).
 //!
-//! The parser consumes every complete argument as soon as it arrives and remembers how
-//! many are still due, so a request is scanned once however many reads it takes. Only
-//! an incomplete bulk's header is re-read when more bytes come.
+//! The parser remembers how far it has scanned a half-received request and how many
+//! arguments are still due, so a request is scanned once however many reads it takes
+//! (only an incomplete bulk's header is re-read when more bytes come). A complete
+//! request is split off the buffer in one piece and its arguments are slices of it.
 //!
-//! Arguments are `Bytes` split off the read buffer without copying. They keep that
-//! buffer's allocation alive: copy an argument before storing it beyond the command
+//! Arguments are `Bytes` sharing the read buffer's allocation, without copying. They
+//! keep that allocation alive: copy an argument before storing it beyond the command
 //! (a 100-byte value must not pin a 16 KB read buffer).
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -38,15 +39,19 @@ pub struct RequestParser {
     limits: Limits,
     /// The multibulk request being received, if its `*<argc>` line has been read.
     pending: Option<PendingMultibulk>,
+    /// Where each complete argument of the pending request lies in the buffer; kept
+    /// between requests so that parsing allocates nothing in the steady state.
+    arg_ranges: Vec<(usize, usize)>,
 }
 
+/// A multibulk request whose arguments are still arriving. Nothing of it has been
+/// consumed from the buffer yet: offsets are from the start of the buffer.
 #[derive(Debug)]
 struct PendingMultibulk {
     /// Arguments still to come.
     remaining: usize,
-    args: Vec<Bytes>,
-    /// Bytes of the arguments received so far, for the query-buffer limit.
-    received: usize,
+    /// Where the next argument's `$<len>` header starts.
+    scanned: usize,
 }
 
 impl RequestParser {
@@ -55,6 +60,7 @@ impl RequestParser {
         RequestParser {
             limits,
             pending: None,
+            arg_ranges: Vec::new(),
         }
     }
 
@@ -76,53 +82,83 @@ impl RequestParser {
     /// Takes the next whole command off the front of `buf`.
     ///
     /// Returns `Ok(Some(args))` for a command, `Ok(None)` when `buf` holds no whole
-    /// command yet (whatever could be consumed was; call again after the next read), and
-    /// `Err` when the input breaks the protocol or a limit — the connection must then be
-    /// closed, because its byte stream is no longer in step.
+    /// command yet (call again after the next read), and `Err` when the input breaks the
+    /// protocol or a limit — the connection must then be closed, because its byte stream
+    /// is no longer in step.
     pub fn next_request(&mut self, buf: &mut BytesMut) -> Result<Option<Request>, ProtocolError> {
+        let mut args = Vec::new();
+        Ok(self.next_request_into(buf, &mut args)?.then_some(args))
+    }
+
+    /// As [`next_request`](Self::next_request), but puts the arguments in `args`
+    /// (cleared first) and returns whether a command was found, so a connection can
+    /// reuse one vector for every command.
+    ///
+    /// A multibulk request is consumed in one piece once all of it has arrived: one
+    /// split of the buffer, and each argument a slice of that piece.
+    pub fn next_request_into(
+        &mut self,
+        buf: &mut BytesMut,
+        args: &mut Vec<Bytes>,
+    ) -> Result<bool, ProtocolError> {
+        args.clear();
         loop {
             if let Some(pending) = &mut self.pending {
                 while pending.remaining > 0 {
-                    let Some(arg) = take_bulk(buf, &self.limits)? else {
-                        if pending.received + buf.len() > self.limits.max_query_buffer {
+                    let Some((start, end)) = scan_bulk(buf, pending.scanned, &self.limits)? else {
+                        if buf.len() > self.limits.max_query_buffer {
                             return Err(ProtocolError::QueryBufferLimit);
                         }
-                        return Ok(None);
+                        return Ok(false);
                     };
-                    pending.received += arg.len();
-                    pending.args.push(arg);
+                    self.arg_ranges.push((start, end));
+                    pending.scanned = end + 2;
                     pending.remaining -= 1;
                 }
                 let done = self.pending.take().expect("pending is set");
-                return Ok(Some(done.args));
+                let frame = buf.split_to(done.scanned).freeze();
+                args.extend(
+                    self.arg_ranges
+                        .drain(..)
+                        .map(|(start, end)| frame.slice(start..end)),
+                );
+                // One huge command must not pin its range table for the connection's life.
+                if self.arg_ranges.capacity() > 4 * Limits::PREALLOCATED_ARGS {
+                    self.arg_ranges.shrink_to(Limits::PREALLOCATED_ARGS);
+                }
+                return Ok(true);
             }
             match buf.first() {
-                None => return Ok(None),
+                None => return Ok(false),
                 Some(b'*') => {
-                    let Some(count) =
-                        take_header(buf, &self.limits, ProtocolError::MultibulkCountTooBig)?
+                    let Some((digits, header_end)) =
+                        scan_header(buf, 0, &self.limits, ProtocolError::MultibulkCountTooBig)?
                     else {
-                        return Ok(None);
+                        return Ok(false);
                     };
-                    let count = parse_i64(&count).ok_or(ProtocolError::InvalidMultibulkLength)?;
+                    let count = parse_i64(digits).ok_or(ProtocolError::InvalidMultibulkLength)?;
                     if count > self.limits.max_args as i64 {
                         return Err(ProtocolError::InvalidMultibulkLength);
                     }
-                    if count > 0 {
-                        let count = count as usize;
-                        self.pending = Some(PendingMultibulk {
-                            remaining: count,
-                            args: Vec::with_capacity(count.min(Limits::PREALLOCATED_ARGS)),
-                            received: 0,
-                        });
+                    if count <= 0 {
+                        buf.advance(header_end);
+                        continue;
                     }
+                    let count = count as usize;
+                    self.arg_ranges.clear();
+                    self.arg_ranges
+                        .reserve(count.min(Limits::PREALLOCATED_ARGS));
+                    self.pending = Some(PendingMultibulk {
+                        remaining: count,
+                        scanned: header_end,
+                    });
                 }
                 Some(_) => {
                     let Some(newline) = buf.iter().position(|&b| b == b'\n') else {
                         if buf.len() > self.limits.max_inline_len {
                             return Err(ProtocolError::InlineTooBig);
                         }
-                        return Ok(None);
+                        return Ok(false);
                     };
                     if newline > self.limits.max_inline_len {
                         return Err(ProtocolError::InlineTooBig);
@@ -130,9 +166,9 @@ impl RequestParser {
                     let line = buf.split_to(newline + 1);
                     let line = line.strip_suffix(b"\n").unwrap_or(&line);
                     let line = line.strip_suffix(b"\r").unwrap_or(line);
-                    let args = split_inline_args(line)?;
+                    split_inline_args(line, args)?;
                     if !args.is_empty() {
-                        return Ok(Some(args));
+                        return Ok(true);
                     }
                 }
             }
@@ -140,75 +176,74 @@ impl RequestParser {
     }
 }
 
-/// Takes a `<sigil><digits>\r\n` header line off `buf` and returns the digits, or `None`
-/// if the line is not complete yet (`too_long` if it cannot be a header at all).
-fn take_header(
-    buf: &mut BytesMut,
+/// Finds the `<sigil><digits>\r\n` header line starting at `from`: the digits and the
+/// offset just past the line, or `None` if the line is not complete yet (`too_long` if
+/// it has run past the inline limit without a `\r`).
+fn scan_header<'a>(
+    buf: &'a [u8],
+    from: usize,
     limits: &Limits,
     too_long: ProtocolError,
-) -> Result<Option<BytesMut>, ProtocolError> {
-    let Some(cr) = buf.iter().position(|&b| b == b'\r') else {
-        return if buf.len() > limits.max_inline_len {
+) -> Result<Option<(&'a [u8], usize)>, ProtocolError> {
+    let rest = &buf[from..];
+    let Some(cr) = rest.iter().position(|&b| b == b'\r') else {
+        return if rest.len() > limits.max_inline_len {
             Err(too_long)
         } else {
             Ok(None)
         };
     };
     // The byte after '\r' must have arrived too; Redis skips it unchecked.
-    if cr + 2 > buf.len() {
+    if cr + 2 > rest.len() {
         return Ok(None);
     }
-    let mut line = buf.split_to(cr + 2);
-    line.truncate(cr);
-    line.advance(1);
-    Ok(Some(line))
+    Ok(Some((&rest[1..cr], from + cr + 2)))
 }
 
-/// Takes one `$<len>\r\n<bytes>\r\n` argument off `buf`, or returns `None` (consuming
-/// nothing) if it has not fully arrived.
-fn take_bulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Bytes>, ProtocolError> {
-    let Some(cr) = buf.iter().position(|&b| b == b'\r') else {
-        return if buf.len() > limits.max_inline_len {
-            Err(ProtocolError::BulkCountTooBig)
-        } else {
-            Ok(None)
-        };
-    };
-    if buf[0] != b'$' {
-        return Err(ProtocolError::ExpectedBulk(buf[0]));
+/// Finds one `$<len>\r\n<bytes>\r\n` argument starting at `from`: where its bytes lie,
+/// or `None` if it has not fully arrived. When only the body is missing, makes room for
+/// all of it in one allocation rather than by doubling.
+fn scan_bulk(
+    buf: &mut BytesMut,
+    from: usize,
+    limits: &Limits,
+) -> Result<Option<(usize, usize)>, ProtocolError> {
+    if let Some(&first) = buf.get(from)
+        && first != b'$'
+        && buf[from..].contains(&b'\r')
+    {
+        return Err(ProtocolError::ExpectedBulk(first));
     }
-    let len = parse_i64(&buf[1..cr]).ok_or(ProtocolError::InvalidBulkLength)?;
+    let Some((digits, body)) = scan_header(buf, from, limits, ProtocolError::BulkCountTooBig)?
+    else {
+        return Ok(None);
+    };
+    let len = parse_i64(digits).ok_or(ProtocolError::InvalidBulkLength)?;
     if len < 0 || len as u64 > limits.max_bulk_len as u64 {
         return Err(ProtocolError::InvalidBulkLength);
     }
-    let len = len as usize;
-    let header = cr + 2;
-    if buf.len() < header + len + 2 {
-        // Make room for the whole argument in one allocation rather than by doubling.
-        buf.reserve(header + len + 2 - buf.len());
+    let end = body + len as usize;
+    if buf.len() < end + 2 {
+        buf.reserve(end + 2 - buf.len());
         return Ok(None);
     }
-    buf.advance(header);
-    let arg = buf.split_to(len).freeze();
-    buf.advance(2);
-    Ok(Some(arg))
+    Ok(Some((body, end)))
 }
 
 /// Splits an inline request line into arguments with Redis's `sdssplitargs` rules:
 /// words separated by whitespace; `"..."` with `\n \r \t \b \a \\ \" \xHH` escapes;
 /// `'...'` with only `\'`; a closing quote must be followed by whitespace or the end;
 /// a NUL byte ends the line.
-fn split_inline_args(line: &[u8]) -> Result<Vec<Bytes>, ProtocolError> {
+fn split_inline_args(line: &[u8], args: &mut Vec<Bytes>) -> Result<(), ProtocolError> {
     // Redis splits a C string, so a NUL byte ends the line.
     let line = line.split(|&b| b == 0).next().unwrap_or_default();
-    let mut args = Vec::new();
     let mut i = 0;
     loop {
         while i < line.len() && is_space(line[i]) {
             i += 1;
         }
         if i == line.len() {
-            return Ok(args);
+            return Ok(());
         }
         let mut word = Vec::new();
         let mut quote: Option<u8> = None;

@@ -86,6 +86,8 @@ pub async fn serve(
     });
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
+    // One argument vector for every command of the connection.
+    let mut args = Vec::new();
     let counters = &shared.counters;
 
     'connection: loop {
@@ -122,9 +124,11 @@ pub async fn serve(
             }
         }
         loop {
-            match parser.next_request(&mut input) {
-                Ok(Some(args)) => {
+            match parser.next_request_into(&mut input, &mut args) {
+                Ok(true) => {
                     commands::dispatch(&shared, &mut session, &mut output, &args);
+                    // Release the request's bytes now, so the read buffer can be reused.
+                    args.clear();
                     if session.close {
                         let _ = flush(&mut stream, &mut output, &shared).await;
                         break 'connection;
@@ -135,7 +139,7 @@ pub async fn serve(
                         break 'connection;
                     }
                 }
-                Ok(None) => break,
+                Ok(false) => break,
                 Err(error) => {
                     tracing::debug!(client = id, %error, "protocol error, closing");
                     encode::error(&mut output, &format!("ERR {error}"));

@@ -16,7 +16,6 @@ pub mod server;
 pub mod strings;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -147,7 +146,9 @@ commands! {
 /// Longest command name in the table; longer names cannot match.
 const MAX_NAME_LEN: usize = 16;
 
-static BY_NAME: LazyLock<HashMap<&'static [u8], usize>> = LazyLock::new(|| {
+/// Name → index in [`COMMANDS`]. foldhash, not std's SipHash: the lookup runs for every
+/// command and the names are not attacker-chosen keys of a growing map.
+static BY_NAME: LazyLock<foldhash::HashMap<&'static [u8], usize>> = LazyLock::new(|| {
     COMMANDS
         .iter()
         .enumerate()
