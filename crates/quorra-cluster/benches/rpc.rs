@@ -1,7 +1,10 @@
 //! Round-trip latency of one RPC over loopback.
 //!
 //! One client connection (`connections_per_peer = 1`), sequential calls with a 100-byte
-//! payload to an echo handler; server and client share one two-worker tokio runtime.
+//! payload to an echo handler; server and client share one tokio runtime, either with
+//! two worker threads (`..._multi_thread`, the realistic case: every hop between tasks
+//! may cross threads) or a single thread (`..._current_thread`: the protocol's own cost
+//! without cross-thread wake-ups).
 //!
 //! Run: `cargo bench -p quorra-cluster --bench rpc`
 
@@ -13,11 +16,28 @@ use quorra_cluster::rpc::{ClusterSecret, RpcClient, RpcConfig, RpcServer};
 use quorra_ring::NodeId;
 
 fn round_trip(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    let multi = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    bench_on(
+        c,
+        "rpc_round_trip_100B_1conn_sequential_multi_thread",
+        multi,
+    );
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    bench_on(
+        c,
+        "rpc_round_trip_100B_1conn_sequential_current_thread",
+        single,
+    );
+}
+
+fn bench_on(c: &mut Criterion, name: &str, rt: tokio::runtime::Runtime) {
     let secret = ClusterSecret::new("bench-secret");
     let server = rt
         .block_on(RpcServer::bind(
@@ -35,7 +55,7 @@ fn round_trip(c: &mut Criterion) {
     rt.block_on(client.call(addr, payload.clone()))
         .expect("warm-up call");
 
-    c.bench_function("rpc_round_trip_100B_1conn_sequential", |b| {
+    c.bench_function(name, |b| {
         b.iter(|| {
             let reply = rt
                 .block_on(client.call(addr, black_box(payload.clone())))
