@@ -26,9 +26,13 @@ pub(crate) async fn connect(server: &RunningServer) -> MultiplexedConnection {
 }
 
 pub(crate) async fn connect_url(url: &str) -> MultiplexedConnection {
+    // The crate's default response timeout (500 ms) is shorter than a 20,000-command
+    // pipeline can take on a loaded CI machine running debug builds in parallel.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(60)));
     redis::Client::open(url)
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .expect("client connects")
 }
