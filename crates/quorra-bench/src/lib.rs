@@ -5,7 +5,7 @@
 //! of reads and writes whose hit ratio matters as much as its speed, load arriving at a
 //! rate set by users rather than by the server's speed, and several nodes at once. This
 //! crate generates that traffic and measures it honestly. It speaks plain RESP (GET, MGET,
-//! SET [EX], DEL, AUTH), so it runs against quorra and Redis alike.
+//! `SET [EX]`, DEL, AUTH), so it runs against quorra and Redis alike.
 //!
 //! # Components
 //!
