@@ -304,7 +304,7 @@ async fn preload(plan: &Arc<Plan>, show_progress: bool) -> Result<(), BenchError
     let bar = if show_progress {
         let bar = ProgressBar::new(plan.keys).with_style(
             ProgressStyle::with_template(
-                "preload {bar:40} {human_pos}/{human_len} keys, {per_sec}, eta {eta}",
+                "preload {bar:40} {human_pos}/{human_len} keys, eta {eta}",
             )
             .expect("valid template"),
         );
@@ -356,8 +356,10 @@ fn run_bar(
         Stop::After(duration) => {
             let total = plan.warmup + duration;
             let bar = ProgressBar::new(total.as_millis() as u64).with_style(
-                ProgressStyle::with_template("bench {bar:40} {elapsed}/{duration}  {msg}")
-                    .expect("valid template"),
+                ProgressStyle::with_template(&format!(
+                    "bench {{bar:40}} {{elapsed}} of {total:?}  {{msg}}"
+                ))
+                .expect("valid template"),
             );
             (bar, None)
         }
