@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p quorra-ring --example balance`
 
-use quorra_ring::{NodeSpec, Ring, TokenRange};
+use quorra_ring::{NodeSpec, Ring};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -29,17 +29,11 @@ fn main() {
             .map(|&c| (c as f64 - mean).abs() / mean)
             .fold(0.0, f64::max);
 
-        // Each vnode owns the tokens from its predecessor (exclusive) to itself.
-        let mut share = vec![0u128; nodes];
-        let vnodes: Vec<_> = ring.vnodes().collect();
-        for (i, (end, owner)) in vnodes.iter().enumerate() {
-            let start = vnodes[(i + vnodes.len() - 1) % vnodes.len()].0;
-            share[index(owner)] += TokenRange { start, end: *end }.width();
-        }
-        let fair = (1u128 << 64) as f64 / nodes as f64;
-        let worst_share = share
+        let fair = 1.0 / nodes as f64;
+        let worst_share = ring
+            .token_shares()
             .iter()
-            .map(|&s| (s as f64 - fair).abs() / fair)
+            .map(|&share| (share - fair).abs() / fair)
             .fold(0.0, f64::max);
 
         println!(

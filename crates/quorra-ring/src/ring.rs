@@ -144,6 +144,21 @@ impl Ring {
             .map(|(&token, &owner)| (token, &self.members[owner as usize].id))
     }
 
+    /// Each member's share of the token space, in [`members`](Self::members) order: the
+    /// fraction of keys it is expected to own (they sum to 1; empty for an empty ring).
+    /// Each vnode owns the tokens from its predecessor (exclusive) to itself.
+    pub fn token_shares(&self) -> Vec<f64> {
+        let mut owned = vec![0u128; self.members.len()];
+        for (i, (&end, &owner)) in self.tokens.iter().zip(&self.owners).enumerate() {
+            let start = self.tokens[(i + self.tokens.len() - 1) % self.tokens.len()];
+            owned[owner as usize] += crate::TokenRange { start, end }.width();
+        }
+        owned
+            .into_iter()
+            .map(|tokens| tokens as f64 / (1u128 << 64) as f64)
+            .collect()
+    }
+
     /// Adds a node. On error the ring is unchanged.
     ///
     /// Errors: [`RingError::DuplicateNode`] if the id is already a member,
@@ -373,6 +388,23 @@ mod tests {
 
     fn ring_of(ids: &[&str]) -> Ring {
         Ring::from_nodes(ids.iter().map(|&id| NodeSpec::new(id))).unwrap()
+    }
+
+    #[test]
+    fn token_shares_sum_to_one_and_are_fair() {
+        assert!(Ring::new().token_shares().is_empty());
+        let one = Ring::from_nodes([NodeSpec::new("a")]).unwrap();
+        assert_eq!(one.token_shares(), [1.0]);
+        let three = Ring::from_nodes(["a", "b", "c"].map(NodeSpec::new)).unwrap();
+        let shares = three.token_shares();
+        assert!(
+            (shares.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+            "{shares:?}"
+        );
+        assert!(
+            shares.iter().all(|s| (s - 1.0 / 3.0).abs() < 0.05),
+            "{shares:?}"
+        );
     }
 
     #[test]
