@@ -1,10 +1,13 @@
-//! The cluster layer of quorra.
-//!
-//! Today this crate holds one component, node-to-node RPC ([`rpc`]): a small binary
-//! protocol over TCP that every later cluster feature rides on.
+//! The cluster layer of quorra: who is in the cluster, how nodes talk, what they say.
 //!
 //! # Components
 //!
+//! - [`membership`]: gossip ([`chitchat`]) with phi-accrual failure detection; every node
+//!   publishes its addresses, zone, state and a few figures, and keeps a
+//!   [`ClusterView`](membership::ClusterView) — the members and the ring of the live,
+//!   serving ones — that is rebuilt on every change.
+//! - [`message`]: the requests nodes send each other (run this command on your store;
+//!   count your keys), encoded with postcard.
 //! - [`rpc`]: authenticated, multiplexed request/response between nodes.
 //!   [`RpcServer`](rpc::RpcServer) accepts peers and runs a [`Handler`](rpc::Handler) for
 //!   each request; [`RpcClient`](rpc::RpcClient) keeps a small pool of connections per
@@ -22,11 +25,14 @@
 //!
 //! # Non-goals (for now)
 //!
-//! - Membership (gossip, failure detection), the live ring view, request routing,
-//!   replication and rebalancing: they come later in this crate, on top of [`rpc`].
+//! - Replication and rebalancing: a key lives on one node (its ring owner) until they
+//!   land, so a dead node's keys are gone.
+//! - Authenticated gossip: see [`membership`]'s security section.
 //! - Confidentiality: frames after the handshake are authenticated at connection set-up
 //!   only and travel in clear. Run the cluster port on a trusted network (or add TLS).
 //! - Exactly-once delivery: a call that times out or loses its connection may or may not
 //!   have run on the peer.
 
+pub mod membership;
+pub mod message;
 pub mod rpc;

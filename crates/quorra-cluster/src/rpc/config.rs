@@ -61,6 +61,22 @@ impl ClusterSecret {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.0
     }
+
+    /// The cluster id gossip messages carry: `quorra-` and 16 hex digits of an HMAC of a
+    /// fixed label under the secret. Nodes with different secrets get different ids, and
+    /// chitchat drops messages for another cluster; the id reveals nothing of the secret.
+    pub fn gossip_cluster_id(&self) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac =
+            Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("HMAC accepts keys of any length");
+        mac.update(b"quorra gossip cluster id v1");
+        let digest = mac.finalize().into_bytes();
+        let mut id = String::from("quorra-");
+        for byte in &digest[..8] {
+            id.push_str(&format!("{byte:02x}"));
+        }
+        id
+    }
 }
 
 impl fmt::Debug for ClusterSecret {
@@ -155,6 +171,14 @@ mod tests {
                 "{failures}: {d:?} vs {ideal:?}"
             );
         }
+    }
+
+    #[test]
+    fn gossip_cluster_id_differs_by_secret_and_hides_it() {
+        let a = ClusterSecret::new("alpha").gossip_cluster_id();
+        assert_eq!(a, ClusterSecret::new("alpha").gossip_cluster_id());
+        assert_ne!(a, ClusterSecret::new("beta").gossip_cluster_id());
+        assert!(a.starts_with("quorra-") && a.len() == 23 && !a.contains("alpha"));
     }
 
     #[test]
