@@ -75,8 +75,16 @@ pub struct ClientRegistry {
 impl ClientRegistry {
     /// Registers a new connection and returns its record.
     pub fn connect(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
+        let info = self.unlisted(addr, laddr);
+        self.clients.lock().insert(info.id, info.clone());
+        info
+    }
+
+    /// A record with a fresh id that CLIENT LIST does not show: for commands a peer
+    /// node runs here on behalf of its own client.
+    pub fn unlisted(&self, addr: SocketAddr, laddr: SocketAddr) -> Arc<ClientInfo> {
         let now = unix_ms();
-        let info = Arc::new(ClientInfo {
+        Arc::new(ClientInfo {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             addr,
             laddr,
@@ -86,9 +94,7 @@ impl ClientRegistry {
             resp: AtomicU8::new(2),
             name: Mutex::new(String::new()),
             lib: Mutex::new((String::new(), String::new())),
-        });
-        self.clients.lock().insert(info.id, info.clone());
-        info
+        })
     }
 
     /// Removes a connection's record.

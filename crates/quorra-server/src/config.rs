@@ -105,6 +105,61 @@ pub struct Settings {
     /// Worker threads serving clients; 0 means one per CPU core [default: 0].
     #[arg(long, env = "QUORRA_THREADS")]
     pub threads: Option<usize>,
+
+    /// Node-to-node port: RPC over TCP and gossip over UDP, same number; 0 picks a free
+    /// one. Setting it turns cluster mode on [default: none, a single node].
+    #[arg(long, env = "QUORRA_CLUSTER_PORT", help_heading = "Cluster")]
+    pub cluster_port: Option<u16>,
+
+    /// Cluster ports of nodes to join through, `host:port,host:port` (any live member
+    /// will do) [default: none, start a new cluster].
+    #[arg(
+        long,
+        env = "QUORRA_SEEDS",
+        value_delimiter = ',',
+        help_heading = "Cluster"
+    )]
+    #[serde(default)]
+    pub seeds: Option<Vec<String>>,
+
+    /// Secret shared by every node of the cluster; peers without it are refused. Needed
+    /// in cluster mode; prefer the environment variable (flags show in `ps`).
+    #[arg(long, env = "QUORRA_CLUSTER_SECRET", help_heading = "Cluster")]
+    pub cluster_secret: Option<String>,
+
+    /// This node's id, unique in the cluster [default: generated on first start and kept
+    /// in `<data-dir>/node-id`].
+    #[arg(long, env = "QUORRA_NODE_ID", help_heading = "Cluster")]
+    pub node_id: Option<String>,
+
+    /// Where the generated node id is kept [default: quorra-data].
+    #[arg(long, env = "QUORRA_DATA_DIR", help_heading = "Cluster")]
+    pub data_dir: Option<PathBuf>,
+
+    /// This node's zone (rack, availability zone); replicas spread over zones
+    /// [default: none].
+    #[arg(long, env = "QUORRA_ZONE", help_heading = "Cluster")]
+    pub zone: Option<String>,
+
+    /// Address peers and clients are told to use for this node [default: --bind; needed
+    /// when --bind is 0.0.0.0 or ::].
+    #[arg(long, env = "QUORRA_ADVERTISE", help_heading = "Cluster")]
+    pub advertise: Option<IpAddr>,
+
+    /// Virtual nodes per node on the consistent-hash ring; every node of a cluster must
+    /// use the same number [default: 150].
+    #[arg(long, env = "QUORRA_VNODES", help_heading = "Cluster")]
+    pub vnodes: Option<u32>,
+
+    /// Milliseconds between gossip rounds; a killed node is marked down after about
+    /// nine of them [default: 200].
+    #[arg(long, env = "QUORRA_GOSSIP_INTERVAL_MS", help_heading = "Cluster")]
+    pub gossip_interval_ms: Option<u64>,
+
+    /// Milliseconds a forwarded command may take before the client gets an error naming
+    /// the node [default: 1000].
+    #[arg(long, env = "QUORRA_CLUSTER_TIMEOUT_MS", help_heading = "Cluster")]
+    pub cluster_timeout_ms: Option<u64>,
 }
 
 /// A resolved configuration: every setting has a value that has been checked.
@@ -142,6 +197,33 @@ pub struct Config {
     pub hz: u32,
     /// Worker threads (at least 1).
     pub threads: usize,
+    /// Cluster settings; `None` runs a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Settings of cluster mode (`--cluster-port` given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// Node-to-node port (0 = any).
+    pub port: u16,
+    /// Cluster ports of nodes to join through.
+    pub seeds: Vec<String>,
+    /// The shared secret.
+    pub secret: String,
+    /// The node id, if given; otherwise it is read from or generated into `data_dir`.
+    pub node_id: Option<String>,
+    /// Where a generated node id is kept.
+    pub data_dir: PathBuf,
+    /// Zone.
+    pub zone: Option<String>,
+    /// Address published to peers and clients.
+    pub advertise: IpAddr,
+    /// Virtual nodes per node.
+    pub vnodes: u32,
+    /// Time between gossip rounds.
+    pub gossip_interval: Duration,
+    /// Bound on one forwarded command.
+    pub timeout: Duration,
 }
 
 impl Default for Config {
@@ -218,6 +300,16 @@ impl Settings {
             shards: self.shards.or(lower.shards),
             hz: self.hz.or(lower.hz),
             threads: self.threads.or(lower.threads),
+            cluster_port: self.cluster_port.or(lower.cluster_port),
+            seeds: self.seeds.or(lower.seeds),
+            cluster_secret: self.cluster_secret.or(lower.cluster_secret),
+            node_id: self.node_id.or(lower.node_id),
+            data_dir: self.data_dir.or(lower.data_dir),
+            zone: self.zone.or(lower.zone),
+            advertise: self.advertise.or(lower.advertise),
+            vnodes: self.vnodes.or(lower.vnodes),
+            gossip_interval_ms: self.gossip_interval_ms.or(lower.gossip_interval_ms),
+            cluster_timeout_ms: self.cluster_timeout_ms.or(lower.cluster_timeout_ms),
         }
     }
 
@@ -251,10 +343,13 @@ impl Settings {
             n if n > 1024 => return Err(invalid("threads", "must be at most 1024")),
             n => n,
         };
+        let bind = self.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let cluster = self.cluster_config(bind)?;
         Ok(Config {
             threads,
+            cluster,
             config_file: self.config,
-            bind: self.bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+            bind,
             port: self.port.unwrap_or(DEFAULT_PORT),
             http_port: self.http_port.unwrap_or(DEFAULT_HTTP_PORT),
             maxmemory: self.maxmemory.unwrap_or(0),
@@ -272,6 +367,95 @@ impl Settings {
             shards,
             hz,
         })
+    }
+}
+
+impl Settings {
+    /// The cluster part of [`resolve`](Self::resolve): `None` without a cluster port.
+    fn cluster_config(&self, bind: IpAddr) -> Result<Option<ClusterConfig>, ConfigError> {
+        let invalid = |setting, reason: &str| ConfigError::Invalid {
+            setting,
+            reason: reason.to_owned(),
+        };
+        let Some(port) = self.cluster_port else {
+            let needs_port = if self.seeds.as_ref().is_some_and(|s| !s.is_empty()) {
+                Some("seeds")
+            } else if self.cluster_secret.is_some() {
+                Some("cluster-secret")
+            } else {
+                None
+            };
+            return match needs_port {
+                Some(setting) => Err(invalid(setting, "needs --cluster-port (cluster mode)")),
+                None => Ok(None),
+            };
+        };
+        let secret = self
+            .cluster_secret
+            .clone()
+            .filter(|secret| !secret.is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    "cluster-secret",
+                    "cluster mode needs a secret shared by every node (QUORRA_CLUSTER_SECRET)",
+                )
+            })?;
+        let advertise = self.advertise.unwrap_or(bind);
+        if advertise.is_unspecified() {
+            return Err(invalid(
+                "advertise",
+                "give the address peers should use when --bind is a wildcard address",
+            ));
+        }
+        if let Some(id) = &self.node_id {
+            check_node_id(id).map_err(|reason| invalid("node-id", &reason))?;
+        }
+        let vnodes = self.vnodes.unwrap_or(quorra_ring::DEFAULT_VNODES);
+        if !(1..=quorra_ring::MAX_VNODES_PER_NODE).contains(&vnodes) {
+            return Err(invalid("vnodes", "must be between 1 and 65536"));
+        }
+        let gossip_interval_ms = self.gossip_interval_ms.unwrap_or(200);
+        if !(10..=10_000).contains(&gossip_interval_ms) {
+            return Err(invalid(
+                "gossip-interval-ms",
+                "must be between 10 and 10000",
+            ));
+        }
+        let timeout_ms = self.cluster_timeout_ms.unwrap_or(1000);
+        if !(1..=600_000).contains(&timeout_ms) {
+            return Err(invalid(
+                "cluster-timeout-ms",
+                "must be between 1 and 600000",
+            ));
+        }
+        Ok(Some(ClusterConfig {
+            port,
+            seeds: self.seeds.clone().unwrap_or_default(),
+            secret,
+            node_id: self.node_id.clone(),
+            data_dir: self
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| "quorra-data".into()),
+            zone: self.zone.clone().filter(|zone| !zone.is_empty()),
+            advertise,
+            vnodes,
+            gossip_interval: Duration::from_millis(gossip_interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+        }))
+    }
+}
+
+/// A node id is 1 to 255 bytes of letters, digits, `-`, `_`, `.` and `:` — it appears in
+/// replies, logs, metric labels and file names.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    if id.is_empty() || id.len() > quorra_cluster::rpc::MAX_NODE_ID_BYTES {
+        Err("must be 1 to 255 bytes long".to_owned())
+    } else if !id.chars().all(allowed) {
+        Err("may hold only letters, digits, '-', '_', '.' and ':'".to_owned())
+    } else {
+        Ok(())
     }
 }
 
@@ -401,5 +585,66 @@ mod tests {
             ..Settings::default()
         };
         assert!(hz.resolve().unwrap_err().to_string().contains("hz"));
+    }
+
+    #[test]
+    fn cluster_mode_needs_a_port_and_a_secret() {
+        assert_eq!(Settings::default().resolve().unwrap().cluster, None);
+        let seeds_alone = Settings {
+            seeds: Some(vec!["127.0.0.1:9000".into()]),
+            ..Settings::default()
+        };
+        assert!(
+            seeds_alone
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("cluster-port")
+        );
+        let no_secret = Settings {
+            cluster_port: Some(9000),
+            ..Settings::default()
+        };
+        assert!(
+            no_secret
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("secret")
+        );
+        let file: Settings = toml::from_str(
+            "cluster-port = 9000\nseeds = [\"10.0.0.2:9000\"]\ncluster-secret = \"s\"\nzone = \"a\"\n",
+        )
+        .unwrap();
+        let cluster = file.resolve().unwrap().cluster.unwrap();
+        assert_eq!(cluster.seeds, ["10.0.0.2:9000"]);
+        assert_eq!(cluster.zone.as_deref(), Some("a"));
+        assert_eq!(cluster.gossip_interval, Duration::from_millis(200));
+        let wildcard = Settings {
+            bind: Some(IpAddr::from([0, 0, 0, 0])),
+            cluster_port: Some(9000),
+            cluster_secret: Some("s".into()),
+            ..Settings::default()
+        };
+        assert!(
+            wildcard
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("advertise")
+        );
+        let bad_id = Settings {
+            node_id: Some("a b".into()),
+            cluster_port: Some(9000),
+            cluster_secret: Some("s".into()),
+            ..Settings::default()
+        };
+        assert!(
+            bad_id
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("node-id")
+        );
     }
 }

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::ClientInfo;
 use crate::commands::{self, connection::store_protocol};
+use crate::routing::{self, Plan};
 use crate::shared::{Shared, unix_ms};
 
 /// Reserve at least this much free space before each read, bytes.
@@ -40,6 +41,8 @@ pub struct Session {
     pub info: Arc<ClientInfo>,
     /// Set by QUIT: close after this batch's replies are written.
     pub close: bool,
+    /// Keys and keys with a TTL over the whole cluster, set by routing while INFO runs.
+    pub cluster_keyspace: Option<(u64, u64)>,
 }
 
 impl Session {
@@ -50,6 +53,7 @@ impl Session {
             authenticated: !password_required,
             info,
             close: false,
+            cluster_keyspace: None,
         }
     }
 
@@ -123,10 +127,36 @@ pub async fn serve(
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
         }
+        // One view per batch: the ring may change between reads, not within a batch.
+        let view = shared
+            .cluster
+            .as_ref()
+            .map(|node| (node, node.view()))
+            .filter(|(_, view)| !view.is_alone());
         loop {
             match parser.next_request_into(&mut input, &mut args) {
                 Ok(true) => {
-                    commands::dispatch(&shared, &mut session, &mut output, &args);
+                    let plan = match &view {
+                        Some((_, view)) => routing::plan(&shared, &session, view, &args),
+                        None => Plan::Local,
+                    };
+                    match (plan, &view) {
+                        (Plan::Local, _) | (_, None) => {
+                            commands::dispatch(&shared, &mut session, &mut output, &args)
+                        }
+                        (plan, Some((node, view))) => {
+                            routing::execute(
+                                &shared,
+                                node,
+                                view,
+                                &mut session,
+                                &args,
+                                plan,
+                                &mut output,
+                            )
+                            .await
+                        }
+                    }
                     // Release the request's bytes now, so the read buffer can be reused.
                     args.clear();
                     if session.close {

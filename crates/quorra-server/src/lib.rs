@@ -10,6 +10,10 @@
 //!   replies with one write (pipelining), idle timeout.
 //! - [`commands`]: the command table (name, arity, flags, key positions — what COMMAND
 //!   reports) and one handler per command, with Redis's replies and error texts.
+//! - [`cluster`]: cluster mode — gossip membership, the RPC server that runs peers'
+//!   commands, the published figures.
+//! - [`routing`]: proxy routing — which node runs a command, and how the replies of a
+//!   command split over several nodes merge.
 //! - [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`, `/healthz`, `/readyz`,
 //!   `/metrics`).
 //! - [`metrics`]: Prometheus metrics.
@@ -20,11 +24,13 @@
 //! than the default one.
 
 pub mod clients;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod http;
 pub mod metrics;
+pub mod routing;
 pub mod server;
 pub mod shared;
 

@@ -16,6 +16,10 @@
 //! | `quorra_keys` | gauge | |
 //! | `quorra_connected_clients` | gauge | |
 //! | `quorra_connections_total` | counter | |
+//! | `quorra_rpc_calls_total` | counter | `peer` (node id), `outcome` = ok / error |
+//! | `quorra_rpc_duration_seconds` | histogram | `peer` |
+//! | `quorra_cluster_members` | gauge | `state` = joining / up / leaving / down |
+//! | `quorra_ring_changes_total`, `quorra_ring_nodes` | counter, gauge | |
 
 use std::time::Duration;
 
@@ -26,6 +30,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use quorra_cluster::membership::{ClusterView, MemberState};
 
 use crate::commands::COMMANDS;
 
@@ -38,6 +44,22 @@ struct CommandOutcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandName {
     command: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerOutcome {
+    peer: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Peer {
+    peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct State {
+    state: &'static str,
 }
 
 /// Handles for one command, cloned out of the families at start-up.
@@ -70,6 +92,11 @@ pub struct Metrics {
     pub connected_clients: Gauge,
     /// Connections accepted.
     pub connections: Counter,
+    rpc_calls: Family<PeerOutcome, Counter>,
+    rpc_durations: Family<Peer, Histogram>,
+    members: Family<State, Gauge>,
+    ring_changes: Counter,
+    ring_nodes: Gauge,
     /// Serialises scrapes, which bring the copied counters up to date.
     scrape: Mutex<()>,
 }
@@ -126,6 +153,11 @@ impl Metrics {
             keys: Gauge::default(),
             connected_clients: Gauge::default(),
             connections: Counter::default(),
+            rpc_calls: Family::default(),
+            rpc_durations: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            members: Family::default(),
+            ring_changes: Counter::default(),
+            ring_nodes: Gauge::default(),
             scrape: Mutex::new(()),
             registry,
         };
@@ -172,7 +204,48 @@ impl Metrics {
             "Client connections accepted",
             metrics.connections.clone(),
         );
+        registry.register(
+            "rpc_calls",
+            "Calls to other nodes by peer and outcome",
+            metrics.rpc_calls.clone(),
+        );
+        registry.register(
+            "rpc_duration_seconds",
+            "Time from sending a call to another node to its answer",
+            metrics.rpc_durations.clone(),
+        );
+        registry.register(
+            "cluster_members",
+            "Known cluster members by state",
+            metrics.members.clone(),
+        );
+        registry.register(
+            "ring_changes",
+            "Times the ring changed since start",
+            metrics.ring_changes.clone(),
+        );
+        registry.register(
+            "ring_nodes",
+            "Nodes in the ring",
+            metrics.ring_nodes.clone(),
+        );
         metrics
+    }
+
+    /// Records a call to the node `peer`.
+    pub fn rpc_done(&self, peer: &str, ok: bool, took: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.rpc_calls
+            .get_or_create(&PeerOutcome {
+                peer: peer.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.rpc_durations
+            .get_or_create(&Peer {
+                peer: peer.to_owned(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// Records a command that ran.
@@ -187,8 +260,9 @@ impl Metrics {
         self.per_command[index].rejected.inc();
     }
 
-    /// The text exposition, after copying in the store's figures.
-    pub fn render(&self, store: &quorra_store::Store) -> String {
+    /// The text exposition, after copying in the store's figures and, in cluster mode,
+    /// the view's.
+    pub fn render(&self, store: &quorra_store::Store, view: Option<&ClusterView>) -> String {
         let _scrape = self.scrape.lock();
         let stats = store.stats();
         let catch_up = |counter: &Counter, value: u64| {
@@ -201,6 +275,23 @@ impl Metrics {
         self.used_memory.set(store.used_memory() as i64);
         self.maxmemory.set(store.maxmemory() as i64);
         self.keys.set(stats.total.entries as i64);
+        if let Some(view) = view {
+            catch_up(&self.ring_changes, view.ring_version);
+            self.ring_nodes.set(view.ring.len() as i64);
+            for state in [
+                MemberState::Joining,
+                MemberState::Up,
+                MemberState::Leaving,
+                MemberState::Down,
+            ] {
+                let count = view.members.iter().filter(|m| m.state == state).count();
+                self.members
+                    .get_or_create(&State {
+                        state: state.as_str(),
+                    })
+                    .set(count as i64);
+            }
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String cannot fail");

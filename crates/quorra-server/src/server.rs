@@ -50,7 +50,22 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Stops accepting, closes every connection between batches, and waits for all tasks.
+    /// In cluster mode the node first leaves the cluster: peers drop it from their rings
+    /// at once instead of waiting for failure detection.
     pub async fn shutdown(self) {
+        self.stop_with(true).await;
+    }
+
+    /// Stops without telling the peers, as a crash looks to them: they find out through
+    /// failure detection. For tests of node failure.
+    pub async fn crash(self) {
+        self.stop_with(false).await;
+    }
+
+    async fn stop_with(self, leave: bool) {
+        if let Some(node) = &self.shared.cluster {
+            node.stop(leave).await;
+        }
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
@@ -62,13 +77,22 @@ impl RunningServer {
     }
 }
 
-/// Binds the ports and starts the node. Fails if a port cannot be bound.
+/// Binds the ports and starts the node. Fails if a port cannot be bound. In cluster
+/// mode the node gossips from here on and joins the ring (`up`) once it serves.
 pub async fn start(config: Config) -> std::io::Result<RunningServer> {
     let resp_listener = TcpListener::bind((config.bind, config.port)).await?;
     let http_listener = TcpListener::bind((config.bind, config.http_port)).await?;
     let resp_addr = resp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let shared = Arc::new(Shared::new(config, resp_addr));
+    let starting = match &config.cluster {
+        Some(cluster) => {
+            Some(crate::cluster::start(cluster, config.bind, resp_addr, http_addr).await?)
+        }
+        None => None,
+    };
+    let node = starting.as_ref().map(|starting| starting.node.clone());
+    let shared = Arc::new(Shared::new(config, resp_addr, node));
+    let cluster = starting.map(|starting| starting.serve(&shared));
     shared
         .metrics
         .maxmemory
@@ -92,6 +116,14 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
             tracing::error!(%error, "admin HTTP server failed");
         }
     });
+    if let Some(node) = &cluster {
+        tasks.spawn(crate::cluster::publish_stats(
+            shared.clone(),
+            node.clone(),
+            stop.clone(),
+        ));
+        crate::cluster::mark_up(node).await;
+    }
     tracing::info!(%resp_addr, %http_addr, "quorra node started");
     Ok(RunningServer {
         resp_addr,

@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 use quorra_store::{Store, StoreConfig, SystemClock};
 
-use crate::clients::ClientRegistry;
+use crate::clients::{ClientInfo, ClientRegistry};
+use crate::cluster::ClusterNode;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
@@ -73,11 +74,16 @@ pub struct Shared {
     pub started: Instant,
     /// The RESP address actually bound (the configured port may be 0).
     pub resp_addr: SocketAddr,
+    /// Cluster mode: membership, the ring view and peer RPC. `None` for a single node.
+    pub cluster: Option<Arc<ClusterNode>>,
+    /// The client record of commands that peers run here for their clients.
+    pub peer_client: Arc<ClientInfo>,
 }
 
 impl Shared {
-    /// Creates the shared state for a node listening on `resp_addr`.
-    pub fn new(config: Config, resp_addr: SocketAddr) -> Self {
+    /// Creates the shared state for a node listening on `resp_addr`, in cluster mode if
+    /// `cluster` is given.
+    pub fn new(config: Config, resp_addr: SocketAddr, cluster: Option<Arc<ClusterNode>>) -> Self {
         let store = Store::new(
             StoreConfig {
                 shards: config.shards,
@@ -97,10 +103,14 @@ impl Shared {
             maxclients: config.maxclients,
             protected_mode: config.protected_mode,
         };
+        let clients = ClientRegistry::default();
+        let peer_client = clients.unlisted(resp_addr, resp_addr);
         Shared {
             store: Arc::new(store),
+            cluster,
+            peer_client,
             settings: RwLock::new(settings),
-            clients: ClientRegistry::default(),
+            clients,
             counters: ServerCounters::default(),
             metrics: Metrics::new(),
             run_id: random_run_id(),

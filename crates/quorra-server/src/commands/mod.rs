@@ -8,8 +8,10 @@
 //! Redis's error text when they refuse.
 //!
 //! Handlers are grouped like Redis's documentation: [`keyspace`] (generic key
-//! commands), [`strings`], [`connection`], [`server`].
+//! commands), [`strings`], [`connection`], [`server`]; [`cluster`] holds quorra's own
+//! `QUORRA` family.
 
+pub mod cluster;
 pub mod connection;
 pub mod keyspace;
 pub mod server;
@@ -141,6 +143,8 @@ commands! {
     "flushall", -1, ["write"], NO_KEYS, "server", "1.0.0", server::flushall, "Removes all keys from all databases.";
     "flushdb", -1, ["write"], NO_KEYS, "server", "1.0.0", server::flushall, "Remove all keys from the current database.";
     "time", 1, ["loading", "stale", "fast"], NO_KEYS, "server", "2.6.0", server::time, "Returns the server time.";
+    // quorra's own.
+    "quorra", -2, ["loading", "stale"], NO_KEYS, "server", "0.1.0", cluster::quorra, "Shows the cluster as this node sees it: QUORRA NODES, QUORRA RING, QUORRA OWNERS key.";
 }
 
 /// Longest command name in the table; longer names cannot match.
@@ -306,7 +310,8 @@ pub fn dispatch(shared: &Shared, session: &mut Session, out: &mut BytesMut, args
         .command_done(index, outcome.is_ok(), started.elapsed());
 }
 
-fn arity_ok(arity: i32, argc: usize) -> bool {
+/// True if `argc` arguments (name included) satisfy a Redis arity.
+pub fn arity_ok(arity: i32, argc: usize) -> bool {
     let argc = argc as i64;
     let arity = i64::from(arity);
     if arity >= 0 {

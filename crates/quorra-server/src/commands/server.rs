@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use quorra_cluster::membership::MemberState;
 use quorra_resp::encode;
 use quorra_store::glob::glob_match;
 
@@ -279,11 +280,14 @@ pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
 }
 
 /// INFO sections quorra reports, in order; `default`, `all` and `everything` mean all.
-const INFO_SECTIONS: &[&str] = &["server", "clients", "memory", "stats", "keyspace"];
+const INFO_SECTIONS: &[&str] = &[
+    "server", "clients", "memory", "stats", "cluster", "keyspace",
+];
 
-/// `INFO [section ...]`
-pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let wanted: Vec<String> = args[1..]
+/// The sections `INFO <sections>` asks for, lower-cased: every one for no argument,
+/// `default`, `all` or `everything`.
+fn wanted_sections(sections: &[Bytes]) -> Vec<&'static str> {
+    let wanted: Vec<String> = sections
         .iter()
         .map(|s| String::from_utf8_lossy(s).to_lowercase())
         .collect();
@@ -291,14 +295,27 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         || wanted
             .iter()
             .any(|s| ["default", "all", "everything"].contains(&s.as_str()));
+    INFO_SECTIONS
+        .iter()
+        .copied()
+        .filter(|section| everything || wanted.iter().any(|w| w == section))
+        .collect()
+}
+
+/// True if `INFO <sections>` reports the keyspace section (which in cluster mode sums
+/// over every node).
+pub fn info_wants_keyspace(sections: &[Bytes]) -> bool {
+    wanted_sections(sections).contains(&"keyspace")
+}
+
+/// `INFO [section ...]`
+pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let mut text = String::new();
-    for section in INFO_SECTIONS {
-        if everything || wanted.iter().any(|w| w == section) {
-            if !text.is_empty() {
-                text.push_str("\r\n");
-            }
-            info_section(ctx, section, &mut text);
+    for section in wanted_sections(&args[1..]) {
+        if !text.is_empty() {
+            text.push_str("\r\n");
         }
+        info_section(ctx, section, &mut text);
     }
     encode::verbatim_text(ctx.out, text.as_bytes(), ctx.protocol());
     Ok(())
@@ -408,15 +425,39 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&counters.failed_calls),
             )
         }
+        "cluster" => {
+            out.push_str("# Cluster\r\ncluster_enabled:0\r\n");
+            match &shared.cluster {
+                None => write!(out, "quorra_cluster_mode:0\r\n"),
+                Some(node) => {
+                    let view = node.view();
+                    let count = |state| view.members.iter().filter(|m| m.state == state).count();
+                    write!(
+                        out,
+                        "quorra_cluster_mode:1\r\nquorra_node_id:{}\r\nquorra_cluster_members:{}\r\n\
+                         quorra_cluster_nodes_up:{}\r\nquorra_cluster_nodes_down:{}\r\n\
+                         quorra_ring_nodes:{}\r\nquorra_ring_vnodes:{}\r\nquorra_ring_version:{}\r\n",
+                        view.self_id,
+                        view.members.len(),
+                        count(MemberState::Up),
+                        count(MemberState::Down),
+                        view.ring.len(),
+                        view.ring.vnode_count(),
+                        view.ring_version,
+                    )
+                }
+            }
+        }
         "keyspace" => {
             let stats = shared.store.stats().total;
+            // In cluster mode routing has summed every node's counts into the session.
+            let (keys, expires) = ctx
+                .session
+                .cluster_keyspace
+                .unwrap_or((stats.entries, stats.volatile));
             out.push_str("# Keyspace\r\n");
-            if stats.entries > 0 {
-                let _ = write!(
-                    out,
-                    "db0:keys={},expires={},avg_ttl=0\r\n",
-                    stats.entries, stats.volatile
-                );
+            if keys > 0 {
+                let _ = write!(out, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
             }
             Ok(())
         }

@@ -156,6 +156,7 @@ fn protected_mode_refuses_remote_clients_without_a_password() {
     let shared = Shared::new(
         quorra_server::Config::default(),
         "127.0.0.1:0".parse().unwrap(),
+        None,
     );
     let remote: IpAddr = "192.0.2.7".parse().unwrap();
     let refused = refusal(&shared, remote).expect("remote client refused");

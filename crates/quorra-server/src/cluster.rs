@@ -1,0 +1,265 @@
+//! Cluster mode: the node's membership, its RPC server and client, and what it answers
+//! to peers.
+//!
+//! [`start`] binds the cluster port (RPC over TCP; gossip takes the same number over
+//! UDP), starts gossip in state `joining`, and returns a [`ClusterNode`] that the
+//! connections use to route commands ([`crate::routing`]). The server marks the node
+//! `up` once its client listeners are serving, which puts it in every peer's ring.
+//!
+//! A peer's [`Request::Execute`] runs through the same [`commands::dispatch`] as a local
+//! client's command, on a session that is authenticated (the peer proved it knows the
+//! cluster secret) and speaks the RESP version of the client the peer coordinates for.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use quorra_cluster::membership::{
+    ClusterView, MemberState, MemberStats, Membership, MembershipConfig, NodeAddresses,
+};
+use quorra_cluster::message::{Request, Response};
+use quorra_cluster::rpc::{ClusterSecret, RpcClient, RpcConfig, RpcServer};
+use quorra_resp::Protocol;
+use quorra_ring::NodeId;
+
+use crate::commands;
+use crate::config::{ClusterConfig, check_node_id};
+use crate::connection::Session;
+use crate::shared::{Shared, unix_ms};
+
+/// How often a node publishes its figures (used memory, keys, ops/s) in gossip.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Attempts at finding a cluster port whose number is free for both TCP and UDP, when
+/// the configured port is 0.
+const PORT_ATTEMPTS: usize = 20;
+
+/// A node's cluster machinery, shared by its connections.
+pub struct ClusterNode {
+    /// Gossip membership and the current view.
+    pub membership: Membership,
+    /// Calls to peers.
+    pub rpc: RpcClient,
+    /// Bound on one forwarded command.
+    pub timeout: Duration,
+    /// The RPC server answering peers.
+    rpc_server: parking_lot::Mutex<Option<RpcServer>>,
+}
+
+impl ClusterNode {
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        self.membership.node_id()
+    }
+
+    /// The current view of the cluster.
+    pub fn view(&self) -> Arc<ClusterView> {
+        self.membership.view()
+    }
+
+    /// Stops answering peers and gossiping; with `leave`, publishes `leaving` first and
+    /// gives gossip a few rounds to carry it.
+    pub async fn stop(&self, leave: bool) {
+        if leave {
+            self.membership.leave().await;
+        } else {
+            self.membership.stop();
+        }
+        let server = self.rpc_server.lock().take();
+        if let Some(server) = server {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// A [`ClusterNode`] whose RPC handler still waits for the node's shared state, which
+/// can only be built once the cluster node exists.
+pub struct Starting {
+    /// The cluster node, to be put in [`Shared`].
+    pub node: Arc<ClusterNode>,
+    shared: Arc<OnceLock<Weak<Shared>>>,
+}
+
+impl Starting {
+    /// Connects the RPC handler to the node's state: peers' requests are served from now.
+    pub fn serve(self, shared: &Arc<Shared>) -> Arc<ClusterNode> {
+        let _ = self.shared.set(Arc::downgrade(shared));
+        self.node
+    }
+}
+
+/// Binds the cluster port, starts the RPC server and gossip. `resp` and `http` are the
+/// bound client addresses; the published ones use `config.advertise`.
+pub async fn start(
+    config: &ClusterConfig,
+    bind: IpAddr,
+    resp: SocketAddr,
+    http: SocketAddr,
+) -> std::io::Result<Starting> {
+    let node_id = NodeId::from(resolve_node_id(config)?);
+    let secret = ClusterSecret::new(&config.secret);
+    let mut rpc_config = RpcConfig::new(node_id.clone(), secret.clone());
+    rpc_config.call_timeout = config.timeout;
+    let shared_slot: Arc<OnceLock<Weak<Shared>>> = Arc::new(OnceLock::new());
+    let generation = unix_ms();
+    let attempts = if config.port == 0 { PORT_ATTEMPTS } else { 1 };
+    let mut last_error = None;
+    for _ in 0..attempts {
+        let slot = shared_slot.clone();
+        let handler =
+            move |from: NodeId, payload: Bytes| answer_peer(slot.get().cloned(), from, payload);
+        let server = RpcServer::bind((bind, config.port), rpc_config.clone(), handler).await?;
+        let port = server.local_addr().port();
+        let advertised = |addr: SocketAddr| SocketAddr::new(config.advertise, addr.port());
+        let addresses = NodeAddresses {
+            resp: advertised(resp),
+            http: advertised(http),
+            cluster: SocketAddr::new(config.advertise, port),
+        };
+        let mut membership_config =
+            MembershipConfig::new(node_id.clone(), generation, addresses, secret.clone());
+        membership_config.gossip_listen = SocketAddr::new(bind, port);
+        membership_config.seeds = config.seeds.clone();
+        membership_config.zone = config.zone.clone();
+        membership_config.vnodes = config.vnodes;
+        membership_config.gossip_interval = config.gossip_interval;
+        match Membership::start(membership_config).await {
+            Ok(membership) => {
+                tracing::info!(node = %node_id, cluster = %addresses.cluster, seeds = ?config.seeds, "cluster mode");
+                let node = ClusterNode {
+                    membership,
+                    rpc: RpcClient::new(rpc_config),
+                    timeout: config.timeout,
+                    rpc_server: parking_lot::Mutex::new(Some(server)),
+                };
+                return Ok(Starting {
+                    node: Arc::new(node),
+                    shared: shared_slot,
+                });
+            }
+            Err(error) => {
+                // The UDP port of that number is taken; with port 0, try another.
+                server.shutdown().await;
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        last_error.map_or_else(String::new, |error| error.to_string()),
+    ))
+}
+
+/// The configured node id, or the one kept in `<data-dir>/node-id`, generating and
+/// writing it on first start so a restarted node keeps its place in the ring.
+fn resolve_node_id(config: &ClusterConfig) -> std::io::Result<String> {
+    if let Some(id) = &config.node_id {
+        return Ok(id.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let id = text.trim().to_owned();
+            check_node_id(&id).map_err(|reason| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: node id {reason}", path.display()),
+                )
+            })?;
+            Ok(id)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let id = format!("node-{:012x}", rand_u64() & 0xffff_ffff_ffff);
+            write_node_id(&config.data_dir, &path, &id)?;
+            tracing::info!(node = %id, file = %path.display(), "generated a node id");
+            Ok(id)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn write_node_id(dir: &Path, path: &Path, id: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(path, format!("{id}\n"))
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // std's RandomState is seeded from the OS; enough for a node id.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(unix_ms());
+    hasher.finish()
+}
+
+/// Serves one request from an authenticated peer.
+async fn answer_peer(
+    shared: Option<Weak<Shared>>,
+    from: NodeId,
+    payload: Bytes,
+) -> Result<Bytes, String> {
+    let shared = shared
+        .and_then(|weak| weak.upgrade())
+        .ok_or("node is starting or stopping")?;
+    let request = Request::decode(&payload).map_err(|error| error.to_string())?;
+    let response = match request {
+        Request::Execute { resp3, args } => {
+            if args.is_empty() {
+                return Err("empty command".to_owned());
+            }
+            let mut session = Session::new(shared.peer_client.clone(), false);
+            session.protocol = if resp3 {
+                Protocol::Resp3
+            } else {
+                Protocol::Resp2
+            };
+            let mut out = BytesMut::new();
+            commands::dispatch(&shared, &mut session, &mut out, &args);
+            tracing::trace!(peer = %from, command = %String::from_utf8_lossy(&args[0]), "ran for peer");
+            Response::Reply(out.freeze())
+        }
+        Request::KeyspaceCounts => {
+            let stats = shared.store.stats().total;
+            Response::KeyspaceCounts {
+                keys: stats.entries,
+                expires: stats.volatile,
+            }
+        }
+    };
+    Ok(response.encode())
+}
+
+/// Publishes this node's figures every [`STATS_INTERVAL`] until `stop` is cancelled.
+pub async fn publish_stats(
+    shared: Arc<Shared>,
+    node: Arc<ClusterNode>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut interval = tokio::time::interval(STATS_INTERVAL);
+    let mut last_commands = 0;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let commands = shared
+            .counters
+            .commands_processed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let stats = shared.store.stats().total;
+        node.membership
+            .publish_stats(MemberStats {
+                used_memory: stats.used_bytes,
+                keys: stats.entries,
+                ops_per_sec: (commands - last_commands) / STATS_INTERVAL.as_secs(),
+            })
+            .await;
+        last_commands = commands;
+    }
+}
+
+/// Marks the node `up` (in the ring) once it serves clients.
+pub async fn mark_up(node: &ClusterNode) {
+    node.membership.set_state(MemberState::Up).await;
+}
