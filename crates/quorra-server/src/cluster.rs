@@ -44,6 +44,8 @@ pub struct ClusterNode {
     pub rpc: RpcClient,
     /// Bound on one forwarded command.
     pub timeout: Duration,
+    /// The addresses this node publishes.
+    pub addresses: NodeAddresses,
     /// The RPC server answering peers.
     rpc_server: parking_lot::Mutex<Option<RpcServer>>,
 }
@@ -132,6 +134,7 @@ pub async fn start(
                     membership,
                     rpc: RpcClient::new(rpc_config),
                     timeout: config.timeout,
+                    addresses,
                     rpc_server: parking_lot::Mutex::new(Some(server)),
                 };
                 return Ok(Starting {
@@ -171,7 +174,7 @@ fn resolve_node_id(config: &ClusterConfig) -> std::io::Result<String> {
             Ok(id)
         }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let id = format!("node-{:012x}", rand_u64() & 0xffff_ffff_ffff);
+            let id = format!("node-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff);
             write_node_id(&config.data_dir, &path, &id)?;
             tracing::info!(node = %id, file = %path.display(), "generated a node id");
             Ok(id)
@@ -183,14 +186,6 @@ fn resolve_node_id(config: &ClusterConfig) -> std::io::Result<String> {
 fn write_node_id(dir: &Path, path: &Path, id: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(path, format!("{id}\n"))
-}
-
-fn rand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // std's RandomState is seeded from the OS; enough for a node id.
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(unix_ms());
-    hasher.finish()
 }
 
 /// Serves one request from an authenticated peer.

@@ -5,13 +5,18 @@
 //! | `GET /v1/keys/{key}` | the raw value (`application/octet-stream`); 404 if missing |
 //! | `PUT /v1/keys/{key}?ttl=SECONDS` | stores the request body as the value; 204 |
 //! | `DELETE /v1/keys/{key}` | 204 if it existed, 404 if not |
+//! | `GET /v1/keys/{key}/owners` | JSON: the nodes that own the key, primary first |
 //! | `GET /v1/stats` | JSON: memory, keys, hits, misses, evictions, expirations, clients, commands |
+//! | `GET /v1/cluster` | JSON: every known member with its state, addresses, zone and figures |
+//! | `GET /v1/ring` | JSON: the ring's version and each node's vnodes and share of keys |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /healthz` | 200 while the process serves HTTP |
 //! | `GET /readyz` | 200 when the node accepts clients |
 //!
 //! Keys are the rest of the path after `/v1/keys/`, percent-decoded, so they may contain
-//! `/`. With `--http-token`, every route except `/healthz` and `/readyz` needs
+//! `/`; a path that ends in a literal `/owners` asks for the owners of the key before it
+//! (write a key that itself ends in `/owners` with its last slash as `%2F`). The cluster
+//! routes answer 404 on a node that is not in cluster mode. With `--http-token`, every route except `/healthz` and `/readyz` needs
 //! `Authorization: Bearer <token>`. Errors are JSON `{"error": "..."}` with a status
 //! that fits: 400 bad input, 401 missing or wrong token, 404 no such key, 413 body over
 //! `proto-max-bulk-len`, 507 out of memory under `noeviction`.
@@ -22,7 +27,7 @@ use std::sync::atomic::Ordering;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -30,7 +35,11 @@ use quorra_store::{SetExpiry, SetOptions, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::commands::CommandError;
+use crate::routing;
 use crate::shared::Shared;
+use quorra_cluster::membership::{ClusterView, Member};
+use quorra_resp::Frame;
 
 /// A JSON error response.
 struct ApiError(StatusCode, String);
@@ -39,6 +48,36 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "error": self.1 }))).into_response()
     }
+}
+
+/// A command error from the key's owner: 503 when it could not be reached, 507 when it
+/// is out of memory, 400 otherwise.
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        let status = if error.0.starts_with("CLUSTERDOWN") {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else if error.0.starts_with("OOM") {
+            StatusCode::INSUFFICIENT_STORAGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError(status, error.0.into_owned())
+    }
+}
+
+/// An owner's reply that is not what the command answers: its error, or a bug.
+fn unexpected(reply: Frame) -> ApiError {
+    match reply {
+        Frame::Error(text) => CommandError::new(String::from_utf8_lossy(&text).into_owned()).into(),
+        other => ApiError(
+            StatusCode::BAD_GATEWAY,
+            format!("unexpected reply from the key's owner: {other:?}"),
+        ),
+    }
+}
+
+fn value_response(value: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response()
 }
 
 impl From<StoreError> for ApiError {
@@ -63,6 +102,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(get_key).put(put_key).delete(delete_key),
         )
         .route("/v1/stats", get(stats))
+        .route("/v1/cluster", get(cluster))
+        .route("/v1/ring", get(ring))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
@@ -119,11 +160,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn get_key(
     State(shared): State<Arc<Shared>>,
     Path(key): Path<String>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
+    if uri.path().ends_with("/owners") {
+        let key = key.strip_suffix("/owners").unwrap_or(&key);
+        return owners(&shared, key).map(IntoResponse::into_response);
+    }
+    let command = vec![Bytes::from_static(b"GET"), Bytes::from(key.clone())];
+    if let Some(reply) = routing::at_owner(&shared, command).await {
+        return match reply? {
+            Frame::Bulk(value) => Ok(value_response(value)),
+            Frame::Null => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
+            other => Err(unexpected(other)),
+        };
+    }
     match shared.store.get(key.as_bytes()) {
-        Some(value) => {
-            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response())
-        }
+        Some(value) => Ok(value_response(value)),
         None => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
     }
 }
@@ -151,6 +203,20 @@ async fn put_key(
             }
         },
     };
+    let mut command = vec![
+        Bytes::from_static(b"SET"),
+        Bytes::from(key.clone()),
+        body.clone(),
+    ];
+    if let SetExpiry::Ex(seconds) = expiry {
+        command.extend([Bytes::from_static(b"EX"), Bytes::from(seconds.to_string())]);
+    }
+    if let Some(reply) = routing::at_owner(&shared, command).await {
+        return match reply? {
+            Frame::Simple(_) => Ok(StatusCode::NO_CONTENT),
+            other => Err(unexpected(other)),
+        };
+    }
     let options = SetOptions {
         expiry,
         ..SetOptions::default()
@@ -163,7 +229,15 @@ async fn delete_key(
     State(shared): State<Arc<Shared>>,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match shared.store.del(&[key.as_bytes()]) {
+    let command = vec![Bytes::from_static(b"DEL"), Bytes::from(key.clone())];
+    let removed = match routing::at_owner(&shared, command).await {
+        Some(reply) => match reply? {
+            Frame::Integer(n) => n as u64,
+            other => return Err(unexpected(other)),
+        },
+        None => shared.store.del(&[key.as_bytes()]),
+    };
+    match removed {
         0 => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
         _ => Ok(StatusCode::NO_CONTENT),
     }
@@ -202,4 +276,81 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             shared.cluster.as_ref().map(|node| node.view()).as_deref(),
         ),
     )
+}
+
+/// The view of a node in cluster mode; 404 otherwise.
+fn view(shared: &Shared) -> Result<Arc<ClusterView>, ApiError> {
+    shared
+        .cluster
+        .as_ref()
+        .map(|node| node.view())
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "cluster mode is off".into()))
+}
+
+fn member_json(view: &ClusterView, member: &Member) -> serde_json::Value {
+    json!({
+        "id": member.id.as_str(),
+        "self": member.id == view.self_id,
+        "state": member.state.as_str(),
+        "generation": member.generation,
+        "addresses": {
+            "resp": member.addresses.resp.to_string(),
+            "http": member.addresses.http.to_string(),
+            "cluster": member.addresses.cluster.to_string(),
+        },
+        "zone": member.zone,
+        "in_ring": view.ring.member(&member.id).is_some(),
+        "stats": {
+            "used_memory": member.stats.used_memory,
+            "keys": member.stats.keys,
+            "ops_per_sec": member.stats.ops_per_sec,
+        },
+    })
+}
+
+async fn cluster(State(shared): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let view = view(&shared)?;
+    let nodes: Vec<_> = view.members.iter().map(|m| member_json(&view, m)).collect();
+    Ok(Json(json!({
+        "self": view.self_id.as_str(),
+        "ring_version": view.ring_version,
+        "nodes": nodes,
+    })))
+}
+
+async fn ring(State(shared): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
+    let view = view(&shared)?;
+    let ring = &view.ring;
+    let nodes: Vec<_> = ring
+        .members()
+        .iter()
+        .zip(ring.token_shares())
+        .map(|(member, share)| {
+            json!({
+                "id": member.id().as_str(),
+                "zone": member.zone(),
+                "vnodes": member.vnodes(),
+                "share": share,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "version": view.ring_version,
+        "vnodes": ring.vnode_count(),
+        "nodes": nodes,
+    })))
+}
+
+fn owners(shared: &Shared, key: &str) -> Result<Json<serde_json::Value>, ApiError> {
+    let view = view(shared)?;
+    let owners: Vec<&str> = view
+        .owner(key.as_bytes())
+        .map(|id| id.as_str())
+        .into_iter()
+        .collect();
+    Ok(Json(json!({
+        "key": key,
+        "token": quorra_ring::key_token(key.as_bytes()),
+        "owners": owners,
+    })))
 }

@@ -17,6 +17,7 @@
 //! - [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`, `/healthz`, `/readyz`,
 //!   `/metrics`).
 //! - [`metrics`]: Prometheus metrics.
+//! - [`up`]: `quorra up`, a local cluster of separate node processes.
 //!
 //! # Non-goals (for now)
 //!
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod routing;
 pub mod server;
 pub mod shared;
+pub mod up;
 
 pub use config::{Config, Settings};
 pub use server::{RunningServer, start};

@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Run one node.
     Server(Settings),
+    /// Start a local cluster of separate nodes on 127.0.0.1 and stop it on Ctrl-C.
+    Up(quorra_server::up::UpArgs),
     /// Load a quorra or Redis server with a cache-like workload and report throughput,
     /// hit ratio and latency percentiles.
     Bench(quorra_bench::BenchArgs),
@@ -44,6 +46,7 @@ fn main() -> std::process::ExitCode {
                 .expect("tokio runtime");
             runtime.block_on(run_server(config))
         }
+        Command::Up(args) => quorra_server::up::main(args),
         Command::Bench(args) => quorra_bench::main(args),
     }
 }
@@ -56,10 +59,17 @@ async fn run_server(config: quorra_server::Config) -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    println!(
-        "quorra listening: RESP {} HTTP http://{}",
-        server.resp_addr, server.http_addr
-    );
+    match &server.shared.cluster {
+        // `quorra up` reads this line to learn the node's cluster port.
+        Some(node) => println!(
+            "quorra listening: RESP {} HTTP http://{} cluster {}",
+            server.resp_addr, server.http_addr, node.addresses.cluster
+        ),
+        None => println!(
+            "quorra listening: RESP {} HTTP http://{}",
+            server.resp_addr, server.http_addr
+        ),
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     server.shutdown().await;

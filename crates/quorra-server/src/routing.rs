@@ -200,8 +200,20 @@ async fn run_on(
         commands::dispatch(shared, session, &mut reply, &args);
         return Ok(reply.freeze());
     }
+    forward(shared, node, view, target, args, session.protocol).await
+}
+
+/// Runs `args` on the other node `target` over RPC; returns its reply bytes.
+async fn forward(
+    shared: &Shared,
+    node: &ClusterNode,
+    view: &ClusterView,
+    target: &NodeId,
+    args: Vec<Bytes>,
+    protocol: Protocol,
+) -> Result<Bytes, CommandError> {
     let request = Request::Execute {
-        resp3: session.protocol == Protocol::Resp3,
+        resp3: protocol == Protocol::Resp3,
         args,
     };
     match call(shared, node, view, target, request).await? {
@@ -212,6 +224,20 @@ async fn run_on(
             format!("unexpected answer {other:?}"),
         )),
     }
+}
+
+/// For the HTTP API: runs the one-key command `args` on the key's owner if that is
+/// another node, returning its RESP2 reply; `None` if the key is local (or the node is
+/// not in cluster mode), so the caller serves it from its own store.
+pub async fn at_owner(shared: &Shared, args: Vec<Bytes>) -> Option<Result<Frame, CommandError>> {
+    let node = shared.cluster.as_ref()?;
+    let view = node.view();
+    let owner = view
+        .owner(&args[1])
+        .filter(|owner| **owner != view.self_id)?
+        .clone();
+    let reply = forward(shared, node, &view, &owner, args, Protocol::Resp2).await;
+    Some(reply.and_then(|reply| parse_reply(&reply)))
 }
 
 /// Sends `request` to another node, counting the call in the metrics.
