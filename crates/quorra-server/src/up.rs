@@ -9,8 +9,9 @@
 //! cluster port. Each node's logs go to `<log-dir>/node-i.log`.
 //!
 //! Once every node serves, the table of nodes is printed. Ctrl-C (SIGINT, which the
-//! terminal sends to the nodes as well) or SIGTERM stops every node gracefully; if a node
-//! exits by itself, the others are stopped too and `quorra up` fails.
+//! terminal sends to the nodes as well) or SIGTERM stops every node gracefully. A node
+//! that exits by itself (or is killed, to see the cluster route around it) is reported
+//! and the others keep running; `quorra up` fails once none is left.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
@@ -266,25 +267,31 @@ fn print_table(nodes: &[Node], log_dir: &std::path::Path) {
     let _ = out.flush();
 }
 
-/// Returns when Ctrl-C or SIGTERM arrives (success) or a node exits by itself (failure).
+/// Returns when Ctrl-C or SIGTERM arrives (success) or every node has exited (failure),
+/// reporting each node that exits meanwhile.
 async fn wait_for_stop(nodes: &mut [Node]) -> ExitCode {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     let mut poll = tokio::time::interval(Duration::from_millis(200));
+    let mut exited = vec![false; nodes.len()];
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
             _ = terminate.recv() => return ExitCode::SUCCESS,
             _ = poll.tick() => {}
         }
-        for node in nodes.iter_mut() {
-            if let Ok(Some(status)) = node.child.try_wait() {
+        for (node, exited) in nodes.iter_mut().zip(&mut exited) {
+            if let (false, Ok(Some(status))) = (*exited, node.child.try_wait()) {
+                *exited = true;
                 eprintln!(
-                    "quorra up: {} exited ({status}); stopping the others",
+                    "quorra up: {} exited ({status}); the others keep serving",
                     node.id
                 );
-                return ExitCode::from(1);
             }
+        }
+        if exited.iter().all(|&exited| exited) {
+            eprintln!("quorra up: every node has exited");
+            return ExitCode::from(1);
         }
     }
 }

@@ -100,7 +100,9 @@ const SCRIPT: &[&[&str]] = &[
     &["GET", "k1"],
     &["SET", "k2", "v2", "NX"],
     &["SET", "k2", "x", "XX", "GET"],
-    &["MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6"],
+    &[
+        "MSET", "a", "1", "b", "2", "c", "3", "d", "4", "e", "5", "f", "6",
+    ],
     &["MGET", "a", "b", "c", "d", "e", "f", "nokey", "k1", "a"],
     &["EXISTS", "a", "b", "nokey", "a", "f"],
     &["TOUCH", "c", "d", "nokey"],
@@ -195,7 +197,11 @@ async fn every_command_through_every_node_answers_as_a_single_node_would() {
         ok(&mut con, &["SET", key, "x"]).await;
     }
     for node in &nodes {
-        assert!(node.shared.store.dbsize() > 0, "{} holds no key", view(node).self_id);
+        assert!(
+            node.shared.store.dbsize() > 0,
+            "{} holds no key",
+            view(node).self_id
+        );
     }
     // Keyspace commands answer for the whole cluster, through any node.
     for node in &nodes {
@@ -229,7 +235,10 @@ async fn keys_of_different_owners_in_one_atomic_command_are_refused_like_crosssl
         .iter()
         .find(|key| *key != "key:0" && owner(key) == owner("key:0"))
         .unwrap();
-    let other = keys.iter().find(|key| owner(key) != owner("key:0")).unwrap();
+    let other = keys
+        .iter()
+        .find(|key| owner(key) != owner("key:0"))
+        .unwrap();
     for node in &nodes {
         let mut con = connect(node).await;
         ok(&mut con, &["SET", "key:0", "v"]).await;
@@ -275,7 +284,10 @@ async fn a_crashed_node_is_detected_its_keys_move_and_it_rejoins_on_restart() {
     );
 
     for node in &nodes {
-        let view = until(node, "n2 marked down", |view| ring_ids(view) == ["n0", "n1"]).await;
+        let view = until(node, "n2 marked down", |view| {
+            ring_ids(view) == ["n0", "n1"]
+        })
+        .await;
         assert_eq!(
             view.member(&"n2".into()).map(|m| m.state),
             Some(MemberState::Down)
@@ -349,7 +361,10 @@ async fn a_peer_without_the_secret_is_refused() {
     // A node started with another secret gossips into a different cluster id.
     let stranger = start_node("stranger", Some(cluster_addr(&nodes[0])), "other").await;
     let newcomer = start_node("n2", Some(cluster_addr(&nodes[0])), SECRET).await;
-    until(&nodes[0], "n2 joined", |view| ring_ids(view) == ["n0", "n1", "n2"]).await;
+    until(&nodes[0], "n2 joined", |view| {
+        ring_ids(view) == ["n0", "n1", "n2"]
+    })
+    .await;
     assert!(view(&nodes[0]).member(&"stranger".into()).is_none());
     assert_eq!(ring_ids(&view(&stranger)), ["stranger"]);
     drop(newcomer);
@@ -364,14 +379,26 @@ async fn introspection_over_resp_and_http() {
     };
     let text = String::from_utf8(text).unwrap();
     assert_eq!(text.lines().count(), 3, "{text}");
-    assert!(text.lines().any(|line| line.starts_with("n1 up,myself resp=")), "{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("n1 up,myself resp=")),
+        "{text}"
+    );
     let owner = view(&nodes[1]).owner(b"greeting").unwrap().to_string();
     assert_eq!(
         ok(&mut con, &["QUORRA", "OWNERS", "greeting"]).await,
         array(vec![bulk(&owner)])
     );
-    assert!(err(&mut con, &["QUORRA", "BOGUS"]).await.starts_with("ERR unknown subcommand"));
-    assert!(err(&mut con, &["QUORRA", "OWNERS"]).await.contains("wrong number of arguments"));
+    assert!(
+        err(&mut con, &["QUORRA", "BOGUS"])
+            .await
+            .starts_with("ERR unknown subcommand")
+    );
+    assert!(
+        err(&mut con, &["QUORRA", "OWNERS"])
+            .await
+            .contains("wrong number of arguments")
+    );
 
     let http_addr = nodes[0].http_addr;
     let (status, body) = http(http_addr, "GET", "/v1/cluster", &[], b"").await;
@@ -384,7 +411,13 @@ async fn introspection_over_resp_and_http() {
         .map(|node| node["id"].as_str().unwrap())
         .collect();
     assert_eq!(listed, ["n0", "n1", "n2"]);
-    assert!(cluster["nodes"].as_array().unwrap().iter().all(|node| node["state"] == "up"));
+    assert!(
+        cluster["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|node| node["state"] == "up")
+    );
     let (status, body) = http(http_addr, "GET", "/v1/ring", &[], b"").await;
     assert_eq!(status, 200);
     let ring: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -418,7 +451,11 @@ async fn introspection_over_resp_and_http() {
 async fn a_single_node_says_cluster_mode_is_off() {
     let node = start().await;
     let mut con = connect(&node).await;
-    assert!(err(&mut con, &["QUORRA", "NODES"]).await.contains("cluster mode is off"));
+    assert!(
+        err(&mut con, &["QUORRA", "NODES"])
+            .await
+            .contains("cluster mode is off")
+    );
     let (status, _) = http(node.http_addr, "GET", "/v1/cluster", &[], b"").await;
     assert_eq!(status, 404);
 }

@@ -11,3 +11,4 @@ mod netns;
 mod process;
 mod protocol;
 mod strings;
+mod up;
