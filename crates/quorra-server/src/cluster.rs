@@ -258,3 +258,42 @@ pub async fn publish_stats(
 pub async fn mark_up(node: &ClusterNode) {
     node.membership.set_state(MemberState::Up).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_in(dir: &Path) -> ClusterConfig {
+        ClusterConfig {
+            port: 0,
+            seeds: Vec::new(),
+            secret: "s".into(),
+            node_id: None,
+            data_dir: dir.to_owned(),
+            zone: None,
+            advertise: [127, 0, 0, 1].into(),
+            vnodes: 150,
+            gossip_interval: Duration::from_millis(200),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_generated_node_id_is_kept_for_the_next_start() {
+        let dir = std::env::temp_dir().join(format!("quorra-node-id-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = config_in(&dir.join("nested"));
+        let first = resolve_node_id(&config).unwrap();
+        assert!(check_node_id(&first).is_ok(), "{first}");
+        assert_eq!(resolve_node_id(&config).unwrap(), first);
+        // A given id wins over the file; a corrupt file is an error, not a new identity.
+        let given = ClusterConfig {
+            node_id: Some("given".into()),
+            ..config.clone()
+        };
+        assert_eq!(resolve_node_id(&given).unwrap(), "given");
+        std::fs::write(dir.join("nested/node-id"), "not valid!\n").unwrap();
+        assert!(resolve_node_id(&config).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
