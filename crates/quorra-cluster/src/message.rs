@@ -4,11 +4,13 @@
 //! as opaque payloads and its error frames carry a handler's refusal, so a peer that
 //! cannot decode a request answers with an error text rather than a `Response`.
 //!
-//! Routing needs only [`Request::Execute`]: the coordinating node sends the client's
-//! command to the node that owns its keys, which runs it against its own store exactly
-//! as it would for a local client (never routing it further, so two nodes whose ring
-//! views briefly differ cannot bounce a command between them) and returns the reply
-//! bytes, already encoded in the client's RESP version.
+//! Routing needs only [`Request::Execute`]: the coordinating node sends a client's
+//! commands to the node that owns their keys, which runs them in order against its own
+//! store exactly as it would for a local client (never routing them further, so two
+//! nodes whose ring views briefly differ cannot bounce a command between them) and
+//! returns each reply's bytes, already encoded in the client's RESP version. Sending a
+//! pipeline's commands for one owner as one request keeps their order (the RPC runs
+//! separate requests concurrently) and costs one round trip.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -16,13 +18,14 @@ use serde::{Deserialize, Serialize};
 /// What one node asks another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
-    /// Run a command (name first) on the receiver's own store and reply with its RESP
-    /// bytes, encoded for a client that speaks RESP3 if `resp3` is set, RESP2 otherwise.
+    /// Run commands (each name first), in order, on the receiver's own store and reply
+    /// with their RESP bytes ([`Response::Replies`]), encoded for a client that speaks
+    /// RESP3 if `resp3` is set, RESP2 otherwise.
     Execute {
-        /// RESP version of the client the reply is for.
+        /// RESP version of the client the replies are for.
         resp3: bool,
-        /// The command and its arguments.
-        args: Vec<Bytes>,
+        /// The commands, each with its arguments.
+        commands: Vec<Vec<Bytes>>,
     },
     /// Count the receiver's live keys and keys with a TTL (for INFO keyspace).
     KeyspaceCounts,
@@ -31,8 +34,9 @@ pub enum Request {
 /// The answer to a [`Request`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
-    /// The reply to [`Request::Execute`]: exactly the bytes a client would have read.
-    Reply(Bytes),
+    /// The replies to [`Request::Execute`], one per command: exactly the bytes a client
+    /// would have read.
+    Replies(Vec<Bytes>),
     /// The answer to [`Request::KeyspaceCounts`].
     KeyspaceCounts {
         /// Live keys.
@@ -74,12 +78,17 @@ mod tests {
     fn messages_round_trip() {
         let request = Request::Execute {
             resp3: true,
-            args: vec![
-                Bytes::from_static(b"SET"),
-                Bytes::from(vec![0u8, 255, 13, 10]),
+            commands: vec![
+                vec![
+                    Bytes::from_static(b"SET"),
+                    Bytes::from(vec![0u8, 255, 13, 10]),
+                ],
+                vec![Bytes::from_static(b"GET")],
             ],
         };
         assert_eq!(Request::decode(&request.encode()).unwrap(), request);
+        let replies = Response::Replies(vec![Bytes::from_static(b"+OK\r\n"), Bytes::new()]);
+        assert_eq!(Response::decode(&replies.encode()).unwrap(), replies);
         let response = Response::KeyspaceCounts {
             keys: u64::MAX,
             expires: 3,
@@ -91,7 +100,7 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(Request::decode(&[0xff, 0xff, 0xff]).is_err());
         assert!(Request::decode(&[]).is_err());
-        // An Execute that announces more arguments than the payload holds.
+        // An Execute that announces more commands than the payload holds.
         assert!(Request::decode(&[0, 1, 0xff, 0xff, 0x03]).is_err());
     }
 }

@@ -51,13 +51,20 @@ async fn until(
             view.changed().await.expect("membership alive");
         }
     };
-    if tokio::time::timeout(Duration::from_secs(60), wait).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), wait)
+        .await
+        .is_err()
+    {
         panic!("{what}: not reached; view is {:#?}", view.borrow());
     }
 }
 
 fn ring_ids(view: &ClusterView) -> Vec<&str> {
-    view.ring.members().iter().map(|m| m.id().as_str()).collect()
+    view.ring
+        .members()
+        .iter()
+        .map(|m| m.id().as_str())
+        .collect()
 }
 
 fn state_of(view: &ClusterView, id: &str) -> Option<MemberState> {
@@ -117,7 +124,10 @@ async fn a_cut_off_node_is_marked_down_within_three_seconds_and_rejoins_after_he
         detected_after <= Duration::from_secs(3),
         "detection took {detected_after:?} of virtual time with the default settings"
     );
-    until(&mut c.subscribe(), "c alone", |view| ring_ids(view) == ["c"]).await;
+    until(&mut c.subscribe(), "c alone", |view| {
+        ring_ids(view) == ["c"]
+    })
+    .await;
 
     transport.add_link(addr(10_003), addr(10_001)).await;
     transport.add_link(addr(10_003), addr(10_002)).await;

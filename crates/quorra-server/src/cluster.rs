@@ -10,7 +10,7 @@
 //! client's command, on a session that is authenticated (the peer proved it knows the
 //! cluster secret) and speaks the RESP version of the client the peer coordinates for.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -25,12 +25,16 @@ use quorra_resp::Protocol;
 use quorra_ring::NodeId;
 
 use crate::commands;
-use crate::config::{ClusterConfig, check_node_id};
+use crate::config::{ClusterConfig, Config, check_node_id};
 use crate::connection::Session;
 use crate::shared::{Shared, unix_ms};
 
 /// How often a node publishes its figures (used memory, keys, ops/s) in gossip.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Room in an RPC frame beyond the largest command a client may send: message framing
+/// and the other commands of a batch.
+const FRAME_SLACK_BYTES: u64 = 1 << 20;
 
 /// Attempts at finding a cluster port whose number is free for both TCP and UDP, when
 /// the configured port is 0.
@@ -95,15 +99,25 @@ impl Starting {
 /// Binds the cluster port, starts the RPC server and gossip. `resp` and `http` are the
 /// bound client addresses; the published ones use `config.advertise`.
 pub async fn start(
+    node_config: &Config,
     config: &ClusterConfig,
-    bind: IpAddr,
     resp: SocketAddr,
     http: SocketAddr,
 ) -> std::io::Result<Starting> {
+    let bind = node_config.bind;
     let node_id = NodeId::from(resolve_node_id(config)?);
     let secret = ClusterSecret::new(&config.secret);
     let mut rpc_config = RpcConfig::new(node_id.clone(), secret.clone());
     rpc_config.call_timeout = config.timeout;
+    // A forwarded command is as large as a client may send one (and its reply about as
+    // large as a value); the frame length travels as a u32.
+    rpc_config.max_frame_bytes = usize::try_from(
+        node_config
+            .client_query_buffer_limit
+            .saturating_add(FRAME_SLACK_BYTES)
+            .min(u64::from(u32::MAX)),
+    )
+    .unwrap_or(u32::MAX as usize);
     let shared_slot: Arc<OnceLock<Weak<Shared>>> = Arc::new(OnceLock::new());
     let generation = unix_ms();
     let attempts = if config.port == 0 { PORT_ATTEMPTS } else { 1 };
@@ -199,10 +213,7 @@ async fn answer_peer(
         .ok_or("node is starting or stopping")?;
     let request = Request::decode(&payload).map_err(|error| error.to_string())?;
     let response = match request {
-        Request::Execute { resp3, args } => {
-            if args.is_empty() {
-                return Err("empty command".to_owned());
-            }
+        Request::Execute { resp3, commands } => {
             let mut session = Session::new(shared.peer_client.clone(), false);
             session.protocol = if resp3 {
                 Protocol::Resp3
@@ -210,9 +221,15 @@ async fn answer_peer(
                 Protocol::Resp2
             };
             let mut out = BytesMut::new();
-            commands::dispatch(&shared, &mut session, &mut out, &args);
-            tracing::trace!(peer = %from, command = %String::from_utf8_lossy(&args[0]), "ran for peer");
-            Response::Reply(out.freeze())
+            let mut replies = Vec::with_capacity(commands.len());
+            for args in &commands {
+                if args.is_empty() {
+                    return Err(format!("empty command from {from}"));
+                }
+                commands::dispatch(&shared, &mut session, &mut out, args);
+                replies.push(out.split().freeze());
+            }
+            Response::Replies(replies)
         }
         Request::KeyspaceCounts => {
             let stats = shared.store.stats().total;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::ClientInfo;
 use crate::commands::{self, connection::store_protocol};
-use crate::routing::{self, Plan};
+use crate::routing::Pipeline;
 use crate::shared::{Shared, unix_ms};
 
 /// Reserve at least this much free space before each read, bytes.
@@ -92,6 +92,8 @@ pub async fn serve(
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     // One argument vector for every command of the connection.
     let mut args = Vec::new();
+    // Forwarded commands waiting to be sent (cluster mode).
+    let mut pipeline = Pipeline::default();
     let counters = &shared.counters;
 
     'connection: loop {
@@ -136,30 +138,22 @@ pub async fn serve(
         loop {
             match parser.next_request_into(&mut input, &mut args) {
                 Ok(true) => {
-                    let plan = match &view {
-                        Some((_, view)) => routing::plan(&shared, &session, view, &args),
-                        None => Plan::Local,
-                    };
-                    match (plan, &view) {
-                        (Plan::Local, _) | (_, None) => {
-                            commands::dispatch(&shared, &mut session, &mut output, &args)
-                        }
-                        (plan, Some((node, view))) => {
-                            routing::execute(
-                                &shared,
-                                node,
-                                view,
-                                &mut session,
-                                &args,
-                                plan,
-                                &mut output,
-                            )
-                            .await
+                    match &view {
+                        None => commands::dispatch(&shared, &mut session, &mut output, &args),
+                        Some((node, view)) => {
+                            pipeline
+                                .run(&shared, node, view, &mut session, &args, &mut output)
+                                .await
                         }
                     }
                     // Release the request's bytes now, so the read buffer can be reused.
                     args.clear();
                     if session.close {
+                        if let Some((node, view)) = &view {
+                            pipeline
+                                .flush(&shared, node, view, session.protocol, &mut output)
+                                .await;
+                        }
                         let _ = flush(&mut stream, &mut output, &shared).await;
                         break 'connection;
                     }
@@ -172,11 +166,21 @@ pub async fn serve(
                 Ok(false) => break,
                 Err(error) => {
                     tracing::debug!(client = id, %error, "protocol error, closing");
+                    if let Some((node, view)) = &view {
+                        pipeline
+                            .flush(&shared, node, view, session.protocol, &mut output)
+                            .await;
+                    }
                     encode::error(&mut output, &format!("ERR {error}"));
                     let _ = flush(&mut stream, &mut output, &shared).await;
                     break 'connection;
                 }
             }
+        }
+        if let Some((node, view)) = &view {
+            pipeline
+                .flush(&shared, node, view, session.protocol, &mut output)
+                .await;
         }
         if flush(&mut stream, &mut output, &shared).await.is_err() {
             break;

@@ -26,8 +26,9 @@
 //! When a node cannot be reached within the cluster timeout, the client gets
 //! `CLUSTERDOWN node <id> at <addr> did not answer: <cause>`.
 //!
-//! Commands of one pipeline run one after another, each waiting for its reply, so a
-//! pipeline through a non-owner costs one hop per forwarded command.
+//! A client's pipeline goes through a [`Pipeline`]: the forwarded commands of what one
+//! read brought in travel as one request per owner, sent to every owner at once, and the
+//! replies are written in the client's order.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -53,10 +54,22 @@ pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same no
 /// Where a command runs.
 #[derive(Debug, PartialEq)]
 pub enum Plan {
-    /// Here, as on a single node.
+    /// Here: its keys are this node's. May run before forwarded commands that came
+    /// earlier in the pipeline (their keys are other nodes', so nothing can tell).
     Local,
     /// Whole, on this other node.
     Forward(NodeId),
+    /// Here, after everything before it in the pipeline: commands without keys
+    /// (connection and server commands, which may change the session) and commands that
+    /// will be refused.
+    InOrder,
+    /// On several nodes, after everything before it in the pipeline.
+    Spread(Spread),
+}
+
+/// A command that involves several nodes.
+#[derive(Debug, PartialEq)]
+pub enum Spread {
     /// Split by owner; keys are every `step`-th argument from the first, each followed
     /// by `step - 1` values.
     Split {
@@ -88,100 +101,222 @@ pub enum Merge {
     AllOk,
 }
 
-/// Where the command in `args` runs, given the view. `Local` when the view has a
-/// single node, for commands without keys that are not keyspace-wide, and for any
-/// command that will be refused before it runs.
+/// Where the command in `args` runs, given the view. [`Plan::InOrder`] for commands
+/// without keys that are not keyspace-wide and for any command that will be refused
+/// before it runs (unknown, wrong arity, not authenticated), so the refusal is this
+/// node's.
 pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Bytes]) -> Plan {
     let Some(index) = commands::lookup(&args[0]) else {
-        return Plan::Local;
+        return Plan::InOrder;
     };
     let spec = &COMMANDS[index];
     let authenticated = session.authenticated || shared.settings.read().requirepass.is_none();
     if view.ring.is_empty() || !commands::arity_ok(spec.arity, args.len()) || !authenticated {
-        return Plan::Local;
+        return Plan::InOrder;
     }
-    // The owner shared by all these keys (`Some(None)` on an empty ring), or `None`.
+    // The owner shared by all these keys, or `None` if they have several.
     fn one_owner<'v, 'k>(
         view: &'v ClusterView,
         mut keys: impl Iterator<Item = &'k Bytes>,
-    ) -> Option<Option<&'v NodeId>> {
-        let first = view.owner(keys.next()?);
-        keys.all(|key| view.owner(key) == first).then_some(first)
+    ) -> Option<&'v NodeId> {
+        let first = view.owner(keys.next()?)?;
+        keys.all(|key| view.owner(key) == Some(first))
+            .then_some(first)
     }
-    let on = |owner: Option<&NodeId>| match owner {
-        Some(owner) if *owner != view.self_id => Plan::Forward(owner.clone()),
-        _ => Plan::Local,
+    let on = |owner: &NodeId| {
+        if *owner == view.self_id {
+            Plan::Local
+        } else {
+            Plan::Forward(owner.clone())
+        }
     };
-    match (spec.keys, spec.name) {
-        ((1, 1, 1), _) => on(view.owner(&args[1])),
+    let spread = match (spec.keys, spec.name) {
+        ((1, 1, 1), _) => match view.owner(&args[1]) {
+            Some(owner) => return on(owner),
+            None => return Plan::InOrder,
+        },
         ((1, 2, 1), _) => match one_owner(view, args[1..3].iter()) {
-            Some(owner) => on(owner),
-            None => Plan::Refuse(CROSSSLOT),
+            Some(owner) => return on(owner),
+            None => Spread::Refuse(CROSSSLOT),
         },
         ((1, -1, step), name) => {
             let step = step as usize;
-            match one_owner(view, args[1..].iter().step_by(step)) {
-                Some(owner) => on(owner),
-                None => match name {
-                    "mget" => Plan::Split {
-                        merge: Merge::Values,
-                        step,
-                    },
-                    "mset" => Plan::Split {
-                        merge: Merge::AllOk,
-                        step,
-                    },
-                    "del" | "unlink" | "exists" | "touch" => Plan::Split {
-                        merge: Merge::Sum,
-                        step,
-                    },
-                    _ => Plan::Refuse(CROSSSLOT),
+            if let Some(owner) = one_owner(view, args[1..].iter().step_by(step)) {
+                return on(owner);
+            }
+            match name {
+                "mget" => Spread::Split {
+                    merge: Merge::Values,
+                    step,
+                },
+                "mset" => Spread::Split {
+                    merge: Merge::AllOk,
+                    step,
+                },
+                "del" | "unlink" | "exists" | "touch" => Spread::Split {
+                    merge: Merge::Sum,
+                    step,
+                },
+                _ => Spread::Refuse(CROSSSLOT),
+            }
+        }
+        (_, "dbsize") => Spread::Everywhere(Merge::Sum),
+        (_, "keys") => Spread::Everywhere(Merge::Values),
+        (_, "flushall" | "flushdb") => Spread::Everywhere(Merge::AllOk),
+        (_, "scan") => Spread::Scan,
+        (_, "randomkey") => Spread::RandomKey,
+        (_, "info") if commands::server::info_wants_keyspace(&args[1..]) => Spread::Info,
+        _ => return Plan::InOrder,
+    };
+    Plan::Spread(spread)
+}
+
+/// Most forwarded commands a [`Pipeline`] holds before it sends them.
+const PIPELINE_MAX_COMMANDS: usize = 512;
+
+/// Most argument bytes of forwarded commands a [`Pipeline`] holds before it sends them.
+const PIPELINE_MAX_BYTES: usize = 4 << 20;
+
+/// The commands of one client pipeline in cluster mode, run with as few round trips as
+/// order allows.
+///
+/// Forwarded commands are queued per owner and sent as one request per owner, every
+/// owner at the same time, when the pipeline is flushed: at the end of what the client
+/// sent, before a command that must run in order ([`Plan::InOrder`], [`Plan::Spread`]),
+/// or when [`PIPELINE_MAX_COMMANDS`] or [`PIPELINE_MAX_BYTES`] is reached. A command on
+/// this node's own keys runs at once, its reply kept for its place. The client sees
+/// the replies in the order it sent the commands; commands on one owner run in that
+/// order; commands on different owners touch different keys, so the interleaving
+/// between owners is not observable.
+#[derive(Default)]
+pub struct Pipeline {
+    /// One entry per command since the first queued forward, in the client's order.
+    slots: Vec<Slot>,
+    /// Per owner, the queued commands in order.
+    batches: Vec<(NodeId, Vec<Vec<Bytes>>)>,
+    queued_bytes: usize,
+    /// Scratch buffer for the replies of local commands run while forwards are queued.
+    local: BytesMut,
+}
+
+enum Slot {
+    /// The reply of a command that ran here.
+    Local(Bytes),
+    /// The next reply of this batch.
+    Forwarded(usize),
+}
+
+impl Pipeline {
+    /// Routes and runs (or queues) one command; replies that can be written already go
+    /// to `out`.
+    pub async fn run(
+        &mut self,
+        shared: &Shared,
+        node: &ClusterNode,
+        view: &ClusterView,
+        session: &mut Session,
+        args: &[Bytes],
+        out: &mut BytesMut,
+    ) {
+        match plan(shared, session, view, args) {
+            Plan::Local if self.slots.is_empty() => commands::dispatch(shared, session, out, args),
+            Plan::Local => {
+                commands::dispatch(shared, session, &mut self.local, args);
+                self.slots.push(Slot::Local(self.local.split().freeze()));
+            }
+            Plan::Forward(owner) => {
+                let batch = match self.batches.iter().position(|(o, _)| *o == owner) {
+                    Some(batch) => batch,
+                    None => {
+                        self.batches.push((owner, Vec::new()));
+                        self.batches.len() - 1
+                    }
+                };
+                self.batches[batch].1.push(args.to_vec());
+                self.queued_bytes += args.iter().map(Bytes::len).sum::<usize>();
+                self.slots.push(Slot::Forwarded(batch));
+                if self.slots.len() >= PIPELINE_MAX_COMMANDS
+                    || self.queued_bytes >= PIPELINE_MAX_BYTES
+                {
+                    self.flush(shared, node, view, session.protocol, out).await;
+                }
+            }
+            Plan::InOrder => {
+                self.flush(shared, node, view, session.protocol, out).await;
+                commands::dispatch(shared, session, out, args);
+            }
+            Plan::Spread(spread) => {
+                self.flush(shared, node, view, session.protocol, out).await;
+                execute(shared, node, view, session, args, spread, out).await;
+            }
+        }
+    }
+
+    /// Sends the queued commands, one request per owner, all at once, and writes every
+    /// kept reply to `out` in order. A batch whose owner did not answer gives each of
+    /// its commands the error.
+    pub async fn flush(
+        &mut self,
+        shared: &Shared,
+        node: &ClusterNode,
+        view: &ClusterView,
+        protocol: Protocol,
+        out: &mut BytesMut,
+    ) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let batches = std::mem::take(&mut self.batches);
+        let mut results = join_all(batches.into_iter().map(|(owner, commands)| async move {
+            forward(shared, node, view, &owner, commands, protocol)
+                .await
+                .map(Vec::into_iter)
+        }))
+        .await;
+        for slot in self.slots.drain(..) {
+            match slot {
+                Slot::Local(reply) => out.extend_from_slice(&reply),
+                Slot::Forwarded(batch) => match &mut results[batch] {
+                    Ok(replies) => {
+                        out.extend_from_slice(&replies.next().expect("forward checks the count"))
+                    }
+                    Err(error) => encode::error(out, &error.0),
                 },
             }
         }
-        (_, "dbsize") => Plan::Everywhere(Merge::Sum),
-        (_, "keys") => Plan::Everywhere(Merge::Values),
-        (_, "flushall" | "flushdb") => Plan::Everywhere(Merge::AllOk),
-        (_, "scan") => Plan::Scan,
-        (_, "randomkey") => Plan::RandomKey,
-        (_, "info") if commands::server::info_wants_keyspace(&args[1..]) => Plan::Info,
-        _ => Plan::Local,
+        self.queued_bytes = 0;
     }
 }
 
-/// Runs a command whose plan is not [`Plan::Local`] and appends its reply to `out`.
-pub async fn execute(
+/// Runs a command that involves several nodes and appends its reply to `out`.
+async fn execute(
     shared: &Shared,
     node: &ClusterNode,
     view: &ClusterView,
     session: &mut Session,
     args: &[Bytes],
-    plan: Plan,
+    spread: Spread,
     out: &mut BytesMut,
 ) {
     let started = Instant::now();
-    let result = match plan {
-        Plan::Local => {
-            commands::dispatch(shared, session, out, args);
-            return;
-        }
-        Plan::Forward(owner) => run_on(shared, node, view, session, &owner, args.to_vec())
-            .await
-            .map(|reply| out.extend_from_slice(&reply)),
-        Plan::Split { merge, step } => {
+    let result = match spread {
+        Spread::Split { merge, step } => {
             split(shared, node, view, session, args, merge, step, out).await
         }
-        Plan::Everywhere(merge) => everywhere(shared, node, view, session, args, merge, out).await,
-        Plan::Scan => scan(shared, node, view, session, args, out).await,
-        Plan::RandomKey => random_key(shared, node, view, session, args, out).await,
-        Plan::Info => info(shared, node, view, session, args, out).await,
-        Plan::Refuse(text) => Err(CommandError::new(text)),
+        Spread::Everywhere(merge) => {
+            everywhere(shared, node, view, session, args, merge, out).await
+        }
+        Spread::Scan => scan(shared, node, view, session, args, out).await,
+        Spread::RandomKey => random_key(shared, node, view, session, args, out).await,
+        Spread::Info => info(shared, node, view, session, args, out).await,
+        Spread::Refuse(text) => Err(CommandError::new(text)),
     };
+    let ok = result.is_ok();
     if let Err(error) = result {
         encode::error(out, &error.0);
     }
     if let Some(index) = commands::lookup(&args[0]) {
-        shared.metrics.command_done(index, true, started.elapsed());
+        shared.metrics.command_done(index, ok, started.elapsed());
     }
 }
 
@@ -200,11 +335,36 @@ async fn run_on(
         commands::dispatch(shared, session, &mut reply, &args);
         return Ok(reply.freeze());
     }
-    forward(shared, node, view, target, args, session.protocol).await
+    forward_one(shared, node, view, target, args, session.protocol).await
 }
 
-/// Runs `args` on the other node `target` over RPC; returns its reply bytes.
+/// Runs `commands` in order on the other node `target` over RPC; returns one reply's
+/// bytes per command.
 async fn forward(
+    shared: &Shared,
+    node: &ClusterNode,
+    view: &ClusterView,
+    target: &NodeId,
+    commands: Vec<Vec<Bytes>>,
+    protocol: Protocol,
+) -> Result<Vec<Bytes>, CommandError> {
+    let expected = commands.len();
+    let request = Request::Execute {
+        resp3: protocol == Protocol::Resp3,
+        commands,
+    };
+    match call(shared, node, view, target, request).await? {
+        Response::Replies(replies) if replies.len() == expected => Ok(replies),
+        other => Err(peer_error(
+            view,
+            target,
+            format!("unexpected answer {other:?}"),
+        )),
+    }
+}
+
+/// [`forward`] for one command.
+async fn forward_one(
     shared: &Shared,
     node: &ClusterNode,
     view: &ClusterView,
@@ -212,18 +372,8 @@ async fn forward(
     args: Vec<Bytes>,
     protocol: Protocol,
 ) -> Result<Bytes, CommandError> {
-    let request = Request::Execute {
-        resp3: protocol == Protocol::Resp3,
-        args,
-    };
-    match call(shared, node, view, target, request).await? {
-        Response::Reply(reply) => Ok(reply),
-        other => Err(peer_error(
-            view,
-            target,
-            format!("unexpected answer {other:?}"),
-        )),
-    }
+    let mut replies = forward(shared, node, view, target, vec![args], protocol).await?;
+    Ok(replies.pop().expect("forward checks the count"))
 }
 
 /// For the HTTP API: runs the one-key command `args` on the key's owner if that is
@@ -236,7 +386,7 @@ pub async fn at_owner(shared: &Shared, args: Vec<Bytes>) -> Option<Result<Frame,
         .owner(&args[1])
         .filter(|owner| **owner != view.self_id)?
         .clone();
-    let reply = forward(shared, node, &view, &owner, args, Protocol::Resp2).await;
+    let reply = forward_one(shared, node, &view, &owner, args, Protocol::Resp2).await;
     Some(reply.and_then(|reply| parse_reply(&reply)))
 }
 
@@ -286,22 +436,22 @@ async fn run_parts(
     session: &mut Session,
     parts: Vec<(NodeId, Vec<Bytes>)>,
 ) -> Result<Vec<Bytes>, CommandError> {
-    let resp3 = session.protocol == Protocol::Resp3;
+    let protocol = session.protocol;
     let mut local = None;
     let mut remote = Vec::new();
     for (position, (target, args)) in parts.into_iter().enumerate() {
         if target == view.self_id {
             local = Some((position, args));
         } else {
-            remote.push((position, target, Request::Execute { resp3, args }));
+            remote.push((position, target, args));
         }
     }
     let calls = join_all(
         remote
             .into_iter()
-            .map(|(position, target, request)| async move {
-                let response = call(shared, node, view, &target, request).await;
-                (position, target, response)
+            .map(|(position, target, args)| async move {
+                let reply = forward_one(shared, node, view, &target, args, protocol).await;
+                (position, reply)
             }),
     );
     let local_reply = local.map(|(position, args)| {
@@ -310,17 +460,8 @@ async fn run_parts(
         (position, reply.freeze())
     });
     let mut replies: Vec<(usize, Bytes)> = local_reply.into_iter().collect();
-    for (position, target, response) in calls.await {
-        match response? {
-            Response::Reply(reply) => replies.push((position, reply)),
-            other => {
-                return Err(peer_error(
-                    view,
-                    &target,
-                    format!("unexpected answer {other:?}"),
-                ));
-            }
-        }
+    for (position, reply) in calls.await {
+        replies.push((position, reply?));
     }
     replies.sort_by_key(|(position, _)| *position);
     Ok(replies.into_iter().map(|(_, reply)| reply).collect())

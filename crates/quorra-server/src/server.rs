@@ -85,9 +85,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
     let resp_addr = resp_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let starting = match &config.cluster {
-        Some(cluster) => {
-            Some(crate::cluster::start(cluster, config.bind, resp_addr, http_addr).await?)
-        }
+        Some(cluster) => Some(crate::cluster::start(&config, cluster, resp_addr, http_addr).await?),
         None => None,
     };
     let node = starting.as_ref().map(|starting| starting.node.clone());

@@ -348,7 +348,7 @@ async fn a_peer_without_the_secret_is_refused() {
     ));
     let request = quorra_cluster::message::Request::Execute {
         resp3: false,
-        args: vec!["FLUSHALL".into()],
+        commands: vec![vec!["FLUSHALL".into()]],
     };
     let refused = impostor
         .call(cluster_addr(&nodes[0]), request.encode())
@@ -458,4 +458,64 @@ async fn a_single_node_says_cluster_mode_is_off() {
     );
     let (status, _) = http(node.http_addr, "GET", "/v1/cluster", &[], b"").await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn a_pipeline_through_any_node_keeps_its_order_and_reads_its_own_writes() {
+    let nodes = start_cluster(3).await;
+    for node in &nodes {
+        let mut con = connect(node).await;
+        ok(&mut con, &["FLUSHALL"]).await;
+        let mut pipe = redis::pipe();
+        let mut expected = Vec::new();
+        for i in 0..400 {
+            let key = format!("p:{}", i % 37);
+            pipe.cmd("SET").arg(&key).arg(i);
+            expected.push(Value::Okay);
+            pipe.cmd("GET").arg(&key);
+            expected.push(bulk(&i.to_string()));
+            pipe.cmd("INCR").arg("p:counter");
+            expected.push(int(i + 1));
+            if i % 50 == 0 {
+                // Commands that must wait for everything before them.
+                pipe.cmd("PING");
+                expected.push(Value::SimpleString("PONG".into()));
+                pipe.cmd("MGET").arg(&key).arg("p:counter");
+                expected.push(array(vec![
+                    bulk(&i.to_string()),
+                    bulk(&(i + 1).to_string()),
+                ]));
+            }
+        }
+        pipe.cmd("DBSIZE");
+        expected.push(int(38));
+        let replies: Vec<Value> = pipe.query_async(&mut con).await.unwrap();
+        assert_eq!(replies.len(), expected.len());
+        for (index, (got, want)) in replies.iter().zip(&expected).enumerate() {
+            assert_eq!(got, want, "reply {index} through {}", view(node).self_id);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_value_larger_than_the_default_rpc_frame_travels_through_a_non_owner() {
+    let nodes = start_cluster(2).await;
+    let key = (0..100)
+        .map(|i| format!("big:{i}"))
+        .find(|key| view(&nodes[0]).owner(key.as_bytes()).unwrap().as_str() == "n1")
+        .unwrap();
+    let value = vec![b'v'; 20 << 20];
+    let mut con = connect(&nodes[0]).await;
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&value)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let back: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(back == value, "20 MiB value came back changed");
 }
