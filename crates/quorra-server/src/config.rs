@@ -128,7 +128,7 @@ pub struct Settings {
     pub cluster_secret: Option<String>,
 
     /// This node's id, unique in the cluster [default: generated on first start and kept
-    /// in `<data-dir>/node-id`].
+    /// in the file node-id of --data-dir].
     #[arg(long, env = "QUORRA_NODE_ID", help_heading = "Cluster")]
     pub node_id: Option<String>,
 

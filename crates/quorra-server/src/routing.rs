@@ -172,10 +172,10 @@ pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Byte
 }
 
 /// Most forwarded commands a [`Pipeline`] holds before it sends them.
-const PIPELINE_MAX_COMMANDS: usize = 512;
+pub const PIPELINE_MAX_COMMANDS: usize = 512;
 
 /// Most argument bytes of forwarded commands a [`Pipeline`] holds before it sends them.
-const PIPELINE_MAX_BYTES: usize = 4 << 20;
+pub const PIPELINE_MAX_BYTES: usize = 4 << 20;
 
 /// The commands of one client pipeline in cluster mode, run with as few round trips as
 /// order allows.
