@@ -23,13 +23,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clients::ClientInfo;
 use crate::commands::{self, connection::store_protocol};
-use crate::routing::Pipeline;
+use crate::routing::{Cx, Pipeline};
 use crate::shared::{Shared, unix_ms};
 
 /// Reserve at least this much free space before each read, bytes.
 const READ_CHUNK: usize = 16 * 1024;
 /// Write the replies out once this many bytes are waiting, even mid-batch.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
+
+/// Why a connection ends after the batch it is executing.
+enum Closing {
+    /// The client sent QUIT.
+    Quit,
+    /// The client broke the protocol: Redis's text is sent, then the connection closes,
+    /// since the byte stream can no longer be trusted.
+    ProtocolError(String),
+}
 
 /// Per-connection state that commands read and change.
 pub struct Session {
@@ -133,29 +142,26 @@ pub async fn serve(
         let view = shared
             .cluster
             .as_ref()
-            .map(|node| (node, node.view()))
+            .map(|node| (node.as_ref(), node.view()))
             .filter(|(_, view)| !view.is_alone());
+        let cx = view.as_ref().map(|(node, view)| Cx {
+            shared: &shared,
+            node,
+            view,
+        });
+        let mut closing = None;
         loop {
             match parser.next_request_into(&mut input, &mut args) {
                 Ok(true) => {
-                    match &view {
+                    match cx {
                         None => commands::dispatch(&shared, &mut session, &mut output, &args),
-                        Some((node, view)) => {
-                            pipeline
-                                .run(&shared, node, view, &mut session, &args, &mut output)
-                                .await
-                        }
+                        Some(cx) => pipeline.run(cx, &mut session, &args, &mut output).await,
                     }
                     // Release the request's bytes now, so the read buffer can be reused.
                     args.clear();
                     if session.close {
-                        if let Some((node, view)) = &view {
-                            pipeline
-                                .flush(&shared, node, view, session.protocol, &mut output)
-                                .await;
-                        }
-                        let _ = flush(&mut stream, &mut output, &shared).await;
-                        break 'connection;
+                        closing = Some(Closing::Quit);
+                        break;
                     }
                     if output.len() >= FLUSH_THRESHOLD
                         && flush(&mut stream, &mut output, &shared).await.is_err()
@@ -166,21 +172,20 @@ pub async fn serve(
                 Ok(false) => break,
                 Err(error) => {
                     tracing::debug!(client = id, %error, "protocol error, closing");
-                    if let Some((node, view)) = &view {
-                        pipeline
-                            .flush(&shared, node, view, session.protocol, &mut output)
-                            .await;
-                    }
-                    encode::error(&mut output, &format!("ERR {error}"));
-                    let _ = flush(&mut stream, &mut output, &shared).await;
-                    break 'connection;
+                    closing = Some(Closing::ProtocolError(format!("ERR {error}")));
+                    break;
                 }
             }
         }
-        if let Some((node, view)) = &view {
-            pipeline
-                .flush(&shared, node, view, session.protocol, &mut output)
-                .await;
+        if let Some(cx) = cx {
+            pipeline.flush(cx, session.protocol, &mut output).await;
+        }
+        if let Some(closing) = closing {
+            if let Closing::ProtocolError(error) = closing {
+                encode::error(&mut output, &error);
+            }
+            let _ = flush(&mut stream, &mut output, &shared).await;
+            break;
         }
         if flush(&mut stream, &mut output, &shared).await.is_err() {
             break;

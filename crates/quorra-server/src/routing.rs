@@ -45,6 +45,18 @@ use crate::commands::{self, COMMANDS, CommandError};
 use crate::connection::Session;
 use crate::shared::Shared;
 
+/// What routing works with: the node, its cluster machinery and the view the batch is
+/// routed by.
+#[derive(Clone, Copy)]
+pub struct Cx<'a> {
+    /// The node's shared state.
+    pub shared: &'a Shared,
+    /// Its membership and RPC client.
+    pub node: &'a ClusterNode,
+    /// The view this batch is routed by.
+    pub view: &'a ClusterView,
+}
+
 /// Bits of a cluster SCAN cursor that hold the node's own cursor.
 const SCAN_NODE_SHIFT: u32 = 48;
 
@@ -211,17 +223,17 @@ impl Pipeline {
     /// to `out`.
     pub async fn run(
         &mut self,
-        shared: &Shared,
-        node: &ClusterNode,
-        view: &ClusterView,
+        cx: Cx<'_>,
         session: &mut Session,
         args: &[Bytes],
         out: &mut BytesMut,
     ) {
-        match plan(shared, session, view, args) {
-            Plan::Local if self.slots.is_empty() => commands::dispatch(shared, session, out, args),
+        match plan(cx.shared, session, cx.view, args) {
+            Plan::Local if self.slots.is_empty() => {
+                commands::dispatch(cx.shared, session, out, args)
+            }
             Plan::Local => {
-                commands::dispatch(shared, session, &mut self.local, args);
+                commands::dispatch(cx.shared, session, &mut self.local, args);
                 self.slots.push(Slot::Local(self.local.split().freeze()));
             }
             Plan::Forward(owner) => {
@@ -238,16 +250,16 @@ impl Pipeline {
                 if self.slots.len() >= PIPELINE_MAX_COMMANDS
                     || self.queued_bytes >= PIPELINE_MAX_BYTES
                 {
-                    self.flush(shared, node, view, session.protocol, out).await;
+                    self.flush(cx, session.protocol, out).await;
                 }
             }
             Plan::InOrder => {
-                self.flush(shared, node, view, session.protocol, out).await;
-                commands::dispatch(shared, session, out, args);
+                self.flush(cx, session.protocol, out).await;
+                commands::dispatch(cx.shared, session, out, args);
             }
             Plan::Spread(spread) => {
-                self.flush(shared, node, view, session.protocol, out).await;
-                execute(shared, node, view, session, args, spread, out).await;
+                self.flush(cx, session.protocol, out).await;
+                execute(cx, session, args, spread, out).await;
             }
         }
     }
@@ -255,20 +267,13 @@ impl Pipeline {
     /// Sends the queued commands, one request per owner, all at once, and writes every
     /// kept reply to `out` in order. A batch whose owner did not answer gives each of
     /// its commands the error.
-    pub async fn flush(
-        &mut self,
-        shared: &Shared,
-        node: &ClusterNode,
-        view: &ClusterView,
-        protocol: Protocol,
-        out: &mut BytesMut,
-    ) {
+    pub async fn flush(&mut self, cx: Cx<'_>, protocol: Protocol, out: &mut BytesMut) {
         if self.slots.is_empty() {
             return;
         }
         let batches = std::mem::take(&mut self.batches);
         let mut results = join_all(batches.into_iter().map(|(owner, commands)| async move {
-            forward(shared, node, view, &owner, commands, protocol)
+            forward(cx, &owner, commands, protocol)
                 .await
                 .map(Vec::into_iter)
         }))
@@ -290,9 +295,7 @@ impl Pipeline {
 
 /// Runs a command that involves several nodes and appends its reply to `out`.
 async fn execute(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     session: &mut Session,
     args: &[Bytes],
     spread: Spread,
@@ -300,15 +303,11 @@ async fn execute(
 ) {
     let started = Instant::now();
     let result = match spread {
-        Spread::Split { merge, step } => {
-            split(shared, node, view, session, args, merge, step, out).await
-        }
-        Spread::Everywhere(merge) => {
-            everywhere(shared, node, view, session, args, merge, out).await
-        }
-        Spread::Scan => scan(shared, node, view, session, args, out).await,
-        Spread::RandomKey => random_key(shared, node, view, session, args, out).await,
-        Spread::Info => info(shared, node, view, session, args, out).await,
+        Spread::Split { merge, step } => split(cx, session, args, merge, step, out).await,
+        Spread::Everywhere(merge) => everywhere(cx, session, args, merge, out).await,
+        Spread::Scan => scan(cx, session, args, out).await,
+        Spread::RandomKey => random_key(cx, session, args, out).await,
+        Spread::Info => info(cx, session, args, out).await,
         Spread::Refuse(text) => Err(CommandError::new(text)),
     };
     let ok = result.is_ok();
@@ -316,34 +315,30 @@ async fn execute(
         encode::error(out, &error.0);
     }
     if let Some(index) = commands::lookup(&args[0]) {
-        shared.metrics.command_done(index, ok, started.elapsed());
+        cx.shared.metrics.command_done(index, ok, started.elapsed());
     }
 }
 
 /// Runs `args` on `target`: here through [`commands::dispatch`], elsewhere over RPC.
 /// Returns the reply bytes (which may be an error reply).
 async fn run_on(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     session: &mut Session,
     target: &NodeId,
     args: Vec<Bytes>,
 ) -> Result<Bytes, CommandError> {
-    if *target == view.self_id {
+    if *target == cx.view.self_id {
         let mut reply = BytesMut::new();
-        commands::dispatch(shared, session, &mut reply, &args);
+        commands::dispatch(cx.shared, session, &mut reply, &args);
         return Ok(reply.freeze());
     }
-    forward_one(shared, node, view, target, args, session.protocol).await
+    forward_one(cx, target, args, session.protocol).await
 }
 
 /// Runs `commands` in order on the other node `target` over RPC; returns one reply's
 /// bytes per command.
 async fn forward(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     target: &NodeId,
     commands: Vec<Vec<Bytes>>,
     protocol: Protocol,
@@ -353,10 +348,10 @@ async fn forward(
         resp3: protocol == Protocol::Resp3,
         commands,
     };
-    match call(shared, node, view, target, request).await? {
+    match call(cx, target, request).await? {
         Response::Replies(replies) if replies.len() == expected => Ok(replies),
         other => Err(peer_error(
-            view,
+            cx.view,
             target,
             format!("unexpected answer {other:?}"),
         )),
@@ -365,14 +360,12 @@ async fn forward(
 
 /// [`forward`] for one command.
 async fn forward_one(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     target: &NodeId,
     args: Vec<Bytes>,
     protocol: Protocol,
 ) -> Result<Bytes, CommandError> {
-    let mut replies = forward(shared, node, view, target, vec![args], protocol).await?;
+    let mut replies = forward(cx, target, vec![args], protocol).await?;
     Ok(replies.pop().expect("forward checks the count"))
 }
 
@@ -386,31 +379,32 @@ pub async fn at_owner(shared: &Shared, args: Vec<Bytes>) -> Option<Result<Frame,
         .owner(&args[1])
         .filter(|owner| **owner != view.self_id)?
         .clone();
-    let reply = forward_one(shared, node, &view, &owner, args, Protocol::Resp2).await;
+    let cx = Cx {
+        shared,
+        node,
+        view: &view,
+    };
+    let reply = forward_one(cx, &owner, args, Protocol::Resp2).await;
     Some(reply.and_then(|reply| parse_reply(&reply)))
 }
 
 /// Sends `request` to another node, counting the call in the metrics.
-async fn call(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
-    target: &NodeId,
-    request: Request,
-) -> Result<Response, CommandError> {
-    let member = view
+async fn call(cx: Cx<'_>, target: &NodeId, request: Request) -> Result<Response, CommandError> {
+    let member = cx
+        .view
         .member(target)
-        .ok_or_else(|| peer_error(view, target, "is not a member".to_owned()))?;
+        .ok_or_else(|| peer_error(cx.view, target, "is not a member".to_owned()))?;
     let started = Instant::now();
-    let outcome = node
+    let outcome = cx
+        .node
         .rpc
         .call(member.addresses.cluster, request.encode())
         .await;
-    shared
+    cx.shared
         .metrics
         .rpc_done(target.as_str(), outcome.is_ok(), started.elapsed());
-    let payload = outcome.map_err(|error| peer_error(view, target, error.to_string()))?;
-    Response::decode(&payload).map_err(|error| peer_error(view, target, error.to_string()))
+    let payload = outcome.map_err(|error| peer_error(cx.view, target, error.to_string()))?;
+    Response::decode(&payload).map_err(|error| peer_error(cx.view, target, error.to_string()))
 }
 
 fn peer_error(view: &ClusterView, target: &NodeId, cause: String) -> CommandError {
@@ -430,9 +424,7 @@ fn serving(view: &ClusterView) -> Vec<&Member> {
 /// Runs one part per target at once (the local one, if any, inline) and returns the
 /// replies in the order of `parts`.
 async fn run_parts(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     session: &mut Session,
     parts: Vec<(NodeId, Vec<Bytes>)>,
 ) -> Result<Vec<Bytes>, CommandError> {
@@ -440,7 +432,7 @@ async fn run_parts(
     let mut local = None;
     let mut remote = Vec::new();
     for (position, (target, args)) in parts.into_iter().enumerate() {
-        if target == view.self_id {
+        if target == cx.view.self_id {
             local = Some((position, args));
         } else {
             remote.push((position, target, args));
@@ -450,13 +442,13 @@ async fn run_parts(
         remote
             .into_iter()
             .map(|(position, target, args)| async move {
-                let reply = forward_one(shared, node, view, &target, args, protocol).await;
+                let reply = forward_one(cx, &target, args, protocol).await;
                 (position, reply)
             }),
     );
     let local_reply = local.map(|(position, args)| {
         let mut reply = BytesMut::new();
-        commands::dispatch(shared, session, &mut reply, &args);
+        commands::dispatch(cx.shared, session, &mut reply, &args);
         (position, reply.freeze())
     });
     let mut replies: Vec<(usize, Bytes)> = local_reply.into_iter().collect();
@@ -467,11 +459,8 @@ async fn run_parts(
     Ok(replies.into_iter().map(|(_, reply)| reply).collect())
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn split(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     session: &mut Session,
     args: &[Bytes],
     merge: Merge,
@@ -481,7 +470,7 @@ async fn split(
     // Per owner: the sub-command and the positions of its keys in the caller's order.
     let mut by_owner: HashMap<NodeId, (Vec<Bytes>, Vec<usize>)> = HashMap::new();
     for (position, chunk) in args[1..].chunks(step).enumerate() {
-        let Some(owner) = view.owner(&chunk[0]) else {
+        let Some(owner) = cx.view.owner(&chunk[0]) else {
             return Err(CommandError::new("CLUSTERDOWN the ring is empty"));
         };
         let (sub, positions) = by_owner
@@ -494,7 +483,7 @@ async fn split(
         .into_iter()
         .map(|(owner, (sub, positions))| ((owner, sub), positions))
         .unzip();
-    let replies = run_parts(shared, node, view, session, parts).await?;
+    let replies = run_parts(cx, session, parts).await?;
     match merge {
         Merge::Values => {
             let mut values = vec![Bytes::new(); args[1..].len() / step];
@@ -518,19 +507,17 @@ async fn split(
 }
 
 async fn everywhere(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     session: &mut Session,
     args: &[Bytes],
     merge: Merge,
     out: &mut BytesMut,
 ) -> Result<(), CommandError> {
-    let parts = serving(view)
+    let parts = serving(cx.view)
         .into_iter()
         .map(|member| (member.id.clone(), args.to_vec()))
         .collect();
-    let replies = run_parts(shared, node, view, session, parts).await?;
+    let replies = run_parts(cx, session, parts).await?;
     combine(&replies, merge, out)
 }
 
@@ -567,9 +554,7 @@ fn combine(replies: &[Bytes], merge: Merge, out: &mut BytesMut) -> Result<(), Co
 }
 
 async fn scan(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     session: &mut Session,
     args: &[Bytes],
     out: &mut BytesMut,
@@ -579,10 +564,10 @@ async fn scan(
         .and_then(|text| text.parse::<u64>().ok())
     else {
         // Not a number: the local SCAN gives Redis's error.
-        commands::dispatch(shared, session, out, args);
+        commands::dispatch(cx.shared, session, out, args);
         return Ok(());
     };
-    let nodes = serving(view);
+    let nodes = serving(cx.view);
     let index = (cursor >> SCAN_NODE_SHIFT) as usize;
     let Some(member) = nodes.get(index) else {
         // A cursor from before the cluster shrank: the scan is over.
@@ -592,7 +577,7 @@ async fn scan(
     let mut sub = args.to_vec();
     let local_cursor = cursor & ((1 << SCAN_NODE_SHIFT) - 1);
     sub[1] = Bytes::from(local_cursor.to_string());
-    let reply = run_on(shared, node, view, session, &member.id, sub).await?;
+    let reply = run_on(cx, session, &member.id, sub).await?;
     if reply.first() == Some(&b'-') {
         out.extend_from_slice(&reply);
         return Ok(());
@@ -630,18 +615,16 @@ fn write_scan_reply(out: &mut BytesMut, cursor: u64, keys: &[Frame]) {
 }
 
 async fn random_key(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     session: &mut Session,
     args: &[Bytes],
     out: &mut BytesMut,
 ) -> Result<(), CommandError> {
-    let mut nodes = serving(view);
+    let mut nodes = serving(cx.view);
     let start = rand::random_range(0..nodes.len().max(1));
     nodes.rotate_left(start);
     for member in nodes {
-        let reply = run_on(shared, node, view, session, &member.id, args.to_vec()).await?;
+        let reply = run_on(cx, session, &member.id, args.to_vec()).await?;
         if parse_reply(&reply)? != Frame::Null {
             out.extend_from_slice(&reply);
             return Ok(());
@@ -652,19 +635,17 @@ async fn random_key(
 }
 
 async fn info(
-    shared: &Shared,
-    node: &ClusterNode,
-    view: &ClusterView,
+    cx: Cx<'_>,
     session: &mut Session,
     args: &[Bytes],
     out: &mut BytesMut,
 ) -> Result<(), CommandError> {
     let mut totals = (0u64, 0u64);
     let counts = join_all(
-        serving(view)
+        serving(cx.view)
             .into_iter()
-            .filter(|member| member.id != view.self_id)
-            .map(|member| call(shared, node, view, &member.id, Request::KeyspaceCounts)),
+            .filter(|member| member.id != cx.view.self_id)
+            .map(|member| call(cx, &member.id, Request::KeyspaceCounts)),
     )
     .await;
     for response in counts {
@@ -673,13 +654,13 @@ async fn info(
             totals.1 += expires;
         }
     }
-    if view.ring.member(&view.self_id).is_some() {
-        let stats = shared.store.stats().total;
+    if cx.view.ring.member(&cx.view.self_id).is_some() {
+        let stats = cx.shared.store.stats().total;
         totals.0 += stats.entries;
         totals.1 += stats.volatile;
     }
     session.cluster_keyspace = Some(totals);
-    commands::dispatch(shared, session, out, args);
+    commands::dispatch(cx.shared, session, out, args);
     session.cluster_keyspace = None;
     Ok(())
 }
