@@ -6,6 +6,8 @@
 //!   publishes its addresses, zone, state and a few figures, and keeps a
 //!   [`ClusterView`](membership::ClusterView) — the members and the ring of the live,
 //!   serving ones — that is rebuilt on every change.
+//! - [`replication`]: N copies per key — quorum writes and reads over any transport,
+//!   read repair, hinted handoff.
 //! - [`message`]: the requests nodes send each other (run this command on your store;
 //!   count your keys), encoded with postcard.
 //! - [`rpc`]: authenticated, multiplexed request/response between nodes.
@@ -35,4 +37,5 @@
 
 pub mod membership;
 pub mod message;
+pub mod replication;
 pub mod rpc;

@@ -1,0 +1,472 @@
+//! Replication: N copies of each key, quorum writes and reads, read repair, hinted
+//! handoff.
+//!
+//! A key's replicas are the first N distinct nodes of its preference list on the ring
+//! (zone-aware when zones are set); N is capped by the number of serving nodes. The
+//! coordinating node hands a [`Replicator`] the replicas and how many must answer:
+//!
+//! - [`Replicator::write`] sends a versioned entry (value or tombstone, with its absolute
+//!   expiry) to every replica at once and returns as soon as `required` of them have
+//!   stored it; the other sends keep going in the background, so late acks still land.
+//!   A replica that cannot be reached gets a *hint*: the entry is kept in [`Hints`]
+//!   (bounded by [`Hints::new`]'s limit, newest version per key) and replayed by
+//!   [`Replicator::replay_hints`] when the node is reachable again.
+//! - [`Replicator::read`] asks every replica and answers once `required` have replied,
+//!   with the newest version among them (last writer wins: versions are hybrid-logical
+//!   timestamps with the node id as tie-break, see `quorra_store::Version`). In the
+//!   background it waits for the remaining replies too (each bounded by the transport's
+//!   timeout) and *repairs* every replica that answered with an older version, or none,
+//!   by writing the newest one to it.
+//!
+//! When fewer than `required` replicas answer, the caller gets a [`QuorumError`] that says
+//! how many did and what was asked: `NOQUORUM 1 of 2 required replicas answered (level
+//! QUORUM)`. A failed write may still have been stored by the replicas that did answer.
+//!
+//! The replicator does no I/O itself: it talks to replicas through [`Replicas`], which the
+//! server implements over RPC (and its own store), and tests implement over in-memory
+//! stores with links they can cut.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use quorra_ring::NodeId;
+use quorra_store::VersionedEntry;
+use tokio::sync::mpsc;
+
+use crate::rpc::BoxFuture;
+
+/// Default number of copies of each key.
+pub const DEFAULT_REPLICAS: usize = 3;
+
+/// Default cap on hints kept for unreachable replicas, over all of them.
+pub const DEFAULT_MAX_HINTS: usize = 100_000;
+
+/// How many replicas must answer: a level, resolved against the number of replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// One replica.
+    One,
+    /// A majority: `n / 2 + 1`.
+    Quorum,
+    /// Every replica.
+    All,
+    /// Exactly this many (more than there are replicas cannot succeed).
+    Count(usize),
+}
+
+impl Level {
+    /// The number of answers needed out of `n` replicas.
+    pub fn required(self, n: usize) -> usize {
+        match self {
+            Level::One => 1,
+            Level::Quorum => n / 2 + 1,
+            Level::All => n,
+            Level::Count(count) => count,
+        }
+    }
+
+    /// Parses `ONE`, `QUORUM`, `ALL` (any case) or a number from 1 to 255.
+    pub fn parse(text: &str) -> Option<Level> {
+        Some(match text.to_ascii_uppercase().as_str() {
+            "ONE" => Level::One,
+            "QUORUM" => Level::Quorum,
+            "ALL" => Level::All,
+            digits => match digits.parse::<usize>() {
+                Ok(count) if (1..=255).contains(&count) => Level::Count(count),
+                _ => return None,
+            },
+        })
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Level::One => f.write_str("ONE"),
+            Level::Quorum => f.write_str("QUORUM"),
+            Level::All => f.write_str("ALL"),
+            Level::Count(count) => write!(f, "{count}"),
+        }
+    }
+}
+
+/// Replication settings: how many copies, and how many answers writes and reads need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Consistency {
+    /// Copies of each key (N), capped by the number of serving nodes.
+    pub replicas: usize,
+    /// Answers a write needs (W).
+    pub write: Level,
+    /// Answers a read needs (R).
+    pub read: Level,
+}
+
+impl Default for Consistency {
+    fn default() -> Self {
+        Consistency {
+            replicas: DEFAULT_REPLICAS,
+            write: Level::Quorum,
+            read: Level::Quorum,
+        }
+    }
+}
+
+/// Too few replicas answered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("NOQUORUM {answered} of {required} required replicas answered (level {level})")]
+pub struct QuorumError {
+    /// Answers needed.
+    pub required: usize,
+    /// Answers received.
+    pub answered: usize,
+    /// The level that was asked for.
+    pub level: Level,
+}
+
+/// Why one replica did not do what it was asked.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("replica {node}: {message}")]
+pub struct ReplicaError {
+    /// The replica.
+    pub node: NodeId,
+    /// What went wrong.
+    pub message: String,
+    /// The replica could not be reached (timeout, refused, connection lost): worth a
+    /// hint. Otherwise it answered with a refusal (out of memory, ...).
+    pub unreachable: bool,
+}
+
+/// How the replicator reaches a replica (the local store included).
+pub trait Replicas: Send + Sync + 'static {
+    /// Stores `entry` for `key` at `node` if it is newer than what `node` holds.
+    fn apply(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+        entry: VersionedEntry,
+    ) -> BoxFuture<Result<(), ReplicaError>>;
+
+    /// `node`'s entry for `key`, tombstones included; `None` if it holds nothing.
+    fn read(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+    ) -> BoxFuture<Result<Option<VersionedEntry>, ReplicaError>>;
+}
+
+/// Counters of what replication did, for INFO and metrics.
+#[derive(Debug, Default)]
+pub struct ReplicationStats {
+    /// Replicas written by read repair.
+    pub read_repairs: AtomicU64,
+    /// Hints stored for unreachable replicas.
+    pub hints_stored: AtomicU64,
+    /// Hints delivered to a returning replica.
+    pub hints_replayed: AtomicU64,
+    /// Hints refused because the store of hints was full.
+    pub hints_dropped: AtomicU64,
+    /// Writes and reads that failed for want of a quorum.
+    pub quorum_failures: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Writes waiting for replicas that could not be reached: per node, the newest entry of
+/// each key. Bounded: beyond the limit new hints are dropped (and counted), and the
+/// replica will be brought up to date by read repair instead.
+#[derive(Debug)]
+pub struct Hints {
+    max: usize,
+    count: AtomicUsize,
+    pending: Mutex<HashMap<NodeId, HashMap<Bytes, VersionedEntry>>>,
+}
+
+impl Hints {
+    /// A store of at most `max` hints.
+    pub fn new(max: usize) -> Hints {
+        Hints {
+            max,
+            count: AtomicUsize::new(0),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Keeps `entry` for `node`, unless a newer hint for the key is already kept.
+    /// Returns false if the store is full.
+    pub fn add(&self, node: NodeId, key: Bytes, entry: VersionedEntry) -> bool {
+        let mut pending = self.pending.lock();
+        let for_node = pending.entry(node).or_default();
+        match for_node.get(&key) {
+            Some(kept) if kept.version >= entry.version => true,
+            Some(_) => {
+                for_node.insert(key, entry);
+                true
+            }
+            None if self.count.load(Ordering::Relaxed) >= self.max => false,
+            None => {
+                for_node.insert(key, entry);
+                self.count.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+        }
+    }
+
+    /// Takes every hint kept for `node`.
+    pub fn take(&self, node: &NodeId) -> Vec<(Bytes, VersionedEntry)> {
+        let taken: Vec<_> = self
+            .pending
+            .lock()
+            .remove(node)
+            .map(|hints| hints.into_iter().collect())
+            .unwrap_or_default();
+        self.count.fetch_sub(taken.len(), Ordering::Relaxed);
+        taken
+    }
+
+    /// The nodes that have hints waiting.
+    pub fn nodes(&self) -> Vec<NodeId> {
+        self.pending
+            .lock()
+            .iter()
+            .filter(|(_, hints)| !hints.is_empty())
+            .map(|(node, _)| node.clone())
+            .collect()
+    }
+
+    /// Hints kept, over all nodes.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// True if no hint is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Coordinates replicated writes and reads. Cheap to clone.
+#[derive(Clone)]
+pub struct Replicator {
+    replicas: Arc<dyn Replicas>,
+    hints: Arc<Hints>,
+    stats: Arc<ReplicationStats>,
+}
+
+impl Replicator {
+    /// A replicator over `replicas`, keeping at most `max_hints` hints.
+    pub fn new(replicas: Arc<dyn Replicas>, max_hints: usize) -> Replicator {
+        Replicator {
+            replicas,
+            hints: Arc::new(Hints::new(max_hints)),
+            stats: Arc::new(ReplicationStats::default()),
+        }
+    }
+
+    /// What replication has done so far.
+    pub fn stats(&self) -> &ReplicationStats {
+        &self.stats
+    }
+
+    /// The hints waiting for unreachable replicas.
+    pub fn hints(&self) -> &Hints {
+        &self.hints
+    }
+
+    /// Writes `entry` to every node of `targets` at once and returns the number of acks
+    /// once `level.required(targets.len())` have stored it. Unreachable replicas get a
+    /// hint. Fails with [`QuorumError`] when every replica has answered or failed and too
+    /// few stored it.
+    pub async fn write(
+        &self,
+        targets: &[NodeId],
+        level: Level,
+        key: Bytes,
+        entry: VersionedEntry,
+    ) -> Result<usize, QuorumError> {
+        let required = level.required(targets.len());
+        let (done, mut acks) = mpsc::unbounded_channel();
+        for node in targets {
+            let (node, key, entry, done) = (node.clone(), key.clone(), entry.clone(), done.clone());
+            let replicator = self.clone();
+            tokio::spawn(async move {
+                let stored = replicator.send(node, key, entry).await;
+                let _ = done.send(stored);
+            });
+        }
+        drop(done);
+        let mut stored = 0;
+        while let Some(ok) = acks.recv().await {
+            stored += usize::from(ok);
+            if stored >= required {
+                return Ok(stored);
+            }
+        }
+        bump(&self.stats.quorum_failures);
+        Err(QuorumError {
+            required,
+            answered: stored,
+            level,
+        })
+    }
+
+    /// One replica write; a hint if the replica is unreachable. True if it stored it.
+    async fn send(&self, node: NodeId, key: Bytes, entry: VersionedEntry) -> bool {
+        match self.replicas.apply(&node, key.clone(), entry.clone()).await {
+            Ok(()) => true,
+            Err(error) => {
+                if error.unreachable {
+                    if self.hints.add(node, key, entry) {
+                        bump(&self.stats.hints_stored);
+                    } else {
+                        bump(&self.stats.hints_dropped);
+                    }
+                } else {
+                    tracing::debug!(%error, "replica refused a write");
+                }
+                false
+            }
+        }
+    }
+
+    /// Reads `key` from every node of `targets` and returns the newest entry (tombstones
+    /// included) once `level.required(targets.len())` have answered; `None` if none of
+    /// them holds the key. Replicas found stale are repaired in the background, including
+    /// those that answer after the reply.
+    pub async fn read(
+        &self,
+        targets: &[NodeId],
+        level: Level,
+        key: Bytes,
+    ) -> Result<Option<VersionedEntry>, QuorumError> {
+        let required = level.required(targets.len());
+        let (done, mut answers) = mpsc::unbounded_channel();
+        for node in targets {
+            let (node, key, done) = (node.clone(), key.clone(), done.clone());
+            let replicas = self.replicas.clone();
+            tokio::spawn(async move {
+                let answer = replicas.read(&node, key).await;
+                let _ = done.send((node, answer));
+            });
+        }
+        drop(done);
+        let mut heard: Vec<(NodeId, Option<VersionedEntry>)> = Vec::new();
+        while heard.len() < required {
+            match answers.recv().await {
+                Some((node, Ok(entry))) => heard.push((node, entry)),
+                Some((_, Err(error))) => tracing::debug!(%error, "replica read failed"),
+                None => break,
+            }
+        }
+        if heard.len() < required {
+            bump(&self.stats.quorum_failures);
+            return Err(QuorumError {
+                required,
+                answered: heard.len(),
+                level,
+            });
+        }
+        let newest = newest(heard.iter().map(|(_, entry)| entry));
+        let replicator = self.clone();
+        tokio::spawn(async move {
+            while let Some((node, answer)) = answers.recv().await {
+                if let Ok(entry) = answer {
+                    heard.push((node, entry));
+                }
+            }
+            replicator.repair(key, heard).await;
+        });
+        Ok(newest)
+    }
+
+    /// Writes the newest of `heard` to every replica that answered with something older.
+    async fn repair(&self, key: Bytes, heard: Vec<(NodeId, Option<VersionedEntry>)>) {
+        let Some(newest) = newest(heard.iter().map(|(_, entry)| entry)) else {
+            return;
+        };
+        let stale = heard.into_iter().filter(|(_, entry)| {
+            entry
+                .as_ref()
+                .is_none_or(|held| held.version < newest.version)
+        });
+        for (node, _) in stale {
+            if self.send(node, key.clone(), newest.clone()).await {
+                bump(&self.stats.read_repairs);
+            }
+        }
+    }
+
+    /// Delivers the hints kept for `node`; those it still cannot take are kept again.
+    /// Returns how many were delivered.
+    pub async fn replay_hints(&self, node: &NodeId) -> usize {
+        let mut delivered = 0;
+        for (key, entry) in self.hints.take(node) {
+            match self.replicas.apply(node, key.clone(), entry.clone()).await {
+                Ok(()) => {
+                    delivered += 1;
+                    bump(&self.stats.hints_replayed);
+                }
+                Err(error) if error.unreachable => {
+                    self.hints.add(node.clone(), key, entry);
+                }
+                Err(error) => tracing::debug!(%error, "replica refused a hinted write"),
+            }
+        }
+        delivered
+    }
+}
+
+/// The entry with the highest version, `None` if none holds one.
+fn newest<'a>(entries: impl Iterator<Item = &'a Option<VersionedEntry>>) -> Option<VersionedEntry> {
+    entries.flatten().max_by_key(|entry| entry.version).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quorra_store::Version;
+
+    #[test]
+    fn levels_resolve_and_parse() {
+        assert_eq!(Level::Quorum.required(3), 2);
+        assert_eq!(Level::Quorum.required(1), 1);
+        assert_eq!(Level::Quorum.required(4), 3);
+        assert_eq!(Level::All.required(3), 3);
+        assert_eq!(Level::One.required(3), 1);
+        assert_eq!(Level::Count(2).required(3), 2);
+        assert_eq!(Level::parse("quorum"), Some(Level::Quorum));
+        assert_eq!(Level::parse("2"), Some(Level::Count(2)));
+        assert_eq!(Level::parse("0"), None);
+        assert_eq!(Level::parse("most"), None);
+        let error = QuorumError {
+            required: 2,
+            answered: 1,
+            level: Level::Quorum,
+        };
+        assert_eq!(
+            error.to_string(),
+            "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
+        );
+    }
+
+    #[test]
+    fn hints_keep_the_newest_entry_per_key_and_respect_the_bound() {
+        let hints = Hints::new(2);
+        let entry = |t| VersionedEntry::value("v", Version::new(t, 0, 1));
+        let node = NodeId::from("b");
+        assert!(hints.add(node.clone(), "k".into(), entry(2)));
+        assert!(hints.add(node.clone(), "k".into(), entry(1)));
+        assert!(hints.add(node.clone(), "j".into(), entry(1)));
+        assert!(!hints.add(node.clone(), "x".into(), entry(1)), "full");
+        assert_eq!(hints.len(), 2);
+        let mut taken = hints.take(&node);
+        taken.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(taken[1], (Bytes::from("k"), entry(2)));
+        assert!(hints.is_empty() && hints.nodes().is_empty());
+    }
+}

@@ -1,0 +1,316 @@
+//! Replication over three in-memory stores whose links the test cuts, N=3 W=2 R=2, on
+//! tokio's paused clock (a cut link answers after the timeout, in virtual time) and the
+//! stores' mock clock.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use quorra_cluster::replication::{Level, ReplicaError, Replicas, Replicator};
+use quorra_cluster::rpc::BoxFuture;
+use quorra_ring::NodeId;
+use quorra_store::{MockClock, Store, StoreConfig, VersionedEntry};
+
+const TIMEOUT: Duration = Duration::from_secs(1);
+const START_MS: u64 = 1_800_000_000_000;
+
+/// Three stores behind links that can be cut.
+struct Network {
+    stores: HashMap<NodeId, Arc<Store>>,
+    cut: Mutex<HashSet<NodeId>>,
+}
+
+impl Network {
+    fn new(clock: &MockClock) -> Arc<Network> {
+        let stores = ["a", "b", "c"]
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let config = StoreConfig {
+                    node_id: i as u64 + 1,
+                    tombstone_grace_ms: 60_000,
+                    ..StoreConfig::default()
+                };
+                (
+                    NodeId::from(id),
+                    Arc::new(Store::new(config, Arc::new(clock.clone()))),
+                )
+            })
+            .collect();
+        Arc::new(Network {
+            stores,
+            cut: Mutex::new(HashSet::new()),
+        })
+    }
+
+    fn cut(&self, node: &str) {
+        self.cut.lock().insert(node.into());
+    }
+
+    fn heal(&self) {
+        self.cut.lock().clear();
+    }
+
+    fn store(&self, node: &str) -> &Store {
+        &self.stores[&NodeId::from(node)]
+    }
+
+    /// Waits while the link to `node` is cut, then fails as a timed-out call would.
+    fn reach(&self, node: &NodeId) -> Option<Arc<Store>> {
+        (!self.cut.lock().contains(node)).then(|| self.stores[node].clone())
+    }
+}
+
+fn unreachable(node: &NodeId) -> ReplicaError {
+    ReplicaError {
+        node: node.clone(),
+        message: "timed out".into(),
+        unreachable: true,
+    }
+}
+
+impl Replicas for Network {
+    fn apply(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+        entry: VersionedEntry,
+    ) -> BoxFuture<Result<(), ReplicaError>> {
+        let (store, node) = (self.reach(node), node.clone());
+        Box::pin(async move {
+            let Some(store) = store else {
+                tokio::time::sleep(TIMEOUT).await;
+                return Err(unreachable(&node));
+            };
+            store
+                .apply(&key, entry)
+                .map(|_| ())
+                .map_err(|error| ReplicaError {
+                    node,
+                    message: error.to_string(),
+                    unreachable: false,
+                })
+        })
+    }
+
+    fn read(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+    ) -> BoxFuture<Result<Option<VersionedEntry>, ReplicaError>> {
+        let (store, node) = (self.reach(node), node.clone());
+        Box::pin(async move {
+            let Some(store) = store else {
+                tokio::time::sleep(TIMEOUT).await;
+                return Err(unreachable(&node));
+            };
+            Ok(store.get_versioned(&key))
+        })
+    }
+}
+
+fn replicas() -> Vec<NodeId> {
+    ["a", "b", "c"].map(NodeId::from).to_vec()
+}
+
+/// A write as a coordinator makes one: a fresh version from `writer`'s clock.
+fn entry(net: &Network, writer: &str, value: &str) -> VersionedEntry {
+    let version = net.store(writer).hybrid_clock().next(START_MS);
+    VersionedEntry::value(Bytes::from(value.to_owned()), version)
+}
+
+fn tombstone(net: &Network, writer: &str) -> VersionedEntry {
+    VersionedEntry::tombstone(net.store(writer).hybrid_clock().next(START_MS))
+}
+
+fn value_at(net: &Network, node: &str, key: &str) -> Option<Bytes> {
+    net.store(node).get(key.as_bytes())
+}
+
+/// Lets the background repairs and late writes finish (virtual time).
+async fn settle() {
+    tokio::time::sleep(TIMEOUT * 3).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_one_replica_cut_off_quorum_writes_and_reads_succeed() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    let replicator = Replicator::new(net.clone(), 1000);
+    net.cut("c");
+    let acks = replicator
+        .write(
+            &replicas(),
+            Level::Quorum,
+            "k".into(),
+            entry(&net, "a", "v1"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(acks, 2);
+    let read = replicator
+        .read(&replicas(), Level::Quorum, "k".into())
+        .await
+        .unwrap();
+    assert_eq!(read.unwrap().value, "v1");
+    assert_eq!(value_at(&net, "c", "k"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_two_cut_off_quorum_fails_with_the_counts_and_one_succeeds() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    let replicator = Replicator::new(net.clone(), 1000);
+    net.cut("b");
+    net.cut("c");
+    let failed = replicator
+        .write(
+            &replicas(),
+            Level::Quorum,
+            "k".into(),
+            entry(&net, "a", "v1"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failed.to_string(),
+        "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
+    );
+    let failed = replicator
+        .read(&replicas(), Level::Quorum, "k".into())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        failed.to_string(),
+        "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
+    );
+    assert_eq!(
+        replicator
+            .write(&replicas(), Level::One, "k".into(), entry(&net, "a", "v2"))
+            .await,
+        Ok(1)
+    );
+    let read = replicator
+        .read(&replicas(), Level::One, "k".into())
+        .await
+        .unwrap();
+    assert_eq!(read.unwrap().value, "v2");
+    assert_eq!(
+        replicator
+            .stats()
+            .quorum_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_healing_read_repair_brings_a_stale_replica_up_to_date() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    // No hints: only read repair can bring c up to date.
+    let replicator = Replicator::new(net.clone(), 0);
+    replicator
+        .write(&replicas(), Level::All, "k".into(), entry(&net, "a", "old"))
+        .await
+        .unwrap();
+    net.cut("c");
+    replicator
+        .write(
+            &replicas(),
+            Level::Quorum,
+            "k".into(),
+            entry(&net, "b", "new"),
+        )
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(value_at(&net, "c", "k").unwrap(), "old");
+    net.heal();
+    // Even a read that is answered by a and b alone repairs c once it answers.
+    let read = replicator
+        .read(&replicas(), Level::Quorum, "k".into())
+        .await
+        .unwrap();
+    assert_eq!(read.unwrap().value, "new");
+    settle().await;
+    for node in ["a", "b", "c"] {
+        assert_eq!(value_at(&net, node, "k").unwrap(), "new", "{node}");
+        assert_eq!(
+            net.store(node).get_versioned(b"k").unwrap().version,
+            net.store("a").get_versioned(b"k").unwrap().version
+        );
+    }
+    assert!(
+        replicator
+            .stats()
+            .read_repairs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hinted_write_reaches_the_returning_replica() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    let replicator = Replicator::new(net.clone(), 1000);
+    net.cut("c");
+    replicator
+        .write(
+            &replicas(),
+            Level::Quorum,
+            "k".into(),
+            entry(&net, "a", "hinted"),
+        )
+        .await
+        .unwrap();
+    settle().await;
+    assert_eq!(replicator.hints().nodes(), [NodeId::from("c")]);
+    // Still unreachable: the hint is kept for later.
+    assert_eq!(replicator.replay_hints(&"c".into()).await, 0);
+    assert_eq!(replicator.hints().len(), 1);
+    net.heal();
+    assert_eq!(replicator.replay_hints(&"c".into()).await, 1);
+    assert_eq!(value_at(&net, "c", "k").unwrap(), "hinted");
+    assert!(replicator.hints().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_deleted_during_a_partition_is_not_resurrected() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    let replicator = Replicator::new(net.clone(), 0);
+    replicator
+        .write(
+            &replicas(),
+            Level::All,
+            "k".into(),
+            entry(&net, "a", "alive"),
+        )
+        .await
+        .unwrap();
+    net.cut("c");
+    replicator
+        .write(&replicas(), Level::Quorum, "k".into(), tombstone(&net, "b"))
+        .await
+        .unwrap();
+    settle().await;
+    net.heal();
+    // c still holds the old value; a read that hears it, and a, sees the tombstone win.
+    assert_eq!(value_at(&net, "c", "k").unwrap(), "alive");
+    let c_first = [NodeId::from("c"), NodeId::from("a")];
+    let read = replicator
+        .read(&c_first, Level::All, "k".into())
+        .await
+        .unwrap();
+    assert!(
+        read.unwrap().tombstone,
+        "the delete is newer than the value"
+    );
+    settle().await;
+    assert_eq!(value_at(&net, "c", "k"), None, "repair deleted it on c");
+    assert!(net.store("c").get_versioned(b"k").unwrap().tombstone);
+}
