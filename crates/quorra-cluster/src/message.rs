@@ -13,7 +13,10 @@
 //! separate requests concurrently) and costs one round trip.
 
 use bytes::Bytes;
+use quorra_store::{Version, VersionedEntry};
 use serde::{Deserialize, Serialize};
+
+use crate::replication::Level;
 
 /// What one node asks another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,9 +29,73 @@ pub enum Request {
         resp3: bool,
         /// The commands, each with its arguments.
         commands: Vec<Vec<Bytes>>,
+        /// With replication: the receiver runs the commands as the keys' primary and
+        /// copies every key a command wrote to the key's other replicas, answering only
+        /// once this many (level) have it, itself included.
+        replicate: Option<Level>,
+        /// Keyspace commands (KEYS, SCAN, DBSIZE, RANDOMKEY) see only the keys whose
+        /// primary the receiver is, so that replicated keys are counted once.
+        primary_only: bool,
     },
-    /// Count the receiver's live keys and keys with a TTL (for INFO keyspace).
-    KeyspaceCounts,
+    /// Count the receiver's live keys and keys with a TTL (for INFO keyspace); with
+    /// `primary_only`, only the keys whose primary it is.
+    KeyspaceCounts {
+        /// Count only the keys this node is primary for.
+        primary_only: bool,
+    },
+    /// Store this entry if it is newer than what the receiver holds (last writer wins).
+    Apply {
+        /// The key.
+        key: Bytes,
+        /// The entry.
+        entry: WireEntry,
+    },
+    /// The receiver's entry for this key, tombstones included.
+    Read {
+        /// The key.
+        key: Bytes,
+    },
+}
+
+/// A [`VersionedEntry`] as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireEntry {
+    /// The value (empty for a tombstone).
+    pub value: Bytes,
+    /// Absolute expiry, ms since the epoch.
+    pub expire_at_ms: Option<u64>,
+    /// The version's hybrid-logical timestamp.
+    pub hlc: u64,
+    /// The version's node id.
+    pub node: u64,
+    /// A delete marker.
+    pub tombstone: bool,
+}
+
+impl From<VersionedEntry> for WireEntry {
+    fn from(entry: VersionedEntry) -> Self {
+        WireEntry {
+            value: entry.value,
+            expire_at_ms: entry.expire_at_ms,
+            hlc: entry.version.hlc,
+            node: entry.version.node,
+            tombstone: entry.tombstone,
+        }
+    }
+}
+
+impl From<WireEntry> for VersionedEntry {
+    fn from(entry: WireEntry) -> Self {
+        VersionedEntry {
+            value: entry.value,
+            expire_at_ms: entry.expire_at_ms,
+            version: Version {
+                hlc: entry.hlc,
+                node: entry.node,
+            },
+            tombstone: entry.tombstone,
+        }
+    }
 }
 
 /// The answer to a [`Request`].
@@ -37,6 +104,11 @@ pub enum Response {
     /// The replies to [`Request::Execute`], one per command: exactly the bytes a client
     /// would have read.
     Replies(Vec<Bytes>),
+    /// The answer to [`Request::Apply`]: stored, or already held in that or a newer
+    /// version.
+    Applied,
+    /// The answer to [`Request::Read`].
+    Entry(Option<WireEntry>),
     /// The answer to [`Request::KeyspaceCounts`].
     KeyspaceCounts {
         /// Live keys.
@@ -85,10 +157,26 @@ mod tests {
                 ],
                 vec![Bytes::from_static(b"GET")],
             ],
+            replicate: Some(Level::Count(2)),
+            primary_only: true,
         };
         assert_eq!(Request::decode(&request.encode()).unwrap(), request);
         let replies = Response::Replies(vec![Bytes::from_static(b"+OK\r\n"), Bytes::new()]);
         assert_eq!(Response::decode(&replies.encode()).unwrap(), replies);
+        let entry = VersionedEntry {
+            value: Bytes::from_static(b"v"),
+            expire_at_ms: Some(7),
+            version: Version::new(5, 1, 9),
+            tombstone: false,
+        };
+        let apply = Request::Apply {
+            key: Bytes::from_static(b"k"),
+            entry: entry.clone().into(),
+        };
+        let Request::Apply { entry: wire, .. } = Request::decode(&apply.encode()).unwrap() else {
+            panic!("an Apply decodes as an Apply");
+        };
+        assert_eq!(VersionedEntry::from(wire), entry);
         let response = Response::KeyspaceCounts {
             keys: u64::MAX,
             expires: 3,

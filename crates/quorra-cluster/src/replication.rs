@@ -46,7 +46,7 @@ pub const DEFAULT_REPLICAS: usize = 3;
 pub const DEFAULT_MAX_HINTS: usize = 100_000;
 
 /// How many replicas must answer: a level, resolved against the number of replicas.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Level {
     /// One replica.
     One,

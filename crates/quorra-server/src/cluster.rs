@@ -20,6 +20,7 @@ use quorra_cluster::membership::{
     ClusterView, MemberState, MemberStats, Membership, MembershipConfig, NodeAddresses,
 };
 use quorra_cluster::message::{Request, Response};
+use quorra_cluster::replication::{Consistency, Replicator};
 use quorra_cluster::rpc::{ClusterSecret, RpcClient, RpcConfig, RpcServer};
 use quorra_resp::Protocol;
 use quorra_ring::NodeId;
@@ -27,10 +28,15 @@ use quorra_ring::NodeId;
 use crate::commands;
 use crate::config::{ClusterConfig, Config, check_node_id};
 use crate::connection::Session;
+use crate::replica::NodeReplicas;
+use crate::routing::{Mode, keyspace_counts, run_here};
 use crate::shared::{Shared, unix_ms};
 
 /// How often a node publishes its figures (used memory, keys, ops/s) in gossip.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often hints for returned replicas are replayed.
+pub const HINT_REPLAY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Room in an RPC frame beyond the largest command a client may send: message framing
 /// and the other commands of a batch.
@@ -50,6 +56,10 @@ pub struct ClusterNode {
     pub timeout: Duration,
     /// The addresses this node publishes.
     pub addresses: NodeAddresses,
+    /// Copies per key and the default levels.
+    pub consistency: Consistency,
+    /// Replicated writes and reads, hints and their counters.
+    pub replicator: Replicator,
     /// The RPC server answering peers.
     rpc_server: parking_lot::Mutex<Option<RpcServer>>,
 }
@@ -144,11 +154,18 @@ pub async fn start(
         match Membership::start(membership_config).await {
             Ok(membership) => {
                 tracing::info!(node = %node_id, cluster = %addresses.cluster, seeds = ?config.seeds, "cluster mode");
+                let rpc = RpcClient::new(rpc_config);
+                let replicas = NodeReplicas {
+                    shared: shared_slot.clone(),
+                    rpc: rpc.clone(),
+                };
                 let node = ClusterNode {
                     membership,
-                    rpc: RpcClient::new(rpc_config),
+                    rpc,
                     timeout: config.timeout,
                     addresses,
+                    consistency: config.consistency,
+                    replicator: Replicator::new(Arc::new(replicas), config.max_hints),
                     rpc_server: parking_lot::Mutex::new(Some(server)),
                 };
                 return Ok(Starting {
@@ -213,31 +230,53 @@ async fn answer_peer(
         .ok_or("node is starting or stopping")?;
     let request = Request::decode(&payload).map_err(|error| error.to_string())?;
     let response = match request {
-        Request::Execute { resp3, commands } => {
+        Request::Execute {
+            resp3,
+            commands,
+            replicate,
+            primary_only,
+        } => {
             let mut session = Session::new(shared.peer_client.clone(), false);
             session.protocol = if resp3 {
                 Protocol::Resp3
             } else {
                 Protocol::Resp2
             };
-            let mut out = BytesMut::new();
+            let mode = Mode {
+                protocol: session.protocol,
+                replicate,
+                primary_only,
+            };
+            let view = shared.cluster.as_ref().map(|node| node.view());
             let mut replies = Vec::with_capacity(commands.len());
             for args in &commands {
                 if args.is_empty() {
                     return Err(format!("empty command from {from}"));
                 }
-                commands::dispatch(&shared, &mut session, &mut out, args);
-                replies.push(out.split().freeze());
+                let reply = match &view {
+                    Some(view) => run_here(&shared, view, &mut session, args, mode).await,
+                    None => {
+                        let mut out = BytesMut::new();
+                        commands::dispatch(&shared, &mut session, &mut out, args);
+                        out.freeze()
+                    }
+                };
+                replies.push(reply);
             }
             Response::Replies(replies)
         }
-        Request::KeyspaceCounts => {
-            let stats = shared.store.stats().total;
-            Response::KeyspaceCounts {
-                keys: stats.entries,
-                expires: stats.volatile,
-            }
+        Request::KeyspaceCounts { primary_only } => {
+            let (keys, expires) = keyspace_counts(&shared, primary_only);
+            Response::KeyspaceCounts { keys, expires }
         }
+        Request::Apply { key, entry } => {
+            shared
+                .store
+                .apply(&key, entry.into())
+                .map_err(|error| error.to_string())?;
+            Response::Applied
+        }
+        Request::Read { key } => Response::Entry(shared.store.get_versioned(&key).map(Into::into)),
     };
     Ok(response.encode())
 }
@@ -271,6 +310,27 @@ pub async fn publish_stats(
     }
 }
 
+/// Delivers the hints kept for replicas that were unreachable, once they serve again;
+/// checks every [`HINT_REPLAY_INTERVAL`] until `stop` is cancelled.
+pub async fn replay_hints(node: Arc<ClusterNode>, stop: tokio_util::sync::CancellationToken) {
+    let mut interval = tokio::time::interval(HINT_REPLAY_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let view = node.view();
+        for target in node.replicator.hints().nodes() {
+            if view.ring.member(&target).is_some() {
+                let delivered = node.replicator.replay_hints(&target).await;
+                if delivered > 0 {
+                    tracing::info!(node = %target, delivered, "hinted writes delivered");
+                }
+            }
+        }
+    }
+}
+
 /// Marks the node `up` (in the ring) once it serves clients.
 pub async fn mark_up(node: &ClusterNode) {
     node.membership.set_state(MemberState::Up).await;
@@ -292,6 +352,8 @@ mod tests {
             vnodes: 150,
             gossip_interval: Duration::from_millis(200),
             timeout: Duration::from_secs(1),
+            consistency: Consistency::default(),
+            max_hints: 10,
         }
     }
 

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use quorra_cluster::replication::{Consistency, DEFAULT_MAX_HINTS, DEFAULT_REPLICAS, Level};
 use quorra_store::MaxmemoryPolicy;
 use serde::Deserialize;
 
@@ -160,6 +161,29 @@ pub struct Settings {
     /// the node [default: 1000].
     #[arg(long, env = "QUORRA_CLUSTER_TIMEOUT_MS", help_heading = "Cluster")]
     pub cluster_timeout_ms: Option<u64>,
+
+    /// Copies of each key (N), on distinct nodes, capped by the number of serving nodes;
+    /// every node of a cluster must use the same number [default: 3].
+    #[arg(long, env = "QUORRA_REPLICAS", help_heading = "Cluster")]
+    pub replicas: Option<usize>,
+
+    /// Replicas that must store a write before it is acknowledged (W): `one`, `quorum`,
+    /// `all` or a number; a connection may override it with QUORRA CONSISTENCY
+    /// [default: quorum].
+    #[arg(long, env = "QUORRA_WRITE_QUORUM", value_parser = parse_level, help_heading = "Cluster")]
+    #[serde(default, deserialize_with = "deserialize_level")]
+    pub write_quorum: Option<Level>,
+
+    /// Replicas that must answer a read (R); the newest version wins: `one`, `quorum`,
+    /// `all` or a number [default: quorum].
+    #[arg(long, env = "QUORRA_READ_QUORUM", value_parser = parse_level, help_heading = "Cluster")]
+    #[serde(default, deserialize_with = "deserialize_level")]
+    pub read_quorum: Option<Level>,
+
+    /// Most writes kept for unreachable replicas until they return (hinted handoff);
+    /// beyond it a returning replica is repaired by reads instead [default: 100000].
+    #[arg(long, env = "QUORRA_MAX_HINTS", help_heading = "Cluster")]
+    pub max_hints: Option<usize>,
 }
 
 /// A resolved configuration: every setting has a value that has been checked.
@@ -224,6 +248,10 @@ pub struct ClusterConfig {
     pub gossip_interval: Duration,
     /// Bound on one forwarded command.
     pub timeout: Duration,
+    /// Copies per key and the default write and read levels.
+    pub consistency: Consistency,
+    /// Most hints kept for unreachable replicas.
+    pub max_hints: usize,
 }
 
 impl Default for Config {
@@ -310,6 +338,10 @@ impl Settings {
             vnodes: self.vnodes.or(lower.vnodes),
             gossip_interval_ms: self.gossip_interval_ms.or(lower.gossip_interval_ms),
             cluster_timeout_ms: self.cluster_timeout_ms.or(lower.cluster_timeout_ms),
+            replicas: self.replicas.or(lower.replicas),
+            write_quorum: self.write_quorum.or(lower.write_quorum),
+            read_quorum: self.read_quorum.or(lower.read_quorum),
+            max_hints: self.max_hints.or(lower.max_hints),
         }
     }
 
@@ -428,7 +460,18 @@ impl Settings {
                 "must be between 1 and 600000",
             ));
         }
+        let replicas = self.replicas.unwrap_or(DEFAULT_REPLICAS);
+        if !(1..=16).contains(&replicas) {
+            return Err(invalid("replicas", "must be between 1 and 16"));
+        }
+        let consistency = Consistency {
+            replicas,
+            write: self.write_quorum.unwrap_or(Level::Quorum),
+            read: self.read_quorum.unwrap_or(Level::Quorum),
+        };
         Ok(Some(ClusterConfig {
+            consistency,
+            max_hints: self.max_hints.unwrap_or(DEFAULT_MAX_HINTS),
             port,
             seeds: self.seeds.clone().unwrap_or_default(),
             secret,
@@ -486,6 +529,20 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
         .ok_or_else(|| format!("{text:?} is not a size such as 100mb or 1gb"))
+}
+
+/// Parses a replication level: `one`, `quorum`, `all` or a number of replicas.
+pub fn parse_level(text: &str) -> Result<Level, String> {
+    Level::parse(text).ok_or_else(|| {
+        format!("{text:?} is not a level (one, quorum, all, or a number from 1 to 255)")
+    })
+}
+
+fn deserialize_level<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<Level>, D::Error> {
+    let text = String::deserialize(de)?;
+    parse_level(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parses `allkeys-lru` or `noeviction`.

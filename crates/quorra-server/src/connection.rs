@@ -22,9 +22,11 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::ClientInfo;
+use crate::cluster::ClusterNode;
 use crate::commands::{self, connection::store_protocol};
 use crate::routing::{Cx, Pipeline};
 use crate::shared::{Shared, unix_ms};
+use quorra_cluster::replication::Level;
 
 /// Reserve at least this much free space before each read, bytes.
 const READ_CHUNK: usize = 16 * 1024;
@@ -52,6 +54,13 @@ pub struct Session {
     pub close: bool,
     /// Keys and keys with a TTL over the whole cluster, set by routing while INFO runs.
     pub cluster_keyspace: Option<(u64, u64)>,
+    /// Set while a keyspace command runs for a peer that wants each replicated key
+    /// counted once: only keys this node is primary for are seen.
+    pub primary_only: bool,
+    /// This connection's write level (QUORRA CONSISTENCY), over the node's default.
+    pub write_level: Option<Level>,
+    /// This connection's read level, over the node's default.
+    pub read_level: Option<Level>,
 }
 
 impl Session {
@@ -63,6 +72,9 @@ impl Session {
             info,
             close: false,
             cluster_keyspace: None,
+            primary_only: false,
+            write_level: None,
+            read_level: None,
         }
     }
 
@@ -72,6 +84,16 @@ impl Session {
         self.info
             .last_interaction_ms
             .store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// The write level of this connection's commands.
+    pub fn write_level(&self, node: &ClusterNode) -> Level {
+        self.write_level.unwrap_or(node.consistency.write)
+    }
+
+    /// The read level of this connection's commands.
+    pub fn read_level(&self, node: &ClusterNode) -> Level {
+        self.read_level.unwrap_or(node.consistency.read)
     }
 
     /// Switches the protocol (HELLO, RESET).
@@ -178,7 +200,7 @@ pub async fn serve(
             }
         }
         if let Some(cx) = cx {
-            pipeline.flush(cx, session.protocol, &mut output).await;
+            pipeline.flush(cx, &session, &mut output).await;
         }
         if let Some(closing) = closing {
             if let Closing::ProtocolError(error) = closing {

@@ -14,6 +14,8 @@
 //!   commands, the published figures.
 //! - [`routing`]: proxy routing — which node runs a command, and how the replies of a
 //!   command split over several nodes merge.
+//! - [`replica`]: replication — the transport to replicas, copying what a primary
+//!   wrote, quorum reads.
 //! - [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`, `/healthz`, `/readyz`,
 //!   `/metrics`).
 //! - [`metrics`]: Prometheus metrics.
@@ -31,6 +33,7 @@ pub mod config;
 pub mod connection;
 pub mod http;
 pub mod metrics;
+pub mod replica;
 pub mod routing;
 pub mod server;
 pub mod shared;

@@ -14,7 +14,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node.
-    Server(Settings),
+    Server(Box<Settings>),
     /// Start a local cluster of separate nodes on 127.0.0.1 and stop it on Ctrl-C.
     Up(quorra_server::up::UpArgs),
     /// Load a quorra or Redis server with a cache-like workload and report throughput,

@@ -37,12 +37,15 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use quorra_cluster::membership::{ClusterView, Member};
 use quorra_cluster::message::{Request, Response};
+use quorra_cluster::replication::Level;
+use quorra_cluster::rpc::RpcError;
 use quorra_resp::{Frame, Limits, Protocol, encode, parse_frame};
-use quorra_ring::NodeId;
+use quorra_ring::{NodeId, TokenRange};
 
 use crate::cluster::ClusterNode;
 use crate::commands::{self, COMMANDS, CommandError};
 use crate::connection::Session;
+use crate::replica::{self, QuorumRead};
 use crate::shared::Shared;
 
 /// What routing works with: the node, its cluster machinery and the view the batch is
@@ -98,8 +101,39 @@ pub enum Spread {
     RandomKey,
     /// INFO with the keyspace section summed over the cluster.
     Info,
+    /// With replication: GET, MGET or EXISTS answered from a quorum of replicas.
+    Read(QuorumRead),
+    /// With replication: a write on keys this node is primary for, run here and copied
+    /// to the replicas before it is answered.
+    PrimaryWrite,
     /// Refused with this error.
     Refuse(&'static str),
+}
+
+/// How the node that runs a command runs it: for a client speaking `protocol`; with
+/// replication, as the keys' primary copying writes to `replicate` replicas, and with
+/// keyspace commands counting only the keys it is primary for.
+#[derive(Clone, Copy, Debug)]
+pub struct Mode {
+    /// The client's RESP version.
+    pub protocol: Protocol,
+    /// The write level, when keys have several copies.
+    pub replicate: Option<Level>,
+    /// Keyspace commands see only the keys the running node is primary for.
+    pub primary_only: bool,
+}
+
+impl Mode {
+    /// The mode for `session`'s commands under `cx`; `keyspace` for the commands that
+    /// enumerate or count keys.
+    pub fn of(cx: Cx<'_>, session: &Session, keyspace: bool) -> Mode {
+        let replicated = replica::copies(cx.shared, cx.view) > 1;
+        Mode {
+            protocol: session.protocol,
+            replicate: replicated.then(|| session.write_level(cx.node)),
+            primary_only: replicated && keyspace,
+        }
+    }
 }
 
 /// How the replies of the parts of a split or scattered command combine.
@@ -135,11 +169,23 @@ pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Byte
         keys.all(|key| view.owner(key) == Some(first))
             .then_some(first)
     }
+    let replicated = replica::copies(shared, view) > 1;
+    if replicated {
+        match spec.name {
+            "get" => return Plan::Spread(Spread::Read(QuorumRead::Get)),
+            "mget" => return Plan::Spread(Spread::Read(QuorumRead::Mget)),
+            "exists" => return Plan::Spread(Spread::Read(QuorumRead::Exists)),
+            _ => {}
+        }
+    }
+    let writes = spec.flags.contains(&"write");
     let on = |owner: &NodeId| {
-        if *owner == view.self_id {
-            Plan::Local
-        } else {
+        if *owner != view.self_id {
             Plan::Forward(owner.clone())
+        } else if replicated && writes {
+            Plan::Spread(Spread::PrimaryWrite)
+        } else {
+            Plan::Local
         }
     };
     let spread = match (spec.keys, spec.name) {
@@ -250,15 +296,15 @@ impl Pipeline {
                 if self.slots.len() >= PIPELINE_MAX_COMMANDS
                     || self.queued_bytes >= PIPELINE_MAX_BYTES
                 {
-                    self.flush(cx, session.protocol, out).await;
+                    self.flush(cx, session, out).await;
                 }
             }
             Plan::InOrder => {
-                self.flush(cx, session.protocol, out).await;
+                self.flush(cx, session, out).await;
                 commands::dispatch(cx.shared, session, out, args);
             }
             Plan::Spread(spread) => {
-                self.flush(cx, session.protocol, out).await;
+                self.flush(cx, session, out).await;
                 execute(cx, session, args, spread, out).await;
             }
         }
@@ -266,24 +312,37 @@ impl Pipeline {
 
     /// Sends the queued commands, one request per owner, all at once, and writes every
     /// kept reply to `out` in order. A batch whose owner did not answer gives each of
-    /// its commands the error.
-    pub async fn flush(&mut self, cx: Cx<'_>, protocol: Protocol, out: &mut BytesMut) {
+    /// its commands the error — unless keys are replicated and the owner could not even
+    /// be connected to: then each command is run by the next replica that can be.
+    pub async fn flush(&mut self, cx: Cx<'_>, session: &Session, out: &mut BytesMut) {
         if self.slots.is_empty() {
             return;
         }
+        let mode = Mode::of(cx, session, false);
         let batches = std::mem::take(&mut self.batches);
-        let mut results = join_all(batches.into_iter().map(|(owner, commands)| async move {
-            forward(cx, &owner, commands, protocol)
-                .await
-                .map(Vec::into_iter)
+        let results = join_all(batches.into_iter().map(|(owner, commands)| async move {
+            match forward(cx, &owner, commands.clone(), mode).await {
+                Ok(replies) => Ok(replies),
+                Err(error) if error.not_run && mode.replicate.is_some() => {
+                    let fallbacks = commands
+                        .into_iter()
+                        .map(|args| forward_to_replicas(cx, args, mode));
+                    Ok(join_all(fallbacks).await)
+                }
+                Err(error) => Err(error.error),
+            }
         }))
         .await;
+        let mut results: Vec<_> = results
+            .into_iter()
+            .map(|result| result.map(Vec::into_iter))
+            .collect();
         for slot in self.slots.drain(..) {
             match slot {
                 Slot::Local(reply) => out.extend_from_slice(&reply),
                 Slot::Forwarded(batch) => match &mut results[batch] {
                     Ok(replies) => {
-                        out.extend_from_slice(&replies.next().expect("forward checks the count"))
+                        out.extend_from_slice(&replies.next().expect("one reply per command"))
                     }
                     Err(error) => encode::error(out, &error.0),
                 },
@@ -308,6 +367,16 @@ async fn execute(
         Spread::Scan => scan(cx, session, args, out).await,
         Spread::RandomKey => random_key(cx, session, args, out).await,
         Spread::Info => info(cx, session, args, out).await,
+        Spread::Read(kind) => {
+            let level = session.read_level(cx.node);
+            replica::quorum_read(cx, kind, args, level, session.protocol, out).await
+        }
+        Spread::PrimaryWrite => {
+            let mode = Mode::of(cx, session, false);
+            let reply = run_here(cx.shared, cx.view, session, args, mode).await;
+            out.extend_from_slice(&reply);
+            Ok(())
+        }
         Spread::Refuse(text) => Err(CommandError::new(text)),
     };
     let ok = result.is_ok();
@@ -319,20 +388,58 @@ async fn execute(
     }
 }
 
-/// Runs `args` on `target`: here through [`commands::dispatch`], elsewhere over RPC.
+/// Runs `args` on `target` in `mode`: here through [`run_here`], elsewhere over RPC.
 /// Returns the reply bytes (which may be an error reply).
 async fn run_on(
     cx: Cx<'_>,
     session: &mut Session,
     target: &NodeId,
     args: Vec<Bytes>,
+    mode: Mode,
 ) -> Result<Bytes, CommandError> {
     if *target == cx.view.self_id {
-        let mut reply = BytesMut::new();
-        commands::dispatch(cx.shared, session, &mut reply, &args);
-        return Ok(reply.freeze());
+        return Ok(run_here(cx.shared, cx.view, session, &args, mode).await);
     }
-    forward_one(cx, target, args, session.protocol).await
+    Ok(forward_one(cx, target, args, mode).await?)
+}
+
+/// Runs `args` on this node in `mode`, as [`Request::Execute`] runs it for a peer:
+/// as the keys' primary when writes are replicated, with keyspace commands limited to
+/// the keys this node is primary for when asked.
+pub async fn run_here(
+    shared: &Shared,
+    view: &ClusterView,
+    session: &mut Session,
+    args: &[Bytes],
+    mode: Mode,
+) -> Bytes {
+    session.primary_only = mode.primary_only;
+    let reply = match mode.replicate {
+        Some(level) => replica::run_as_primary(shared, view, session, args, level).await,
+        None => {
+            let mut reply = BytesMut::new();
+            commands::dispatch(shared, session, &mut reply, args);
+            reply.freeze()
+        }
+    };
+    session.primary_only = false;
+    reply
+}
+
+/// Why a call to another node failed, and whether it can have run there.
+#[derive(Debug)]
+struct CallError {
+    /// The error for the client.
+    error: CommandError,
+    /// The node could not be connected to, so the request did not run: safe to ask
+    /// another replica.
+    not_run: bool,
+}
+
+impl From<CallError> for CommandError {
+    fn from(error: CallError) -> Self {
+        error.error
+    }
 }
 
 /// Runs `commands` in order on the other node `target` over RPC; returns one reply's
@@ -341,20 +448,21 @@ async fn forward(
     cx: Cx<'_>,
     target: &NodeId,
     commands: Vec<Vec<Bytes>>,
-    protocol: Protocol,
-) -> Result<Vec<Bytes>, CommandError> {
+    mode: Mode,
+) -> Result<Vec<Bytes>, CallError> {
     let expected = commands.len();
     let request = Request::Execute {
-        resp3: protocol == Protocol::Resp3,
+        resp3: mode.protocol == Protocol::Resp3,
         commands,
+        replicate: mode.replicate,
+        primary_only: mode.primary_only,
     };
     match call(cx, target, request).await? {
         Response::Replies(replies) if replies.len() == expected => Ok(replies),
-        other => Err(peer_error(
-            cx.view,
-            target,
-            format!("unexpected answer {other:?}"),
-        )),
+        other => Err(CallError {
+            error: peer_error(cx.view, target, format!("unexpected answer {other:?}")),
+            not_run: false,
+        }),
     }
 }
 
@@ -363,37 +471,75 @@ async fn forward_one(
     cx: Cx<'_>,
     target: &NodeId,
     args: Vec<Bytes>,
-    protocol: Protocol,
-) -> Result<Bytes, CommandError> {
-    let mut replies = forward(cx, target, vec![args], protocol).await?;
+    mode: Mode,
+) -> Result<Bytes, CallError> {
+    let mut replies = forward(cx, target, vec![args], mode).await?;
     Ok(replies.pop().expect("forward checks the count"))
 }
 
+/// With replication, when the key's primary could not be reached at all: runs the
+/// command on the next replica that can be, as acting primary (it copies the write to
+/// the others, leaving a hint for the primary).
+async fn forward_to_replicas(cx: Cx<'_>, args: Vec<Bytes>, mode: Mode) -> Bytes {
+    let n = replica::copies(cx.shared, cx.view);
+    let mut last = None;
+    for target in replica::replicas_of(cx.view, &args[1], n).iter().skip(1) {
+        let outcome = if *target == cx.view.self_id {
+            let mut session = Session::new(cx.shared.peer_client.clone(), false);
+            session.protocol = mode.protocol;
+            let level = mode.replicate.unwrap_or(Level::One);
+            return replica::run_as_primary(cx.shared, cx.view, &mut session, &args, level).await;
+        } else {
+            forward_one(cx, target, args.clone(), mode).await
+        };
+        match outcome {
+            Ok(reply) => return reply,
+            Err(error) if error.not_run => last = Some(error.error),
+            Err(error) => return error_reply(&error.error),
+        }
+    }
+    error_reply(&last.unwrap_or_else(|| CommandError::new("CLUSTERDOWN no replica answered")))
+}
+
+fn error_reply(error: &CommandError) -> Bytes {
+    let mut reply = BytesMut::new();
+    encode::error(&mut reply, &error.0);
+    reply.freeze()
+}
+
 /// For the HTTP API: runs the one-key command `args` on the key's owner if that is
-/// another node, returning its RESP2 reply; `None` if the key is local (or the node is
-/// not in cluster mode), so the caller serves it from its own store.
+/// another node, or here as primary when keys are replicated, returning its RESP2
+/// reply; `None` if the node can simply serve the key from its own store (a single
+/// node, or a key of its own without replication).
 pub async fn at_owner(shared: &Shared, args: Vec<Bytes>) -> Option<Result<Frame, CommandError>> {
     let node = shared.cluster.as_ref()?;
     let view = node.view();
-    let owner = view
-        .owner(&args[1])
-        .filter(|owner| **owner != view.self_id)?
-        .clone();
+    let owner = view.owner(&args[1])?.clone();
     let cx = Cx {
         shared,
         node,
         view: &view,
     };
-    let reply = forward_one(cx, &owner, args, Protocol::Resp2).await;
+    let mut session = Session::new(shared.peer_client.clone(), false);
+    let mode = Mode::of(cx, &session, false);
+    let reply = if owner != view.self_id {
+        forward_one(cx, &owner, args, mode)
+            .await
+            .map_err(CommandError::from)
+    } else if let Some(level) = mode.replicate {
+        Ok(replica::run_as_primary(shared, &view, &mut session, &args, level).await)
+    } else {
+        return None;
+    };
     Some(reply.and_then(|reply| parse_reply(&reply)))
 }
 
 /// Sends `request` to another node, counting the call in the metrics.
-async fn call(cx: Cx<'_>, target: &NodeId, request: Request) -> Result<Response, CommandError> {
-    let member = cx
-        .view
-        .member(target)
-        .ok_or_else(|| peer_error(cx.view, target, "is not a member".to_owned()))?;
+async fn call(cx: Cx<'_>, target: &NodeId, request: Request) -> Result<Response, CallError> {
+    let member = cx.view.member(target).ok_or_else(|| CallError {
+        error: peer_error(cx.view, target, "is not a member".to_owned()),
+        not_run: true,
+    })?;
     let started = Instant::now();
     let outcome = cx
         .node
@@ -403,8 +549,14 @@ async fn call(cx: Cx<'_>, target: &NodeId, request: Request) -> Result<Response,
     cx.shared
         .metrics
         .rpc_done(target.as_str(), outcome.is_ok(), started.elapsed());
-    let payload = outcome.map_err(|error| peer_error(cx.view, target, error.to_string()))?;
-    Response::decode(&payload).map_err(|error| peer_error(cx.view, target, error.to_string()))
+    let payload = outcome.map_err(|error| CallError {
+        not_run: matches!(error, RpcError::Unreachable { .. }),
+        error: peer_error(cx.view, target, error.to_string()),
+    })?;
+    Response::decode(&payload).map_err(|error| CallError {
+        error: peer_error(cx.view, target, error.to_string()),
+        not_run: false,
+    })
 }
 
 fn peer_error(view: &ClusterView, target: &NodeId, cause: String) -> CommandError {
@@ -421,14 +573,14 @@ fn serving(view: &ClusterView) -> Vec<&Member> {
     view.serving().collect()
 }
 
-/// Runs one part per target at once (the local one, if any, inline) and returns the
+/// Runs one part per target at once (the local one, if any, alongside) and returns the
 /// replies in the order of `parts`.
 async fn run_parts(
     cx: Cx<'_>,
     session: &mut Session,
     parts: Vec<(NodeId, Vec<Bytes>)>,
+    mode: Mode,
 ) -> Result<Vec<Bytes>, CommandError> {
-    let protocol = session.protocol;
     let mut local = None;
     let mut remote = Vec::new();
     for (position, (target, args)) in parts.into_iter().enumerate() {
@@ -442,17 +594,22 @@ async fn run_parts(
         remote
             .into_iter()
             .map(|(position, target, args)| async move {
-                let reply = forward_one(cx, &target, args, protocol).await;
+                let reply = forward_one(cx, &target, args, mode).await;
                 (position, reply)
             }),
     );
-    let local_reply = local.map(|(position, args)| {
-        let mut reply = BytesMut::new();
-        commands::dispatch(cx.shared, session, &mut reply, &args);
-        (position, reply.freeze())
-    });
+    let here = async {
+        match local {
+            Some((position, args)) => Some((
+                position,
+                run_here(cx.shared, cx.view, session, &args, mode).await,
+            )),
+            None => None,
+        }
+    };
+    let (remote_replies, local_reply) = futures_util::join!(calls, here);
     let mut replies: Vec<(usize, Bytes)> = local_reply.into_iter().collect();
-    for (position, reply) in calls.await {
+    for (position, reply) in remote_replies {
         replies.push((position, reply?));
     }
     replies.sort_by_key(|(position, _)| *position);
@@ -483,7 +640,8 @@ async fn split(
         .into_iter()
         .map(|(owner, (sub, positions))| ((owner, sub), positions))
         .unzip();
-    let replies = run_parts(cx, session, parts).await?;
+    let mode = Mode::of(cx, session, false);
+    let replies = run_parts(cx, session, parts, mode).await?;
     match merge {
         Merge::Values => {
             let mut values = vec![Bytes::new(); args[1..].len() / step];
@@ -517,7 +675,8 @@ async fn everywhere(
         .into_iter()
         .map(|member| (member.id.clone(), args.to_vec()))
         .collect();
-    let replies = run_parts(cx, session, parts).await?;
+    let mode = Mode::of(cx, session, true);
+    let replies = run_parts(cx, session, parts, mode).await?;
     combine(&replies, merge, out)
 }
 
@@ -577,7 +736,8 @@ async fn scan(
     let mut sub = args.to_vec();
     let local_cursor = cursor & ((1 << SCAN_NODE_SHIFT) - 1);
     sub[1] = Bytes::from(local_cursor.to_string());
-    let reply = run_on(cx, session, &member.id, sub).await?;
+    let mode = Mode::of(cx, session, true);
+    let reply = run_on(cx, session, &member.id, sub, mode).await?;
     if reply.first() == Some(&b'-') {
         out.extend_from_slice(&reply);
         return Ok(());
@@ -623,8 +783,9 @@ async fn random_key(
     let mut nodes = serving(cx.view);
     let start = rand::random_range(0..nodes.len().max(1));
     nodes.rotate_left(start);
+    let mode = Mode::of(cx, session, true);
     for member in nodes {
-        let reply = run_on(cx, session, &member.id, args.to_vec()).await?;
+        let reply = run_on(cx, session, &member.id, args.to_vec(), mode).await?;
         if parse_reply(&reply)? != Frame::Null {
             out.extend_from_slice(&reply);
             return Ok(());
@@ -640,12 +801,13 @@ async fn info(
     args: &[Bytes],
     out: &mut BytesMut,
 ) -> Result<(), CommandError> {
+    let primary_only = Mode::of(cx, session, true).primary_only;
     let mut totals = (0u64, 0u64);
     let counts = join_all(
         serving(cx.view)
             .into_iter()
             .filter(|member| member.id != cx.view.self_id)
-            .map(|member| call(cx, &member.id, Request::KeyspaceCounts)),
+            .map(|member| call(cx, &member.id, Request::KeyspaceCounts { primary_only })),
     )
     .await;
     for response in counts {
@@ -655,14 +817,37 @@ async fn info(
         }
     }
     if cx.view.ring.member(&cx.view.self_id).is_some() {
-        let stats = cx.shared.store.stats().total;
-        totals.0 += stats.entries;
-        totals.1 += stats.volatile;
+        let (keys, expires) = keyspace_counts(cx.shared, primary_only);
+        totals.0 += keys;
+        totals.1 += expires;
     }
     session.cluster_keyspace = Some(totals);
     commands::dispatch(cx.shared, session, out, args);
     session.cluster_keyspace = None;
     Ok(())
+}
+
+/// This node's live keys and keys with a TTL; with `primary_only`, only those it is the
+/// primary for (a pass over the store, instead of reading two counters).
+pub fn keyspace_counts(shared: &Shared, primary_only: bool) -> (u64, u64) {
+    let view = shared.cluster.as_ref().map(|node| node.view());
+    match view.filter(|_| primary_only) {
+        None => {
+            let stats = shared.store.stats().total;
+            (stats.entries, stats.volatile)
+        }
+        Some(view) => {
+            let mut counts = (0, 0);
+            let whole_ring = TokenRange { start: 0, end: 0 };
+            shared.store.visit_range(whole_ring, |entry| {
+                if !entry.tombstone && view.owner(entry.key) == Some(&view.self_id) {
+                    counts.0 += 1;
+                    counts.1 += u64::from(entry.expire_at_ms.is_some());
+                }
+            });
+            counts
+        }
+    }
 }
 
 /// The raw bytes of each element of an array reply; an error reply is returned as the

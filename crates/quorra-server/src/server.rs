@@ -120,6 +120,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
             node.clone(),
             stop.clone(),
         ));
+        tasks.spawn(crate::cluster::replay_hints(node.clone(), stop.clone()));
         crate::cluster::mark_up(node).await;
     }
     tracing::info!(%resp_addr, %http_addr, "quorra node started");

@@ -90,10 +90,15 @@ impl Shared {
                 maxmemory: config.maxmemory,
                 policy: config.maxmemory_policy,
                 max_string_len: config.proto_max_bulk_len,
+                node_id: cluster
+                    .as_ref()
+                    .map_or(0, |node| numeric_node_id(node.node_id())),
                 // Tombstones only matter when replicas exchange writes; a single node
-                // frees a deleted key's memory at once.
-                tombstone_grace_ms: 0,
-                ..StoreConfig::default()
+                // (or a cluster without copies) frees a deleted key's memory at once.
+                tombstone_grace_ms: match &cluster {
+                    Some(node) if node.consistency.replicas > 1 => TOMBSTONE_GRACE_MS,
+                    _ => 0,
+                },
             },
             Arc::new(SystemClock),
         );
@@ -137,6 +142,17 @@ fn random_run_id() -> String {
             format!("{:08x}", (z ^ (z >> 31)) as u32)
         })
         .collect()
+}
+
+/// How long a replicated delete keeps its tombstone, ms: long enough for hints, read
+/// repair and a partition of up to this length to carry the delete to every replica
+/// instead of the old value coming back.
+pub const TOMBSTONE_GRACE_MS: u64 = 10 * 60 * 1000;
+
+/// The numeric id a node stamps into its versions (the tie-break between two writes in
+/// the same millisecond): xxh3 of its id, so every node derives the same number.
+pub fn numeric_node_id(id: &quorra_ring::NodeId) -> u64 {
+    quorra_ring::key_token(id.as_str().as_bytes())
 }
 
 /// Milliseconds since the Unix epoch, from the system clock.

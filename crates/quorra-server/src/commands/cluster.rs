@@ -5,7 +5,12 @@
 //!   this node marked `myself`.
 //! - `QUORRA RING`: the ring's version, then one line per node with its vnodes and its
 //!   share of the token space (the fraction of keys it is expected to own).
-//! - `QUORRA OWNERS key`: the node ids that own `key`, primary first.
+//! - `QUORRA OWNERS key`: the node ids that hold `key`'s copies, primary first.
+//! - `QUORRA CONSISTENCY`: this connection's copies and levels, as a map; `QUORRA
+//!   CONSISTENCY level` sets the write and the read level of this connection,
+//!   `QUORRA CONSISTENCY WRITE level [READ level]` (or `READ level`) one of them, and
+//!   `QUORRA CONSISTENCY DEFAULT` goes back to the node's. A level is `ONE`, `QUORUM`,
+//!   `ALL` or a number of replicas.
 //!
 //! A node without `--cluster-port` answers `ERR cluster mode is off ...`.
 
@@ -14,6 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use quorra_cluster::membership::ClusterView;
+use quorra_cluster::replication::Level;
 use quorra_resp::encode;
 
 use super::{CommandError, Ctx, is};
@@ -22,7 +28,7 @@ use super::{CommandError, Ctx, is};
 pub const CLUSTER_MODE_OFF: &str =
     "ERR cluster mode is off (start the node with --cluster-port and --cluster-secret)";
 
-/// `QUORRA NODES | RING | OWNERS key`
+/// `QUORRA NODES | RING | OWNERS key | CONSISTENCY ...`
 pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = &args[1];
     let arity = |n: usize| {
@@ -53,21 +59,83 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     } else if is(sub, "OWNERS") {
         arity(3)?;
         let view = view()?;
-        let owners: Vec<&str> = view
-            .owner(&args[2])
-            .map(|id| id.as_str())
-            .into_iter()
-            .collect();
+        let n = crate::replica::copies(ctx.shared, &view);
+        let owners = crate::replica::replicas_of(&view, &args[2], n);
         ctx.array(owners.len());
         for owner in owners {
-            ctx.bulk(owner.as_bytes());
+            ctx.bulk(owner.as_str().as_bytes());
         }
+    } else if is(sub, "CONSISTENCY") {
+        view()?;
+        consistency(ctx, &args[2..])?;
     } else {
         return Err(CommandError::new(format!(
-            "ERR unknown subcommand '{}'. Try QUORRA NODES, QUORRA RING or QUORRA OWNERS key.",
+            "ERR unknown subcommand '{}'. Try QUORRA NODES, RING, OWNERS key or CONSISTENCY.",
             String::from_utf8_lossy(sub)
         )));
     }
+    Ok(())
+}
+
+/// `QUORRA CONSISTENCY [DEFAULT | level | WRITE level | READ level ...]`
+fn consistency(ctx: &mut Ctx<'_>, options: &[Bytes]) -> Result<(), CommandError> {
+    let node = ctx.shared.cluster.as_ref().expect("checked by the caller");
+    let level = |arg: &Bytes| {
+        std::str::from_utf8(arg)
+            .ok()
+            .and_then(Level::parse)
+            .ok_or_else(|| {
+                CommandError::new(format!(
+                    "ERR invalid level '{}' (use ONE, QUORUM, ALL or a number of replicas)",
+                    String::from_utf8_lossy(arg)
+                ))
+            })
+    };
+    match options {
+        [] => {
+            let view = node.view();
+            let pairs = [
+                ("replicas", node.consistency.replicas.to_string()),
+                (
+                    "copies",
+                    crate::replica::copies(ctx.shared, &view).to_string(),
+                ),
+                ("write", ctx.session.write_level(node).to_string()),
+                ("read", ctx.session.read_level(node).to_string()),
+            ];
+            ctx.map(pairs.len());
+            for (name, value) in pairs {
+                ctx.bulk(name.as_bytes());
+                ctx.bulk(value.as_bytes());
+            }
+            return Ok(());
+        }
+        [reset] if is(reset, "DEFAULT") => {
+            ctx.session.write_level = None;
+            ctx.session.read_level = None;
+        }
+        [both] => {
+            let both = level(both)?;
+            ctx.session.write_level = Some(both);
+            ctx.session.read_level = Some(both);
+        }
+        pairs if pairs.len() % 2 == 0 => {
+            let (mut write, mut read) = (ctx.session.write_level, ctx.session.read_level);
+            for pair in pairs.chunks(2) {
+                if is(&pair[0], "WRITE") {
+                    write = Some(level(&pair[1])?);
+                } else if is(&pair[0], "READ") {
+                    read = Some(level(&pair[1])?);
+                } else {
+                    return Err(CommandError::syntax());
+                }
+            }
+            ctx.session.write_level = write;
+            ctx.session.read_level = read;
+        }
+        _ => return Err(CommandError::syntax()),
+    }
+    ctx.ok();
     Ok(())
 }
 

@@ -37,9 +37,30 @@ pub fn key_type(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// With replication, a peer asking for keys wants each key once: the filter that keeps
+/// only the keys this node is primary for, when the session asks for it.
+fn primary_filter(ctx: &Ctx<'_>) -> Option<impl Fn(&[u8]) -> bool + use<>> {
+    let view = ctx
+        .shared
+        .cluster
+        .as_ref()
+        .filter(|_| ctx.session.primary_only)?
+        .view();
+    Some(move |key: &[u8]| view.owner(key) == Some(&view.self_id))
+}
+
+/// The keys matching `pattern` that this session may see.
+pub fn visible_keys(ctx: &Ctx<'_>, pattern: &[u8]) -> Vec<Bytes> {
+    let mut keys = ctx.shared.store.keys(pattern);
+    if let Some(mine) = primary_filter(ctx) {
+        keys.retain(|key| mine(key));
+    }
+    keys
+}
+
 /// KEYS pattern
 pub fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let keys = ctx.shared.store.keys(&args[1]);
+    let keys = visible_keys(ctx, &args[1]);
     ctx.array(keys.len());
     for key in &keys {
         ctx.bulk(key);
@@ -74,7 +95,10 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         }
     }
     let count = count.min(MAX_SCAN_COUNT) as usize;
-    let (next, keys) = ctx.shared.store.scan(cursor, pattern, count);
+    let (next, mut keys) = ctx.shared.store.scan(cursor, pattern, count);
+    if let Some(mine) = primary_filter(ctx) {
+        keys.retain(|key| mine(key));
+    }
     let keys = if only_strings { keys } else { Vec::new() };
     ctx.array(2);
     ctx.bulk(itoa::Buffer::new().format(next).as_bytes());
@@ -87,7 +111,14 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 
 /// RANDOMKEY
 pub fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
-    let key = ctx.shared.store.random_key();
+    let key = match primary_filter(ctx) {
+        None => ctx.shared.store.random_key(),
+        Some(_) => {
+            let mut keys = visible_keys(ctx, b"*");
+            let pick = rand::random_range(0..keys.len().max(1));
+            (pick < keys.len()).then(|| keys.swap_remove(pick))
+        }
+    };
     ctx.bulk_or_null(key.as_deref());
     Ok(())
 }

@@ -252,7 +252,12 @@ fn apply_config_change(ctx: &mut Ctx<'_>, change: ConfigChange) {
 
 /// DBSIZE
 pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
-    ctx.int(ctx.shared.store.dbsize() as i64);
+    let keys = if ctx.session.primary_only {
+        crate::routing::keyspace_counts(ctx.shared, true).0
+    } else {
+        ctx.shared.store.dbsize()
+    };
+    ctx.int(keys as i64);
     Ok(())
 }
 
@@ -431,12 +436,17 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 None => write!(out, "quorra_cluster_mode:0\r\n"),
                 Some(node) => {
                     let view = node.view();
+                    let replication = node.replicator.stats();
                     let count = |state| view.members.iter().filter(|m| m.state == state).count();
                     write!(
                         out,
                         "quorra_cluster_mode:1\r\nquorra_node_id:{}\r\nquorra_cluster_members:{}\r\n\
                          quorra_cluster_nodes_up:{}\r\nquorra_cluster_nodes_down:{}\r\n\
-                         quorra_ring_nodes:{}\r\nquorra_ring_vnodes:{}\r\nquorra_ring_version:{}\r\n",
+                         quorra_ring_nodes:{}\r\nquorra_ring_vnodes:{}\r\nquorra_ring_version:{}\r\n\
+                         quorra_replicas:{}\r\nquorra_copies:{}\r\nquorra_write_quorum:{}\r\n\
+                         quorra_read_quorum:{}\r\nquorra_hints_pending:{}\r\nquorra_hints_stored:{}\r\n\
+                         quorra_hints_replayed:{}\r\nquorra_hints_dropped:{}\r\n\
+                         quorra_read_repairs:{}\r\nquorra_quorum_failures:{}\r\n",
                         view.self_id,
                         view.members.len(),
                         count(MemberState::Up),
@@ -444,6 +454,16 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                         view.ring.len(),
                         view.ring.vnode_count(),
                         view.ring_version,
+                        node.consistency.replicas,
+                        crate::replica::copies(shared, &view),
+                        node.consistency.write,
+                        node.consistency.read,
+                        node.replicator.hints().len(),
+                        load(&replication.hints_stored),
+                        load(&replication.hints_replayed),
+                        load(&replication.hints_dropped),
+                        load(&replication.read_repairs),
+                        load(&replication.quorum_failures),
                     )
                 }
             }

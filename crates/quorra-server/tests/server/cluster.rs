@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorra_cluster::membership::{ClusterView, MemberState};
+use quorra_cluster::replication::Consistency;
 use quorra_server::RunningServer;
 use quorra_server::config::ClusterConfig;
 use redis::Value;
@@ -19,8 +20,14 @@ use crate::http::http;
 const SECRET: &str = "cluster test secret";
 const GOSSIP_INTERVAL: Duration = Duration::from_millis(50);
 
+/// Single-copy settings: the tests of routing alone. Replication tests raise `replicas`.
 fn cluster_config(id: &str, seed: Option<SocketAddr>, secret: &str) -> ClusterConfig {
     ClusterConfig {
+        consistency: Consistency {
+            replicas: 1,
+            ..Consistency::default()
+        },
+        max_hints: 10_000,
         port: 0,
         seeds: seed.map(|seed| seed.to_string()).into_iter().collect(),
         secret: secret.to_owned(),
@@ -35,7 +42,10 @@ fn cluster_config(id: &str, seed: Option<SocketAddr>, secret: &str) -> ClusterCo
 }
 
 async fn start_node(id: &str, seed: Option<SocketAddr>, secret: &str) -> RunningServer {
-    let cluster = cluster_config(id, seed, secret);
+    start_configured(cluster_config(id, seed, secret)).await
+}
+
+async fn start_configured(cluster: ClusterConfig) -> RunningServer {
     start_with(|config| config.cluster = Some(cluster)).await
 }
 
@@ -80,11 +90,20 @@ async fn until(
 /// Starts `n` nodes `n0..`, each seeded with the first, and waits until every ring has
 /// all of them.
 async fn start_cluster(n: usize) -> Vec<RunningServer> {
-    let first = start_node("n0", None, SECRET).await;
+    start_cluster_with(n, |_| {}).await
+}
+
+/// [`start_cluster`] with every node's settings changed by `adjust`.
+async fn start_cluster_with(n: usize, adjust: impl Fn(&mut ClusterConfig)) -> Vec<RunningServer> {
+    let mut config = cluster_config("n0", None, SECRET);
+    adjust(&mut config);
+    let first = start_configured(config).await;
     let seed = cluster_addr(&first);
     let mut nodes = vec![first];
     for i in 1..n {
-        nodes.push(start_node(&format!("n{i}"), Some(seed), SECRET).await);
+        let mut config = cluster_config(&format!("n{i}"), Some(seed), SECRET);
+        adjust(&mut config);
+        nodes.push(start_configured(config).await);
     }
     let all: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
     for node in &nodes {
@@ -349,6 +368,8 @@ async fn a_peer_without_the_secret_is_refused() {
     let request = quorra_cluster::message::Request::Execute {
         resp3: false,
         commands: vec![vec!["FLUSHALL".into()]],
+        replicate: None,
+        primary_only: false,
     };
     let refused = impostor
         .call(cluster_addr(&nodes[0]), request.encode())

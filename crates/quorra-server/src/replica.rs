@@ -1,0 +1,317 @@
+//! Replication in the server: how a node reaches replicas, copies what its commands
+//! wrote, and answers quorum reads.
+//!
+//! With N > 1 (`--replicas`, capped by the serving nodes) every key lives on the first N
+//! nodes of its preference list. The rules, with [`crate::routing`] deciding which
+//! applies:
+//!
+//! - **Writes run at the key's primary** (the first node of the list), exactly as on a
+//!   single node, so read-modify-write commands (INCR, APPEND, SET NX, GETSET, ...) see
+//!   one sequence of values. Then [`replicate_writes`] sends the resulting entry of
+//!   every key the command wrote — value or tombstone, absolute expiry, version — to all
+//!   N replicas and answers once W of them (the primary included) hold it; otherwise the
+//!   client gets `NOQUORUM ...` (the write may have reached some replicas). If the
+//!   primary cannot be connected to at all, routing asks the next replica to act as
+//!   primary; a primary that times out is not bypassed, since it may have run the
+//!   command.
+//! - **GET, MGET and EXISTS are quorum reads** by the node that received them: every
+//!   replica is asked for its entry, the newest of the first R answers wins, stale
+//!   replicas are repaired in the background ([`Replicator::read`]). Other reads (TTL,
+//!   STRLEN, GETRANGE, ...) run at the primary.
+//! - Keyspace commands count each key once: every node reports only the keys it is
+//!   primary for.
+//!
+//! [`NodeReplicas`] is the [`Replicas`] transport: this node's own store directly, the
+//! others over RPC (`Apply`, `Read`).
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
+use quorra_cluster::membership::ClusterView;
+use quorra_cluster::message::{Request, Response};
+use quorra_cluster::replication::{Level, QuorumError, ReplicaError, Replicas};
+use quorra_cluster::rpc::{BoxFuture, RpcClient};
+use quorra_resp::{Protocol, encode};
+use quorra_ring::NodeId;
+use quorra_store::VersionedEntry;
+
+use crate::commands::{self, COMMANDS, CommandError};
+use crate::routing::Cx;
+use crate::shared::{Shared, unix_ms};
+
+/// Replicas of this node's cluster: its own store, and the other members over RPC.
+pub struct NodeReplicas {
+    /// The node's state, set once it exists (it is built after the cluster machinery).
+    pub shared: Arc<OnceLock<Weak<Shared>>>,
+    /// Calls to the other members.
+    pub rpc: RpcClient,
+}
+
+impl NodeReplicas {
+    fn shared(&self, node: &NodeId) -> Result<Arc<Shared>, ReplicaError> {
+        self.shared
+            .get()
+            .and_then(Weak::upgrade)
+            .ok_or_else(|| ReplicaError {
+                node: node.clone(),
+                message: "this node is starting or stopping".into(),
+                unreachable: true,
+            })
+    }
+
+    /// Sends `request` to `node`; an error says whether the node was reachable.
+    fn call(&self, node: &NodeId, request: Request) -> BoxFuture<Result<Response, ReplicaError>> {
+        let shared = self.shared(node);
+        let rpc = self.rpc.clone();
+        let node = node.clone();
+        Box::pin(async move {
+            let shared = shared?;
+            let view = shared.cluster.as_ref().map(|cluster| cluster.view());
+            let Some(member) = view.as_ref().and_then(|view| view.member(&node)) else {
+                return Err(ReplicaError {
+                    node,
+                    message: "not a member".into(),
+                    unreachable: true,
+                });
+            };
+            let started = std::time::Instant::now();
+            let outcome = rpc.call(member.addresses.cluster, request.encode()).await;
+            shared
+                .metrics
+                .rpc_done(node.as_str(), outcome.is_ok(), started.elapsed());
+            let payload = outcome.map_err(|error| ReplicaError {
+                node: node.clone(),
+                unreachable: error.is_transient(),
+                message: error.to_string(),
+            })?;
+            Response::decode(&payload).map_err(|error| ReplicaError {
+                node,
+                message: error.to_string(),
+                unreachable: false,
+            })
+        })
+    }
+}
+
+fn refused(node: &NodeId, message: String) -> ReplicaError {
+    ReplicaError {
+        node: node.clone(),
+        message,
+        unreachable: false,
+    }
+}
+
+impl Replicas for NodeReplicas {
+    fn apply(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+        entry: VersionedEntry,
+    ) -> BoxFuture<Result<(), ReplicaError>> {
+        let shared = match self.shared(node) {
+            Ok(shared) => shared,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        if is_self(&shared, node) {
+            let result = shared.store.apply(&key, entry);
+            let node = node.clone();
+            return Box::pin(async move {
+                result
+                    .map(|_| ())
+                    .map_err(|error| refused(&node, error.to_string()))
+            });
+        }
+        let call = self.call(
+            node,
+            Request::Apply {
+                key,
+                entry: entry.into(),
+            },
+        );
+        let node = node.clone();
+        Box::pin(async move {
+            match call.await? {
+                Response::Applied => Ok(()),
+                other => Err(refused(&node, format!("unexpected answer {other:?}"))),
+            }
+        })
+    }
+
+    fn read(
+        &self,
+        node: &NodeId,
+        key: Bytes,
+    ) -> BoxFuture<Result<Option<VersionedEntry>, ReplicaError>> {
+        let shared = match self.shared(node) {
+            Ok(shared) => shared,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        if is_self(&shared, node) {
+            let entry = shared.store.get_versioned(&key);
+            return Box::pin(async move { Ok(entry) });
+        }
+        let call = self.call(node, Request::Read { key });
+        let node = node.clone();
+        Box::pin(async move {
+            match call.await? {
+                Response::Entry(entry) => Ok(entry.map(VersionedEntry::from)),
+                other => Err(refused(&node, format!("unexpected answer {other:?}"))),
+            }
+        })
+    }
+}
+
+fn is_self(shared: &Shared, node: &NodeId) -> bool {
+    shared
+        .cluster
+        .as_ref()
+        .is_some_and(|cluster| cluster.node_id() == node)
+}
+
+/// Copies per key under `view`: the configured N, capped by the serving nodes. 1 means
+/// no replication.
+pub fn copies(shared: &Shared, view: &ClusterView) -> usize {
+    shared.cluster.as_ref().map_or(1, |cluster| {
+        cluster.consistency.replicas.min(view.ring.len()).max(1)
+    })
+}
+
+/// The replicas of `key`, primary first.
+pub fn replicas_of(view: &ClusterView, key: &[u8], n: usize) -> Vec<NodeId> {
+    view.ring
+        .preference_list(key, n)
+        .into_iter()
+        .cloned()
+        .collect()
+}
+
+/// The keys a write command wrote, from the command table's key positions.
+fn written_keys(args: &[Bytes]) -> Vec<Bytes> {
+    let Some(spec) = commands::lookup(&args[0]).map(|index| &COMMANDS[index]) else {
+        return Vec::new();
+    };
+    if !spec.flags.contains(&"write") {
+        return Vec::new();
+    }
+    let (first, last, step) = spec.keys;
+    if first == 0 || args.len() <= first as usize {
+        return Vec::new();
+    }
+    let last = if last < 0 {
+        args.len() - 1
+    } else {
+        (last as usize).min(args.len() - 1)
+    };
+    args[first as usize..=last]
+        .iter()
+        .step_by(step.max(1) as usize)
+        .cloned()
+        .collect()
+}
+
+/// After a command ran here as its keys' primary: copies the entry of every key it
+/// wrote to the key's replicas under `view`, waiting for `level` of them. Nothing to do
+/// for read-only commands, error replies, or keys that left no entry (a DEL of a
+/// missing key).
+pub async fn replicate_writes(
+    shared: &Shared,
+    view: &ClusterView,
+    args: &[Bytes],
+    reply: &[u8],
+    level: Level,
+) -> Result<(), QuorumError> {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return Ok(());
+    };
+    let n = copies(shared, view);
+    if n < 2 || reply.first() == Some(&b'-') {
+        return Ok(());
+    }
+    let writes = written_keys(args).into_iter().filter_map(|key| {
+        let entry = shared.store.get_versioned(&key)?;
+        let targets = replicas_of(view, &key, n);
+        Some(async move { cluster.replicator.write(&targets, level, key, entry).await })
+    });
+    for outcome in join_all(writes).await {
+        outcome?;
+    }
+    Ok(())
+}
+
+/// Runs `args` here as the keys' primary and replicates what it wrote: the reply, or
+/// `NOQUORUM ...` when too few replicas took the write.
+pub async fn run_as_primary(
+    shared: &Shared,
+    view: &ClusterView,
+    session: &mut crate::connection::Session,
+    args: &[Bytes],
+    level: Level,
+) -> Bytes {
+    let mut reply = BytesMut::new();
+    commands::dispatch(shared, session, &mut reply, args);
+    match replicate_writes(shared, view, args, &reply, level).await {
+        Ok(()) => reply.freeze(),
+        Err(error) => {
+            let mut refusal = BytesMut::new();
+            encode::error(&mut refusal, &error.to_string());
+            refusal.freeze()
+        }
+    }
+}
+
+/// What a quorum read answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuorumRead {
+    /// GET key
+    Get,
+    /// MGET key [key ...]
+    Mget,
+    /// EXISTS key [key ...]
+    Exists,
+}
+
+/// Reads every key of the command from its replicas with `level` and writes the reply.
+pub async fn quorum_read(
+    cx: Cx<'_>,
+    kind: QuorumRead,
+    args: &[Bytes],
+    level: Level,
+    protocol: Protocol,
+    out: &mut BytesMut,
+) -> Result<(), CommandError> {
+    let n = copies(cx.shared, cx.view);
+    let replicator = &cx.node.replicator;
+    let reads = args[1..].iter().map(|key| {
+        let targets = replicas_of(cx.view, key, n);
+        async move { replicator.read(&targets, level, key.clone()).await }
+    });
+    let now = unix_ms();
+    let mut values = Vec::with_capacity(args.len() - 1);
+    for entry in join_all(reads).await {
+        let entry = entry.map_err(|error| CommandError::new(error.to_string()))?;
+        values.push(
+            entry.filter(|entry| !entry.tombstone && entry.expire_at_ms.is_none_or(|at| at > now)),
+        );
+    }
+    match kind {
+        QuorumRead::Get => match &values[0] {
+            Some(entry) => encode::bulk(out, &entry.value),
+            None => encode::null(out, protocol),
+        },
+        QuorumRead::Mget => {
+            encode::array_header(out, values.len());
+            for value in &values {
+                match value {
+                    Some(entry) => encode::bulk(out, &entry.value),
+                    None => encode::null(out, protocol),
+                }
+            }
+        }
+        QuorumRead::Exists => encode::integer(
+            out,
+            values.iter().filter(|value| value.is_some()).count() as i64,
+        ),
+    }
+    Ok(())
+}
