@@ -16,7 +16,7 @@
 //!   command.
 //! - **GET, MGET and EXISTS are quorum reads** by the node that received them: every
 //!   replica is asked for its entry, the newest of the first R answers wins, stale
-//!   replicas are repaired in the background ([`Replicator::read`]). Other reads (TTL,
+//!   replicas are repaired in the background ([`Replicator::read`](quorra_cluster::replication::Replicator::read)). Other reads (TTL,
 //!   STRLEN, GETRANGE, ...) run at the primary.
 //! - Keyspace commands count each key once: every node reports only the keys it is
 //!   primary for.

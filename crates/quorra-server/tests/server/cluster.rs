@@ -17,11 +17,11 @@ use redis::Value;
 use crate::common::*;
 use crate::http::http;
 
-const SECRET: &str = "cluster test secret";
+pub(crate) const SECRET: &str = "cluster test secret";
 const GOSSIP_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Single-copy settings: the tests of routing alone. Replication tests raise `replicas`.
-fn cluster_config(id: &str, seed: Option<SocketAddr>, secret: &str) -> ClusterConfig {
+pub(crate) fn cluster_config(id: &str, seed: Option<SocketAddr>, secret: &str) -> ClusterConfig {
     ClusterConfig {
         consistency: Consistency {
             replicas: 1,
@@ -45,19 +45,19 @@ async fn start_node(id: &str, seed: Option<SocketAddr>, secret: &str) -> Running
     start_configured(cluster_config(id, seed, secret)).await
 }
 
-async fn start_configured(cluster: ClusterConfig) -> RunningServer {
+pub(crate) async fn start_configured(cluster: ClusterConfig) -> RunningServer {
     start_with(|config| config.cluster = Some(cluster)).await
 }
 
-fn view(node: &RunningServer) -> Arc<ClusterView> {
+pub(crate) fn view(node: &RunningServer) -> Arc<ClusterView> {
     node.shared.cluster.as_ref().expect("cluster mode").view()
 }
 
-fn cluster_addr(node: &RunningServer) -> SocketAddr {
+pub(crate) fn cluster_addr(node: &RunningServer) -> SocketAddr {
     node.shared.cluster.as_ref().unwrap().addresses.cluster
 }
 
-fn ring_ids(view: &ClusterView) -> Vec<String> {
+pub(crate) fn ring_ids(view: &ClusterView) -> Vec<String> {
     view.ring
         .members()
         .iter()
@@ -66,7 +66,7 @@ fn ring_ids(view: &ClusterView) -> Vec<String> {
 }
 
 /// Waits (at most 30 s) for a view of `node` that satisfies `check`, and returns it.
-async fn until(
+pub(crate) async fn until(
     node: &RunningServer,
     what: &str,
     check: impl Fn(&ClusterView) -> bool,
@@ -94,7 +94,10 @@ async fn start_cluster(n: usize) -> Vec<RunningServer> {
 }
 
 /// [`start_cluster`] with every node's settings changed by `adjust`.
-async fn start_cluster_with(n: usize, adjust: impl Fn(&mut ClusterConfig)) -> Vec<RunningServer> {
+pub(crate) async fn start_cluster_with(
+    n: usize,
+    adjust: impl Fn(&mut ClusterConfig),
+) -> Vec<RunningServer> {
     let mut config = cluster_config("n0", None, SECRET);
     adjust(&mut config);
     let first = start_configured(config).await;
@@ -114,7 +117,7 @@ async fn start_cluster_with(n: usize, adjust: impl Fn(&mut ClusterConfig)) -> Ve
 
 /// The commands a single node and every node of a cluster must answer alike. Keys are
 /// chosen freely, so with three nodes they spread over every owner.
-const SCRIPT: &[&[&str]] = &[
+pub(crate) const SCRIPT: &[&[&str]] = &[
     &["SET", "k1", "v1"],
     &["GET", "k1"],
     &["SET", "k2", "v2", "NX"],
@@ -156,7 +159,9 @@ const SCRIPT: &[&[&str]] = &[
 ];
 
 /// Runs the script; KEYS' and SCAN's keys are sorted (their order is not specified).
-async fn run_script(con: &mut redis::aio::MultiplexedConnection) -> Vec<Result<Value, String>> {
+pub(crate) async fn run_script(
+    con: &mut redis::aio::MultiplexedConnection,
+) -> Vec<Result<Value, String>> {
     let mut replies = Vec::new();
     for command in SCRIPT {
         let reply = run(con, command).await.map_err(|error| error.to_string());
@@ -173,7 +178,7 @@ async fn run_script(con: &mut redis::aio::MultiplexedConnection) -> Vec<Result<V
 }
 
 /// Every key SCAN returns over a whole iteration, sorted, and the number of calls.
-async fn scan_all(con: &mut redis::aio::MultiplexedConnection) -> (Vec<String>, usize) {
+pub(crate) async fn scan_all(con: &mut redis::aio::MultiplexedConnection) -> (Vec<String>, usize) {
     let mut cursor = "0".to_owned();
     let mut keys = Vec::new();
     let mut calls = 0;

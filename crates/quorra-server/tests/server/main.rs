@@ -10,5 +10,6 @@ mod memory;
 mod netns;
 mod process;
 mod protocol;
+mod replication;
 mod strings;
 mod up;

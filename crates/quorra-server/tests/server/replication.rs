@@ -1,0 +1,242 @@
+//! Replication in-process: three nodes with three copies of every key, a node crashed
+//! and restarted, two nodes gone, levels changed per connection.
+
+use std::time::{Duration, Instant};
+
+use quorra_server::RunningServer;
+use quorra_server::config::ClusterConfig;
+use redis::Value;
+
+use crate::cluster::*;
+use crate::common::*;
+
+fn three_copies(config: &mut ClusterConfig) {
+    config.consistency.replicas = 3;
+}
+
+/// Polls `check` every 20 ms for at most 30 s.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not reached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn local_value(node: &RunningServer, key: &str) -> Option<Vec<u8>> {
+    node.shared
+        .store
+        .get(key.as_bytes())
+        .map(|value| value.to_vec())
+}
+
+#[tokio::test]
+async fn with_three_copies_every_command_answers_as_a_single_node_would() {
+    let single = start().await;
+    let expected = run_script(&mut connect(&single).await).await;
+    let nodes = start_cluster_with(3, three_copies).await;
+    for node in &nodes {
+        let replies = run_script(&mut connect(node).await).await;
+        for ((command, want), got) in SCRIPT.iter().zip(&expected).zip(&replies) {
+            assert_eq!(got, want, "{command:?} through {}", view(node).self_id);
+        }
+    }
+    let mut con = connect(&nodes[1]).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("key:{i}")).collect();
+    for key in &keys {
+        ok(&mut con, &["SET", key, "x"]).await;
+    }
+    // Every node holds every key (N = 3 on three nodes), yet each is counted once.
+    for node in &nodes {
+        assert_eq!(node.shared.store.dbsize(), 40, "{}", view(node).self_id);
+        let mut con = connect(node).await;
+        assert_eq!(ok(&mut con, &["DBSIZE"]).await, int(40));
+        let (scanned, _) = scan_all(&mut con).await;
+        assert_eq!(scanned.len(), 40);
+        let Value::Array(listed) = ok(&mut con, &["KEYS", "*"]).await else {
+            panic!("KEYS is an array");
+        };
+        assert_eq!(listed.len(), 40);
+        let info: String = redis::cmd("INFO")
+            .arg("keyspace")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(info.contains("db0:keys=40,"), "{info}");
+    }
+    let owners = ok(&mut con, &["QUORRA", "OWNERS", "key:1"]).await;
+    let Value::Array(owners) = owners else {
+        panic!("owners")
+    };
+    assert_eq!(owners.len(), 3);
+}
+
+#[tokio::test]
+async fn a_crashed_node_loses_no_acknowledged_write_and_catches_up_when_it_returns() {
+    // Default gossip (failure detection after about a second), so that the writes made
+    // right after the crash find n2 still in the ring and leave hints for it.
+    let mut nodes = start_cluster_with(3, |config| {
+        three_copies(config);
+        config.gossip_interval = Duration::from_millis(200);
+    })
+    .await;
+    let mut con = connect(&nodes[0]).await;
+    for i in 0..60 {
+        ok(&mut con, &["SET", &format!("before:{i}"), &i.to_string()]).await;
+    }
+    ok(&mut con, &["INCRBY", "counter", "5"]).await;
+    let crashed = nodes.pop().unwrap();
+    crashed.crash().await;
+    let hints = |node: &RunningServer| {
+        node.shared
+            .cluster
+            .as_ref()
+            .unwrap()
+            .replicator
+            .hints()
+            .len()
+    };
+
+    // At once, before failure detection: writes whose primary was n2 go to the next
+    // replica (n2 refuses connections), and every read finds two copies.
+    let mut other = connect(&nodes[1]).await;
+    for i in 0..60 {
+        ok(&mut other, &["SET", &format!("during:{i}"), &i.to_string()]).await;
+    }
+    assert_eq!(ok(&mut other, &["INCR", "counter"]).await, int(6));
+    for i in 0..60 {
+        assert_eq!(
+            ok(&mut con, &["GET", &format!("before:{i}")]).await,
+            bulk(&i.to_string())
+        );
+        assert_eq!(
+            ok(&mut con, &["GET", &format!("during:{i}")]).await,
+            bulk(&i.to_string())
+        );
+    }
+    for node in &nodes {
+        until(node, "n2 down", |view| ring_ids(view) == ["n0", "n1"]).await;
+    }
+    // Two nodes left: N is capped at 2, and a quorum of 2 is both.
+    for i in 0..60 {
+        ok(&mut con, &["SET", &format!("after:{i}"), &i.to_string()]).await;
+    }
+
+    let hinted = hints(&nodes[0]) + hints(&nodes[1]);
+    assert!(
+        hinted >= 60,
+        "every write during the crash left a hint for n2: {hinted}"
+    );
+    let mut config = cluster_config("n2", Some(cluster_addr(&nodes[0])), SECRET);
+    three_copies(&mut config);
+    config.gossip_interval = Duration::from_millis(200);
+    let restarted = start_configured(config).await;
+    nodes.push(restarted);
+    for node in &nodes {
+        until(node, "n2 back", |view| ring_ids(view) == ["n0", "n1", "n2"]).await;
+    }
+    // The writes n2 missed while it was unreachable but still in the ring come back from
+    // the hints its peers kept, before anyone reads them.
+    eventually("the hinted writes reach n2", async || {
+        (0..60).all(|i| {
+            local_value(&nodes[2], &format!("during:{i}")) == Some(i.to_string().into_bytes())
+        })
+    })
+    .await;
+    let replayed = |node: &RunningServer| {
+        let stats = node.shared.cluster.as_ref().unwrap().replicator.stats();
+        stats
+            .hints_replayed
+            .load(std::sync::atomic::Ordering::Relaxed) as usize
+    };
+    assert_eq!(replayed(&nodes[0]) + replayed(&nodes[1]), hinted);
+    // What it held before it crashed is gone from its memory; reads through any node
+    // repair it.
+    let mut back = connect(&nodes[2]).await;
+    for (prefix, count) in [("before", 60), ("during", 60), ("after", 60)] {
+        for i in 0..count {
+            let key = format!("{prefix}:{i}");
+            assert_eq!(
+                ok(&mut back, &["GET", &key]).await,
+                bulk(&i.to_string()),
+                "{key}"
+            );
+        }
+    }
+    assert_eq!(ok(&mut back, &["GET", "counter"]).await, bulk("6"));
+    eventually("n2 holds a copy of every key", async || {
+        ["before", "after"].iter().all(|prefix| {
+            (0..60).all(|i| local_value(&nodes[2], &format!("{prefix}:{i}")).is_some())
+        })
+    })
+    .await;
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut back)
+        .await
+        .unwrap();
+    assert!(info.contains("quorra_copies:3"), "{info}");
+    assert!(!info.contains("quorra_read_repairs:0\r\n"), "{info}");
+}
+
+#[tokio::test]
+async fn with_two_of_three_gone_quorum_is_refused_with_the_counts_and_one_still_works() {
+    // Slow gossip, so the crashed nodes stay in the ring while the test runs.
+    let mut nodes = start_cluster_with(3, |config| {
+        three_copies(config);
+        config.gossip_interval = Duration::from_millis(1000);
+    })
+    .await;
+    let mut con = connect(&nodes[0]).await;
+    ok(&mut con, &["SET", "k", "before"]).await;
+    nodes.pop().unwrap().crash().await;
+    nodes.pop().unwrap().crash().await;
+
+    assert_eq!(
+        err(&mut con, &["SET", "k", "v"]).await,
+        "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
+    );
+    assert_eq!(
+        err(&mut con, &["GET", "k"]).await,
+        "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
+    );
+    assert_eq!(
+        ok(&mut con, &["QUORRA", "CONSISTENCY", "ONE"]).await,
+        Value::Okay
+    );
+    ok(&mut con, &["SET", "k", "one"]).await;
+    assert_eq!(ok(&mut con, &["GET", "k"]).await, bulk("one"));
+    // Another connection still has the node's default.
+    let mut fresh = connect(&nodes[0]).await;
+    assert!(err(&mut fresh, &["GET", "k"]).await.starts_with("NOQUORUM"));
+    assert!(
+        err(&mut fresh, &["QUORRA", "CONSISTENCY", "MOST"])
+            .await
+            .starts_with("ERR invalid level")
+    );
+    ok(
+        &mut fresh,
+        &["QUORRA", "CONSISTENCY", "WRITE", "ALL", "READ", "1"],
+    )
+    .await;
+    // A RESP2 connection gets the map as a flat array.
+    assert_eq!(
+        ok(&mut fresh, &["QUORRA", "CONSISTENCY"]).await,
+        array(vec![
+            bulk("replicas"),
+            bulk("3"),
+            bulk("copies"),
+            bulk("3"),
+            bulk("write"),
+            bulk("ALL"),
+            bulk("read"),
+            bulk("1"),
+        ])
+    );
+    assert_eq!(ok(&mut fresh, &["GET", "k"]).await, bulk("one"));
+    assert!(
+        err(&mut fresh, &["SET", "k", "all"])
+            .await
+            .starts_with("NOQUORUM 1 of 3")
+    );
+}
