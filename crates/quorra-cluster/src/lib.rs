@@ -8,6 +8,8 @@
 //!   serving ones — that is rebuilt on every change.
 //! - [`replication`]: N copies per key — quorum writes and reads over any transport,
 //!   read repair, hinted handoff.
+//! - [`antientropy`]: the periodic comparison of two replicas by bucket digests, which
+//!   copies only the entries that differ.
 //! - [`message`]: the requests nodes send each other (run this command on your store;
 //!   count your keys), encoded with postcard.
 //! - [`rpc`]: authenticated, multiplexed request/response between nodes.
@@ -27,14 +29,15 @@
 //!
 //! # Non-goals (for now)
 //!
-//! - Replication and rebalancing: a key lives on one node (its ring owner) until they
-//!   land, so a dead node's keys are gone.
+//! - Rebalancing: when a node joins, the copies it should now hold reach it through read
+//!   repair and anti-entropy, not through a range transfer.
 //! - Authenticated gossip: see [`membership`]'s security section.
 //! - Confidentiality: frames after the handshake are authenticated at connection set-up
 //!   only and travel in clear. Run the cluster port on a trusted network (or add TLS).
 //! - Exactly-once delivery: a call that times out or loses its connection may or may not
 //!   have run on the peer.
 
+pub mod antientropy;
 pub mod membership;
 pub mod message;
 pub mod replication;

@@ -55,6 +55,19 @@ pub enum Request {
         /// The key.
         key: Bytes,
     },
+    /// Anti-entropy: the receiver's digest of the entries it shares with the caller
+    /// under `copies` copies per key.
+    Digest {
+        /// N, as the caller counts it.
+        copies: u32,
+    },
+    /// Anti-entropy: the (key, version) of the shared entries in one digest bucket.
+    BucketVersions {
+        /// N, as the caller counts it.
+        copies: u32,
+        /// The bucket.
+        bucket: u32,
+    },
 }
 
 /// A [`VersionedEntry`] as it travels.
@@ -109,6 +122,10 @@ pub enum Response {
     Applied,
     /// The answer to [`Request::Read`].
     Entry(Option<WireEntry>),
+    /// The answer to [`Request::Digest`]: one word per bucket.
+    Digest(Vec<u64>),
+    /// The answer to [`Request::BucketVersions`]: keys with their versions' (hlc, node).
+    Versions(Vec<(Bytes, u64, u64)>),
     /// The answer to [`Request::KeyspaceCounts`].
     KeyspaceCounts {
         /// Live keys.

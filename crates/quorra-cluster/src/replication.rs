@@ -171,6 +171,10 @@ pub struct ReplicationStats {
     pub hints_dropped: AtomicU64,
     /// Writes and reads that failed for want of a quorum.
     pub quorum_failures: AtomicU64,
+    /// Anti-entropy: buckets compared with a peer.
+    pub anti_entropy_buckets: AtomicU64,
+    /// Anti-entropy: entries copied in either direction.
+    pub anti_entropy_keys: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -271,6 +275,11 @@ impl Replicator {
     /// What replication has done so far.
     pub fn stats(&self) -> &ReplicationStats {
         &self.stats
+    }
+
+    /// The transport to the replicas.
+    pub fn replicas(&self) -> &dyn Replicas {
+        self.replicas.as_ref()
     }
 
     /// The hints waiting for unreachable replicas.

@@ -314,3 +314,128 @@ async fn a_key_deleted_during_a_partition_is_not_resurrected() {
     assert_eq!(value_at(&net, "c", "k"), None, "repair deleted it on c");
     assert!(net.store("c").get_versioned(b"k").unwrap().tombstone);
 }
+
+mod anti_entropy {
+    use super::*;
+    use quorra_cluster::antientropy::{self, Peer, sync_with};
+    use quorra_cluster::membership::{
+        ClusterView, Member, MemberState, MemberStats, NodeAddresses,
+    };
+    use quorra_ring::{NodeSpec, Ring};
+    use quorra_store::Version;
+
+    fn view_of(self_id: &str) -> ClusterView {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        let addresses = NodeAddresses {
+            resp: addr,
+            http: addr,
+            cluster: addr,
+        };
+        let members = ["a", "b", "c"]
+            .into_iter()
+            .map(|id| Member {
+                id: id.into(),
+                generation: 1,
+                addresses,
+                zone: None,
+                state: MemberState::Up,
+                stats: MemberStats::default(),
+            })
+            .collect();
+        ClusterView {
+            self_id: self_id.into(),
+            members,
+            ring: Ring::from_nodes(["a", "b", "c"].map(NodeSpec::new)).unwrap(),
+            ring_version: 0,
+        }
+    }
+
+    /// `b` as `a`'s anti-entropy peer, in process.
+    struct InProcess {
+        store: Arc<Store>,
+        view: ClusterView,
+        asker: NodeId,
+    }
+
+    impl Peer for InProcess {
+        fn digest(&self) -> BoxFuture<Result<Vec<u64>, String>> {
+            let digest = antientropy::digest(&self.store, &self.view, &self.asker, 3);
+            Box::pin(async move { Ok(digest) })
+        }
+        fn bucket_versions(
+            &self,
+            bucket: usize,
+        ) -> BoxFuture<Result<Vec<(Bytes, Version)>, String>> {
+            let versions =
+                antientropy::bucket_versions(&self.store, &self.view, &self.asker, 3, bucket);
+            Box::pin(async move { Ok(versions) })
+        }
+        fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>> {
+            let entry = self.store.get_versioned(&key);
+            Box::pin(async move { Ok(entry) })
+        }
+        fn apply(&self, key: Bytes, entry: VersionedEntry) -> BoxFuture<Result<(), String>> {
+            let outcome = self.store.apply(&key, entry).map(|_| ());
+            Box::pin(async move { outcome.map_err(|error| error.to_string()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_partition_anti_entropy_makes_two_replicas_equal_by_moving_only_the_differences()
+     {
+        let clock = MockClock::new(START_MS);
+        let net = Network::new(&clock);
+        let (a, b) = (
+            net.stores[&"a".into()].clone(),
+            net.stores[&"b".into()].clone(),
+        );
+        // What both had before the partition.
+        for i in 0..500 {
+            let entry = entry(&net, "a", "same");
+            a.apply(format!("common:{i}").as_bytes(), entry.clone())
+                .unwrap();
+            b.apply(format!("common:{i}").as_bytes(), entry).unwrap();
+        }
+        // During it: each side took writes the other missed, and b deleted a key.
+        a.apply(b"only-a", entry(&net, "a", "a")).unwrap();
+        b.apply(b"only-b", entry(&net, "b", "b")).unwrap();
+        b.apply(b"common:7", entry(&net, "b", "newer on b"))
+            .unwrap();
+        a.apply(b"common:8", entry(&net, "a", "newer on a"))
+            .unwrap();
+        b.apply(b"common:9", tombstone(&net, "b")).unwrap();
+
+        let peer = InProcess {
+            store: b.clone(),
+            view: view_of("b"),
+            asker: "a".into(),
+        };
+        let view_a = view_of("a");
+        let report = sync_with(&a, &view_a, &"b".into(), &peer, 3).await.unwrap();
+        assert_eq!((report.pulled, report.pushed), (3, 2), "{report:?}");
+        assert!(report.buckets_differing <= 5, "{report:?}");
+        for key in [
+            "only-a", "only-b", "common:7", "common:8", "common:9", "common:1",
+        ] {
+            assert_eq!(
+                a.get_versioned(key.as_bytes()),
+                b.get_versioned(key.as_bytes()),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            a.get(b"common:9"),
+            None,
+            "the delete won over the old value"
+        );
+        assert_eq!(
+            antientropy::digest(&a, &view_a, &"b".into(), 3),
+            antientropy::digest(&b, &view_of("b"), &"a".into(), 3)
+        );
+        let again = sync_with(&a, &view_a, &"b".into(), &peer, 3).await.unwrap();
+        assert_eq!(
+            (again.buckets_differing, again.pulled, again.pushed),
+            (0, 0, 0)
+        );
+    }
+}

@@ -16,14 +16,18 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use quorra_cluster::antientropy;
 use quorra_cluster::membership::{
     ClusterView, MemberState, MemberStats, Membership, MembershipConfig, NodeAddresses,
 };
 use quorra_cluster::message::{Request, Response};
 use quorra_cluster::replication::{Consistency, Replicator};
+use quorra_cluster::rpc::BoxFuture;
 use quorra_cluster::rpc::{ClusterSecret, RpcClient, RpcConfig, RpcServer};
 use quorra_resp::Protocol;
 use quorra_ring::NodeId;
+use quorra_store::{Version, VersionedEntry};
+use std::sync::atomic::Ordering;
 
 use crate::commands;
 use crate::config::{ClusterConfig, Config, check_node_id};
@@ -277,8 +281,161 @@ async fn answer_peer(
             Response::Applied
         }
         Request::Read { key } => Response::Entry(shared.store.get_versioned(&key).map(Into::into)),
+        Request::Digest { copies } => {
+            let view = shared_view(&shared)?;
+            Response::Digest(antientropy::digest(
+                &shared.store,
+                &view,
+                &from,
+                copies as usize,
+            ))
+        }
+        Request::BucketVersions { copies, bucket } => {
+            let view = shared_view(&shared)?;
+            let versions = antientropy::bucket_versions(
+                &shared.store,
+                &view,
+                &from,
+                copies as usize,
+                bucket as usize,
+            );
+            Response::Versions(
+                versions
+                    .into_iter()
+                    .map(|(key, version)| (key, version.hlc, version.node))
+                    .collect(),
+            )
+        }
     };
     Ok(response.encode())
+}
+
+fn shared_view(shared: &Shared) -> Result<Arc<ClusterView>, String> {
+    shared
+        .cluster
+        .as_ref()
+        .map(|node| node.view())
+        .ok_or_else(|| "not in cluster mode".to_owned())
+}
+
+/// The other node of an anti-entropy exchange, over RPC.
+struct RpcPeer<'a> {
+    node: &'a ClusterNode,
+    peer: NodeId,
+    copies: u32,
+}
+
+impl RpcPeer<'_> {
+    fn call(&self, request: Request) -> BoxFuture<Result<Response, String>> {
+        let addr = self
+            .node
+            .view()
+            .member(&self.peer)
+            .map(|member| member.addresses.cluster);
+        let rpc = self.node.rpc.clone();
+        Box::pin(async move {
+            let addr = addr.ok_or("not a member")?;
+            let payload = rpc
+                .call(addr, request.encode())
+                .await
+                .map_err(|error| error.to_string())?;
+            Response::decode(&payload).map_err(|error| error.to_string())
+        })
+    }
+}
+
+impl antientropy::Peer for RpcPeer<'_> {
+    fn digest(&self) -> BoxFuture<Result<Vec<u64>, String>> {
+        let call = self.call(Request::Digest {
+            copies: self.copies,
+        });
+        Box::pin(async move {
+            match call.await? {
+                Response::Digest(digest) => Ok(digest),
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        })
+    }
+
+    fn bucket_versions(&self, bucket: usize) -> BoxFuture<Result<Vec<(Bytes, Version)>, String>> {
+        let call = self.call(Request::BucketVersions {
+            copies: self.copies,
+            bucket: bucket as u32,
+        });
+        Box::pin(async move {
+            match call.await? {
+                Response::Versions(versions) => Ok(versions
+                    .into_iter()
+                    .map(|(key, hlc, node)| (key, Version { hlc, node }))
+                    .collect()),
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        })
+    }
+
+    fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>> {
+        let replicas = self.node.replicator.replicas().read(&self.peer, key);
+        Box::pin(async move { replicas.await.map_err(|error| error.to_string()) })
+    }
+
+    fn apply(&self, key: Bytes, entry: VersionedEntry) -> BoxFuture<Result<(), String>> {
+        let replicas = self
+            .node
+            .replicator
+            .replicas()
+            .apply(&self.peer, key, entry);
+        Box::pin(async move { replicas.await.map_err(|error| error.to_string()) })
+    }
+}
+
+/// Runs an anti-entropy pass with every serving peer whose id is above this node's
+/// (one side of each pair starts the exchange) every `interval`, until `stop`.
+pub async fn anti_entropy(
+    shared: Arc<Shared>,
+    node: Arc<ClusterNode>,
+    interval: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let view = node.view();
+        let copies = crate::replica::copies(&shared, &view);
+        if copies < 2 {
+            continue;
+        }
+        let peers: Vec<NodeId> = view
+            .serving()
+            .map(|member| member.id.clone())
+            .filter(|id| *id > view.self_id)
+            .collect();
+        for peer in peers {
+            let remote = RpcPeer {
+                node: &node,
+                peer: peer.clone(),
+                copies: copies as u32,
+            };
+            match antientropy::sync_with(&shared.store, &view, &peer, &remote, copies).await {
+                Ok(report) => {
+                    let stats = node.replicator.stats();
+                    let moved = (report.pulled + report.pushed) as u64;
+                    stats
+                        .anti_entropy_buckets
+                        .fetch_add(report.buckets_compared as u64, Ordering::Relaxed);
+                    stats.anti_entropy_keys.fetch_add(moved, Ordering::Relaxed);
+                    if moved > 0 {
+                        tracing::info!(%peer, pulled = report.pulled, pushed = report.pushed,
+                            differing_buckets = report.buckets_differing, "anti-entropy repaired");
+                    }
+                }
+                Err(error) => tracing::debug!(%peer, %error, "anti-entropy exchange failed"),
+            }
+        }
+    }
 }
 
 /// Publishes this node's figures every [`STATS_INTERVAL`] until `stop` is cancelled.
@@ -354,6 +511,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             consistency: Consistency::default(),
             max_hints: 10,
+            anti_entropy_interval: None,
         }
     }
 

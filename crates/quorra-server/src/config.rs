@@ -181,9 +181,19 @@ pub struct Settings {
     pub read_quorum: Option<Level>,
 
     /// Most writes kept for unreachable replicas until they return (hinted handoff);
-    /// beyond it a returning replica is repaired by reads instead [default: 100000].
+    /// beyond it a returning replica is repaired by reads and anti-entropy instead
+    /// [default: 100000].
     #[arg(long, env = "QUORRA_MAX_HINTS", help_heading = "Cluster")]
     pub max_hints: Option<usize>,
+
+    /// Milliseconds between anti-entropy passes, which compare replicas and copy what
+    /// differs; 0 turns them off [default: 30000].
+    #[arg(
+        long,
+        env = "QUORRA_ANTI_ENTROPY_INTERVAL_MS",
+        help_heading = "Cluster"
+    )]
+    pub anti_entropy_interval_ms: Option<u64>,
 }
 
 /// A resolved configuration: every setting has a value that has been checked.
@@ -252,6 +262,8 @@ pub struct ClusterConfig {
     pub consistency: Consistency,
     /// Most hints kept for unreachable replicas.
     pub max_hints: usize,
+    /// Time between anti-entropy passes; `None` = off.
+    pub anti_entropy_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -342,6 +354,9 @@ impl Settings {
             write_quorum: self.write_quorum.or(lower.write_quorum),
             read_quorum: self.read_quorum.or(lower.read_quorum),
             max_hints: self.max_hints.or(lower.max_hints),
+            anti_entropy_interval_ms: self
+                .anti_entropy_interval_ms
+                .or(lower.anti_entropy_interval_ms),
         }
     }
 
@@ -469,7 +484,19 @@ impl Settings {
             write: self.write_quorum.unwrap_or(Level::Quorum),
             read: self.read_quorum.unwrap_or(Level::Quorum),
         };
+        let anti_entropy_interval = match self.anti_entropy_interval_ms {
+            None => Some(quorra_cluster::antientropy::DEFAULT_ANTI_ENTROPY_INTERVAL),
+            Some(0) => None,
+            Some(ms) if ms < 100 => {
+                return Err(invalid(
+                    "anti-entropy-interval-ms",
+                    "must be 0 (off) or at least 100",
+                ));
+            }
+            Some(ms) => Some(Duration::from_millis(ms)),
+        };
         Ok(Some(ClusterConfig {
+            anti_entropy_interval,
             consistency,
             max_hints: self.max_hints.unwrap_or(DEFAULT_MAX_HINTS),
             port,

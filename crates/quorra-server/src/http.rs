@@ -271,10 +271,9 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        shared.metrics.render(
-            &shared.store,
-            shared.cluster.as_ref().map(|node| node.view()).as_deref(),
-        ),
+        shared
+            .metrics
+            .render(&shared.store, shared.cluster.as_deref()),
     )
 }
 

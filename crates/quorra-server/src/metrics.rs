@@ -20,6 +20,8 @@
 //! | `quorra_rpc_duration_seconds` | histogram | `peer` |
 //! | `quorra_cluster_members` | gauge | `state` = joining / up / leaving / down |
 //! | `quorra_ring_changes_total`, `quorra_ring_nodes` | counter, gauge | |
+//! | `quorra_replication_total` | counter | `event` = hint_stored / hint_replayed / hint_dropped / read_repair / quorum_failure / anti_entropy_key / anti_entropy_bucket |
+//! | `quorra_hints_pending` | gauge | |
 
 use std::time::Duration;
 
@@ -31,7 +33,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use quorra_cluster::membership::{ClusterView, MemberState};
+use quorra_cluster::membership::MemberState;
+
+use crate::cluster::ClusterNode;
 
 use crate::commands::COMMANDS;
 
@@ -55,6 +59,11 @@ struct PeerOutcome {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Peer {
     peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Event {
+    event: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +106,8 @@ pub struct Metrics {
     members: Family<State, Gauge>,
     ring_changes: Counter,
     ring_nodes: Gauge,
+    replication: Family<Event, Counter>,
+    hints_pending: Gauge,
     /// Serialises scrapes, which bring the copied counters up to date.
     scrape: Mutex<()>,
 }
@@ -158,6 +169,8 @@ impl Metrics {
             members: Family::default(),
             ring_changes: Counter::default(),
             ring_nodes: Gauge::default(),
+            replication: Family::default(),
+            hints_pending: Gauge::default(),
             scrape: Mutex::new(()),
             registry,
         };
@@ -229,6 +242,16 @@ impl Metrics {
             "Nodes in the ring",
             metrics.ring_nodes.clone(),
         );
+        registry.register(
+            "replication",
+            "What replication did: hints stored, replayed and dropped, read repairs, quorum failures, anti-entropy",
+            metrics.replication.clone(),
+        );
+        registry.register(
+            "hints_pending",
+            "Writes kept for unreachable replicas",
+            metrics.hints_pending.clone(),
+        );
         metrics
     }
 
@@ -262,7 +285,7 @@ impl Metrics {
 
     /// The text exposition, after copying in the store's figures and, in cluster mode,
     /// the view's.
-    pub fn render(&self, store: &quorra_store::Store, view: Option<&ClusterView>) -> String {
+    pub fn render(&self, store: &quorra_store::Store, cluster: Option<&ClusterNode>) -> String {
         let _scrape = self.scrape.lock();
         let stats = store.stats();
         let catch_up = |counter: &Counter, value: u64| {
@@ -275,7 +298,25 @@ impl Metrics {
         self.used_memory.set(store.used_memory() as i64);
         self.maxmemory.set(store.maxmemory() as i64);
         self.keys.set(stats.total.entries as i64);
-        if let Some(view) = view {
+        if let Some(cluster) = cluster {
+            let view = cluster.view();
+            let stats = cluster.replicator.stats();
+            let load = |counter: &std::sync::atomic::AtomicU64| {
+                counter.load(std::sync::atomic::Ordering::Relaxed)
+            };
+            for (event, value) in [
+                ("hint_stored", load(&stats.hints_stored)),
+                ("hint_replayed", load(&stats.hints_replayed)),
+                ("hint_dropped", load(&stats.hints_dropped)),
+                ("read_repair", load(&stats.read_repairs)),
+                ("quorum_failure", load(&stats.quorum_failures)),
+                ("anti_entropy_bucket", load(&stats.anti_entropy_buckets)),
+                ("anti_entropy_key", load(&stats.anti_entropy_keys)),
+            ] {
+                catch_up(&self.replication.get_or_create(&Event { event }), value);
+            }
+            self.hints_pending
+                .set(cluster.replicator.hints().len() as i64);
             catch_up(&self.ring_changes, view.ring_version);
             self.ring_nodes.set(view.ring.len() as i64);
             for state in [

@@ -121,6 +121,19 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
             stop.clone(),
         ));
         tasks.spawn(crate::cluster::replay_hints(node.clone(), stop.clone()));
+        if let Some(interval) = shared
+            .config
+            .cluster
+            .as_ref()
+            .and_then(|c| c.anti_entropy_interval)
+        {
+            tasks.spawn(crate::cluster::anti_entropy(
+                shared.clone(),
+                node.clone(),
+                interval,
+                stop.clone(),
+            ));
+        }
         crate::cluster::mark_up(node).await;
     }
     tracing::info!(%resp_addr, %http_addr, "quorra node started");

@@ -446,7 +446,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                          quorra_replicas:{}\r\nquorra_copies:{}\r\nquorra_write_quorum:{}\r\n\
                          quorra_read_quorum:{}\r\nquorra_hints_pending:{}\r\nquorra_hints_stored:{}\r\n\
                          quorra_hints_replayed:{}\r\nquorra_hints_dropped:{}\r\n\
-                         quorra_read_repairs:{}\r\nquorra_quorum_failures:{}\r\n",
+                         quorra_read_repairs:{}\r\nquorra_quorum_failures:{}\r\n\
+                         quorra_anti_entropy_buckets:{}\r\nquorra_anti_entropy_keys:{}\r\n",
                         view.self_id,
                         view.members.len(),
                         count(MemberState::Up),
@@ -464,6 +465,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                         load(&replication.hints_dropped),
                         load(&replication.read_repairs),
                         load(&replication.quorum_failures),
+                        load(&replication.anti_entropy_buckets),
+                        load(&replication.anti_entropy_keys),
                     )
                 }
             }

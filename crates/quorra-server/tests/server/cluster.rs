@@ -28,6 +28,7 @@ pub(crate) fn cluster_config(id: &str, seed: Option<SocketAddr>, secret: &str) -
             ..Consistency::default()
         },
         max_hints: 10_000,
+        anti_entropy_interval: None,
         port: 0,
         seeds: seed.map(|seed| seed.to_string()).into_iter().collect(),
         secret: secret.to_owned(),

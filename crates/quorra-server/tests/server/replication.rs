@@ -240,3 +240,42 @@ async fn with_two_of_three_gone_quorum_is_refused_with_the_counts_and_one_still_
             .starts_with("NOQUORUM 1 of 3")
     );
 }
+
+#[tokio::test]
+async fn anti_entropy_refills_a_restarted_replica_that_nobody_reads() {
+    // No hints and nobody reads: only anti-entropy can bring n2's copies back.
+    let adjust = |config: &mut ClusterConfig| {
+        three_copies(config);
+        config.max_hints = 0;
+        config.anti_entropy_interval = Some(Duration::from_millis(300));
+    };
+    let mut nodes = start_cluster_with(3, adjust).await;
+    let mut con = connect(&nodes[0]).await;
+    for i in 0..200 {
+        ok(&mut con, &["SET", &format!("k:{i}"), &i.to_string()]).await;
+    }
+    ok(&mut con, &["DEL", "k:0"]).await;
+    nodes.pop().unwrap().crash().await;
+    for node in &nodes {
+        until(node, "n2 down", |view| ring_ids(view) == ["n0", "n1"]).await;
+    }
+    let mut config = cluster_config("n2", Some(cluster_addr(&nodes[0])), SECRET);
+    adjust(&mut config);
+    nodes.push(start_configured(config).await);
+    eventually("anti-entropy copied every key to n2", async || {
+        (1..200)
+            .all(|i| local_value(&nodes[2], &format!("k:{i}")) == Some(i.to_string().into_bytes()))
+    })
+    .await;
+    assert_eq!(local_value(&nodes[2], "k:0"), None);
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(!info.contains("quorra_anti_entropy_keys:0\r\n"), "{info}");
+    assert!(
+        info.contains("quorra_read_repairs:0\r\n"),
+        "no read repaired anything: {info}"
+    );
+}

@@ -1,0 +1,200 @@
+//! Anti-entropy: a periodic comparison of two replicas that transfers only what differs.
+//!
+//! Read repair fixes keys that are read and hints fix writes a replica missed while it
+//! was unreachable; anti-entropy fixes the rest (keys nobody reads, hints that were
+//! dropped or lost with a crashed coordinator, a replica that restarted empty).
+//!
+//! Two nodes compare the keys they *share* — those whose first N preference-list nodes
+//! include both — in [`BUCKETS`] buckets by the top bits of the key's ring token. Each
+//! side digests a bucket as the XOR of a hash of every shared entry's key and version
+//! (order-free, so no sorting), a flat Merkle tree of one level. Only buckets whose
+//! digests differ are opened: the initiator fetches the peer's (key, version) list for
+//! the bucket, pulls the entries where the peer is newer and pushes those where it is
+//! newer itself (last writer wins on both sides, so the exchange is idempotent). A pass
+//! moves at most [`MAX_KEYS_PER_PASS`] keys per peer; what remains waits for the next
+//! pass. Both sides compute "shared" from their own ring view; when the views differ
+//! (during a membership change) the digests differ too and the pass transfers a little
+//! more than needed, which is harmless.
+//!
+//! Computing a digest visits every entry of the store and computes its preference list:
+//! O(entries) per peer per pass, run every
+//! [`DEFAULT_ANTI_ENTROPY_INTERVAL`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorra_ring::{NodeId, TokenRange};
+use quorra_store::{Store, Version, VersionedEntry};
+
+use crate::membership::ClusterView;
+use crate::rpc::BoxFuture;
+
+/// Buckets a digest has (the top 8 bits of a key's token).
+pub const BUCKETS: usize = 256;
+
+/// Most keys one pass transfers between two nodes, both directions together.
+pub const MAX_KEYS_PER_PASS: usize = 10_000;
+
+/// Default time between passes.
+pub const DEFAULT_ANTI_ENTROPY_INTERVAL: Duration = Duration::from_secs(30);
+
+fn bucket_of(token: u64) -> usize {
+    (token >> (64 - BUCKETS.trailing_zeros())) as usize
+}
+
+fn entry_hash(key: &[u8], version: Version, tombstone: bool) -> u64 {
+    let mut input = Vec::with_capacity(key.len() + 17);
+    input.extend_from_slice(key);
+    input.extend_from_slice(&version.hlc.to_le_bytes());
+    input.extend_from_slice(&version.node.to_le_bytes());
+    input.push(u8::from(tombstone));
+    xxhash_rust::xxh3::xxh3_64(&input)
+}
+
+/// True if `a` and `b` are both among the first `n` replicas of the key at `token`.
+fn shared(view: &ClusterView, token: u64, n: usize, a: &NodeId, b: &NodeId) -> bool {
+    let replicas = view.ring.preference_list_for_token(token, n);
+    replicas.contains(&a) && replicas.contains(&b)
+}
+
+/// Calls `f` with every entry of `store` that this node (`view.self_id`) shares with
+/// `peer` under `n` copies.
+fn visit_shared(
+    store: &Store,
+    view: &ClusterView,
+    peer: &NodeId,
+    n: usize,
+    mut f: impl FnMut(quorra_store::EntryView<'_>),
+) {
+    let whole_ring = TokenRange { start: 0, end: 0 };
+    store.visit_range(whole_ring, |entry| {
+        if shared(view, entry.hash, n, &view.self_id, peer) {
+            f(entry);
+        }
+    });
+}
+
+/// The digest of the entries this node shares with `peer`: one word per bucket.
+pub fn digest(store: &Store, view: &ClusterView, peer: &NodeId, n: usize) -> Vec<u64> {
+    let mut buckets = vec![0u64; BUCKETS];
+    visit_shared(store, view, peer, n, |entry| {
+        buckets[bucket_of(entry.hash)] ^= entry_hash(entry.key, entry.version, entry.tombstone);
+    });
+    buckets
+}
+
+/// The (key, version) of every entry in `bucket` that this node shares with `peer`.
+pub fn bucket_versions(
+    store: &Store,
+    view: &ClusterView,
+    peer: &NodeId,
+    n: usize,
+    bucket: usize,
+) -> Vec<(Bytes, Version)> {
+    let mut versions = Vec::new();
+    visit_shared(store, view, peer, n, |entry| {
+        if bucket_of(entry.hash) == bucket {
+            versions.push((Bytes::copy_from_slice(entry.key), entry.version));
+        }
+    });
+    versions
+}
+
+/// The other side of an anti-entropy exchange.
+pub trait Peer: Send + Sync {
+    /// The peer's [`digest`] of what it shares with us.
+    fn digest(&self) -> BoxFuture<Result<Vec<u64>, String>>;
+    /// The peer's [`bucket_versions`] for `bucket`.
+    fn bucket_versions(&self, bucket: usize) -> BoxFuture<Result<Vec<(Bytes, Version)>, String>>;
+    /// The peer's entry for `key`.
+    fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>>;
+    /// Stores `entry` at the peer if newer.
+    fn apply(&self, key: Bytes, entry: VersionedEntry) -> BoxFuture<Result<(), String>>;
+}
+
+/// What one exchange did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Buckets compared.
+    pub buckets_compared: usize,
+    /// Buckets whose digests differed.
+    pub buckets_differing: usize,
+    /// Entries copied from the peer to this node.
+    pub pulled: usize,
+    /// Entries copied from this node to the peer.
+    pub pushed: usize,
+}
+
+/// Compares what this node shares with `peer` and copies the newer side of every
+/// difference, at most [`MAX_KEYS_PER_PASS`] keys.
+pub async fn sync_with(
+    store: &Store,
+    view: &ClusterView,
+    peer_id: &NodeId,
+    peer: &dyn Peer,
+    n: usize,
+) -> Result<SyncReport, String> {
+    let ours = digest(store, view, peer_id, n);
+    let theirs = peer.digest().await?;
+    if theirs.len() != BUCKETS {
+        return Err(format!("peer sent a digest of {} buckets", theirs.len()));
+    }
+    let mut report = SyncReport {
+        buckets_compared: BUCKETS,
+        ..SyncReport::default()
+    };
+    let mut budget = MAX_KEYS_PER_PASS;
+    for bucket in (0..BUCKETS).filter(|&bucket| ours[bucket] != theirs[bucket]) {
+        report.buckets_differing += 1;
+        if budget == 0 {
+            continue;
+        }
+        let mine: HashMap<Bytes, Version> = bucket_versions(store, view, peer_id, n, bucket)
+            .into_iter()
+            .collect();
+        let mut theirs: HashMap<Bytes, Version> =
+            peer.bucket_versions(bucket).await?.into_iter().collect();
+        for (key, version) in mine {
+            if budget == 0 {
+                break;
+            }
+            match theirs.remove(&key) {
+                Some(their_version) if their_version > version => {
+                    pull(store, peer, key, &mut report).await?;
+                }
+                Some(their_version) if their_version == version => continue,
+                _ => {
+                    if let Some(entry) = store.get_versioned(&key) {
+                        peer.apply(key, entry).await?;
+                        report.pushed += 1;
+                    }
+                }
+            }
+            budget -= 1;
+        }
+        for key in theirs.into_keys() {
+            if budget == 0 {
+                break;
+            }
+            pull(store, peer, key, &mut report).await?;
+            budget -= 1;
+        }
+    }
+    Ok(report)
+}
+
+async fn pull(
+    store: &Store,
+    peer: &dyn Peer,
+    key: Bytes,
+    report: &mut SyncReport,
+) -> Result<(), String> {
+    if let Some(entry) = peer.read(key.clone()).await? {
+        store
+            .apply(&key, entry)
+            .map_err(|error| format!("cannot store {key:?}: {error}"))?;
+        report.pulled += 1;
+    }
+    Ok(())
+}
