@@ -4,6 +4,7 @@
 mod cluster;
 mod common;
 mod connection;
+mod failover;
 mod http;
 mod keyspace;
 mod memory;

@@ -1,0 +1,178 @@
+//! Replication with real processes: three `quorra server` processes under continuous
+//! quorum writes and reads; one is killed with SIGKILL and started again.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+
+use crate::common::*;
+use crate::http::http;
+
+const SECRET: &str = "failover test secret";
+
+/// A `quorra server` process in cluster mode; killed on drop.
+struct Node {
+    child: Child,
+    resp: SocketAddr,
+    http: SocketAddr,
+    cluster: SocketAddr,
+}
+
+impl Node {
+    fn start(id: &str, seed: Option<SocketAddr>) -> Node {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quorra"));
+        command
+            .args(["server", "--node-id", id, "--port", "0", "--http-port", "0"])
+            .args(["--cluster-port", "0", "--gossip-interval-ms", "100"])
+            .args(["--anti-entropy-interval-ms", "500"])
+            .env("QUORRA_CLUSTER_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped());
+        if let Some(seed) = seed {
+            command.args(["--seeds", &seed.to_string()]);
+        }
+        let mut child = command.spawn().expect("quorra starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let (resp, http, cluster) =
+            quorra_server::up::parse_listening(&line).unwrap_or_else(|| panic!("{line}"));
+        Node {
+            child,
+            resp,
+            http,
+            cluster,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Keys in this node's own store (`/v1/stats`), not the cluster's.
+    async fn local_keys(&self) -> u64 {
+        let (status, body) = http(self.http, "GET", "/v1/stats", &[], b"").await;
+        assert_eq!(status, 200);
+        let stats: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        stats["keys"].as_u64().unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn ring_nodes(con: &mut MultiplexedConnection) -> String {
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix("quorra_ring_nodes:"))
+        .unwrap_or("?")
+        .trim()
+        .to_owned()
+}
+
+async fn until_ring(node: &Node, size: usize) {
+    let mut con = connect_url(&format!("redis://{}/", node.resp)).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ring_nodes(&mut con).await != size.to_string() {
+        assert!(
+            Instant::now() < deadline,
+            "ring of {} never reached {size}",
+            node.resp
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes `count` keys through alternating nodes, reading back earlier ones, and
+/// records every write that was acknowledged. Read errors fail the test; write errors
+/// are counted and their keys left out of `acked`.
+async fn traffic(
+    clients: &mut [MultiplexedConnection],
+    acked: &mut HashMap<String, String>,
+    round: &str,
+    count: usize,
+) -> usize {
+    let mut write_errors = 0;
+    for i in 0..count {
+        let key = format!("key:{}", i % 150);
+        let value = format!("{round}:{i}");
+        let client = &mut clients[i % clients.len()];
+        match run(client, &["SET", &key, &value]).await {
+            Ok(_) => {
+                acked.insert(key.clone(), value);
+            }
+            Err(_) => write_errors += 1,
+        }
+        if let Some(expected) = acked.get(&key) {
+            let got = ok(client, &["GET", &key]).await;
+            assert_eq!(got, bulk(expected), "{key} in round {round}");
+        }
+    }
+    write_errors
+}
+
+#[tokio::test]
+async fn killing_and_restarting_a_node_loses_no_acknowledged_write_and_it_converges() {
+    let first = Node::start("p0", None);
+    let seed = first.cluster;
+    let mut nodes = vec![
+        first,
+        Node::start("p1", Some(seed)),
+        Node::start("p2", Some(seed)),
+    ];
+    for node in &nodes {
+        until_ring(node, 3).await;
+    }
+    let mut clients = Vec::new();
+    for node in &nodes[..2] {
+        clients.push(connect_url(&format!("redis://{}/", node.resp)).await);
+    }
+    let mut acked = HashMap::new();
+    assert_eq!(traffic(&mut clients, &mut acked, "before", 300).await, 0);
+
+    nodes[2].kill();
+    // Right after the kill, before failure detection: reads must keep succeeding, and
+    // writes whose primary was p2 fail over to the next replica.
+    let during_errors = traffic(&mut clients, &mut acked, "during", 300).await;
+    until_ring(&nodes[0], 2).await;
+    let after_errors = traffic(&mut clients, &mut acked, "after", 300).await;
+
+    nodes[2] = Node::start("p2", Some(seed));
+    for node in &nodes {
+        until_ring(node, 3).await;
+    }
+    let rejoined_errors = traffic(&mut clients, &mut acked, "rejoined", 300).await;
+    assert_eq!(
+        (during_errors, after_errors, rejoined_errors),
+        (0, 0, 0),
+        "writes failed"
+    );
+
+    // No acknowledged write is lost, through any node, the restarted one included.
+    let mut everyone = clients;
+    everyone.push(connect_url(&format!("redis://{}/", nodes[2].resp)).await);
+    for client in &mut everyone {
+        for (key, value) in &acked {
+            assert_eq!(ok(client, &["GET", key]).await, bulk(value), "{key}");
+        }
+    }
+    // And the restarted node holds its copy of every key (three copies on three nodes).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes[2].local_keys().await != acked.len() as u64 {
+        assert!(Instant::now() < deadline, "p2 never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
