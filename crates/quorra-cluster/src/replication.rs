@@ -2,8 +2,11 @@
 //! handoff.
 //!
 //! A key's replicas are the first N distinct nodes of its preference list on the ring
-//! (zone-aware when zones are set); N is capped by the number of serving nodes. The
-//! coordinating node hands a [`Replicator`] the replicas and how many must answer:
+//! (zone-aware when zones are set); the ring holds only serving nodes, so with some of
+//! them down a key has fewer than N live replicas, but levels still count against N
+//! (capped by the cluster's known members): a majority of N is needed, and a node cut
+//! off on its own cannot reach one. The coordinating node hands a [`Replicator`] the
+//! live replicas, N and the level:
 //!
 //! - [`Replicator::write`] sends a versioned entry (value or tombstone, with its absolute
 //!   expiry) to every replica at once and returns as soon as `required` of them have
@@ -288,17 +291,20 @@ impl Replicator {
     }
 
     /// Writes `entry` to every node of `targets` at once and returns the number of acks
-    /// once `level.required(targets.len())` have stored it. Unreachable replicas get a
-    /// hint. Fails with [`QuorumError`] when every replica has answered or failed and too
-    /// few stored it.
+    /// once `level.required(copies)` have stored it. `targets` are the key's replicas
+    /// that serve; with some of its `copies` nodes down they are fewer, but the level
+    /// still counts against `copies`, so an isolated minority cannot reach a quorum.
+    /// Unreachable replicas get a hint. Fails with [`QuorumError`] when every replica
+    /// has answered or failed and too few stored it.
     pub async fn write(
         &self,
         targets: &[NodeId],
+        copies: usize,
         level: Level,
         key: Bytes,
         entry: VersionedEntry,
     ) -> Result<usize, QuorumError> {
-        let required = level.required(targets.len());
+        let required = level.required(copies);
         let (done, mut acks) = mpsc::unbounded_channel();
         for node in targets {
             let (node, key, entry, done) = (node.clone(), key.clone(), entry.clone(), done.clone());
@@ -344,16 +350,17 @@ impl Replicator {
     }
 
     /// Reads `key` from every node of `targets` and returns the newest entry (tombstones
-    /// included) once `level.required(targets.len())` have answered; `None` if none of
-    /// them holds the key. Replicas found stale are repaired in the background, including
-    /// those that answer after the reply.
+    /// included) once `level.required(copies)` have answered (see [`write`](Self::write)
+    /// for `copies`); `None` if none of them holds the key. Replicas found stale are
+    /// repaired in the background, including those that answer after the reply.
     pub async fn read(
         &self,
         targets: &[NodeId],
+        copies: usize,
         level: Level,
         key: Bytes,
     ) -> Result<Option<VersionedEntry>, QuorumError> {
-        let required = level.required(targets.len());
+        let required = level.required(copies);
         let (done, mut answers) = mpsc::unbounded_channel();
         for node in targets {
             let (node, key, done) = (node.clone(), key.clone(), done.clone());

@@ -143,6 +143,7 @@ async fn with_one_replica_cut_off_quorum_writes_and_reads_succeed() {
     let acks = replicator
         .write(
             &replicas(),
+            3,
             Level::Quorum,
             "k".into(),
             entry(&net, "a", "v1"),
@@ -151,7 +152,7 @@ async fn with_one_replica_cut_off_quorum_writes_and_reads_succeed() {
         .unwrap();
     assert_eq!(acks, 2);
     let read = replicator
-        .read(&replicas(), Level::Quorum, "k".into())
+        .read(&replicas(), 3, Level::Quorum, "k".into())
         .await
         .unwrap();
     assert_eq!(read.unwrap().value, "v1");
@@ -168,6 +169,7 @@ async fn with_two_cut_off_quorum_fails_with_the_counts_and_one_succeeds() {
     let failed = replicator
         .write(
             &replicas(),
+            3,
             Level::Quorum,
             "k".into(),
             entry(&net, "a", "v1"),
@@ -179,7 +181,7 @@ async fn with_two_cut_off_quorum_fails_with_the_counts_and_one_succeeds() {
         "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
     );
     let failed = replicator
-        .read(&replicas(), Level::Quorum, "k".into())
+        .read(&replicas(), 3, Level::Quorum, "k".into())
         .await
         .unwrap_err();
     assert_eq!(
@@ -188,12 +190,18 @@ async fn with_two_cut_off_quorum_fails_with_the_counts_and_one_succeeds() {
     );
     assert_eq!(
         replicator
-            .write(&replicas(), Level::One, "k".into(), entry(&net, "a", "v2"))
+            .write(
+                &replicas(),
+                3,
+                Level::One,
+                "k".into(),
+                entry(&net, "a", "v2")
+            )
             .await,
         Ok(1)
     );
     let read = replicator
-        .read(&replicas(), Level::One, "k".into())
+        .read(&replicas(), 3, Level::One, "k".into())
         .await
         .unwrap();
     assert_eq!(read.unwrap().value, "v2");
@@ -207,19 +215,49 @@ async fn with_two_cut_off_quorum_fails_with_the_counts_and_one_succeeds() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_node_that_sees_only_itself_is_no_majority_of_three() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    let replicator = Replicator::new(net.clone(), 1000);
+    // c is cut off: its ring has only itself, but N is still 3.
+    let alone = [NodeId::from("c")];
+    let refused = replicator
+        .write(&alone, 3, Level::Quorum, "k".into(), entry(&net, "c", "v"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
+    );
+    assert_eq!(
+        replicator
+            .write(&alone, 3, Level::One, "k".into(), entry(&net, "c", "v"))
+            .await,
+        Ok(1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn after_healing_read_repair_brings_a_stale_replica_up_to_date() {
     let clock = MockClock::new(START_MS);
     let net = Network::new(&clock);
     // No hints: only read repair can bring c up to date.
     let replicator = Replicator::new(net.clone(), 0);
     replicator
-        .write(&replicas(), Level::All, "k".into(), entry(&net, "a", "old"))
+        .write(
+            &replicas(),
+            3,
+            Level::All,
+            "k".into(),
+            entry(&net, "a", "old"),
+        )
         .await
         .unwrap();
     net.cut("c");
     replicator
         .write(
             &replicas(),
+            3,
             Level::Quorum,
             "k".into(),
             entry(&net, "b", "new"),
@@ -231,7 +269,7 @@ async fn after_healing_read_repair_brings_a_stale_replica_up_to_date() {
     net.heal();
     // Even a read that is answered by a and b alone repairs c once it answers.
     let read = replicator
-        .read(&replicas(), Level::Quorum, "k".into())
+        .read(&replicas(), 3, Level::Quorum, "k".into())
         .await
         .unwrap();
     assert_eq!(read.unwrap().value, "new");
@@ -261,6 +299,7 @@ async fn a_hinted_write_reaches_the_returning_replica() {
     replicator
         .write(
             &replicas(),
+            3,
             Level::Quorum,
             "k".into(),
             entry(&net, "a", "hinted"),
@@ -286,6 +325,7 @@ async fn a_key_deleted_during_a_partition_is_not_resurrected() {
     replicator
         .write(
             &replicas(),
+            3,
             Level::All,
             "k".into(),
             entry(&net, "a", "alive"),
@@ -294,7 +334,13 @@ async fn a_key_deleted_during_a_partition_is_not_resurrected() {
         .unwrap();
     net.cut("c");
     replicator
-        .write(&replicas(), Level::Quorum, "k".into(), tombstone(&net, "b"))
+        .write(
+            &replicas(),
+            3,
+            Level::Quorum,
+            "k".into(),
+            tombstone(&net, "b"),
+        )
         .await
         .unwrap();
     settle().await;
@@ -303,7 +349,7 @@ async fn a_key_deleted_during_a_partition_is_not_resurrected() {
     assert_eq!(value_at(&net, "c", "k").unwrap(), "alive");
     let c_first = [NodeId::from("c"), NodeId::from("a")];
     let read = replicator
-        .read(&c_first, Level::All, "k".into())
+        .read(&c_first, 2, Level::All, "k".into())
         .await
         .unwrap();
     assert!(

@@ -162,7 +162,7 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_CLUSTER_TIMEOUT_MS", help_heading = "Cluster")]
     pub cluster_timeout_ms: Option<u64>,
 
-    /// Copies of each key (N), on distinct nodes, capped by the number of serving nodes;
+    /// Copies of each key (N), on distinct nodes, capped by the cluster's known members;
     /// every node of a cluster must use the same number [default: 3].
     #[arg(long, env = "QUORRA_REPLICAS", help_heading = "Cluster")]
     pub replicas: Option<usize>,

@@ -28,7 +28,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
-use quorra_cluster::membership::ClusterView;
+use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::message::{Request, Response};
 use quorra_cluster::replication::{Level, QuorumError, ReplicaError, Replicas};
 use quorra_cluster::rpc::{BoxFuture, RpcClient};
@@ -169,11 +169,23 @@ fn is_self(shared: &Shared, node: &NodeId) -> bool {
         .is_some_and(|cluster| cluster.node_id() == node)
 }
 
-/// Copies per key under `view`: the configured N, capped by the serving nodes. 1 means
-/// no replication.
+/// Copies per key under `view` (N): the configured number, capped by the cluster's
+/// known members — those serving and those down, but not those that left — so that a
+/// node cut off from the others still counts them and cannot make a quorum alone. 1
+/// means no replication. Down members are forgotten after the dead-node grace period,
+/// and the cluster then shrinks.
 pub fn copies(shared: &Shared, view: &ClusterView) -> usize {
     shared.cluster.as_ref().map_or(1, |cluster| {
-        cluster.consistency.replicas.min(view.ring.len()).max(1)
+        let known = view
+            .members
+            .iter()
+            .filter(|member| matches!(member.state, MemberState::Up | MemberState::Down))
+            .count();
+        cluster
+            .consistency
+            .replicas
+            .min(known.max(view.ring.len()))
+            .max(1)
     })
 }
 
@@ -231,7 +243,12 @@ pub async fn replicate_writes(
     let writes = written_keys(args).into_iter().filter_map(|key| {
         let entry = shared.store.get_versioned(&key)?;
         let targets = replicas_of(view, &key, n);
-        Some(async move { cluster.replicator.write(&targets, level, key, entry).await })
+        Some(async move {
+            cluster
+                .replicator
+                .write(&targets, n, level, key, entry)
+                .await
+        })
     });
     for outcome in join_all(writes).await {
         outcome?;
@@ -284,7 +301,7 @@ pub async fn quorum_read(
     let replicator = &cx.node.replicator;
     let reads = args[1..].iter().map(|key| {
         let targets = replicas_of(cx.view, key, n);
-        async move { replicator.read(&targets, level, key.clone()).await }
+        async move { replicator.read(&targets, n, level, key.clone()).await }
     });
     let now = unix_ms();
     let mut values = Vec::with_capacity(args.len() - 1);
