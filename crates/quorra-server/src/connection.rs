@@ -165,7 +165,10 @@ pub async fn serve(
             .cluster
             .as_ref()
             .map(|node| (node.as_ref(), node.view()))
-            .filter(|(_, view)| !view.is_alone());
+            // Alone in the ring with one copy per key: nothing to route, as a single node.
+            // (Alone but with N > 1 — cut off from the others — writes must still find
+            // their quorum, and fail.)
+            .filter(|(_, view)| !(view.is_alone() && crate::replica::copies(&shared, view) == 1));
         let cx = view.as_ref().map(|(node, view)| Cx {
             shared: &shared,
             node,

@@ -9,6 +9,7 @@ mod http;
 mod keyspace;
 mod memory;
 mod netns;
+mod netns_cluster;
 mod process;
 mod protocol;
 mod replication;

@@ -8,7 +8,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-fn ip(args: &str) {
+/// Runs `ip` with `args`, which must succeed.
+pub(crate) fn ip(args: &str) {
     let status = Command::new("ip")
         .args(args.split_whitespace())
         .status()
@@ -75,23 +76,39 @@ impl Network {
 
     /// Runs redis-cli in `namespace` against `host` and returns what it printed.
     fn redis_cli(&self, namespace: &str, host: &str, args: &[&str]) -> String {
-        let output = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                namespace,
-                "redis-cli",
-                "-h",
-                host,
-                "-p",
-                "7379",
-            ])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr)
+        redis_cli_in(namespace, host, args)
     }
+}
+
+/// Runs redis-cli inside `namespace` against `host:7379` and returns what it printed
+/// (standard output, then standard error).
+pub(crate) fn redis_cli_in(namespace: &str, host: &str, args: &[&str]) -> String {
+    let output = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            namespace,
+            "redis-cli",
+            "-h",
+            host,
+            "-p",
+            "7379",
+        ])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// Whether this run may create network namespaces; says why not when it may not.
+pub(crate) fn netns_tests_enabled() -> bool {
+    let enabled = std::env::var_os("QUORRA_NETNS_TESTS").is_some();
+    if !enabled {
+        eprintln!(
+            "skipped: needs root, iproute2 and redis-cli; scripts/test sets QUORRA_NETNS_TESTS=1"
+        );
+    }
+    enabled
 }
 
 impl Drop for Network {
@@ -108,10 +125,7 @@ impl Drop for Network {
 
 #[test]
 fn protected_mode_refuses_remote_clients_until_a_password_is_set() {
-    if std::env::var_os("QUORRA_NETNS_TESTS").is_none() {
-        eprintln!(
-            "skipped: needs root, iproute2 and redis-cli; scripts/test sets QUORRA_NETNS_TESTS=1"
-        );
+    if !netns_tests_enabled() {
         return;
     }
     let network = Network::new();
