@@ -242,7 +242,9 @@ pub const PIPELINE_MAX_BYTES: usize = 4 << 20;
 /// owner at the same time, when the pipeline is flushed: at the end of what the client
 /// sent, before a command that must run in order ([`Plan::InOrder`], [`Plan::Spread`]),
 /// or when [`PIPELINE_MAX_COMMANDS`] or [`PIPELINE_MAX_BYTES`] is reached. A command on
-/// this node's own keys runs at once, its reply kept for its place. The client sees
+/// this node's own keys runs at once, its reply kept for its place; so does a replicated
+/// write this node is primary for, and a quorum read of keys no queued command touches.
+/// The client sees
 /// the replies in the order it sent the commands; commands on one owner run in that
 /// order; commands on different owners touch different keys, so the interleaving
 /// between owners is not observable.
@@ -303,11 +305,30 @@ impl Pipeline {
                 self.flush(cx, session, out).await;
                 commands::dispatch(cx.shared, session, out, args);
             }
+            // A write on this node's own keys, or a quorum read of keys no queued
+            // command touches, cannot be affected by the queued forwards (their keys
+            // are other nodes'): it runs now and keeps its place, as a local command.
+            Plan::Spread(spread @ (Spread::PrimaryWrite | Spread::Read(_)))
+                if !self.slots.is_empty() && !self.touches(&args[1..]) =>
+            {
+                execute(cx, session, args, spread, &mut self.local).await;
+                self.slots.push(Slot::Local(self.local.split().freeze()));
+            }
             Plan::Spread(spread) => {
                 self.flush(cx, session, out).await;
                 execute(cx, session, args, spread, out).await;
             }
         }
+    }
+
+    /// True if a queued forward has one of `keys` among its arguments (a superset of
+    /// its keys, so a value that looks like a key only costs an early flush).
+    fn touches(&self, keys: &[Bytes]) -> bool {
+        self.batches.iter().any(|(_, commands)| {
+            commands
+                .iter()
+                .any(|command| command[1..].iter().any(|arg| keys.contains(arg)))
+        })
     }
 
     /// Sends the queued commands, one request per owner, all at once, and writes every

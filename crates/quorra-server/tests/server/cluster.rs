@@ -489,8 +489,13 @@ async fn a_single_node_says_cluster_mode_is_off() {
 
 #[tokio::test]
 async fn a_pipeline_through_any_node_keeps_its_order_and_reads_its_own_writes() {
-    let nodes = start_cluster(3).await;
-    for node in &nodes {
+    pipeline_keeps_order_through_every_node(&start_cluster(3).await).await;
+}
+
+/// Sends a pipeline mixing writes, reads of what it just wrote, increments, and
+/// commands that must wait for everything before them, through every node.
+pub(crate) async fn pipeline_keeps_order_through_every_node(nodes: &[RunningServer]) {
+    for node in nodes {
         let mut con = connect(node).await;
         ok(&mut con, &["FLUSHALL"]).await;
         let mut pipe = redis::pipe();

@@ -72,6 +72,12 @@ async fn with_three_copies_every_command_answers_as_a_single_node_would() {
 }
 
 #[tokio::test]
+async fn with_three_copies_a_pipeline_keeps_its_order_and_reads_its_own_writes() {
+    let nodes = start_cluster_with(3, three_copies).await;
+    pipeline_keeps_order_through_every_node(&nodes).await;
+}
+
+#[tokio::test]
 async fn a_crashed_node_loses_no_acknowledged_write_and_catches_up_when_it_returns() {
     // Default gossip (failure detection after about a second), so that the writes made
     // right after the crash find n2 still in the ring and leave hints for it.
