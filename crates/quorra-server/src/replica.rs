@@ -200,26 +200,12 @@ pub fn replicas_of(view: &ClusterView, key: &[u8], n: usize) -> Vec<NodeId> {
 
 /// The keys a write command wrote, from the command table's key positions.
 fn written_keys(args: &[Bytes]) -> Vec<Bytes> {
-    let Some(spec) = commands::lookup(&args[0]).map(|index| &COMMANDS[index]) else {
-        return Vec::new();
-    };
-    if !spec.flags.contains(&"write") {
-        return Vec::new();
-    }
-    let (first, last, step) = spec.keys;
-    if first == 0 || args.len() <= first as usize {
+    let writes =
+        commands::lookup(&args[0]).is_some_and(|index| COMMANDS[index].flags.contains(&"write"));
+    if !writes {
         return Vec::new();
     }
-    let last = if last < 0 {
-        args.len() - 1
-    } else {
-        (last as usize).min(args.len() - 1)
-    };
-    args[first as usize..=last]
-        .iter()
-        .step_by(step.max(1) as usize)
-        .cloned()
-        .collect()
+    commands::keys_of(args).cloned().collect()
 }
 
 /// After a command ran here as its keys' primary: copies the entry of every key it

@@ -309,7 +309,7 @@ impl Pipeline {
             // command touches, cannot be affected by the queued forwards (their keys
             // are other nodes'): it runs now and keeps its place, as a local command.
             Plan::Spread(spread @ (Spread::PrimaryWrite | Spread::Read(_)))
-                if !self.slots.is_empty() && !self.touches(&args[1..]) =>
+                if !self.slots.is_empty() && !self.touches(args) =>
             {
                 execute(cx, session, args, spread, &mut self.local).await;
                 self.slots.push(Slot::Local(self.local.split().freeze()));
@@ -321,13 +321,13 @@ impl Pipeline {
         }
     }
 
-    /// True if a queued forward has one of `keys` among its arguments (a superset of
-    /// its keys, so a value that looks like a key only costs an early flush).
-    fn touches(&self, keys: &[Bytes]) -> bool {
+    /// True if a queued forward shares a key with the command `args`.
+    fn touches(&self, args: &[Bytes]) -> bool {
+        let keys: Vec<&Bytes> = commands::keys_of(args).collect();
         self.batches.iter().any(|(_, commands)| {
             commands
                 .iter()
-                .any(|command| command[1..].iter().any(|arg| keys.contains(arg)))
+                .any(|command| commands::keys_of(command).any(|key| keys.contains(&key)))
         })
     }
 
@@ -341,6 +341,7 @@ impl Pipeline {
         }
         let mode = Mode::of(cx, session, false);
         let batches = std::mem::take(&mut self.batches);
+
         let results = join_all(batches.into_iter().map(|(owner, commands)| async move {
             match forward(cx, &owner, commands.clone(), mode).await {
                 Ok(replies) => Ok(replies),

@@ -310,6 +310,22 @@ pub fn dispatch(shared: &Shared, session: &mut Session, out: &mut BytesMut, args
         .command_done(index, outcome.is_ok(), started.elapsed());
 }
 
+/// The keys of the command `args` (name first), from the table's key positions; none for
+/// an unknown command or one without keys.
+pub fn keys_of(args: &[Bytes]) -> impl Iterator<Item = &Bytes> {
+    let (first, last, step) = lookup(&args[0]).map_or((0, 0, 1), |index| COMMANDS[index].keys);
+    let end = if last < 0 {
+        args.len()
+    } else {
+        (last as usize + 1).min(args.len())
+    };
+    let keys = match first as usize {
+        0 => &args[..0],
+        first => &args[first.min(end)..end],
+    };
+    keys.iter().step_by(step.max(1) as usize)
+}
+
 /// True if `argc` arguments (name included) satisfy a Redis arity.
 pub fn arity_ok(arity: i32, argc: usize) -> bool {
     let argc = argc as i64;
@@ -366,6 +382,27 @@ mod tests {
         }
         assert_eq!(lookup(b"nosuchcommand"), None);
         assert_eq!(lookup(&[b'a'; 100]), None);
+    }
+
+    #[test]
+    fn keys_come_from_the_table_positions() {
+        let args = |text: &str| -> Vec<Bytes> {
+            text.split(' ').map(|a| Bytes::from(a.to_owned())).collect()
+        };
+        let keys = |text: &str| -> Vec<String> {
+            keys_of(&args(text))
+                .map(|k| String::from_utf8(k.to_vec()).unwrap())
+                .collect()
+        };
+        assert_eq!(keys("SET k v EX 10"), ["k"]);
+        assert_eq!(keys("MSET a 1 b 2"), ["a", "b"]);
+        assert_eq!(keys("DEL a b c"), ["a", "b", "c"]);
+        assert_eq!(keys("RENAME a b"), ["a", "b"]);
+        assert!(keys("PING").is_empty() && keys("NOSUCH a").is_empty());
+        assert!(
+            keys("GET").is_empty(),
+            "wrong arity has no keys, and no panic"
+        );
     }
 
     #[test]
