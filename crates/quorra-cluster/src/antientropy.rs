@@ -11,8 +11,10 @@
 //! digests differ are opened: the initiator fetches the peer's (key, version) list for
 //! the bucket, pulls the entries where the peer is newer and pushes those where it is
 //! newer itself (last writer wins on both sides, so the exchange is idempotent). A pass
-//! moves at most [`MAX_KEYS_PER_PASS`] keys per peer; what remains waits for the next
-//! pass. Both sides compute "shared" from their own ring view; when the views differ
+//! moves at most [`MAX_KEYS_PER_PASS`] keys per peer and says when it stopped short
+//! ([`SyncReport::truncated`]); the caller then runs the next pass after
+//! [`BACKLOG_DELAY`] instead of a whole interval, which bounds the transfer rate at about
+//! `MAX_KEYS_PER_PASS` keys per `BACKLOG_DELAY` and peer. Both sides compute "shared" from their own ring view; when the views differ
 //! (during a membership change) the digests differ too and the pass transfers a little
 //! more than needed, which is harmless.
 //!
@@ -35,6 +37,10 @@ pub const BUCKETS: usize = 256;
 
 /// Most keys one pass transfers between two nodes, both directions together.
 pub const MAX_KEYS_PER_PASS: usize = 10_000;
+
+/// Time before the next pass when the last one stopped at [`MAX_KEYS_PER_PASS`], or
+/// after a node joined the ring.
+pub const BACKLOG_DELAY: Duration = Duration::from_secs(1);
 
 /// Default time between passes.
 pub const DEFAULT_ANTI_ENTROPY_INTERVAL: Duration = Duration::from_secs(30);
@@ -124,6 +130,8 @@ pub struct SyncReport {
     pub pulled: usize,
     /// Entries copied from this node to the peer.
     pub pushed: usize,
+    /// The pass stopped at [`MAX_KEYS_PER_PASS`] with differences left.
+    pub truncated: bool,
 }
 
 /// Compares what this node shares with `peer` and copies the newer side of every
@@ -148,6 +156,7 @@ pub async fn sync_with(
     for bucket in (0..BUCKETS).filter(|&bucket| ours[bucket] != theirs[bucket]) {
         report.buckets_differing += 1;
         if budget == 0 {
+            report.truncated = true;
             continue;
         }
         let mine: HashMap<Bytes, Version> = bucket_versions(store, view, peer_id, n, bucket)

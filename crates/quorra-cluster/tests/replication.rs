@@ -484,4 +484,32 @@ mod anti_entropy {
             (0, 0, 0)
         );
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_stops_at_its_key_budget_and_says_so() {
+        let clock = MockClock::new(START_MS);
+        let net = Network::new(&clock);
+        let (a, b) = (
+            net.stores[&"a".into()].clone(),
+            net.stores[&"b".into()].clone(),
+        );
+        let missing = antientropy::MAX_KEYS_PER_PASS + 500;
+        for i in 0..missing {
+            a.apply(format!("k:{i}").as_bytes(), entry(&net, "a", "v"))
+                .unwrap();
+        }
+        let peer = InProcess {
+            store: b.clone(),
+            view: view_of("b"),
+            asker: "a".into(),
+        };
+        let view_a = view_of("a");
+        let first = sync_with(&a, &view_a, &"b".into(), &peer, 3).await.unwrap();
+        assert!(first.truncated);
+        assert_eq!(first.pushed, antientropy::MAX_KEYS_PER_PASS);
+        let second = sync_with(&a, &view_a, &"b".into(), &peer, 3).await.unwrap();
+        assert!(!second.truncated);
+        assert_eq!(second.pushed, 500);
+        assert_eq!(b.dbsize() as usize, missing);
+    }
 }

@@ -389,20 +389,35 @@ impl antientropy::Peer for RpcPeer<'_> {
 }
 
 /// Runs an anti-entropy pass with every serving peer whose id is above this node's
-/// (one side of each pair starts the exchange) every `interval`, until `stop`.
+/// (one side of each pair starts the exchange) every `interval`, until `stop`; sooner
+/// ([`antientropy::BACKLOG_DELAY`]) after a pass that stopped at its key budget or
+/// after a node joined the ring, when there is most to repair.
 pub async fn anti_entropy(
     shared: Arc<Shared>,
     node: Arc<ClusterNode>,
     interval: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.tick().await;
+    let mut views = node.membership.subscribe();
+    let mut ring_size = views.borrow().ring.len();
+    let mut next = tokio::time::Instant::now() + interval;
     loop {
         tokio::select! {
-            _ = ticks.tick() => {}
+            () = tokio::time::sleep_until(next) => {}
+            changed = views.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let size = views.borrow_and_update().ring.len();
+                if size > ring_size {
+                    next = next.min(tokio::time::Instant::now() + antientropy::BACKLOG_DELAY);
+                }
+                ring_size = size;
+                continue;
+            }
             () = stop.cancelled() => return,
         }
+        next = tokio::time::Instant::now() + interval;
         let view = node.view();
         let copies = crate::replica::copies(&shared, &view);
         if copies < 2 {
@@ -430,6 +445,9 @@ pub async fn anti_entropy(
                     if moved > 0 {
                         tracing::info!(%peer, pulled = report.pulled, pushed = report.pushed,
                             differing_buckets = report.buckets_differing, "anti-entropy repaired");
+                    }
+                    if report.truncated {
+                        next = tokio::time::Instant::now() + antientropy::BACKLOG_DELAY;
                     }
                 }
                 Err(error) => tracing::debug!(%peer, %error, "anti-entropy exchange failed"),
