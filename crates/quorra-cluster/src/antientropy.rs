@@ -18,14 +18,16 @@
 //! (during a membership change) the digests differ too and the pass transfers a little
 //! more than needed, which is harmless.
 //!
-//! Computing a digest visits every entry of the store and computes its preference list:
-//! O(entries) per peer per pass, run every
+//! Computing a digest visits every entry of the store and computes its preference list,
+//! and so does each request for the (key, version) lists of up to 32 differing buckets:
+//! O(entries) a few times per peer per pass, run every
 //! [`DEFAULT_ANTI_ENTROPY_INTERVAL`].
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use quorra_ring::{NodeId, TokenRange};
 use quorra_store::{Store, Version, VersionedEntry};
 
@@ -37,6 +39,13 @@ pub const BUCKETS: usize = 256;
 
 /// Most keys one pass transfers between two nodes, both directions together.
 pub const MAX_KEYS_PER_PASS: usize = 10_000;
+
+/// Buckets whose (key, version) lists one request asks for: the store is visited once per
+/// request on each side.
+const BUCKETS_PER_REQUEST: usize = 32;
+
+/// Entries copied at the same time during a pass.
+const CONCURRENT_TRANSFERS: usize = 32;
 
 /// Time before the next pass when the last one stopped at [`MAX_KEYS_PER_PASS`], or
 /// after a node joined the ring.
@@ -90,18 +99,27 @@ pub fn digest(store: &Store, view: &ClusterView, peer: &NodeId, n: usize) -> Vec
     buckets
 }
 
-/// The (key, version) of every entry in `bucket` that this node shares with `peer`.
+/// One entry of a bucket listing: its bucket, key and version.
+pub type BucketEntry = (usize, Bytes, Version);
+
+/// The (bucket, key, version) of every entry in `buckets` that this node shares with
+/// `peer`, from one pass over the store.
 pub fn bucket_versions(
     store: &Store,
     view: &ClusterView,
     peer: &NodeId,
     n: usize,
-    bucket: usize,
-) -> Vec<(Bytes, Version)> {
+    buckets: &[usize],
+) -> Vec<BucketEntry> {
+    let mut wanted = [false; BUCKETS];
+    for &bucket in buckets.iter().filter(|&&bucket| bucket < BUCKETS) {
+        wanted[bucket] = true;
+    }
     let mut versions = Vec::new();
     visit_shared(store, view, peer, n, |entry| {
-        if bucket_of(entry.hash) == bucket {
-            versions.push((Bytes::copy_from_slice(entry.key), entry.version));
+        let bucket = bucket_of(entry.hash);
+        if wanted[bucket] {
+            versions.push((bucket, Bytes::copy_from_slice(entry.key), entry.version));
         }
     });
     versions
@@ -111,8 +129,8 @@ pub fn bucket_versions(
 pub trait Peer: Send + Sync {
     /// The peer's [`digest`] of what it shares with us.
     fn digest(&self) -> BoxFuture<Result<Vec<u64>, String>>;
-    /// The peer's [`bucket_versions`] for `bucket`.
-    fn bucket_versions(&self, bucket: usize) -> BoxFuture<Result<Vec<(Bytes, Version)>, String>>;
+    /// The peer's [`bucket_versions`] for `buckets`.
+    fn bucket_versions(&self, buckets: Vec<usize>) -> BoxFuture<Result<Vec<BucketEntry>, String>>;
     /// The peer's entry for `key`.
     fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>>;
     /// Stores `entry` at the peer if newer.
@@ -152,58 +170,72 @@ pub async fn sync_with(
         buckets_compared: BUCKETS,
         ..SyncReport::default()
     };
+    let differing: Vec<usize> = (0..BUCKETS)
+        .filter(|&bucket| ours[bucket] != theirs[bucket])
+        .collect();
+    report.buckets_differing = differing.len();
     let mut budget = MAX_KEYS_PER_PASS;
-    for bucket in (0..BUCKETS).filter(|&bucket| ours[bucket] != theirs[bucket]) {
-        report.buckets_differing += 1;
+    for group in differing.chunks(BUCKETS_PER_REQUEST) {
         if budget == 0 {
             report.truncated = true;
-            continue;
+            break;
         }
-        let mine: HashMap<Bytes, Version> = bucket_versions(store, view, peer_id, n, bucket)
+        let mine: HashMap<Bytes, Version> = bucket_versions(store, view, peer_id, n, group)
             .into_iter()
+            .map(|(_, key, version)| (key, version))
             .collect();
-        let mut theirs: HashMap<Bytes, Version> =
-            peer.bucket_versions(bucket).await?.into_iter().collect();
+        let mut theirs: HashMap<Bytes, Version> = peer
+            .bucket_versions(group.to_vec())
+            .await?
+            .into_iter()
+            .map(|(_, key, version)| (key, version))
+            .collect();
+        let (mut pulls, mut pushes) = (Vec::new(), Vec::new());
         for (key, version) in mine {
-            if budget == 0 {
-                break;
-            }
             match theirs.remove(&key) {
-                Some(their_version) if their_version > version => {
-                    pull(store, peer, key, &mut report).await?;
-                }
-                Some(their_version) if their_version == version => continue,
-                _ => {
-                    if let Some(entry) = store.get_versioned(&key) {
-                        peer.apply(key, entry).await?;
-                        report.pushed += 1;
-                    }
-                }
+                Some(their_version) if their_version > version => pulls.push(key),
+                Some(their_version) if their_version == version => {}
+                _ => pushes.push(key),
             }
-            budget -= 1;
         }
-        for key in theirs.into_keys() {
-            if budget == 0 {
-                break;
-            }
-            pull(store, peer, key, &mut report).await?;
-            budget -= 1;
+        pulls.extend(theirs.into_keys());
+        if pulls.len() + pushes.len() > budget {
+            report.truncated = true;
+            pulls.truncate(budget);
+            pushes.truncate(budget - pulls.len());
+        }
+        budget -= pulls.len() + pushes.len();
+        let pulled = futures_util::stream::iter(pulls)
+            .map(|key| pull(store, peer, key))
+            .buffer_unordered(CONCURRENT_TRANSFERS)
+            .collect::<Vec<_>>()
+            .await;
+        for outcome in pulled {
+            report.pulled += usize::from(outcome?);
+        }
+        let pushed = futures_util::stream::iter(pushes)
+            .filter_map(|key| {
+                std::future::ready(store.get_versioned(&key).map(|entry| (key, entry)))
+            })
+            .map(|(key, entry)| peer.apply(key, entry))
+            .buffer_unordered(CONCURRENT_TRANSFERS)
+            .collect::<Vec<_>>()
+            .await;
+        for outcome in pushed {
+            outcome?;
+            report.pushed += 1;
         }
     }
     Ok(report)
 }
 
-async fn pull(
-    store: &Store,
-    peer: &dyn Peer,
-    key: Bytes,
-    report: &mut SyncReport,
-) -> Result<(), String> {
-    if let Some(entry) = peer.read(key.clone()).await? {
-        store
-            .apply(&key, entry)
-            .map_err(|error| format!("cannot store {key:?}: {error}"))?;
-        report.pulled += 1;
-    }
-    Ok(())
+/// Copies the peer's entry for `key` here; true if it had one.
+async fn pull(store: &Store, peer: &dyn Peer, key: Bytes) -> Result<bool, String> {
+    let Some(entry) = peer.read(key.clone()).await? else {
+        return Ok(false);
+    };
+    store
+        .apply(&key, entry)
+        .map_err(|error| format!("cannot store {key:?}: {error}"))?;
+    Ok(true)
 }

@@ -61,12 +61,12 @@ pub enum Request {
         /// N, as the caller counts it.
         copies: u32,
     },
-    /// Anti-entropy: the (key, version) of the shared entries in one digest bucket.
+    /// Anti-entropy: the (key, version) of the shared entries in some digest buckets.
     BucketVersions {
         /// N, as the caller counts it.
         copies: u32,
-        /// The bucket.
-        bucket: u32,
+        /// The buckets.
+        buckets: Vec<u32>,
     },
 }
 
@@ -124,8 +124,8 @@ pub enum Response {
     Entry(Option<WireEntry>),
     /// The answer to [`Request::Digest`]: one word per bucket.
     Digest(Vec<u64>),
-    /// The answer to [`Request::BucketVersions`]: keys with their versions' (hlc, node).
-    Versions(Vec<(Bytes, u64, u64)>),
+    /// The answer to [`Request::BucketVersions`]: (bucket, key, hlc, node) per entry.
+    Versions(Vec<(u32, Bytes, u64, u64)>),
     /// The answer to [`Request::KeyspaceCounts`].
     KeyspaceCounts {
         /// Live keys.

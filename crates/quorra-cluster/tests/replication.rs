@@ -363,12 +363,11 @@ async fn a_key_deleted_during_a_partition_is_not_resurrected() {
 
 mod anti_entropy {
     use super::*;
-    use quorra_cluster::antientropy::{self, Peer, sync_with};
+    use quorra_cluster::antientropy::{self, BucketEntry, Peer, sync_with};
     use quorra_cluster::membership::{
         ClusterView, Member, MemberState, MemberStats, NodeAddresses,
     };
     use quorra_ring::{NodeSpec, Ring};
-    use quorra_store::Version;
 
     fn view_of(self_id: &str) -> ClusterView {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
@@ -410,10 +409,10 @@ mod anti_entropy {
         }
         fn bucket_versions(
             &self,
-            bucket: usize,
-        ) -> BoxFuture<Result<Vec<(Bytes, Version)>, String>> {
+            buckets: Vec<usize>,
+        ) -> BoxFuture<Result<Vec<BucketEntry>, String>> {
             let versions =
-                antientropy::bucket_versions(&self.store, &self.view, &self.asker, 3, bucket);
+                antientropy::bucket_versions(&self.store, &self.view, &self.asker, 3, &buckets);
             Box::pin(async move { Ok(versions) })
         }
         fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>> {

@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quorra_cluster::antientropy;
+use quorra_cluster::antientropy::{self, BucketEntry};
 use quorra_cluster::membership::{
     ClusterView, MemberState, MemberStats, Membership, MembershipConfig, NodeAddresses,
 };
@@ -290,19 +290,20 @@ async fn answer_peer(
                 copies as usize,
             ))
         }
-        Request::BucketVersions { copies, bucket } => {
+        Request::BucketVersions { copies, buckets } => {
             let view = shared_view(&shared)?;
+            let buckets: Vec<usize> = buckets.into_iter().map(|bucket| bucket as usize).collect();
             let versions = antientropy::bucket_versions(
                 &shared.store,
                 &view,
                 &from,
                 copies as usize,
-                bucket as usize,
+                &buckets,
             );
             Response::Versions(
                 versions
                     .into_iter()
-                    .map(|(key, version)| (key, version.hlc, version.node))
+                    .map(|(bucket, key, version)| (bucket as u32, key, version.hlc, version.node))
                     .collect(),
             )
         }
@@ -357,16 +358,16 @@ impl antientropy::Peer for RpcPeer<'_> {
         })
     }
 
-    fn bucket_versions(&self, bucket: usize) -> BoxFuture<Result<Vec<(Bytes, Version)>, String>> {
+    fn bucket_versions(&self, buckets: Vec<usize>) -> BoxFuture<Result<Vec<BucketEntry>, String>> {
         let call = self.call(Request::BucketVersions {
             copies: self.copies,
-            bucket: bucket as u32,
+            buckets: buckets.into_iter().map(|bucket| bucket as u32).collect(),
         });
         Box::pin(async move {
             match call.await? {
                 Response::Versions(versions) => Ok(versions
                     .into_iter()
-                    .map(|(key, hlc, node)| (key, Version { hlc, node }))
+                    .map(|(bucket, key, hlc, node)| (bucket as usize, key, Version { hlc, node }))
                     .collect()),
                 other => Err(format!("unexpected answer {other:?}")),
             }
