@@ -392,7 +392,7 @@ impl antientropy::Peer for RpcPeer<'_> {
 /// Runs an anti-entropy pass with every serving peer whose id is above this node's
 /// (one side of each pair starts the exchange) every `interval`, until `stop`; sooner
 /// ([`antientropy::BACKLOG_DELAY`]) after a pass that stopped at its key budget or
-/// after a node joined the ring, when there is most to repair.
+/// failed, and after a node joined the ring, when there is most to repair.
 pub async fn anti_entropy(
     shared: Arc<Shared>,
     node: Arc<ClusterNode>,
@@ -451,7 +451,12 @@ pub async fn anti_entropy(
                         next = tokio::time::Instant::now() + antientropy::BACKLOG_DELAY;
                     }
                 }
-                Err(error) => tracing::debug!(%peer, %error, "anti-entropy exchange failed"),
+                Err(error) => {
+                    // Most often a peer that just came back, whose connection is still
+                    // in reconnect backoff: try again soon rather than in an interval.
+                    tracing::debug!(%peer, %error, "anti-entropy exchange failed");
+                    next = next.min(tokio::time::Instant::now() + antientropy::BACKLOG_DELAY);
+                }
             }
         }
     }

@@ -87,6 +87,9 @@ struct Conn {
     permits: Semaphore,
     /// Cancelled when the connection is dead; stops its reader and writer.
     dead: CancellationToken,
+    /// Responses received so far: a call that times out on a connection that received
+    /// nothing since the call was sent finds the connection silent, and drops it.
+    responses: AtomicU64,
 }
 
 type Reply = oneshot::Sender<Result<Bytes, RpcError>>;
@@ -111,6 +114,7 @@ impl Conn {
     }
 
     fn complete(&self, id: u64, result: Result<Bytes, RpcError>) {
+        self.responses.fetch_add(1, Ordering::Relaxed);
         let reply = self.in_flight.lock().calls.remove(&id);
         match reply {
             // The caller may have timed out meanwhile; then nobody listens.
@@ -198,20 +202,41 @@ impl RpcClient {
                 max,
             });
         }
-        match tokio::time::timeout(timeout, self.call_inner(peer, payload)).await {
+        let mut sent_on = None;
+        match tokio::time::timeout(timeout, self.call_inner(peer, payload, &mut sent_on)).await {
             Ok(result) => result,
-            Err(_) => Err(RpcError::Timeout {
-                peer,
-                after: timeout,
-            }),
+            Err(_) => {
+                let error = RpcError::Timeout {
+                    peer,
+                    after: timeout,
+                };
+                // Nothing came back on the connection since the request went out: the
+                // peer or the path to it is gone (a cut link gives no reset, and TCP may
+                // take many seconds to notice), so the next call should dial afresh.
+                if let Some((conn, responses)) = sent_on {
+                    if conn.responses.load(Ordering::Relaxed) == responses {
+                        tracing::warn!(%peer, ?timeout, "rpc connection silent, dropping it");
+                        conn.fail(error.clone());
+                    }
+                }
+                Err(error)
+            }
         }
     }
 
-    async fn call_inner(&self, peer: SocketAddr, payload: Bytes) -> Result<Bytes, RpcError> {
+    /// The call without its timeout; `sent_on` is set to the connection and its response
+    /// count when the request is queued, so the caller can tell a silent connection.
+    async fn call_inner(
+        &self,
+        peer: SocketAddr,
+        payload: Bytes,
+        sent_on: &mut Option<(Arc<Conn>, u64)>,
+    ) -> Result<Bytes, RpcError> {
         let conn = self.connection(peer).await?;
         let _permit = conn.permits.acquire().await.expect("never closed");
         let (id, rx) = conn.register()?;
         let _guard = InFlightGuard { conn: &conn, id };
+        *sent_on = Some((conn.clone(), conn.responses.load(Ordering::Relaxed)));
         if conn
             .tx
             .send(Frame::new(FrameKind::Request, id, payload))
@@ -309,6 +334,7 @@ impl RpcClient {
             next_id: AtomicU64::new(1),
             permits: Semaphore::new(config.max_in_flight_per_conn.max(1)),
             dead: self.inner.closed.child_token(),
+            responses: AtomicU64::new(0),
         });
         let writer_conn = conn.clone();
         tokio::spawn(async move {

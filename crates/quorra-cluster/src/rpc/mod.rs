@@ -43,8 +43,11 @@
 //!
 //! - Each call has a timeout ([`RpcClient::call_timeout`], or
 //!   [`RpcConfig::call_timeout`], default [`DEFAULT_CALL_TIMEOUT`]) covering connect,
-//!   queueing and the response: [`RpcError::Timeout`]. A timed-out call frees its id; the
-//!   connection stays up and a late response is discarded.
+//!   queueing and the response: [`RpcError::Timeout`]. A timed-out call frees its id and
+//!   a late response is discarded. If the connection received no response at all since
+//!   the call was sent, it is taken for dead and dropped (its other calls fail with the
+//!   timeout), so the next call dials again: a cut link sends no reset, and TCP can take
+//!   many seconds to resume an old connection after the link returns.
 //! - Dialling (TCP connect + handshake) is bounded by [`RpcConfig::connect_timeout`].
 //! - When a connection dies, its in-flight calls fail at once with the cause
 //!   ([`RpcError::Closed`], [`RpcError::Unreachable`], ...). The next call on that pool
