@@ -78,6 +78,11 @@ pub enum Plan {
     /// (connection and server commands, which may change the session) and commands that
     /// will be refused.
     InOrder,
+    /// With replication: GET, MGET or EXISTS answered from a quorum of replicas.
+    QuorumRead(QuorumRead),
+    /// With replication: a write on keys this node is primary for, run here and copied
+    /// to the replicas before it is answered.
+    PrimaryWrite,
     /// On several nodes, after everything before it in the pipeline.
     Spread(Spread),
 }
@@ -101,11 +106,6 @@ pub enum Spread {
     RandomKey,
     /// INFO with the keyspace section summed over the cluster.
     Info,
-    /// With replication: GET, MGET or EXISTS answered from a quorum of replicas.
-    Read(QuorumRead),
-    /// With replication: a write on keys this node is primary for, run here and copied
-    /// to the replicas before it is answered.
-    PrimaryWrite,
     /// Refused with this error.
     Refuse(&'static str),
 }
@@ -172,9 +172,9 @@ pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Byte
     let replicated = replica::copies(shared, view) > 1;
     if replicated {
         match spec.name {
-            "get" => return Plan::Spread(Spread::Read(QuorumRead::Get)),
-            "mget" => return Plan::Spread(Spread::Read(QuorumRead::Mget)),
-            "exists" => return Plan::Spread(Spread::Read(QuorumRead::Exists)),
+            "get" => return Plan::QuorumRead(QuorumRead::Get),
+            "mget" => return Plan::QuorumRead(QuorumRead::Mget),
+            "exists" => return Plan::QuorumRead(QuorumRead::Exists),
             _ => {}
         }
     }
@@ -183,7 +183,7 @@ pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Byte
         if *owner != view.self_id {
             Plan::Forward(owner.clone())
         } else if replicated && writes {
-            Plan::Spread(Spread::PrimaryWrite)
+            Plan::PrimaryWrite
         } else {
             Plan::Local
         }
@@ -242,12 +242,13 @@ pub const PIPELINE_MAX_BYTES: usize = 4 << 20;
 /// owner at the same time, when the pipeline is flushed: at the end of what the client
 /// sent, before a command that must run in order ([`Plan::InOrder`], [`Plan::Spread`]),
 /// or when [`PIPELINE_MAX_COMMANDS`] or [`PIPELINE_MAX_BYTES`] is reached. A command on
-/// this node's own keys runs at once, its reply kept for its place; so does a replicated
-/// write this node is primary for, and a quorum read of keys no queued command touches.
-/// The client sees
-/// the replies in the order it sent the commands; commands on one owner run in that
-/// order; commands on different owners touch different keys, so the interleaving
-/// between owners is not observable.
+/// this node's own keys runs at once, its reply kept for its place. With replication, a
+/// write this node is primary for runs at once too, and its copying to the replicas is
+/// deferred to the flush, as are quorum reads, so that all of a pipeline's round trips
+/// overlap — unless the command shares a key with a queued forward or a deferred
+/// operation, which then is flushed first. The client sees the replies in the order it
+/// sent the commands; commands on one key run in that order; commands on different keys
+/// cannot observe their interleaving.
 #[derive(Default)]
 pub struct Pipeline {
     /// One entry per command since the first queued forward, in the client's order.
@@ -257,6 +258,24 @@ pub struct Pipeline {
     queued_bytes: usize,
     /// Scratch buffer for the replies of local commands run while forwards are queued.
     local: BytesMut,
+    /// Replicated operations whose round trips wait for the flush.
+    deferred: Vec<Deferred>,
+}
+
+/// A replicated operation of a pipeline, run when the pipeline is flushed.
+enum Deferred {
+    /// A quorum read of `args`' keys.
+    Read(QuorumRead, Vec<Bytes>),
+    /// Copying what `args` wrote here (its reply was `reply`) to the replicas.
+    Replicate(Vec<Bytes>, Bytes),
+}
+
+impl Deferred {
+    fn args(&self) -> &[Bytes] {
+        match self {
+            Deferred::Read(_, args) | Deferred::Replicate(args, _) => args,
+        }
+    }
 }
 
 enum Slot {
@@ -264,6 +283,8 @@ enum Slot {
     Local(Bytes),
     /// The next reply of this batch.
     Forwarded(usize),
+    /// The outcome of this deferred operation.
+    Deferred(usize),
 }
 
 impl Pipeline {
@@ -283,6 +304,10 @@ impl Pipeline {
             Plan::Local => {
                 commands::dispatch(cx.shared, session, &mut self.local, args);
                 self.slots.push(Slot::Local(self.local.split().freeze()));
+            }
+            Plan::Forward(_) if self.touches_deferred(args) => {
+                self.flush(cx, session, out).await;
+                Box::pin(self.run(cx, session, args, out)).await;
             }
             Plan::Forward(owner) => {
                 let batch = match self.batches.iter().position(|(o, _)| *o == owner) {
@@ -305,15 +330,16 @@ impl Pipeline {
                 self.flush(cx, session, out).await;
                 commands::dispatch(cx.shared, session, out, args);
             }
-            // A write on this node's own keys, or a quorum read of keys no queued
-            // command touches, cannot be affected by the queued forwards (their keys
-            // are other nodes'): it runs now and keeps its place, as a local command.
-            Plan::Spread(spread @ (Spread::PrimaryWrite | Spread::Read(_)))
-                if !self.slots.is_empty() && !self.touches(args) =>
-            {
-                execute(cx, session, args, spread, &mut self.local).await;
-                self.slots.push(Slot::Local(self.local.split().freeze()));
+            Plan::PrimaryWrite | Plan::QuorumRead(_) if self.touches(args) => {
+                self.flush(cx, session, out).await;
+                Box::pin(self.run(cx, session, args, out)).await;
             }
+            Plan::PrimaryWrite => {
+                let mut reply = BytesMut::new();
+                commands::dispatch(cx.shared, session, &mut reply, args);
+                self.defer(Deferred::Replicate(args.to_vec(), reply.freeze()));
+            }
+            Plan::QuorumRead(kind) => self.defer(Deferred::Read(kind, args.to_vec())),
             Plan::Spread(spread) => {
                 self.flush(cx, session, out).await;
                 execute(cx, session, args, spread, out).await;
@@ -321,14 +347,25 @@ impl Pipeline {
         }
     }
 
-    /// True if a queued forward shares a key with the command `args`.
+    fn defer(&mut self, operation: Deferred) {
+        self.slots.push(Slot::Deferred(self.deferred.len()));
+        self.deferred.push(operation);
+    }
+
+    /// True if a queued forward or a deferred operation shares a key with the command
+    /// `args`.
     fn touches(&self, args: &[Bytes]) -> bool {
-        let keys: Vec<&Bytes> = commands::keys_of(args).collect();
-        self.batches.iter().any(|(_, commands)| {
-            commands
-                .iter()
-                .any(|command| commands::keys_of(command).any(|key| keys.contains(&key)))
-        })
+        let queued = self
+            .batches
+            .iter()
+            .flat_map(|(_, commands)| commands.iter());
+        shares_a_key(args, queued.map(Vec::as_slice)) || self.touches_deferred(args)
+    }
+
+    /// True if a deferred operation shares a key with the command `args`. (A forward
+    /// needs only this check: forwards to one owner keep their order in its batch.)
+    fn touches_deferred(&self, args: &[Bytes]) -> bool {
+        shares_a_key(args, self.deferred.iter().map(Deferred::args))
     }
 
     /// Sends the queued commands, one request per owner, all at once, and writes every
@@ -341,8 +378,30 @@ impl Pipeline {
         }
         let mode = Mode::of(cx, session, false);
         let batches = std::mem::take(&mut self.batches);
-
-        let results = join_all(batches.into_iter().map(|(owner, commands)| async move {
+        let deferred = std::mem::take(&mut self.deferred);
+        let (read_level, protocol) = (session.read_level(cx.node), session.protocol);
+        let deferred = join_all(deferred.into_iter().map(|operation| async move {
+            match operation {
+                Deferred::Read(kind, args) => {
+                    let mut reply = BytesMut::new();
+                    match replica::quorum_read(cx, kind, &args, read_level, protocol, &mut reply)
+                        .await
+                    {
+                        Ok(()) => reply.freeze(),
+                        Err(error) => error_reply(&error),
+                    }
+                }
+                Deferred::Replicate(args, reply) => {
+                    let level = mode.replicate.unwrap_or(Level::One);
+                    match replica::replicate_writes(cx.shared, cx.view, &args, &reply, level).await
+                    {
+                        Ok(()) => reply,
+                        Err(error) => error_reply(&CommandError::new(error.to_string())),
+                    }
+                }
+            }
+        }));
+        let forwarded = join_all(batches.into_iter().map(|(owner, commands)| async move {
             match forward(cx, &owner, commands.clone(), mode).await {
                 Ok(replies) => Ok(replies),
                 Err(error) if error.not_run && mode.replicate.is_some() => {
@@ -353,8 +412,8 @@ impl Pipeline {
                 }
                 Err(error) => Err(error.error),
             }
-        }))
-        .await;
+        }));
+        let (results, deferred) = futures_util::join!(forwarded, deferred);
         let mut results: Vec<_> = results
             .into_iter()
             .map(|result| result.map(Vec::into_iter))
@@ -368,10 +427,18 @@ impl Pipeline {
                     }
                     Err(error) => encode::error(out, &error.0),
                 },
+                Slot::Deferred(index) => out.extend_from_slice(&deferred[index]),
             }
         }
         self.queued_bytes = 0;
     }
+}
+
+/// True if the command `args` and one of `others` have a key in common.
+fn shares_a_key<'a>(args: &[Bytes], mut others: impl Iterator<Item = &'a [Bytes]>) -> bool {
+    let keys: Vec<&Bytes> = commands::keys_of(args).collect();
+    !keys.is_empty()
+        && others.any(|command| commands::keys_of(command).any(|key| keys.contains(&key)))
 }
 
 /// Runs a command that involves several nodes and appends its reply to `out`.
@@ -389,16 +456,6 @@ async fn execute(
         Spread::Scan => scan(cx, session, args, out).await,
         Spread::RandomKey => random_key(cx, session, args, out).await,
         Spread::Info => info(cx, session, args, out).await,
-        Spread::Read(kind) => {
-            let level = session.read_level(cx.node);
-            replica::quorum_read(cx, kind, args, level, session.protocol, out).await
-        }
-        Spread::PrimaryWrite => {
-            let mode = Mode::of(cx, session, false);
-            let reply = run_here(cx.shared, cx.view, session, args, mode).await;
-            out.extend_from_slice(&reply);
-            Ok(())
-        }
         Spread::Refuse(text) => Err(CommandError::new(text)),
     };
     let ok = result.is_ok();

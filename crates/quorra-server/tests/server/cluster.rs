@@ -502,6 +502,13 @@ pub(crate) async fn pipeline_keeps_order_through_every_node(nodes: &[RunningServ
         let mut expected = Vec::new();
         for i in 0..400 {
             let key = format!("p:{}", i % 37);
+            // A read before the write sees the write before it, not this one.
+            pipe.cmd("GET").arg(&key);
+            expected.push(if i >= 37 {
+                bulk(&(i - 37).to_string())
+            } else {
+                Value::Nil
+            });
             pipe.cmd("SET").arg(&key).arg(i);
             expected.push(Value::Okay);
             pipe.cmd("GET").arg(&key);
