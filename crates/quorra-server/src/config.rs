@@ -153,7 +153,7 @@ pub struct Settings {
     pub vnodes: Option<u32>,
 
     /// Milliseconds between gossip rounds; a killed node is marked down after about
-    /// nine of them [default: 200].
+    /// five of them, a second at the default [default: 200].
     #[arg(long, env = "QUORRA_GOSSIP_INTERVAL_MS", help_heading = "Cluster")]
     pub gossip_interval_ms: Option<u64>,
 

@@ -50,6 +50,19 @@ impl Drop for Up {
     }
 }
 
+async fn every_key_reads_its_value(
+    client: &mut redis::aio::MultiplexedConnection,
+    keys: &[String],
+) {
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(
+            ok(client, &["GET", key]).await,
+            bulk(&format!("v{i}")),
+            "{key}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn quorra_up_serves_through_every_node_and_survives_a_killed_node() {
     let log_dir = std::env::temp_dir().join(format!("quorra-up-test-{}", std::process::id()));
@@ -77,13 +90,7 @@ async fn quorra_up_serves_through_every_node_and_survives_a_killed_node() {
         .unwrap();
     assert!(status.success());
     for client in &mut clients[..2] {
-        for (i, key) in keys.iter().enumerate() {
-            assert_eq!(
-                ok(client, &["GET", key]).await,
-                bulk(&format!("v{i}")),
-                "{key}"
-            );
-        }
+        every_key_reads_its_value(client, &keys).await;
         ok(client, &["SET", "after", "yes"]).await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -102,13 +109,7 @@ async fn quorra_up_serves_through_every_node_and_survives_a_killed_node() {
         }
     }
     for client in &mut clients[..2] {
-        for (i, key) in keys.iter().enumerate() {
-            assert_eq!(
-                ok(client, &["GET", key]).await,
-                bulk(&format!("v{i}")),
-                "{key}"
-            );
-        }
+        every_key_reads_its_value(client, &keys).await;
         assert_eq!(ok(client, &["GET", "after"]).await, bulk("yes"));
         assert_eq!(ok(client, &["DBSIZE"]).await, int(61));
     }
