@@ -50,10 +50,10 @@ pub enum Request {
         /// The entry.
         entry: WireEntry,
     },
-    /// The receiver's entry for this key, tombstones included.
+    /// The receiver's entries for these keys, tombstones included.
     Read {
-        /// The key.
-        key: Bytes,
+        /// The keys.
+        keys: Vec<Bytes>,
     },
     /// Anti-entropy: the receiver's digest of the entries it shares with the caller
     /// under `copies` copies per key.
@@ -120,8 +120,8 @@ pub enum Response {
     /// The answer to [`Request::Apply`]: stored, or already held in that or a newer
     /// version.
     Applied,
-    /// The answer to [`Request::Read`].
-    Entry(Option<WireEntry>),
+    /// The answer to [`Request::Read`]: one entry (or none) per key, in order.
+    Entries(Vec<Option<WireEntry>>),
     /// The answer to [`Request::Digest`]: one word per bucket.
     Digest(Vec<u64>),
     /// The answer to [`Request::BucketVersions`]: (bucket, key, hlc, node) per entry.

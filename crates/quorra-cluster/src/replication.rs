@@ -153,12 +153,13 @@ pub trait Replicas: Send + Sync + 'static {
         entry: VersionedEntry,
     ) -> BoxFuture<Result<(), ReplicaError>>;
 
-    /// `node`'s entry for `key`, tombstones included; `None` if it holds nothing.
+    /// `node`'s entries for `keys`, in order, tombstones included; `None` where it holds
+    /// nothing. One request however many keys.
     fn read(
         &self,
         node: &NodeId,
-        key: Bytes,
-    ) -> BoxFuture<Result<Option<VersionedEntry>, ReplicaError>>;
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, ReplicaError>>;
 }
 
 /// Counters of what replication did, for INFO and metrics.
@@ -360,44 +361,107 @@ impl Replicator {
         level: Level,
         key: Bytes,
     ) -> Result<Option<VersionedEntry>, QuorumError> {
+        let mut results = self
+            .read_many(vec![(key, targets.to_vec())], copies, level)
+            .await;
+        results.pop().expect("one result per key")
+    }
+
+    /// [`read`](Self::read) for many keys at once, each with its own replicas: every
+    /// replica gets one request with all of its keys, and each key is answered as soon
+    /// as enough of its replicas have. Results are in the order of `reads`.
+    pub async fn read_many(
+        &self,
+        reads: Vec<(Bytes, Vec<NodeId>)>,
+        copies: usize,
+        level: Level,
+    ) -> Vec<Result<Option<VersionedEntry>, QuorumError>> {
         let required = level.required(copies);
+        let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        for (index, (_, targets)) in reads.iter().enumerate() {
+            for node in targets {
+                by_node.entry(node.clone()).or_default().push(index);
+            }
+        }
         let (done, mut answers) = mpsc::unbounded_channel();
-        for node in targets {
-            let (node, key, done) = (node.clone(), key.clone(), done.clone());
-            let replicas = self.replicas.clone();
+        for (node, indices) in by_node {
+            let keys: Vec<Bytes> = indices
+                .iter()
+                .map(|&index| reads[index].0.clone())
+                .collect();
+            let (replicas, done) = (self.replicas.clone(), done.clone());
             tokio::spawn(async move {
-                let answer = replicas.read(&node, key).await;
-                let _ = done.send((node, answer));
+                let answer = replicas.read(&node, keys).await;
+                let _ = done.send((node, indices, answer));
             });
         }
         drop(done);
-        let mut heard: Vec<(NodeId, Option<VersionedEntry>)> = Vec::new();
-        while heard.len() < required {
-            match answers.recv().await {
-                Some((node, Ok(entry))) => heard.push((node, entry)),
-                Some((_, Err(error))) => tracing::debug!(%error, "replica read failed"),
-                None => break,
-            }
-        }
-        if heard.len() < required {
-            bump(&self.stats.quorum_failures);
-            return Err(QuorumError {
-                required,
-                answered: heard.len(),
-                level,
-            });
-        }
-        let newest = newest(heard.iter().map(|(_, entry)| entry));
-        let replicator = self.clone();
-        tokio::spawn(async move {
-            while let Some((node, answer)) = answers.recv().await {
-                if let Ok(entry) = answer {
-                    heard.push((node, entry));
+        let mut heard: Vec<Vec<(NodeId, Option<VersionedEntry>)>> = vec![Vec::new(); reads.len()];
+        let mut failed = vec![0usize; reads.len()];
+        let mut results: Vec<Option<Result<Option<VersionedEntry>, QuorumError>>> =
+            vec![None; reads.len()];
+        let mut open = reads.len();
+        while open > 0 {
+            let Some((node, indices, answer)) = answers.recv().await else {
+                break;
+            };
+            match answer {
+                Ok(entries) => {
+                    for (index, entry) in indices.into_iter().zip(entries) {
+                        heard[index].push((node.clone(), entry));
+                        if results[index].is_none() && heard[index].len() >= required {
+                            results[index] =
+                                Some(Ok(newest(heard[index].iter().map(|(_, entry)| entry))));
+                            open -= 1;
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "replica read failed");
+                    for index in indices {
+                        failed[index] += 1;
+                        let possible = reads[index].1.len() - failed[index];
+                        if results[index].is_none() && possible < required {
+                            results[index] = Some(Err(QuorumError {
+                                required,
+                                answered: heard[index].len(),
+                                level,
+                            }));
+                            open -= 1;
+                        }
+                    }
                 }
             }
-            replicator.repair(key, heard).await;
+        }
+        let results: Vec<_> = results
+            .into_iter()
+            .zip(&heard)
+            .map(|(result, heard)| {
+                result.unwrap_or(Err(QuorumError {
+                    required,
+                    answered: heard.len(),
+                    level,
+                }))
+            })
+            .collect();
+        for _ in results.iter().filter(|result| result.is_err()) {
+            bump(&self.stats.quorum_failures);
+        }
+        // The remaining answers, then repair every key from all that answered.
+        let replicator = self.clone();
+        tokio::spawn(async move {
+            while let Some((node, indices, answer)) = answers.recv().await {
+                if let Ok(entries) = answer {
+                    for (index, entry) in indices.into_iter().zip(entries) {
+                        heard[index].push((node.clone(), entry));
+                    }
+                }
+            }
+            for ((key, _), heard) in reads.into_iter().zip(heard) {
+                replicator.repair(key, heard).await;
+            }
         });
-        Ok(newest)
+        results
     }
 
     /// Writes the newest of `heard` to every replica that answered with something older.

@@ -98,15 +98,15 @@ impl Replicas for Network {
     fn read(
         &self,
         node: &NodeId,
-        key: Bytes,
-    ) -> BoxFuture<Result<Option<VersionedEntry>, ReplicaError>> {
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, ReplicaError>> {
         let (store, node) = (self.reach(node), node.clone());
         Box::pin(async move {
             let Some(store) = store else {
                 tokio::time::sleep(TIMEOUT).await;
                 return Err(unreachable(&node));
             };
-            Ok(store.get_versioned(&key))
+            Ok(keys.iter().map(|key| store.get_versioned(key)).collect())
         })
     }
 }
@@ -235,6 +235,44 @@ async fn a_node_that_sees_only_itself_is_no_majority_of_three() {
             .await,
         Ok(1)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_keys_are_read_in_one_request_per_replica_and_each_resolves_on_its_own() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    let replicator = Replicator::new(net.clone(), 1000);
+    for key in ["k1", "k2"] {
+        replicator
+            .write(
+                &replicas(),
+                3,
+                Level::All,
+                key.into(),
+                entry(&net, "a", key),
+            )
+            .await
+            .unwrap();
+    }
+    net.cut("c");
+    let bc = vec![NodeId::from("b"), NodeId::from("c")];
+    let results = replicator
+        .read_many(
+            vec![
+                ("k1".into(), replicas()),
+                ("k2".into(), bc),
+                ("none".into(), replicas()),
+            ],
+            3,
+            Level::Quorum,
+        )
+        .await;
+    assert_eq!(results[0].as_ref().unwrap().as_ref().unwrap().value, "k1");
+    assert_eq!(
+        results[1].as_ref().unwrap_err().to_string(),
+        "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
+    );
+    assert_eq!(results[2], Ok(None));
 }
 
 #[tokio::test(start_paused = true)]

@@ -280,7 +280,11 @@ async fn answer_peer(
                 .map_err(|error| error.to_string())?;
             Response::Applied
         }
-        Request::Read { key } => Response::Entry(shared.store.get_versioned(&key).map(Into::into)),
+        Request::Read { keys } => Response::Entries(
+            keys.iter()
+                .map(|key| shared.store.get_versioned(key).map(Into::into))
+                .collect(),
+        ),
         Request::Digest { copies } => {
             let view = shared_view(&shared)?;
             Response::Digest(antientropy::digest(
@@ -375,8 +379,11 @@ impl antientropy::Peer for RpcPeer<'_> {
     }
 
     fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>> {
-        let replicas = self.node.replicator.replicas().read(&self.peer, key);
-        Box::pin(async move { replicas.await.map_err(|error| error.to_string()) })
+        let replicas = self.node.replicator.replicas().read(&self.peer, vec![key]);
+        Box::pin(async move {
+            let mut entries = replicas.await.map_err(|error| error.to_string())?;
+            Ok(entries.pop().flatten())
+        })
     }
 
     fn apply(&self, key: Bytes, entry: VersionedEntry) -> BoxFuture<Result<(), String>> {

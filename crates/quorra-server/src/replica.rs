@@ -37,7 +37,6 @@ use quorra_ring::NodeId;
 use quorra_store::VersionedEntry;
 
 use crate::commands::{self, COMMANDS, CommandError};
-use crate::routing::Cx;
 use crate::shared::{Shared, unix_ms};
 
 /// Replicas of this node's cluster: its own store, and the other members over RPC.
@@ -141,21 +140,28 @@ impl Replicas for NodeReplicas {
     fn read(
         &self,
         node: &NodeId,
-        key: Bytes,
-    ) -> BoxFuture<Result<Option<VersionedEntry>, ReplicaError>> {
+        keys: Vec<Bytes>,
+    ) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, ReplicaError>> {
         let shared = match self.shared(node) {
             Ok(shared) => shared,
             Err(error) => return Box::pin(async move { Err(error) }),
         };
         if is_self(&shared, node) {
-            let entry = shared.store.get_versioned(&key);
-            return Box::pin(async move { Ok(entry) });
+            let entries = keys
+                .iter()
+                .map(|key| shared.store.get_versioned(key))
+                .collect();
+            return Box::pin(async move { Ok(entries) });
         }
-        let call = self.call(node, Request::Read { key });
+        let expected = keys.len();
+        let call = self.call(node, Request::Read { keys });
         let node = node.clone();
         Box::pin(async move {
             match call.await? {
-                Response::Entry(entry) => Ok(entry.map(VersionedEntry::from)),
+                Response::Entries(entries) if entries.len() == expected => Ok(entries
+                    .into_iter()
+                    .map(|entry| entry.map(VersionedEntry::from))
+                    .collect()),
                 other => Err(refused(&node, format!("unexpected answer {other:?}"))),
             }
         })
@@ -274,24 +280,30 @@ pub enum QuorumRead {
     Exists,
 }
 
-/// Reads every key of the command from its replicas with `level` and writes the reply.
-pub async fn quorum_read(
-    cx: Cx<'_>,
-    kind: QuorumRead,
+/// The keys a quorum read of `args` reads, each with its replicas under `view`.
+pub fn quorum_reads(
+    shared: &Shared,
+    view: &ClusterView,
     args: &[Bytes],
-    level: Level,
+) -> Vec<(Bytes, Vec<NodeId>)> {
+    let n = copies(shared, view);
+    args[1..]
+        .iter()
+        .map(|key| (key.clone(), replicas_of(view, key, n)))
+        .collect()
+}
+
+/// Writes the reply of a quorum read from the entries of its keys, in order: the first
+/// quorum failure if any key had one.
+pub fn write_read_reply(
+    kind: QuorumRead,
+    entries: Vec<Result<Option<VersionedEntry>, QuorumError>>,
     protocol: Protocol,
     out: &mut BytesMut,
 ) -> Result<(), CommandError> {
-    let n = copies(cx.shared, cx.view);
-    let replicator = &cx.node.replicator;
-    let reads = args[1..].iter().map(|key| {
-        let targets = replicas_of(cx.view, key, n);
-        async move { replicator.read(&targets, n, level, key.clone()).await }
-    });
     let now = unix_ms();
-    let mut values = Vec::with_capacity(args.len() - 1);
-    for entry in join_all(reads).await {
+    let mut values = Vec::with_capacity(entries.len());
+    for entry in entries {
         let entry = entry.map_err(|error| CommandError::new(error.to_string()))?;
         values.push(
             entry.filter(|entry| !entry.tombstone && entry.expire_at_ms.is_none_or(|at| at > now)),

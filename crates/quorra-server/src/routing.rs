@@ -379,28 +379,7 @@ impl Pipeline {
         let mode = Mode::of(cx, session, false);
         let batches = std::mem::take(&mut self.batches);
         let deferred = std::mem::take(&mut self.deferred);
-        let (read_level, protocol) = (session.read_level(cx.node), session.protocol);
-        let deferred = join_all(deferred.into_iter().map(|operation| async move {
-            match operation {
-                Deferred::Read(kind, args) => {
-                    let mut reply = BytesMut::new();
-                    match replica::quorum_read(cx, kind, &args, read_level, protocol, &mut reply)
-                        .await
-                    {
-                        Ok(()) => reply.freeze(),
-                        Err(error) => error_reply(&error),
-                    }
-                }
-                Deferred::Replicate(args, reply) => {
-                    let level = mode.replicate.unwrap_or(Level::One);
-                    match replica::replicate_writes(cx.shared, cx.view, &args, &reply, level).await
-                    {
-                        Ok(()) => reply,
-                        Err(error) => error_reply(&CommandError::new(error.to_string())),
-                    }
-                }
-            }
-        }));
+        let deferred = run_deferred(cx, session, mode, deferred);
         let forwarded = join_all(batches.into_iter().map(|(owner, commands)| async move {
             match forward(cx, &owner, commands.clone(), mode).await {
                 Ok(replies) => Ok(replies),
@@ -432,6 +411,52 @@ impl Pipeline {
         }
         self.queued_bytes = 0;
     }
+}
+
+/// Runs a flush's deferred operations together and returns their replies in order: the
+/// quorum reads as one [`Replicator::read_many`](quorra_cluster::replication::Replicator::read_many)
+/// (one request per replica), the copying of writes side by side.
+async fn run_deferred(
+    cx: Cx<'_>,
+    session: &Session,
+    mode: Mode,
+    deferred: Vec<Deferred>,
+) -> Vec<Bytes> {
+    let (read_level, protocol) = (session.read_level(cx.node), session.protocol);
+    let n = replica::copies(cx.shared, cx.view);
+    let mut reads = Vec::new();
+    for operation in &deferred {
+        if let Deferred::Read(_, args) = operation {
+            reads.extend(replica::quorum_reads(cx.shared, cx.view, args));
+        }
+    }
+    let read_all = cx.node.replicator.read_many(reads, n, read_level);
+    let replicate_all = join_all(deferred.iter().filter_map(|operation| match operation {
+        Deferred::Replicate(args, reply) => Some(async move {
+            let level = mode.replicate.unwrap_or(Level::One);
+            match replica::replicate_writes(cx.shared, cx.view, args, reply, level).await {
+                Ok(()) => reply.clone(),
+                Err(error) => error_reply(&CommandError::new(error.to_string())),
+            }
+        }),
+        Deferred::Read(..) => None,
+    }));
+    let (entries, replicated) = futures_util::join!(read_all, replicate_all);
+    let (mut entries, mut replicated) = (entries.into_iter(), replicated.into_iter());
+    deferred
+        .iter()
+        .map(|operation| match operation {
+            Deferred::Read(kind, args) => {
+                let mine: Vec<_> = entries.by_ref().take(args.len() - 1).collect();
+                let mut reply = BytesMut::new();
+                match replica::write_read_reply(*kind, mine, protocol, &mut reply) {
+                    Ok(()) => reply.freeze(),
+                    Err(error) => error_reply(&error),
+                }
+            }
+            Deferred::Replicate(..) => replicated.next().expect("one reply per write"),
+        })
+        .collect()
 }
 
 /// True if the command `args` and one of `others` have a key in common.
