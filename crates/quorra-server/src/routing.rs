@@ -18,6 +18,11 @@
 //!   If membership changes during a scan, the scan may miss or repeat keys;
 //! - everything else (connection and server commands) runs here.
 //!
+//! With replication (N > 1, see [`crate::replica`]) GET, MGET and EXISTS become quorum
+//! reads by this node ([`Plan::QuorumRead`]), and writes run at the key's primary: here
+//! ([`Plan::PrimaryWrite`]) or forwarded with the write level, the receiver copying what
+//! it wrote to the replicas; keyspace commands count only each node's primary keys.
+//!
 //! Commands that would be refused anyway — unknown, wrong arity, not authenticated —
 //! run locally so that the refusal is the local one. A forwarded command is never
 //! forwarded again by the node that receives it, so two nodes whose views briefly differ
@@ -27,8 +32,8 @@
 //! `CLUSTERDOWN node <id> at <addr> did not answer: <cause>`.
 //!
 //! A client's pipeline goes through a [`Pipeline`]: the forwarded commands of what one
-//! read brought in travel as one request per owner, sent to every owner at once, and the
-//! replies are written in the client's order.
+//! read brought in travel as one request per owner, sent to every owner at once, quorum
+//! reads as one request per replica, and the replies are written in the client's order.
 
 use std::collections::HashMap;
 use std::time::Instant;
