@@ -129,6 +129,17 @@ fn value_at(net: &Network, node: &str, key: &str) -> Option<Bytes> {
     net.store(node).get(key.as_bytes())
 }
 
+/// Writes `entry` for key `k` to a, b and c, at `level`.
+async fn put(
+    replicator: &Replicator,
+    level: Level,
+    entry: VersionedEntry,
+) -> Result<usize, quorra_cluster::replication::QuorumError> {
+    replicator
+        .write(&replicas(), 3, level, "k".into(), entry)
+        .await
+}
+
 /// Lets the background repairs and late writes finish (virtual time).
 async fn settle() {
     tokio::time::sleep(TIMEOUT * 3).await;
@@ -140,14 +151,7 @@ async fn with_one_replica_cut_off_quorum_writes_and_reads_succeed() {
     let net = Network::new(&clock);
     let replicator = Replicator::new(net.clone(), 1000);
     net.cut("c");
-    let acks = replicator
-        .write(
-            &replicas(),
-            3,
-            Level::Quorum,
-            "k".into(),
-            entry(&net, "a", "v1"),
-        )
+    let acks = put(&replicator, Level::Quorum, entry(&net, "a", "v1"))
         .await
         .unwrap();
     assert_eq!(acks, 2);
@@ -166,14 +170,7 @@ async fn with_two_cut_off_quorum_fails_with_the_counts_and_one_succeeds() {
     let replicator = Replicator::new(net.clone(), 1000);
     net.cut("b");
     net.cut("c");
-    let failed = replicator
-        .write(
-            &replicas(),
-            3,
-            Level::Quorum,
-            "k".into(),
-            entry(&net, "a", "v1"),
-        )
+    let failed = put(&replicator, Level::Quorum, entry(&net, "a", "v1"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -189,15 +186,7 @@ async fn with_two_cut_off_quorum_fails_with_the_counts_and_one_succeeds() {
         "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
     );
     assert_eq!(
-        replicator
-            .write(
-                &replicas(),
-                3,
-                Level::One,
-                "k".into(),
-                entry(&net, "a", "v2")
-            )
-            .await,
+        put(&replicator, Level::One, entry(&net, "a", "v2")).await,
         Ok(1)
     );
     let read = replicator
@@ -281,25 +270,11 @@ async fn after_healing_read_repair_brings_a_stale_replica_up_to_date() {
     let net = Network::new(&clock);
     // No hints: only read repair can bring c up to date.
     let replicator = Replicator::new(net.clone(), 0);
-    replicator
-        .write(
-            &replicas(),
-            3,
-            Level::All,
-            "k".into(),
-            entry(&net, "a", "old"),
-        )
+    put(&replicator, Level::All, entry(&net, "a", "old"))
         .await
         .unwrap();
     net.cut("c");
-    replicator
-        .write(
-            &replicas(),
-            3,
-            Level::Quorum,
-            "k".into(),
-            entry(&net, "b", "new"),
-        )
+    put(&replicator, Level::Quorum, entry(&net, "b", "new"))
         .await
         .unwrap();
     settle().await;
@@ -334,14 +309,7 @@ async fn a_hinted_write_reaches_the_returning_replica() {
     let net = Network::new(&clock);
     let replicator = Replicator::new(net.clone(), 1000);
     net.cut("c");
-    replicator
-        .write(
-            &replicas(),
-            3,
-            Level::Quorum,
-            "k".into(),
-            entry(&net, "a", "hinted"),
-        )
+    put(&replicator, Level::Quorum, entry(&net, "a", "hinted"))
         .await
         .unwrap();
     settle().await;
@@ -360,25 +328,11 @@ async fn a_key_deleted_during_a_partition_is_not_resurrected() {
     let clock = MockClock::new(START_MS);
     let net = Network::new(&clock);
     let replicator = Replicator::new(net.clone(), 0);
-    replicator
-        .write(
-            &replicas(),
-            3,
-            Level::All,
-            "k".into(),
-            entry(&net, "a", "alive"),
-        )
+    put(&replicator, Level::All, entry(&net, "a", "alive"))
         .await
         .unwrap();
     net.cut("c");
-    replicator
-        .write(
-            &replicas(),
-            3,
-            Level::Quorum,
-            "k".into(),
-            tombstone(&net, "b"),
-        )
+    put(&replicator, Level::Quorum, tombstone(&net, "b"))
         .await
         .unwrap();
     settle().await;
