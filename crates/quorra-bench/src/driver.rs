@@ -3,8 +3,8 @@
 //! Each task owns one TCP connection (to target `index mod targets`, so connections are
 //! spread round-robin) and runs two futures joined together:
 //!
-//! - the **writer** draws requests from the workload, encodes them with
-//!   `quorra_resp::encode`, and writes them in batches. It may have at most `--pipeline`
+//! - the **writer** draws requests from the workload, encodes them as typed
+//!   [`quorra_resp::Command`]s, and writes them in batches. It may have at most `--pipeline`
 //!   requests in flight (a semaphore of that many permits; the reader returns a permit per
 //!   reply). In closed loop it sends whenever a permit is free; in open loop it first
 //!   waits for the request's intended time (a token from the [`Pacer`]), then for a
@@ -34,7 +34,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use quorra_resp::{Frame, Limits, encode, parse_frame};
+use quorra_resp::command::{SetExpiry, SetOptions};
+use quorra_resp::{Command, Frame, Limits, parse_frame};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,8 +84,8 @@ pub(crate) struct Plan {
     pub(crate) mix: OpMix,
     pub(crate) mget: u32,
     pub(crate) value_size: ValueSize,
-    /// `EX` argument, already formatted.
-    pub(crate) ttl: Option<String>,
+    /// `EX` seconds on every write.
+    pub(crate) ttl: Option<u64>,
     /// Random printable bytes, as long as the largest value; values are prefixes of it.
     pub(crate) payload: Bytes,
     pub(crate) key_prefix: Vec<u8>,
@@ -122,14 +123,16 @@ impl Plan {
     }
 
     fn encode_set(&self, buf: &mut BytesMut, key: &[u8], len: usize) {
-        encode::array_header(buf, if self.ttl.is_some() { 5 } else { 3 });
-        encode::bulk(buf, b"SET");
-        encode::bulk(buf, key);
-        encode::bulk(buf, &self.payload[..len]);
-        if let Some(ttl) = &self.ttl {
-            encode::bulk(buf, b"EX");
-            encode::bulk(buf, ttl.as_bytes());
+        let options = SetOptions {
+            expiry: self.ttl.map_or(SetExpiry::None, SetExpiry::Seconds),
+            ..SetOptions::default()
+        };
+        Command::Set {
+            key,
+            value: &self.payload[..len],
+            options,
         }
+        .encode(buf);
     }
 }
 
@@ -147,7 +150,11 @@ pub(crate) async fn connect(addr: &str, password: Option<&str>) -> Result<TcpStr
     })?;
     if let Some(password) = password {
         let mut buf = BytesMut::new();
-        encode::command(&mut buf, &[b"AUTH".as_slice(), password.as_bytes()]);
+        Command::Auth {
+            username: None,
+            password,
+        }
+        .encode(&mut buf);
         let (read, mut write) = stream.split();
         write
             .write_all(&buf)
@@ -315,6 +322,8 @@ async fn write_requests(
         .map(|rate| Schedule::new(rate, u64::from(plan.connections), u64::from(index)));
     let mut buf = BytesMut::with_capacity(WRITE_BATCH_BYTES);
     let mut key = Vec::with_capacity(plan.key_prefix.len() + 20);
+    // The keys of one MGET, reused from request to request.
+    let mut mget_keys: Vec<Vec<u8>> = Vec::new();
     let mut k = 0u64;
     tokio::time::sleep_until(start).await;
     loop {
@@ -375,17 +384,21 @@ async fn write_requests(
             OpKind::Get | OpKind::Del => {
                 let rank = plan.sampler.sample(&mut rng);
                 plan.write_key(plan.permutation.apply(rank), &mut key);
-                let name: &[u8] = if kind == OpKind::Get { b"GET" } else { b"DEL" };
-                encode::command(&mut buf, &[name, &key]);
+                let command = if kind == OpKind::Get {
+                    Command::Get { key: &key }
+                } else {
+                    Command::Del { keys: &[&key] }
+                };
+                command.encode(&mut buf);
             }
             OpKind::Mget => {
-                encode::array_header(&mut buf, 1 + plan.mget as usize);
-                encode::bulk(&mut buf, b"MGET");
-                for _ in 0..plan.mget {
+                mget_keys.resize_with(plan.mget as usize, Vec::new);
+                for key in &mut mget_keys {
                     let rank = plan.sampler.sample(&mut rng);
-                    plan.write_key(plan.permutation.apply(rank), &mut key);
-                    encode::bulk(&mut buf, &key);
+                    plan.write_key(plan.permutation.apply(rank), key);
                 }
+                let keys: Vec<&[u8]> = mget_keys.iter().map(Vec::as_slice).collect();
+                Command::MGet { keys: &keys }.encode(&mut buf);
             }
             OpKind::Set => {
                 let rank = plan.sampler.sample(&mut rng);

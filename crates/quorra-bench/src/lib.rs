@@ -263,7 +263,7 @@ fn plan(args: &BenchArgs) -> Plan {
         mix: OpMix::new(args.ratio, args.mget.is_some()),
         mget: args.mget.unwrap_or(1),
         value_size: args.value_size,
-        ttl: args.ttl.map(|ttl| ttl.to_string()),
+        ttl: args.ttl,
         payload: driver::payload(args.value_size.max, args.seed),
         key_prefix: args.key_prefix.as_bytes().to_vec(),
         seed: args.seed,

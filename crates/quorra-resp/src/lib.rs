@@ -19,6 +19,9 @@
 //! - [`encode`]: reply encoding straight into the write buffer, in RESP2 or RESP3
 //!   ([`Protocol`]), with the downgrades Redis applies for RESP2 clients (maps become flat
 //!   arrays, doubles become bulk strings, nulls become `$-1`/`*-1`).
+//! - [`command`]: the command table (arity, flags, key positions) the server checks
+//!   requests against and routing finds keys with, and [`Command`], typed requests that
+//!   clients and the load generator encode.
 //! - [`Frame`] and [`parse_frame`]: the client side: any RESP2/RESP3 reply as a value,
 //!   with a nesting limit so a hostile server cannot exhaust the stack.
 //!
@@ -27,6 +30,7 @@
 //! RESP3 attributes and streamed (chunked) aggregates are parsed only as far as clients
 //! need: attributes are refused as a protocol error, streaming is not supported.
 
+pub mod command;
 pub mod encode;
 mod error;
 mod frame;
@@ -34,6 +38,7 @@ mod limits;
 mod number;
 pub mod request;
 
+pub use command::{Command, CommandId, CommandInfo};
 pub use encode::Protocol;
 pub use error::ProtocolError;
 pub use frame::{Frame, MAX_FRAME_DEPTH, parse_frame};

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use quorra_resp::{Limits, Protocol, RequestParser, encode};
@@ -78,9 +78,14 @@ impl Session {
         }
     }
 
-    /// Records that command `index` is running, for CLIENT LIST's `cmd` and `idle`.
-    pub fn note_command(&mut self, index: usize) {
-        self.info.last_command.store(index, Ordering::Relaxed);
+    /// Records that command `id` is running, for CLIENT LIST's `cmd`.
+    pub fn note_command(&mut self, id: commands::CommandId) {
+        self.info.last_command.store(id.index(), Ordering::Relaxed);
+    }
+
+    /// Records that the client sent something now, for CLIENT LIST's `idle`. Once per
+    /// read, not per command: `idle` counts whole seconds.
+    pub fn note_interaction(&mut self) {
         self.info
             .last_interaction_ms
             .store(unix_ms(), Ordering::Relaxed);
@@ -158,6 +163,7 @@ pub async fn serve(
                 counters
                     .net_input_bytes
                     .fetch_add(n as u64, Ordering::Relaxed);
+                session.note_interaction();
             }
         }
         // One view per batch: the ring may change between reads, not within a batch.
@@ -175,11 +181,21 @@ pub async fn serve(
             view,
         });
         let mut closing = None;
+        // Single node, the batch runs back to back: each command's end is the next one's start.
+        let mut command_started = Instant::now();
         loop {
             match parser.next_request_into(&mut input, &mut args) {
                 Ok(true) => {
                     match cx {
-                        None => commands::dispatch(&shared, &mut session, &mut output, &args),
+                        None => {
+                            command_started = commands::dispatch_timed(
+                                &shared,
+                                &mut session,
+                                &mut output,
+                                &args,
+                                command_started,
+                            );
+                        }
                         Some(cx) => pipeline.run(cx, &mut session, &args, &mut output).await,
                     }
                     // Release the request's bytes now, so the read buffer can be reused.
@@ -188,10 +204,12 @@ pub async fn serve(
                         closing = Some(Closing::Quit);
                         break;
                     }
-                    if output.len() >= FLUSH_THRESHOLD
-                        && flush(&mut stream, &mut output, &shared).await.is_err()
-                    {
-                        break 'connection;
+                    if output.len() >= FLUSH_THRESHOLD {
+                        if flush(&mut stream, &mut output, &shared).await.is_err() {
+                            break 'connection;
+                        }
+                        // The wait for the socket is not the next command's time.
+                        command_started = Instant::now();
                     }
                 }
                 Ok(false) => break,

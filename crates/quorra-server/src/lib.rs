@@ -8,8 +8,9 @@
 //!   the caller's tokio runtime (tests start nodes on port 0 this way).
 //! - [`connection`]: one client: read, parse every buffered command, execute, write all
 //!   replies with one write (pipelining), idle timeout.
-//! - [`commands`]: the command table (name, arity, flags, key positions — what COMMAND
-//!   reports) and one handler per command, with Redis's replies and error texts.
+//! - [`commands`]: one handler per command of quorra-resp's command table (name, arity,
+//!   flags, key positions — what COMMAND reports), with Redis's replies and error texts,
+//!   and the dispatch that checks a request against the table before it runs.
 //! - [`cluster`]: cluster mode — gossip membership, the RPC server that runs peers'
 //!   commands, the published figures.
 //! - [`routing`]: proxy routing — which node runs a command, and how the replies of a

@@ -37,7 +37,7 @@ use quorra_cluster::membership::MemberState;
 
 use crate::cluster::ClusterNode;
 
-use crate::commands::COMMANDS;
+use crate::commands::{COMMANDS, CommandId};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandOutcome {
@@ -272,15 +272,15 @@ impl Metrics {
     }
 
     /// Records a command that ran.
-    pub fn command_done(&self, index: usize, ok: bool, took: Duration) {
-        let command = &self.per_command[index];
+    pub fn command_done(&self, id: CommandId, ok: bool, took: Duration) {
+        let command = &self.per_command[id.index()];
         if ok { &command.ok } else { &command.error }.inc();
         command.latency.observe(took.as_secs_f64());
     }
 
     /// Records a command refused before it ran (arity, NOAUTH).
-    pub fn command_rejected(&self, index: usize) {
-        self.per_command[index].rejected.inc();
+    pub fn command_rejected(&self, id: CommandId) {
+        self.per_command[id.index()].rejected.inc();
     }
 
     /// The text exposition, after copying in the store's figures and, in cluster mode,

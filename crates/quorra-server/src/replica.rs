@@ -36,7 +36,7 @@ use quorra_resp::{Protocol, encode};
 use quorra_ring::NodeId;
 use quorra_store::VersionedEntry;
 
-use crate::commands::{self, COMMANDS, CommandError};
+use crate::commands::{self, CommandError};
 use crate::shared::{Shared, unix_ms};
 
 /// Replicas of this node's cluster: its own store, and the other members over RPC.
@@ -206,8 +206,7 @@ pub fn replicas_of(view: &ClusterView, key: &[u8], n: usize) -> Vec<NodeId> {
 
 /// The keys a write command wrote, from the command table's key positions.
 fn written_keys(args: &[Bytes]) -> Vec<Bytes> {
-    let writes =
-        commands::lookup(&args[0]).is_some_and(|index| COMMANDS[index].flags.contains(&"write"));
+    let writes = commands::lookup(&args[0]).is_some_and(|id| id.info().writes());
     if !writes {
         return Vec::new();
     }

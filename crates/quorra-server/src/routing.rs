@@ -48,7 +48,7 @@ use quorra_resp::{Frame, Limits, Protocol, encode, parse_frame};
 use quorra_ring::{NodeId, TokenRange};
 
 use crate::cluster::ClusterNode;
-use crate::commands::{self, COMMANDS, CommandError};
+use crate::commands::{self, CommandError};
 use crate::connection::Session;
 use crate::replica::{self, QuorumRead};
 use crate::shared::Shared;
@@ -157,10 +157,10 @@ pub enum Merge {
 /// before it runs (unknown, wrong arity, not authenticated), so the refusal is this
 /// node's.
 pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Bytes]) -> Plan {
-    let Some(index) = commands::lookup(&args[0]) else {
+    let Some(id) = commands::lookup(&args[0]) else {
         return Plan::InOrder;
     };
-    let spec = &COMMANDS[index];
+    let spec = id.info();
     let authenticated = session.authenticated || shared.settings.read().requirepass.is_none();
     if view.ring.is_empty() || !commands::arity_ok(spec.arity, args.len()) || !authenticated {
         return Plan::InOrder;
@@ -183,7 +183,7 @@ pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Byte
             _ => {}
         }
     }
-    let writes = spec.flags.contains(&"write");
+    let writes = spec.writes();
     let on = |owner: &NodeId| {
         if *owner != view.self_id {
             Plan::Forward(owner.clone())
@@ -492,8 +492,8 @@ async fn execute(
     if let Err(error) = result {
         encode::error(out, &error.0);
     }
-    if let Some(index) = commands::lookup(&args[0]) {
-        cx.shared.metrics.command_done(index, ok, started.elapsed());
+    if let Some(id) = commands::lookup(&args[0]) {
+        cx.shared.metrics.command_done(id, ok, started.elapsed());
     }
 }
 

@@ -9,18 +9,18 @@ use quorra_resp::encode;
 use quorra_store::glob::glob_match;
 
 use super::connection::REDIS_COMPATIBLE_VERSION;
-use super::{COMMANDS, CommandError, CommandSpec, Ctx, is, lookup};
+use super::{COMMANDS, CommandError, CommandId, CommandInfo, Ctx, is, lookup};
 use crate::config::{parse_bytes, parse_policy, policy_name};
 
 /// `COMMAND [COUNT | LIST | INFO name... | DOCS name...]`
 pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let named = |names: &[Bytes]| -> Vec<Option<&'static CommandSpec>> {
+    let named = |names: &[Bytes]| -> Vec<Option<&'static CommandInfo>> {
         names
             .iter()
-            .map(|name| lookup(name).map(|i| &COMMANDS[i]))
+            .map(|name| lookup(name).map(CommandId::info))
             .collect()
     };
-    let all: Vec<Option<&CommandSpec>> = COMMANDS.iter().map(Some).collect();
+    let all: Vec<Option<&CommandInfo>> = COMMANDS.iter().map(Some).collect();
     match args.get(1) {
         None => command_info(ctx, &all),
         Some(sub) if is(sub, "COUNT") && args.len() == 2 => ctx.int(COMMANDS.len() as i64),
@@ -39,7 +39,7 @@ pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             command_info(ctx, &specs);
         }
         Some(sub) if is(sub, "DOCS") => {
-            let specs: Vec<&CommandSpec> = if args.len() == 2 {
+            let specs: Vec<&CommandInfo> = if args.len() == 2 {
                 COMMANDS.iter().collect()
             } else {
                 named(&args[2..]).into_iter().flatten().collect()
@@ -68,7 +68,7 @@ pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 
 /// Redis 7's COMMAND INFO entry: name, arity, flags, first key, last key, step, ACL
 /// categories, tips, key specs, subcommands. Unknown names are nulls.
-fn command_info(ctx: &mut Ctx<'_>, specs: &[Option<&CommandSpec>]) {
+fn command_info(ctx: &mut Ctx<'_>, specs: &[Option<&CommandInfo>]) {
     ctx.array(specs.len());
     for spec in specs {
         let Some(spec) = spec else {

@@ -177,3 +177,129 @@ fn protected_mode_refuses_remote_clients_without_a_password() {
     shared.settings.write().protected_mode = false;
     assert_eq!(refusal(&shared, remote), None);
 }
+
+/// quorra-resp's typed commands (what the client and `quorra bench` send) are served as
+/// Redis serves them, byte for byte.
+#[tokio::test]
+async fn typed_commands_from_quorra_resp_are_served() {
+    use quorra_resp::Command;
+    use quorra_resp::command::{SetCondition, SetExpiry, SetOptions, TtlUnit};
+    let server = start_with(|config| config.requirepass = Some("pw".into())).await;
+    let set = |key, value, options| Command::Set {
+        key,
+        value,
+        options,
+    };
+    let commands = [
+        (Command::Ping, "-NOAUTH Authentication required.\r\n"),
+        (
+            Command::Auth {
+                username: None,
+                password: "pw",
+            },
+            "+OK\r\n",
+        ),
+        (
+            Command::Auth {
+                username: Some("default"),
+                password: "pw",
+            },
+            "+OK\r\n",
+        ),
+        (Command::Ping, "+PONG\r\n"),
+        (set(b"k", b"v1", SetOptions::default()), "+OK\r\n"),
+        (
+            set(
+                b"k",
+                b"v2",
+                SetOptions {
+                    condition: SetCondition::IfPresent,
+                    expiry: SetExpiry::Seconds(100),
+                    get: true,
+                },
+            ),
+            "$2\r\nv1\r\n",
+        ),
+        (
+            set(
+                b"k",
+                b"v3",
+                SetOptions {
+                    condition: SetCondition::IfAbsent,
+                    ..SetOptions::default()
+                },
+            ),
+            "$-1\r\n",
+        ),
+        (
+            Command::Ttl {
+                key: b"k",
+                unit: TtlUnit::Seconds,
+            },
+            ":100\r\n",
+        ),
+        (
+            set(
+                b"k",
+                b"v4",
+                SetOptions {
+                    expiry: SetExpiry::Keep,
+                    ..SetOptions::default()
+                },
+            ),
+            "+OK\r\n",
+        ),
+        (Command::Get { key: b"k" }, "$2\r\nv4\r\n"),
+        (
+            Command::MSet {
+                pairs: &[(b"a", b"1"), (b"b", b"2")],
+            },
+            "+OK\r\n",
+        ),
+        (
+            Command::MGet {
+                keys: &[b"a", b"nothing", b"b"],
+            },
+            "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n",
+        ),
+        (Command::IncrBy { key: b"a", by: -3 }, ":-2\r\n"),
+        (
+            Command::Expire {
+                key: b"a",
+                ttl: 5000,
+                unit: TtlUnit::Millis,
+            },
+            ":1\r\n",
+        ),
+        (
+            Command::Exists {
+                keys: &[b"a", b"a", b"nothing"],
+            },
+            ":2\r\n",
+        ),
+        (Command::GetDel { key: b"b" }, "$1\r\n2\r\n"),
+        (
+            Command::Del {
+                keys: &[b"a", b"b", b"k"],
+            },
+            ":2\r\n",
+        ),
+        (Command::Hello { protover: 3 }, "%"),
+    ];
+    let mut input = bytes::BytesMut::new();
+    let mut expected = String::new();
+    for (command, reply) in &commands {
+        command.encode(&mut input);
+        expected.push_str(reply);
+    }
+    let (reply, closed) = exchange(&server, &input).await;
+    assert!(!closed);
+    assert!(
+        reply.starts_with(&expected),
+        "expected\n{expected:?}\ngot\n{reply:?}"
+    );
+    assert!(
+        reply.contains("proto\r\n:3\r\n"),
+        "HELLO 3 switched: {reply:?}"
+    );
+}

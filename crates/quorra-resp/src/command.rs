@@ -1,0 +1,515 @@
+//! Commands as data: the Redis rules of every command quorra serves, and typed requests.
+//!
+//! The rules ([`COMMANDS`], found by [`lookup`]) are what Redis's command table says
+//! about each command — arity, flags, where its keys are, its documentation group — and
+//! what COMMAND reports. The server checks every request against them before a handler
+//! runs, routing uses [`keys_of`] to find a request's keys, and a client can route with
+//! the same function. [`CommandId`] names each command; the server maps it to a handler
+//! with an exhaustive `match`, so a command cannot be listed without being served.
+//!
+//! [`Command`] is the other direction, for clients and the load generator: a request as a
+//! typed value (`Command::Set { key, value, options }`) that encodes itself as the RESP
+//! array Redis expects. Its tests check each encoding against the table's arity and key
+//! positions; the server's tests send every variant to a real node.
+
+use std::sync::LazyLock;
+
+use bytes::BytesMut;
+
+use crate::encode;
+
+/// One command as Redis's command table describes it.
+#[derive(Debug)]
+pub struct CommandInfo {
+    /// Which command this is.
+    pub id: CommandId,
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis arity: `n > 0` means exactly `n` arguments (name included), `-n` at least `n`.
+    pub arity: i32,
+    /// Redis command flags (`write`, `readonly`, `denyoom`, `fast`, `no-auth`, ...).
+    pub flags: &'static [&'static str],
+    /// First key argument, last key argument (-1 = last argument), step; 0 = no keys.
+    pub keys: (i32, i32, i32),
+    /// Documentation group (`string`, `generic`, `connection`, `server`).
+    pub group: &'static str,
+    /// One-line summary for COMMAND DOCS.
+    pub summary: &'static str,
+    /// The Redis version that introduced the command.
+    pub since: &'static str,
+}
+
+impl CommandInfo {
+    /// True if the command has Redis flag `flag`.
+    pub fn has_flag(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
+    }
+
+    /// True if the command changes data (Redis's `write` flag).
+    pub fn writes(&self) -> bool {
+        self.has_flag("write")
+    }
+}
+
+macro_rules! commands {
+    ($( $id:ident $name:literal, $arity:expr, [$($flag:literal),*], $keys:expr, $group:literal, $since:literal, $summary:literal; )*) => {
+        /// A command quorra serves; `COMMANDS[id as usize]` describes it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum CommandId {
+            $( #[doc = $summary] $id, )*
+        }
+
+        /// Every supported command, in the order COMMAND lists them.
+        pub static COMMANDS: &[CommandInfo] = &[$(
+            CommandInfo {
+                id: CommandId::$id,
+                name: $name,
+                arity: $arity,
+                flags: &[$($flag),*],
+                keys: $keys,
+                group: $group,
+                summary: $summary,
+                since: $since,
+            },
+        )*];
+    };
+}
+
+const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
+const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
+const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
+const TWO_KEYS: (i32, i32, i32) = (1, 2, 1);
+const KEY_VALUE_PAIRS: (i32, i32, i32) = (1, -1, 2);
+
+commands! {
+    // Strings.
+    Get "get", 2, ["readonly", "fast"], ONE_KEY, "string", "1.0.0", "Returns the string value of a key.";
+    Set "set", -3, ["write", "denyoom"], ONE_KEY, "string", "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.";
+    Setnx "setnx", 3, ["write", "denyoom", "fast"], ONE_KEY, "string", "1.0.0", "Set the string value of a key only when the key doesn't exist.";
+    Setex "setex", 4, ["write", "denyoom"], ONE_KEY, "string", "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.";
+    Psetex "psetex", 4, ["write", "denyoom"], ONE_KEY, "string", "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.";
+    Getex "getex", -2, ["write", "fast"], ONE_KEY, "string", "6.2.0", "Returns the string value of a key after setting its expiration time.";
+    Getdel "getdel", 2, ["write", "fast"], ONE_KEY, "string", "6.2.0", "Returns the string value of a key after deleting the key.";
+    Getset "getset", 3, ["write", "denyoom", "fast"], ONE_KEY, "string", "1.0.0", "Returns the previous string value of a key after setting it to a new value.";
+    Mget "mget", -2, ["readonly", "fast"], ALL_KEYS, "string", "1.0.0", "Atomically returns the string values of one or more keys.";
+    Mset "mset", -3, ["write", "denyoom"], KEY_VALUE_PAIRS, "string", "1.0.1", "Atomically creates or modifies the string values of one or more keys.";
+    Msetnx "msetnx", -3, ["write", "denyoom"], KEY_VALUE_PAIRS, "string", "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.";
+    Incr "incr", 2, ["write", "denyoom", "fast"], ONE_KEY, "string", "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.";
+    Decr "decr", 2, ["write", "denyoom", "fast"], ONE_KEY, "string", "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.";
+    Incrby "incrby", 3, ["write", "denyoom", "fast"], ONE_KEY, "string", "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
+    Decrby "decrby", 3, ["write", "denyoom", "fast"], ONE_KEY, "string", "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.";
+    Incrbyfloat "incrbyfloat", 3, ["write", "denyoom", "fast"], ONE_KEY, "string", "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.";
+    Append "append", 3, ["write", "denyoom", "fast"], ONE_KEY, "string", "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.";
+    Strlen "strlen", 2, ["readonly", "fast"], ONE_KEY, "string", "2.2.0", "Returns the length of a string value.";
+    Getrange "getrange", 4, ["readonly"], ONE_KEY, "string", "2.4.0", "Returns a substring of the string stored at a key.";
+    Substr "substr", 4, ["readonly"], ONE_KEY, "string", "1.0.0", "Returns a substring from a string value.";
+    Setrange "setrange", 4, ["write", "denyoom"], ONE_KEY, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.";
+    Lcs "lcs", -3, ["readonly"], TWO_KEYS, "string", "7.0.0", "Finds the longest common substring.";
+    // Generic key commands.
+    Del "del", -2, ["write"], ALL_KEYS, "generic", "1.0.0", "Deletes one or more keys.";
+    Unlink "unlink", -2, ["write", "fast"], ALL_KEYS, "generic", "4.0.0", "Asynchronously deletes one or more keys.";
+    Exists "exists", -2, ["readonly", "fast"], ALL_KEYS, "generic", "1.0.0", "Determines whether one or more keys exist.";
+    Touch "touch", -2, ["readonly", "fast"], ALL_KEYS, "generic", "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.";
+    Type "type", 2, ["readonly", "fast"], ONE_KEY, "generic", "1.0.0", "Determines the type of value stored at a key.";
+    Keys "keys", 2, ["readonly"], NO_KEYS, "generic", "1.0.0", "Returns all key names that match a pattern.";
+    Scan "scan", -2, ["readonly"], NO_KEYS, "generic", "2.8.0", "Iterates over the key names in the database.";
+    Randomkey "randomkey", 1, ["readonly"], NO_KEYS, "generic", "1.0.0", "Returns a random key name from the database.";
+    Rename "rename", 3, ["write"], TWO_KEYS, "generic", "1.0.0", "Renames a key and overwrites the destination.";
+    Renamenx "renamenx", 3, ["write", "fast"], TWO_KEYS, "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.";
+    Copy "copy", -3, ["write", "denyoom"], TWO_KEYS, "generic", "6.2.0", "Copies the value of a key to a new key.";
+    Expire "expire", -3, ["write", "fast"], ONE_KEY, "generic", "1.0.0", "Sets the expiration time of a key in seconds.";
+    Pexpire "pexpire", -3, ["write", "fast"], ONE_KEY, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds.";
+    Expireat "expireat", -3, ["write", "fast"], ONE_KEY, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp.";
+    Pexpireat "pexpireat", -3, ["write", "fast"], ONE_KEY, "generic", "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.";
+    Ttl "ttl", 2, ["readonly", "fast"], ONE_KEY, "generic", "1.0.0", "Returns the expiration time in seconds of a key.";
+    Pttl "pttl", 2, ["readonly", "fast"], ONE_KEY, "generic", "2.6.0", "Returns the expiration time in milliseconds of a key.";
+    Expiretime "expiretime", 2, ["readonly", "fast"], ONE_KEY, "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp.";
+    Pexpiretime "pexpiretime", 2, ["readonly", "fast"], ONE_KEY, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.";
+    Persist "persist", 2, ["write", "fast"], ONE_KEY, "generic", "2.2.0", "Removes the expiration time of a key.";
+    // Connection.
+    Ping "ping", -1, ["fast"], NO_KEYS, "connection", "1.0.0", "Returns the server's liveliness response.";
+    Echo "echo", 2, ["fast"], NO_KEYS, "connection", "1.0.0", "Returns the given string.";
+    Hello "hello", -1, ["noscript", "loading", "stale", "fast", "no-auth"], NO_KEYS, "connection", "6.0.0", "Handshakes with the Redis server.";
+    Auth "auth", -2, ["noscript", "loading", "stale", "fast", "no-auth"], NO_KEYS, "connection", "1.0.0", "Authenticates the connection.";
+    Select "select", 2, ["loading", "stale", "fast"], NO_KEYS, "connection", "1.0.0", "Changes the selected database.";
+    Quit "quit", -1, ["noscript", "loading", "stale", "fast", "no-auth"], NO_KEYS, "connection", "1.0.0", "Closes the connection.";
+    Reset "reset", 1, ["noscript", "loading", "stale", "fast", "no-auth"], NO_KEYS, "connection", "6.2.0", "Resets the connection.";
+    Client "client", -2, ["loading", "stale"], NO_KEYS, "connection", "2.4.0", "A container for client connection commands.";
+    // Server.
+    Command "command", -1, ["loading", "stale"], NO_KEYS, "server", "2.8.13", "Returns detailed information about all commands.";
+    Info "info", -1, ["loading", "stale"], NO_KEYS, "server", "1.0.0", "Returns information and statistics about the server.";
+    Config "config", -2, ["admin", "loading", "stale"], NO_KEYS, "server", "2.0.0", "A container for server configuration commands.";
+    Dbsize "dbsize", 1, ["readonly", "fast"], NO_KEYS, "server", "1.0.0", "Returns the number of keys in the database.";
+    Flushall "flushall", -1, ["write"], NO_KEYS, "server", "1.0.0", "Removes all keys from all databases.";
+    Flushdb "flushdb", -1, ["write"], NO_KEYS, "server", "1.0.0", "Remove all keys from the current database.";
+    Time "time", 1, ["loading", "stale", "fast"], NO_KEYS, "server", "2.6.0", "Returns the server time.";
+    // quorra's own.
+    Quorra "quorra", -2, ["loading", "stale"], NO_KEYS, "server", "0.1.0", "Shows the cluster as this node sees it: QUORRA NODES, QUORRA RING, QUORRA OWNERS key.";
+}
+
+impl CommandId {
+    /// What the command table says about this command.
+    pub fn info(self) -> &'static CommandInfo {
+        &COMMANDS[self as usize]
+    }
+
+    /// The command's position in [`COMMANDS`] (for per-command counters).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Longest command name in the table; longer names cannot match.
+const MAX_NAME_LEN: usize = 16;
+
+/// Name → command. foldhash, not std's SipHash: the lookup runs for every request and
+/// the names are a fixed set, not attacker-chosen keys of a growing map.
+static BY_NAME: LazyLock<foldhash::HashMap<&'static [u8], CommandId>> = LazyLock::new(|| {
+    COMMANDS
+        .iter()
+        .map(|info| {
+            assert!(
+                info.name.len() <= MAX_NAME_LEN,
+                "raise MAX_NAME_LEN for {}",
+                info.name
+            );
+            (info.name.as_bytes(), info.id)
+        })
+        .collect()
+});
+
+/// The command called `name`, in any case.
+pub fn lookup(name: &[u8]) -> Option<CommandId> {
+    if name.len() > MAX_NAME_LEN {
+        return None;
+    }
+    let mut lower = [0u8; MAX_NAME_LEN];
+    let lower = &mut lower[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    BY_NAME.get(&*lower).copied()
+}
+
+/// True if `argc` arguments (name included) satisfy a Redis arity.
+pub fn arity_ok(arity: i32, argc: usize) -> bool {
+    let argc = argc as i64;
+    let arity = i64::from(arity);
+    if arity >= 0 {
+        argc == arity
+    } else {
+        argc >= -arity
+    }
+}
+
+/// The keys of the request `args` (name first), from the table's key positions; none
+/// for an unknown command or one without keys.
+pub fn keys_of<A>(args: &[A]) -> impl Iterator<Item = &A>
+where
+    A: AsRef<[u8]>,
+{
+    let (first, last, step) = args
+        .first()
+        .and_then(|name| lookup(name.as_ref()))
+        .map_or((0, 0, 1), |id| id.info().keys);
+    let end = if last < 0 {
+        args.len()
+    } else {
+        (last as usize + 1).min(args.len())
+    };
+    let keys = match first as usize {
+        0 => &args[..0],
+        first => &args[first.min(end)..end],
+    };
+    keys.iter().step_by(step.max(1) as usize)
+}
+
+/// When SET writes (Redis's `NX` / `XX`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetCondition {
+    /// Always.
+    #[default]
+    Always,
+    /// Only if the key does not exist (`NX`).
+    IfAbsent,
+    /// Only if the key exists (`XX`).
+    IfPresent,
+}
+
+/// The expiry SET gives the key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetExpiry {
+    /// None: the key loses any TTL it had.
+    #[default]
+    None,
+    /// In this many seconds (`EX`).
+    Seconds(u64),
+    /// In this many milliseconds (`PX`).
+    Millis(u64),
+    /// At this Unix time in seconds (`EXAT`).
+    AtSeconds(u64),
+    /// At this Unix time in milliseconds (`PXAT`).
+    AtMillis(u64),
+    /// Keep the TTL the key has (`KEEPTTL`).
+    Keep,
+}
+
+/// SET's options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SetOptions {
+    /// `NX` / `XX`.
+    pub condition: SetCondition,
+    /// `EX` / `PX` / `EXAT` / `PXAT` / `KEEPTTL`.
+    pub expiry: SetExpiry,
+    /// `GET`: reply with the old value instead of `OK`.
+    pub get: bool,
+}
+
+/// The unit of an EXPIRE-family TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtlUnit {
+    /// Seconds (EXPIRE, TTL).
+    Seconds,
+    /// Milliseconds (PEXPIRE, PTTL).
+    Millis,
+}
+
+/// A request as a typed value, for clients and the load generator. [`Command::encode`]
+/// writes the RESP array Redis expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `PING`.
+    Ping,
+    /// `AUTH [username] password`.
+    Auth {
+        /// The ACL user; `None` for the default user (`requirepass`).
+        username: Option<&'a str>,
+        /// The password.
+        password: &'a str,
+    },
+    /// `HELLO protover`: switch to RESP2 or RESP3.
+    Hello {
+        /// 2 or 3.
+        protover: u8,
+    },
+    /// `GET key`.
+    Get {
+        /// The key.
+        key: &'a [u8],
+    },
+    /// `SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]`.
+    Set {
+        /// The key.
+        key: &'a [u8],
+        /// The value.
+        value: &'a [u8],
+        /// Condition, expiry, GET.
+        options: SetOptions,
+    },
+    /// `GETDEL key`.
+    GetDel {
+        /// The key.
+        key: &'a [u8],
+    },
+    /// `MGET key [key ...]`.
+    MGet {
+        /// The keys, at least one.
+        keys: &'a [&'a [u8]],
+    },
+    /// `MSET key value [key value ...]`.
+    MSet {
+        /// The pairs, at least one.
+        pairs: &'a [(&'a [u8], &'a [u8])],
+    },
+    /// `DEL key [key ...]`.
+    Del {
+        /// The keys, at least one.
+        keys: &'a [&'a [u8]],
+    },
+    /// `EXISTS key [key ...]`.
+    Exists {
+        /// The keys, at least one.
+        keys: &'a [&'a [u8]],
+    },
+    /// `EXPIRE key seconds` or `PEXPIRE key milliseconds`.
+    Expire {
+        /// The key.
+        key: &'a [u8],
+        /// The TTL.
+        ttl: u64,
+        /// Its unit.
+        unit: TtlUnit,
+    },
+    /// `TTL key` or `PTTL key`.
+    Ttl {
+        /// The key.
+        key: &'a [u8],
+        /// The unit of the reply.
+        unit: TtlUnit,
+    },
+    /// `INCRBY key increment`.
+    IncrBy {
+        /// The key.
+        key: &'a [u8],
+        /// The increment (negative to decrement).
+        by: i64,
+    },
+}
+
+impl Command<'_> {
+    /// Which command this is.
+    pub fn id(&self) -> CommandId {
+        match self {
+            Command::Ping => CommandId::Ping,
+            Command::Auth { .. } => CommandId::Auth,
+            Command::Hello { .. } => CommandId::Hello,
+            Command::Get { .. } => CommandId::Get,
+            Command::Set { .. } => CommandId::Set,
+            Command::GetDel { .. } => CommandId::Getdel,
+            Command::MGet { .. } => CommandId::Mget,
+            Command::MSet { .. } => CommandId::Mset,
+            Command::Del { .. } => CommandId::Del,
+            Command::Exists { .. } => CommandId::Exists,
+            Command::Expire {
+                unit: TtlUnit::Seconds,
+                ..
+            } => CommandId::Expire,
+            Command::Expire {
+                unit: TtlUnit::Millis,
+                ..
+            } => CommandId::Pexpire,
+            Command::Ttl {
+                unit: TtlUnit::Seconds,
+                ..
+            } => CommandId::Ttl,
+            Command::Ttl {
+                unit: TtlUnit::Millis,
+                ..
+            } => CommandId::Pttl,
+            Command::IncrBy { .. } => CommandId::Incrby,
+        }
+    }
+
+    /// Appends the request, as a RESP array of bulk strings, to `buf`. The name goes out
+    /// in lower case, as the table spells it (Redis ignores the case).
+    pub fn encode(&self, buf: &mut BytesMut) {
+        let name = self.id().info().name;
+        let mut number = itoa::Buffer::new();
+        match *self {
+            Command::Ping => encode::command(buf, &[name]),
+            Command::Auth { username, password } => match username {
+                Some(user) => encode::command(buf, &[name, user, password]),
+                None => encode::command(buf, &[name, password]),
+            },
+            Command::Hello { protover } => {
+                encode::command(buf, &[name, number.format(protover)]);
+            }
+            Command::Get { key } | Command::GetDel { key } | Command::Ttl { key, .. } => {
+                encode::command(buf, &[name.as_bytes(), key]);
+            }
+            Command::Set {
+                key,
+                value,
+                options,
+            } => encode_set(buf, name, key, value, options),
+            Command::MGet { keys } | Command::Del { keys } | Command::Exists { keys } => {
+                encode::array_header(buf, 1 + keys.len());
+                encode::bulk(buf, name.as_bytes());
+                for key in keys {
+                    encode::bulk(buf, key);
+                }
+            }
+            Command::MSet { pairs } => {
+                encode::array_header(buf, 1 + 2 * pairs.len());
+                encode::bulk(buf, name.as_bytes());
+                for (key, value) in pairs {
+                    encode::bulk(buf, key);
+                    encode::bulk(buf, value);
+                }
+            }
+            Command::Expire { key, ttl, .. } => {
+                encode::command(buf, &[name.as_bytes(), key, number.format(ttl).as_bytes()]);
+            }
+            Command::IncrBy { key, by } => {
+                encode::command(buf, &[name.as_bytes(), key, number.format(by).as_bytes()]);
+            }
+        }
+    }
+}
+
+fn encode_set(buf: &mut BytesMut, name: &str, key: &[u8], value: &[u8], options: SetOptions) {
+    let condition: Option<&[u8]> = match options.condition {
+        SetCondition::Always => None,
+        SetCondition::IfAbsent => Some(b"NX"),
+        SetCondition::IfPresent => Some(b"XX"),
+    };
+    let (unit, amount): (Option<&[u8]>, Option<u64>) = match options.expiry {
+        SetExpiry::None => (None, None),
+        SetExpiry::Seconds(n) => (Some(b"EX"), Some(n)),
+        SetExpiry::Millis(n) => (Some(b"PX"), Some(n)),
+        SetExpiry::AtSeconds(n) => (Some(b"EXAT"), Some(n)),
+        SetExpiry::AtMillis(n) => (Some(b"PXAT"), Some(n)),
+        SetExpiry::Keep => (Some(b"KEEPTTL"), None),
+    };
+    let len = 3
+        + usize::from(condition.is_some())
+        + usize::from(options.get)
+        + usize::from(unit.is_some())
+        + usize::from(amount.is_some());
+    encode::array_header(buf, len);
+    encode::bulk(buf, name.as_bytes());
+    encode::bulk(buf, key);
+    encode::bulk(buf, value);
+    if let Some(condition) = condition {
+        encode::bulk(buf, condition);
+    }
+    if options.get {
+        encode::bulk(buf, b"GET");
+    }
+    if let Some(unit) = unit {
+        encode::bulk(buf, unit);
+    }
+    if let Some(amount) = amount {
+        encode::bulk(buf, itoa::Buffer::new().format(amount).as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_found_in_any_case_and_ids_match_positions() {
+        assert_eq!(BY_NAME.len(), COMMANDS.len(), "names are unique");
+        for (index, info) in COMMANDS.iter().enumerate() {
+            assert_eq!(info.id.index(), index);
+            assert_eq!(lookup(info.name.to_uppercase().as_bytes()), Some(info.id));
+        }
+        assert_eq!(lookup(b"nosuchcommand"), None);
+        assert_eq!(lookup(&[b'a'; 100]), None);
+        assert_eq!(lookup(b""), None);
+    }
+
+    #[test]
+    fn keys_come_from_the_table_positions() {
+        fn keys(text: &str) -> Vec<&str> {
+            let args: Vec<&str> = text.split(' ').collect();
+            keys_of(&args).copied().collect()
+        }
+        assert_eq!(keys("SET k v EX 10"), ["k"]);
+        assert_eq!(keys("MSET a 1 b 2"), ["a", "b"]);
+        assert_eq!(keys("DEL a b c"), ["a", "b", "c"]);
+        assert_eq!(keys("RENAME a b"), ["a", "b"]);
+        assert!(keys("PING").is_empty() && keys("NOSUCH a").is_empty());
+        assert!(
+            keys("GET").is_empty(),
+            "wrong arity has no keys, and no panic"
+        );
+        assert!(keys_of::<&str>(&[]).next().is_none());
+    }
+
+    #[test]
+    fn arity_follows_redis() {
+        assert!(arity_ok(2, 2) && !arity_ok(2, 3) && !arity_ok(2, 1));
+        assert!(arity_ok(-3, 3) && arity_ok(-3, 9) && !arity_ok(-3, 2));
+    }
+}
