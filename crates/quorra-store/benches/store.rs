@@ -1,6 +1,11 @@
 //! Store micro-benchmarks: GET hit, GET miss and SET (overwrite), with one thread and
 //! with two threads sharing one store.
 //!
+//! The `get_with_hit_random` case reads the keys in a shuffled order, as
+//! `redis-benchmark -r` does: the entries were written in key order, so the in-order
+//! cases walk the slab sequentially and hardly miss the cache, while random order pays
+//! the cache misses a server pays.
+//!
 //! Run: `CARGO_TARGET_DIR=/work/main/target-store cargo bench -p quorra-store`.
 //! The 2-thread figures use `iter_custom`: two std threads each do half of the
 //! iterations, and the reported time per iteration is wall time divided by the total
@@ -12,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use quorra_store::{SetOptions, Store, StoreConfig, SystemClock};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 
 /// Keys preloaded before each group.
 const KEYS: u64 = 100_000;
@@ -88,14 +96,20 @@ fn two_threads(store: &Arc<Store>, keys: &Keys, op: Op, iters: u64) -> Duration 
 fn bench(c: &mut Criterion) {
     let hits = keyset("key");
     let misses = keyset("miss");
+    let shuffled: Keys = {
+        let mut keys = (*hits).clone();
+        keys.shuffle(&mut StdRng::seed_from_u64(7));
+        Arc::new(keys)
+    };
     for shards in [16usize, 64, 1] {
         let s = store(shards);
         let mut g = c.benchmark_group(format!("store/{shards}-shards"));
         g.measurement_time(Duration::from_secs(3));
         g.warm_up_time(Duration::from_millis(500));
-        let cases: [(&str, &Keys, Op); 4] = [
+        let cases: [(&str, &Keys, Op); 5] = [
             ("get_hit", &hits, op_get),
             ("get_with_hit", &hits, op_get_with),
+            ("get_with_hit_random", &shuffled, op_get_with),
             ("get_miss", &misses, op_get),
             ("set", &hits, op_set),
         ];

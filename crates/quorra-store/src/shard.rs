@@ -51,26 +51,30 @@ const TOMBSTONE_BIT: u32 = 1 << 31;
 /// `meta` bit: the slot is on the free list.
 const FREE_BIT: u32 = 1 << 30;
 
-/// One entry, 56 bytes:
+/// One entry, 56 bytes, in this order (`repr(C)`):
 ///
 /// ```text
-/// data (ptr, len) 16 | hash 8 | version 16 | prev 4 | next 4 | meta 4 | deadline 4
+/// data (ptr, len) 16 | hash 8 | meta 4 | deadline 4 | version 16 | prev 4 | next 4
 /// ```
 ///
-/// `meta` is the key length in the low 30 bits plus the state bits.
+/// `meta` is the key length in the low 30 bits plus the state bits. What a lookup reads
+/// — data, hash, meta, then deadline — comes first, in 32 bytes: at a 56-byte stride
+/// those straddle two cache lines for 3 slots in 8, against 7 in 8 when the compiler put
+/// `meta` at offset 48.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Slot {
     /// Key bytes followed by value bytes (a tombstone holds the key only).
     data: Box<[u8]>,
     /// xxh3-64 of the key, computed once per operation.
     hash: u64,
-    version: Version,
-    prev: u32,
-    next: u32,
     /// Key length (low 30 bits), `TOMBSTONE_BIT`, `FREE_BIT`.
     meta: u32,
     /// Position in `Shard::deadlines`, or `NIL`.
     deadline: u32,
+    version: Version,
+    prev: u32,
+    next: u32,
 }
 
 impl Links for Slot {
@@ -313,6 +317,24 @@ impl Shard {
         self.set_deadline(i, deadline);
         self.bytes = self.bytes - old_size + new_size;
         (i, old_size)
+    }
+
+    /// Replaces the value of live slot `i` by one of the same length, in place: no
+    /// allocation, the accounted size is unchanged. The entry becomes most recently used.
+    pub(crate) fn overwrite_value(
+        &mut self,
+        i: u32,
+        value: &[u8],
+        deadline: Option<u64>,
+        version: Version,
+    ) {
+        let s = &mut self.slots[i as usize];
+        debug_assert!(s.state() == State::Live && s.value().len() == value.len());
+        let key_len = s.key_len();
+        s.data[key_len..].copy_from_slice(value);
+        s.version = version;
+        self.lru.move_to_front(&mut self.slots, i);
+        self.set_deadline(i, deadline);
     }
 
     /// Removes slot `i` outright and frees it. Returns its accounted size.

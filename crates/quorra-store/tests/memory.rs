@@ -172,3 +172,32 @@ fn stats_count_hits_misses_and_per_shard_totals() {
         "keys spread over shards"
     );
 }
+
+/// An overwrite with a value of the same length is done in place: it must still act as
+/// a whole new write — new value, new version, TTL replaced, most recently used — with
+/// the accounting unchanged.
+#[test]
+fn a_same_length_overwrite_is_a_full_write() {
+    let limit = 2 * size("k0", 10);
+    let (s, _) = small_store(limit, 1);
+    let ttl = SetOptions {
+        expiry: quorra_store::SetExpiry::Ex(100),
+        ..SetOptions::default()
+    };
+    s.set(b"k0", &[1; 10], ttl).unwrap();
+    s.set(b"k1", &[1; 10], SetOptions::default()).unwrap();
+    let used = s.used_memory();
+    let before = s.get_versioned(b"k0").unwrap().version;
+    s.set(b"k0", &[2; 10], SetOptions::default()).unwrap();
+    assert_eq!(s.get(b"k0").as_deref(), Some(&[2u8; 10][..]));
+    assert_eq!(s.ttl(b"k0"), -1, "SET without KEEPTTL drops the TTL");
+    assert!(s.get_versioned(b"k0").unwrap().version > before);
+    assert_eq!(s.used_memory(), used);
+    s.set(b"k0", &[3; 10], ttl).unwrap();
+    assert_eq!(s.ttl(b"k0"), 100, "EX on an overwrite sets the TTL");
+    // k0 was written after k1, so k1 is the one a third key evicts.
+    s.set(b"k2", &[0; 10], SetOptions::default()).unwrap();
+    assert_eq!(s.get(b"k1"), None);
+    assert_eq!(s.get(b"k0").as_deref(), Some(&[3u8; 10][..]));
+    s.check_invariants().unwrap();
+}
