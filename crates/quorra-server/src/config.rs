@@ -103,9 +103,7 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_HZ")]
     pub hz: Option<u32>,
 
-    /// Threads serving client connections, each its own event loop that a client stays
-    /// on, and as many workers for the admin API, gossip and peers' RPCs; 0 means one
-    /// per CPU core [default: 0].
+    /// Worker threads serving clients; 0 means one per CPU core [default: 0].
     #[arg(long, env = "QUORRA_THREADS")]
     pub threads: Option<usize>,
 
@@ -231,7 +229,7 @@ pub struct Config {
     pub shards: usize,
     /// Active expiry cycles per second.
     pub hz: u32,
-    /// Connection threads, and workers of the main runtime (at least 1).
+    /// Worker threads (at least 1).
     pub threads: usize,
     /// Cluster settings; `None` runs a single node.
     pub cluster: Option<ClusterConfig>,

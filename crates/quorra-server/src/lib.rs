@@ -8,8 +8,6 @@
 //!   the caller's tokio runtime (tests start nodes on port 0 this way).
 //! - [`connection`]: one client: read, parse every buffered command, execute, write all
 //!   replies with one write (pipelining), idle timeout.
-//! - [`event_loops`]: the connection threads, one single-threaded runtime each; a
-//!   connection stays on the thread the accept loop gave it.
 //! - [`commands`]: one handler per command of quorra-resp's command table (name, arity,
 //!   flags, key positions — what COMMAND reports), with Redis's replies and error texts,
 //!   and the dispatch that checks a request against the table before it runs.
@@ -34,7 +32,6 @@ pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod connection;
-pub mod event_loops;
 pub mod http;
 pub mod metrics;
 pub mod replica;

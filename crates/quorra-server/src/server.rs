@@ -1,8 +1,8 @@
 //! The node's listeners and background tasks, and how they start and stop.
 //!
 //! [`start`] binds the RESP and HTTP ports (port 0 picks free ones, which is how tests run
-//! many nodes at once), starts the connection threads ([`crate::event_loops`]), spawns
-//! the accept loop, the HTTP server and the active-expiry ticker, and returns a [`RunningServer`] handle. [`RunningServer::shutdown`] stops
+//! many nodes at once), spawns the accept loop, the HTTP server and the active-expiry
+//! ticker, and returns a [`RunningServer`] handle. [`RunningServer::shutdown`] stops
 //! accepting, lets every connection finish the batch it is executing, and waits for them.
 //!
 //! Admission, in order: `maxclients` (Redis's `-ERR max number of clients reached`), then
@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::event_loops::EventLoops;
 use crate::shared::{ServerCounters, Shared, unix_ms};
 
 /// Sent to a client refused by protected mode, before the connection is closed.
@@ -99,11 +98,9 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    let event_loops = EventLoops::start(shared.config.threads, &shared, &stop, &tasks)?;
     tasks.spawn(accept_loop(
         shared.clone(),
         resp_listener,
-        event_loops,
         stop.clone(),
         tasks.clone(),
     ));
@@ -152,7 +149,6 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
-    mut event_loops: EventLoops,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -180,7 +176,12 @@ async fn accept_loop(
         let laddr = stream.local_addr().unwrap_or(shared.resp_addr);
         let info = shared.clients.connect(peer, laddr);
         shared.metrics.connected_clients.inc();
-        event_loops.assign(&shared, stream, info);
+        tasks.spawn(crate::connection::serve(
+            shared.clone(),
+            stream,
+            info,
+            stop.clone(),
+        ));
     }
 }
 
