@@ -68,6 +68,12 @@ pub enum Request {
         /// The buckets.
         buckets: Vec<u32>,
     },
+    /// [`Request::Apply`] for many entries: a pipeline's writes to one replica travel
+    /// as one request ([`Response::AppliedMany`]).
+    ApplyMany {
+        /// (key, entry) pairs.
+        entries: Vec<(Bytes, WireEntry)>,
+    },
 }
 
 /// A [`VersionedEntry`] as it travels.
@@ -133,6 +139,9 @@ pub enum Response {
         /// Live keys with a TTL.
         expires: u64,
     },
+    /// The answer to [`Request::ApplyMany`], one per entry in order: `None` if stored
+    /// (or already held in that or a newer version), else why it was refused.
+    AppliedMany(Vec<Option<String>>),
 }
 
 /// A payload that does not decode as the message expected.

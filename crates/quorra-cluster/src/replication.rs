@@ -14,6 +14,9 @@
 //!   A replica that cannot be reached gets a *hint*: the entry is kept in [`Hints`]
 //!   (bounded by [`Hints::new`]'s limit, newest version per key) and replayed by
 //!   [`Replicator::replay_hints`] when the node is reachable again.
+//! - [`Replicator::write_many`] does the same for many keys, each with its own replicas:
+//!   every replica gets one request ([`Replicas::apply_many`]) with all of its entries,
+//!   and each key is answered once enough of its replicas have stored it.
 //! - [`Replicator::read`] asks every replica and answers once `required` have replied,
 //!   with the newest version among them (last writer wins: versions are hybrid-logical
 //!   timestamps with the node id as tie-break, see `quorra_store::Version`). In the
@@ -152,6 +155,28 @@ pub trait Replicas: Send + Sync + 'static {
         key: Bytes,
         entry: VersionedEntry,
     ) -> BoxFuture<Result<(), ReplicaError>>;
+
+    /// [`apply`](Self::apply) for many entries at `node`: one outcome per entry, in
+    /// order, or one error if `node` could not be asked. This default sends them one by
+    /// one; a transport that can should send them as one request.
+    fn apply_many(
+        &self,
+        node: &NodeId,
+        entries: Vec<(Bytes, VersionedEntry)>,
+    ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>> {
+        let applies: Vec<_> = entries
+            .into_iter()
+            .map(|(key, entry)| self.apply(node, key, entry))
+            .collect();
+        Box::pin(async move {
+            let outcomes = futures_util::future::join_all(applies).await;
+            // One unreachable entry means the node was: as one request would have failed.
+            match outcomes.iter().find_map(|outcome| outcome.as_ref().err()) {
+                Some(error) if error.unreachable => Err(error.clone()),
+                _ => Ok(outcomes),
+            }
+        })
+    }
 
     /// `node`'s entries for `keys`, in order, tombstones included; `None` where it holds
     /// nothing. One request however many keys.
@@ -305,47 +330,105 @@ impl Replicator {
         key: Bytes,
         entry: VersionedEntry,
     ) -> Result<usize, QuorumError> {
+        let mut results = self
+            .write_many(vec![(key, entry, targets.to_vec())], copies, level)
+            .await;
+        results.pop().expect("one result per write")
+    }
+
+    /// [`write`](Self::write) for many keys at once, each with its own replicas: every
+    /// replica gets one request with all of its entries, and each key is answered as soon
+    /// as enough of its replicas have stored it. Results are in the order of `writes`.
+    pub async fn write_many(
+        &self,
+        writes: Vec<(Bytes, VersionedEntry, Vec<NodeId>)>,
+        copies: usize,
+        level: Level,
+    ) -> Vec<Result<usize, QuorumError>> {
         let required = level.required(copies);
+        let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        for (index, (_, _, targets)) in writes.iter().enumerate() {
+            for node in targets {
+                by_node.entry(node.clone()).or_default().push(index);
+            }
+        }
         let (done, mut acks) = mpsc::unbounded_channel();
-        for node in targets {
-            let (node, key, entry, done) = (node.clone(), key.clone(), entry.clone(), done.clone());
-            let replicator = self.clone();
+        for (node, indices) in by_node {
+            let entries: Vec<(Bytes, VersionedEntry)> = indices
+                .iter()
+                .map(|&index| (writes[index].0.clone(), writes[index].1.clone()))
+                .collect();
+            let (replicator, done) = (self.clone(), done.clone());
+            // Spawned, so that late acks still land after the caller has its quorum.
             tokio::spawn(async move {
-                let stored = replicator.send(node, key, entry).await;
-                let _ = done.send(stored);
+                let stored = replicator.send_many(node, entries).await;
+                let _ = done.send((indices, stored));
             });
         }
         drop(done);
-        let mut stored = 0;
-        while let Some(ok) = acks.recv().await {
-            stored += usize::from(ok);
-            if stored >= required {
-                return Ok(stored);
+        let mut stored = vec![0usize; writes.len()];
+        let mut results: Vec<Option<Result<usize, QuorumError>>> = vec![None; writes.len()];
+        let mut open = writes.len();
+        while open > 0 {
+            let Some((indices, outcomes)) = acks.recv().await else {
+                break;
+            };
+            for (index, ok) in indices.into_iter().zip(outcomes) {
+                stored[index] += usize::from(ok);
+                if results[index].is_none() && stored[index] >= required {
+                    results[index] = Some(Ok(stored[index]));
+                    open -= 1;
+                }
             }
         }
-        bump(&self.stats.quorum_failures);
-        Err(QuorumError {
-            required,
-            answered: stored,
-            level,
-        })
+        results
+            .into_iter()
+            .zip(stored)
+            .map(|(result, stored)| {
+                result.unwrap_or_else(|| {
+                    bump(&self.stats.quorum_failures);
+                    Err(QuorumError {
+                        required,
+                        answered: stored,
+                        level,
+                    })
+                })
+            })
+            .collect()
     }
 
     /// One replica write; a hint if the replica is unreachable. True if it stored it.
     async fn send(&self, node: NodeId, key: Bytes, entry: VersionedEntry) -> bool {
-        match self.replicas.apply(&node, key.clone(), entry.clone()).await {
-            Ok(()) => true,
-            Err(error) => {
-                if error.unreachable {
-                    if self.hints.add(node, key, entry) {
-                        bump(&self.stats.hints_stored);
-                    } else {
-                        bump(&self.stats.hints_dropped);
+        self.send_many(node, vec![(key, entry)]).await[0]
+    }
+
+    /// Replica writes of many entries in one request; a hint for each if the replica is
+    /// unreachable. Whether each was stored, in order.
+    async fn send_many(&self, node: NodeId, entries: Vec<(Bytes, VersionedEntry)>) -> Vec<bool> {
+        match self.replicas.apply_many(&node, entries.clone()).await {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Ok(()) => true,
+                    Err(error) => {
+                        tracing::debug!(%error, "replica refused a write");
+                        false
                     }
-                } else {
-                    tracing::debug!(%error, "replica refused a write");
+                })
+                .collect(),
+            Err(error) => {
+                tracing::debug!(%error, "replica unreachable for writes");
+                let stored = vec![false; entries.len()];
+                if error.unreachable {
+                    for (key, entry) in entries {
+                        if self.hints.add(node.clone(), key, entry) {
+                            bump(&self.stats.hints_stored);
+                        } else {
+                            bump(&self.stats.hints_dropped);
+                        }
+                    }
                 }
-                false
+                stored
             }
         }
     }

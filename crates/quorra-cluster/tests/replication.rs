@@ -20,6 +20,8 @@ const START_MS: u64 = 1_800_000_000_000;
 struct Network {
     stores: HashMap<NodeId, Arc<Store>>,
     cut: Mutex<HashSet<NodeId>>,
+    /// Write requests (`apply` or `apply_many`) each node was sent.
+    write_requests: Mutex<HashMap<NodeId, usize>>,
 }
 
 impl Network {
@@ -42,6 +44,7 @@ impl Network {
         Arc::new(Network {
             stores,
             cut: Mutex::new(HashSet::new()),
+            write_requests: Mutex::new(HashMap::new()),
         })
     }
 
@@ -51,6 +54,14 @@ impl Network {
 
     fn heal(&self) {
         self.cut.lock().clear();
+    }
+
+    fn write_requests(&self, node: &str) -> usize {
+        self.write_requests
+            .lock()
+            .get(&NodeId::from(node))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn store(&self, node: &str) -> &Store {
@@ -78,6 +89,7 @@ impl Replicas for Network {
         key: Bytes,
         entry: VersionedEntry,
     ) -> BoxFuture<Result<(), ReplicaError>> {
+        *self.write_requests.lock().entry(node.clone()).or_default() += 1;
         let (store, node) = (self.reach(node), node.clone());
         Box::pin(async move {
             let Some(store) = store else {
@@ -92,6 +104,35 @@ impl Replicas for Network {
                     message: error.to_string(),
                     unreachable: false,
                 })
+        })
+    }
+
+    /// One request for all the entries, as the server's transport sends them.
+    fn apply_many(
+        &self,
+        node: &NodeId,
+        entries: Vec<(Bytes, VersionedEntry)>,
+    ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>> {
+        *self.write_requests.lock().entry(node.clone()).or_default() += 1;
+        let (store, node) = (self.reach(node), node.clone());
+        Box::pin(async move {
+            let Some(store) = store else {
+                tokio::time::sleep(TIMEOUT).await;
+                return Err(unreachable(&node));
+            };
+            Ok(entries
+                .into_iter()
+                .map(|(key, entry)| {
+                    store
+                        .apply(&key, entry)
+                        .map(|_| ())
+                        .map_err(|error| ReplicaError {
+                            node: node.clone(),
+                            message: error.to_string(),
+                            unreachable: false,
+                        })
+                })
+                .collect())
         })
     }
 
@@ -262,6 +303,50 @@ async fn many_keys_are_read_in_one_request_per_replica_and_each_resolves_on_its_
         "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
     );
     assert_eq!(results[2], Ok(None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn many_keys_are_written_in_one_request_per_replica_and_each_resolves_on_its_own() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    let replicator = Replicator::new(net.clone(), 1000);
+    net.cut("c");
+    let (ab, bc) = (
+        vec![NodeId::from("a"), NodeId::from("b")],
+        vec![NodeId::from("b"), NodeId::from("c")],
+    );
+    let results = replicator
+        .write_many(
+            vec![
+                ("k1".into(), entry(&net, "a", "v1"), replicas()),
+                ("k2".into(), entry(&net, "a", "v2"), ab),
+                ("k3".into(), entry(&net, "a", "v3"), bc),
+            ],
+            3,
+            Level::Quorum,
+        )
+        .await;
+    assert_eq!(results[0], Ok(2), "a and b stored k1");
+    assert_eq!(results[1], Ok(2));
+    assert_eq!(
+        results[2].as_ref().unwrap_err().to_string(),
+        "NOQUORUM 1 of 2 required replicas answered (level QUORUM)"
+    );
+    for node in ["a", "b", "c"] {
+        assert_eq!(net.write_requests(node), 1, "one request to {node}");
+    }
+    assert_eq!(
+        value_at(&net, "b", "k3").unwrap(),
+        "v3",
+        "k3 landed where it could"
+    );
+    // c was unreachable: a hint for each of its two keys, delivered when it returns.
+    settle().await;
+    assert_eq!(replicator.hints().len(), 2);
+    net.heal();
+    assert_eq!(replicator.replay_hints(&"c".into()).await, 2);
+    assert_eq!(value_at(&net, "c", "k1").unwrap(), "v1");
+    assert_eq!(value_at(&net, "c", "k3").unwrap(), "v3");
 }
 
 #[tokio::test(start_paused = true)]

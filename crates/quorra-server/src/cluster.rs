@@ -251,22 +251,21 @@ async fn answer_peer(
                 replicate,
                 primary_only,
             };
+            if commands.iter().any(Vec::is_empty) {
+                return Err(format!("empty command from {from}"));
+            }
             let view = shared.cluster.as_ref().map(|node| node.view());
-            let mut replies = Vec::with_capacity(commands.len());
-            for args in &commands {
-                if args.is_empty() {
-                    return Err(format!("empty command from {from}"));
-                }
-                let reply = match &view {
-                    Some(view) => run_here(&shared, view, &mut session, args, mode).await,
-                    None => {
+            let replies = match &view {
+                Some(view) => run_here(&shared, view, &mut session, &commands, mode).await,
+                None => commands
+                    .iter()
+                    .map(|args| {
                         let mut out = BytesMut::new();
                         commands::dispatch(&shared, &mut session, &mut out, args);
                         out.freeze()
-                    }
-                };
-                replies.push(reply);
-            }
+                    })
+                    .collect(),
+            };
             Response::Replies(replies)
         }
         Request::KeyspaceCounts { primary_only } => {
@@ -280,6 +279,15 @@ async fn answer_peer(
                 .map_err(|error| error.to_string())?;
             Response::Applied
         }
+        Request::ApplyMany { entries } => Response::AppliedMany(
+            entries
+                .into_iter()
+                .map(|(key, entry)| {
+                    let outcome = shared.store.apply(&key, entry.into());
+                    outcome.err().map(|error| error.to_string())
+                })
+                .collect(),
+        ),
         Request::Read { keys } => Response::Entries(
             keys.iter()
                 .map(|key| shared.store.get_versioned(key).map(Into::into))

@@ -13,7 +13,9 @@
 //!   client gets `NOQUORUM ...` (the write may have reached some replicas). If the
 //!   primary cannot be connected to at all, routing asks the next replica to act as
 //!   primary; a primary that times out is not bypassed, since it may have run the
-//!   command.
+//!   command. The writes of a pipeline flush, or of a batch forwarded to the primary,
+//!   are copied together: all the commands run first, then each replica gets one
+//!   request with every key they wrote (a key written twice goes once, as it is now).
 //! - **GET, MGET and EXISTS are quorum reads** by the node that received them: every
 //!   replica is asked for its entry, the newest of the first R answers wins, stale
 //!   replicas are repaired in the background ([`Replicator::read`](quorra_cluster::replication::Replicator::read)). Other reads (TTL,
@@ -22,12 +24,12 @@
 //!   primary for.
 //!
 //! [`NodeReplicas`] is the [`Replicas`] transport: this node's own store directly, the
-//! others over RPC (`Apply`, `Read`).
+//! others over RPC (`Apply`, `ApplyMany`, `Read`).
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::join_all;
 use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::message::{Request, Response};
 use quorra_cluster::replication::{Level, QuorumError, ReplicaError, Replicas};
@@ -137,6 +139,48 @@ impl Replicas for NodeReplicas {
         })
     }
 
+    fn apply_many(
+        &self,
+        node: &NodeId,
+        entries: Vec<(Bytes, VersionedEntry)>,
+    ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>> {
+        let shared = match self.shared(node) {
+            Ok(shared) => shared,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        let node = node.clone();
+        if is_self(&shared, &node) {
+            let outcomes = entries
+                .into_iter()
+                .map(|(key, entry)| {
+                    let outcome = shared.store.apply(&key, entry);
+                    outcome
+                        .map(|_| ())
+                        .map_err(|error| refused(&node, error.to_string()))
+                })
+                .collect();
+            return Box::pin(async move { Ok(outcomes) });
+        }
+        let count = entries.len();
+        let entries = entries
+            .into_iter()
+            .map(|(key, entry)| (key, entry.into()))
+            .collect();
+        let call = self.call(&node, Request::ApplyMany { entries });
+        Box::pin(async move {
+            match call.await? {
+                Response::AppliedMany(outcomes) if outcomes.len() == count => Ok(outcomes
+                    .into_iter()
+                    .map(|outcome| match outcome {
+                        None => Ok(()),
+                        Some(message) => Err(refused(&node, message)),
+                    })
+                    .collect()),
+                other => Err(refused(&node, format!("unexpected answer {other:?}"))),
+            }
+        })
+    }
+
     fn read(
         &self,
         node: &NodeId,
@@ -213,59 +257,98 @@ fn written_keys(args: &[Bytes]) -> Vec<Bytes> {
     commands::keys_of(args).cloned().collect()
 }
 
-/// After a command ran here as its keys' primary: copies the entry of every key it
-/// wrote to the key's replicas under `view`, waiting for `level` of them. Nothing to do
-/// for read-only commands, error replies, or keys that left no entry (a DEL of a
-/// missing key).
+/// After commands ran here as their keys' primary (`writes`: each command and its
+/// reply): copies the entry of every key they wrote to the key's replicas under `view`,
+/// waiting for `level` of them per key. Each replica gets one request for all of them,
+/// and a key written by several of the commands goes once, as it is now. One outcome
+/// per command: the quorum failure of one of its keys, if any. Nothing to do for
+/// read-only commands, error replies, or keys that left no entry (a DEL of a missing key).
 pub async fn replicate_writes(
     shared: &Shared,
     view: &ClusterView,
-    args: &[Bytes],
-    reply: &[u8],
+    writes: &[(&[Bytes], &[u8])],
     level: Level,
-) -> Result<(), QuorumError> {
+) -> Vec<Result<(), QuorumError>> {
+    let mut outcomes = vec![Ok(()); writes.len()];
     let Some(cluster) = shared.cluster.as_ref() else {
-        return Ok(());
+        return outcomes;
     };
     let n = copies(shared, view);
-    if n < 2 || reply.first() == Some(&b'-') {
-        return Ok(());
+    if n < 2 {
+        return outcomes;
     }
-    let writes = written_keys(args).into_iter().filter_map(|key| {
-        let entry = shared.store.get_versioned(&key)?;
-        let targets = replicas_of(view, &key, n);
-        Some(async move {
-            cluster
-                .replicator
-                .write(&targets, n, level, key, entry)
-                .await
+    // Each key once, with the commands that wrote it.
+    let mut writers: Vec<(Bytes, Vec<usize>)> = Vec::new();
+    let mut position: HashMap<Bytes, usize> = HashMap::new();
+    for (command, (args, reply)) in writes.iter().enumerate() {
+        if reply.first() == Some(&b'-') {
+            continue;
+        }
+        for key in written_keys(args) {
+            let at = *position.entry(key.clone()).or_insert_with(|| {
+                writers.push((key, Vec::new()));
+                writers.len() - 1
+            });
+            writers[at].1.push(command);
+        }
+    }
+    let (batch, commands): (Vec<_>, Vec<_>) = writers
+        .into_iter()
+        .filter_map(|(key, commands)| {
+            let entry = shared.store.get_versioned(&key)?;
+            let targets = replicas_of(view, &key, n);
+            Some(((key, entry, targets), commands))
         })
-    });
-    for outcome in join_all(writes).await {
-        outcome?;
+        .unzip();
+    let results = cluster.replicator.write_many(batch, n, level).await;
+    for (result, commands) in results.into_iter().zip(commands) {
+        if let Err(error) = result {
+            for command in commands {
+                if outcomes[command].is_ok() {
+                    outcomes[command] = Err(error.clone());
+                }
+            }
+        }
     }
-    Ok(())
+    outcomes
 }
 
-/// Runs `args` here as the keys' primary and replicates what it wrote: the reply, or
-/// `NOQUORUM ...` when too few replicas took the write.
-pub async fn run_as_primary(
+/// Runs `commands` here, in order, as their keys' primary, then replicates what they
+/// wrote: one reply per command, or `NOQUORUM ...` for one whose writes too few
+/// replicas took.
+pub async fn run_as_primary<A: AsRef<[Bytes]>>(
     shared: &Shared,
     view: &ClusterView,
     session: &mut crate::connection::Session,
-    args: &[Bytes],
+    commands: &[A],
     level: Level,
-) -> Bytes {
-    let mut reply = BytesMut::new();
-    commands::dispatch(shared, session, &mut reply, args);
-    match replicate_writes(shared, view, args, &reply, level).await {
-        Ok(()) => reply.freeze(),
-        Err(error) => {
-            let mut refusal = BytesMut::new();
-            encode::error(&mut refusal, &error.to_string());
-            refusal.freeze()
-        }
-    }
+) -> Vec<Bytes> {
+    let replies: Vec<Bytes> = commands
+        .iter()
+        .map(|args| {
+            let mut reply = BytesMut::new();
+            commands::dispatch(shared, session, &mut reply, args.as_ref());
+            reply.freeze()
+        })
+        .collect();
+    let writes: Vec<(&[Bytes], &[u8])> = commands
+        .iter()
+        .zip(&replies)
+        .map(|(args, reply)| (args.as_ref(), &reply[..]))
+        .collect();
+    let outcomes = replicate_writes(shared, view, &writes, level).await;
+    replies
+        .iter()
+        .zip(outcomes)
+        .map(|(reply, outcome)| match outcome {
+            Ok(()) => reply.clone(),
+            Err(error) => {
+                let mut refusal = BytesMut::new();
+                encode::error(&mut refusal, &error.to_string());
+                refusal.freeze()
+            }
+        })
+        .collect()
 }
 
 /// What a quorum read answers.

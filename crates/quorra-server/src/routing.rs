@@ -33,7 +33,9 @@
 //!
 //! A client's pipeline goes through a [`Pipeline`]: the forwarded commands of what one
 //! read brought in travel as one request per owner, sent to every owner at once, quorum
-//! reads as one request per replica, and the replies are written in the client's order.
+//! reads and the copies of primary writes as one request per replica, and the replies
+//! are written in the client's order. A primary runs a forwarded batch the same way:
+//! every command first, then one copy request per replica for all of them.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -420,7 +422,9 @@ impl Pipeline {
 
 /// Runs a flush's deferred operations together and returns their replies in order: the
 /// quorum reads as one [`Replicator::read_many`](quorra_cluster::replication::Replicator::read_many)
-/// (one request per replica), the copying of writes side by side.
+/// (one request per replica), and the copying of writes as one
+/// [`Replicator::write_many`](quorra_cluster::replication::Replicator::write_many)
+/// (one request per replica too), side by side.
 async fn run_deferred(
     cx: Cx<'_>,
     session: &Session,
@@ -436,16 +440,25 @@ async fn run_deferred(
         }
     }
     let read_all = cx.node.replicator.read_many(reads, n, read_level);
-    let replicate_all = join_all(deferred.iter().filter_map(|operation| match operation {
-        Deferred::Replicate(args, reply) => Some(async move {
-            let level = mode.replicate.unwrap_or(Level::One);
-            match replica::replicate_writes(cx.shared, cx.view, args, reply, level).await {
-                Ok(()) => reply.clone(),
+    let writes: Vec<(&[Bytes], &[u8])> = deferred
+        .iter()
+        .filter_map(|operation| match operation {
+            Deferred::Replicate(args, reply) => Some((&args[..], &reply[..])),
+            Deferred::Read(..) => None,
+        })
+        .collect();
+    let level = mode.replicate.unwrap_or(Level::One);
+    let replicate_all = async {
+        let outcomes = replica::replicate_writes(cx.shared, cx.view, &writes, level).await;
+        writes
+            .iter()
+            .zip(outcomes)
+            .map(|((_, reply), outcome)| match outcome {
+                Ok(()) => Bytes::copy_from_slice(reply),
                 Err(error) => error_reply(&CommandError::new(error.to_string())),
-            }
-        }),
-        Deferred::Read(..) => None,
-    }));
+            })
+            .collect::<Vec<_>>()
+    };
     let (entries, replicated) = futures_util::join!(read_all, replicate_all);
     let (mut entries, mut replicated) = (entries.into_iter(), replicated.into_iter());
     deferred
@@ -507,32 +520,43 @@ async fn run_on(
     mode: Mode,
 ) -> Result<Bytes, CommandError> {
     if *target == cx.view.self_id {
-        return Ok(run_here(cx.shared, cx.view, session, &args, mode).await);
+        return Ok(one(
+            run_here(cx.shared, cx.view, session, &[args], mode).await
+        ));
     }
     Ok(forward_one(cx, target, args, mode).await?)
 }
 
-/// Runs `args` on this node in `mode`, as [`Request::Execute`] runs it for a peer:
-/// as the keys' primary when writes are replicated, with keyspace commands limited to
-/// the keys this node is primary for when asked.
-pub async fn run_here(
+/// Runs `commands` on this node, in order, in `mode`, as [`Request::Execute`] runs them
+/// for a peer: as the keys' primary when writes are replicated (their writes copied
+/// together after all of them ran), with keyspace commands limited to the keys this
+/// node is primary for when asked. One reply per command.
+pub async fn run_here<A: AsRef<[Bytes]>>(
     shared: &Shared,
     view: &ClusterView,
     session: &mut Session,
-    args: &[Bytes],
+    commands: &[A],
     mode: Mode,
-) -> Bytes {
+) -> Vec<Bytes> {
     session.primary_only = mode.primary_only;
-    let reply = match mode.replicate {
-        Some(level) => replica::run_as_primary(shared, view, session, args, level).await,
-        None => {
-            let mut reply = BytesMut::new();
-            commands::dispatch(shared, session, &mut reply, args);
-            reply.freeze()
-        }
+    let replies = match mode.replicate {
+        Some(level) => replica::run_as_primary(shared, view, session, commands, level).await,
+        None => commands
+            .iter()
+            .map(|args| {
+                let mut reply = BytesMut::new();
+                commands::dispatch(shared, session, &mut reply, args.as_ref());
+                reply.freeze()
+            })
+            .collect(),
     };
     session.primary_only = false;
-    reply
+    replies
+}
+
+/// The reply of a batch of one.
+fn one(mut replies: Vec<Bytes>) -> Bytes {
+    replies.pop().expect("one reply per command")
 }
 
 /// Why a call to another node failed, and whether it can have run there.
@@ -597,7 +621,9 @@ async fn forward_to_replicas(cx: Cx<'_>, args: Vec<Bytes>, mode: Mode) -> Bytes 
             let mut session = Session::new(cx.shared.peer_client.clone(), false);
             session.protocol = mode.protocol;
             let level = mode.replicate.unwrap_or(Level::One);
-            return replica::run_as_primary(cx.shared, cx.view, &mut session, &args, level).await;
+            return one(
+                replica::run_as_primary(cx.shared, cx.view, &mut session, &[args], level).await,
+            );
         } else {
             forward_one(cx, target, args.clone(), mode).await
         };
@@ -636,7 +662,14 @@ pub async fn at_owner(shared: &Shared, args: Vec<Bytes>) -> Option<Result<Frame,
             .await
             .map_err(CommandError::from)
     } else if let Some(level) = mode.replicate {
-        Ok(replica::run_as_primary(shared, &view, &mut session, &args, level).await)
+        Ok(one(replica::run_as_primary(
+            shared,
+            &view,
+            &mut session,
+            &[args],
+            level,
+        )
+        .await))
     } else {
         return None;
     };
@@ -711,7 +744,7 @@ async fn run_parts(
         match local {
             Some((position, args)) => Some((
                 position,
-                run_here(cx.shared, cx.view, session, &args, mode).await,
+                one(run_here(cx.shared, cx.view, session, &[args], mode).await),
             )),
             None => None,
         }
