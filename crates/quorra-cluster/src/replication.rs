@@ -354,16 +354,20 @@ impl Replicator {
         }
         let (done, mut acks) = mpsc::unbounded_channel();
         for (node, indices) in by_node {
-            let entries: Vec<(Bytes, VersionedEntry)> = indices
-                .iter()
-                .map(|&index| (writes[index].0.clone(), writes[index].1.clone()))
-                .collect();
-            let (replicator, done) = (self.clone(), done.clone());
-            // Spawned, so that late acks still land after the caller has its quorum.
-            tokio::spawn(async move {
-                let stored = replicator.send_many(node, entries).await;
-                let _ = done.send((indices, stored));
-            });
+            for indices in batches_of(indices, |index| {
+                writes[index].0.len() + writes[index].1.value.len()
+            }) {
+                let entries: Vec<(Bytes, VersionedEntry)> = indices
+                    .iter()
+                    .map(|&index| (writes[index].0.clone(), writes[index].1.clone()))
+                    .collect();
+                let (replicator, node, done) = (self.clone(), node.clone(), done.clone());
+                // Spawned, so that late acks still land after the caller has its quorum.
+                tokio::spawn(async move {
+                    let stored = replicator.send_many(node, entries).await;
+                    let _ = done.send((indices, stored));
+                });
+            }
         }
         drop(done);
         let mut stored = vec![0usize; writes.len()];
@@ -584,6 +588,32 @@ impl Replicator {
     }
 }
 
+/// Most key and value bytes one [`Replicas::apply_many`] request carries (a larger single
+/// entry goes alone): a pipeline of large values must not make a request larger than
+/// the RPC frame limit, nor hold up every other entry behind it.
+pub const MAX_APPLY_BATCH_BYTES: usize = 4 << 20;
+
+/// Splits `indices` into runs whose sizes add up to at most [`MAX_APPLY_BATCH_BYTES`]
+/// (a run of one may exceed it), in order.
+fn batches_of(indices: Vec<usize>, size: impl Fn(usize) -> usize) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut bytes = 0;
+    for index in indices {
+        let entry = size(index);
+        match batches.last_mut() {
+            Some(batch) if bytes + entry <= MAX_APPLY_BATCH_BYTES => {
+                batch.push(index);
+                bytes += entry;
+            }
+            _ => {
+                batches.push(vec![index]);
+                bytes = entry;
+            }
+        }
+    }
+    batches
+}
+
 /// The entry with the highest version, `None` if none holds one.
 fn newest<'a>(entries: impl Iterator<Item = &'a Option<VersionedEntry>>) -> Option<VersionedEntry> {
     entries.flatten().max_by_key(|entry| entry.version).cloned()
@@ -593,6 +623,16 @@ fn newest<'a>(entries: impl Iterator<Item = &'a Option<VersionedEntry>>) -> Opti
 mod tests {
     use super::*;
     use quorra_store::Version;
+
+    #[test]
+    fn apply_batches_stay_under_the_byte_limit_and_keep_the_order() {
+        let mib = 1 << 20;
+        let sizes = [mib, 2 * mib, mib, 5 * mib, 10, 3 * mib, 2 * mib];
+        let batches = batches_of((0..sizes.len()).collect(), |index| sizes[index]);
+        // 1+2+1 MiB fit; 5 MiB goes alone; then 10 B + 3 MiB; 2 MiB would pass 4 MiB.
+        assert_eq!(batches, [vec![0, 1, 2], vec![3], vec![4, 5], vec![6]]);
+        assert!(batches_of(Vec::new(), |_| 0).is_empty());
+    }
 
     #[test]
     fn levels_resolve_and_parse() {

@@ -325,13 +325,8 @@ impl Pipeline {
                     }
                 };
                 self.batches[batch].1.push(args.to_vec());
-                self.queued_bytes += args.iter().map(Bytes::len).sum::<usize>();
                 self.slots.push(Slot::Forwarded(batch));
-                if self.slots.len() >= PIPELINE_MAX_COMMANDS
-                    || self.queued_bytes >= PIPELINE_MAX_BYTES
-                {
-                    self.flush(cx, session, out).await;
-                }
+                self.flush_if_full(cx, session, args, out).await;
             }
             Plan::InOrder => {
                 self.flush(cx, session, out).await;
@@ -345,12 +340,33 @@ impl Pipeline {
                 let mut reply = BytesMut::new();
                 commands::dispatch(cx.shared, session, &mut reply, args);
                 self.defer(Deferred::Replicate(args.to_vec(), reply.freeze()));
+                self.flush_if_full(cx, session, args, out).await;
             }
-            Plan::QuorumRead(kind) => self.defer(Deferred::Read(kind, args.to_vec())),
+            Plan::QuorumRead(kind) => {
+                self.defer(Deferred::Read(kind, args.to_vec()));
+                self.flush_if_full(cx, session, args, out).await;
+            }
             Plan::Spread(spread) => {
                 self.flush(cx, session, out).await;
                 execute(cx, session, args, spread, out).await;
             }
+        }
+    }
+
+    /// Counts the arguments of a command just queued or deferred, and flushes once the
+    /// pipeline holds [`PIPELINE_MAX_COMMANDS`] commands or [`PIPELINE_MAX_BYTES`] of
+    /// arguments: the requests to peers and the memory held for them stay bounded
+    /// however much a client pipelines.
+    async fn flush_if_full(
+        &mut self,
+        cx: Cx<'_>,
+        session: &Session,
+        args: &[Bytes],
+        out: &mut BytesMut,
+    ) {
+        self.queued_bytes += args.iter().map(Bytes::len).sum::<usize>();
+        if self.slots.len() >= PIPELINE_MAX_COMMANDS || self.queued_bytes >= PIPELINE_MAX_BYTES {
+            self.flush(cx, session, out).await;
         }
     }
 

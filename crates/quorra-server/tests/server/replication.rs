@@ -77,6 +77,30 @@ async fn with_three_copies_a_pipeline_keeps_its_order_and_reads_its_own_writes()
     pipeline_keeps_order_through_every_node(&nodes).await;
 }
 
+/// A pipeline of large values is copied in several requests per replica (each at most
+/// `MAX_APPLY_BATCH_BYTES`), and every copy arrives.
+#[tokio::test]
+async fn a_pipeline_of_large_values_reaches_every_replica() {
+    let nodes = start_cluster_with(3, three_copies).await;
+    let value = vec![b'v'; 1 << 20];
+    let keys: Vec<String> = (0..12).map(|i| format!("big:{i}")).collect();
+    let mut pipe = redis::pipe();
+    for key in &keys {
+        pipe.cmd("SET").arg(key).arg(&value);
+    }
+    let mut con = connect(&nodes[0]).await;
+    let replies: Vec<String> = pipe.query_async(&mut con).await.unwrap();
+    assert!(replies.iter().all(|reply| reply == "OK"), "{replies:?}");
+    // Acknowledged at QUORUM: two copies at once, the third soon after.
+    for node in &nodes {
+        eventually("every replica holds every value", async || {
+            keys.iter()
+                .all(|key| local_value(node, key).is_some_and(|held| held == value))
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn a_crashed_node_loses_no_acknowledged_write_and_catches_up_when_it_returns() {
     // Default gossip (failure detection after about a second), so that the writes made
