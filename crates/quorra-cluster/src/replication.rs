@@ -355,7 +355,7 @@ impl Replicator {
         let (done, mut acks) = mpsc::unbounded_channel();
         for (node, indices) in by_node {
             for indices in batches_of(indices, |index| {
-                writes[index].0.len() + writes[index].1.value.len()
+                entry_bytes(&writes[index].0, &writes[index].1)
             }) {
                 let entries: Vec<(Bytes, VersionedEntry)> = indices
                     .iter()
@@ -399,11 +399,6 @@ impl Replicator {
                 })
             })
             .collect()
-    }
-
-    /// One replica write; a hint if the replica is unreachable. True if it stored it.
-    async fn send(&self, node: NodeId, key: Bytes, entry: VersionedEntry) -> bool {
-        self.send_many(node, vec![(key, entry)]).await[0]
     }
 
     /// Replica writes of many entries in one request; a hint for each if the replica is
@@ -483,7 +478,7 @@ impl Replicator {
             });
         }
         drop(done);
-        let mut heard: Vec<Vec<(NodeId, Option<VersionedEntry>)>> = vec![Vec::new(); reads.len()];
+        let mut heard: Vec<Heard> = vec![Vec::new(); reads.len()];
         let mut failed = vec![0usize; reads.len()];
         let mut results: Vec<Option<Result<Option<VersionedEntry>, QuorumError>>> =
             vec![None; reads.len()];
@@ -544,44 +539,78 @@ impl Replicator {
                     }
                 }
             }
-            for ((key, _), heard) in reads.into_iter().zip(heard) {
-                replicator.repair(key, heard).await;
-            }
+            let reads = reads.into_iter().map(|(key, _)| key).zip(heard).collect();
+            replicator.repair(reads).await;
         });
         results
     }
 
-    /// Writes the newest of `heard` to every replica that answered with something older.
-    async fn repair(&self, key: Bytes, heard: Vec<(NodeId, Option<VersionedEntry>)>) {
-        let Some(newest) = newest(heard.iter().map(|(_, entry)| entry)) else {
-            return;
-        };
-        let stale = heard.into_iter().filter(|(_, entry)| {
-            entry
-                .as_ref()
-                .is_none_or(|held| held.version < newest.version)
-        });
-        for (node, _) in stale {
-            if self.send(node, key.clone(), newest.clone()).await {
-                bump(&self.stats.read_repairs);
+    /// Writes the newest of each key's `heard` entries to every replica that answered
+    /// with something older: one request per stale replica for all of its keys.
+    async fn repair(&self, reads: Vec<(Bytes, Heard)>) {
+        let mut stale: HashMap<NodeId, Vec<(Bytes, VersionedEntry)>> = HashMap::new();
+        for (key, heard) in reads {
+            let Some(newest) = newest(heard.iter().map(|(_, entry)| entry)) else {
+                continue;
+            };
+            for (node, held) in heard {
+                if held.is_none_or(|held| held.version < newest.version) {
+                    stale
+                        .entry(node)
+                        .or_default()
+                        .push((key.clone(), newest.clone()));
+                }
             }
         }
+        let repairs = stale.into_iter().map(|(node, entries)| async move {
+            for batch in batches_of((0..entries.len()).collect(), |i| {
+                entry_bytes(&entries[i].0, &entries[i].1)
+            }) {
+                let batch = batch.into_iter().map(|i| entries[i].clone()).collect();
+                let stored = self.send_many(node.clone(), batch).await;
+                for _ in stored.into_iter().filter(|&ok| ok) {
+                    bump(&self.stats.read_repairs);
+                }
+            }
+        });
+        futures_util::future::join_all(repairs).await;
     }
 
-    /// Delivers the hints kept for `node`; those it still cannot take are kept again.
-    /// Returns how many were delivered.
+    /// Delivers the hints kept for `node`, in requests of at most
+    /// [`MAX_APPLY_BATCH_BYTES`]; those it still cannot take are kept again. Returns how
+    /// many were delivered.
     pub async fn replay_hints(&self, node: &NodeId) -> usize {
+        let hints = self.hints.take(node);
         let mut delivered = 0;
-        for (key, entry) in self.hints.take(node) {
-            match self.replicas.apply(node, key.clone(), entry.clone()).await {
-                Ok(()) => {
-                    delivered += 1;
-                    bump(&self.stats.hints_replayed);
+        let mut batches = batches_of((0..hints.len()).collect(), |i| {
+            entry_bytes(&hints[i].0, &hints[i].1)
+        })
+        .into_iter();
+        while let Some(batch) = batches.next() {
+            let entries: Vec<_> = batch.iter().map(|&i| hints[i].clone()).collect();
+            match self.replicas.apply_many(node, entries).await {
+                Ok(outcomes) => {
+                    for outcome in outcomes {
+                        match outcome {
+                            Ok(()) => {
+                                delivered += 1;
+                                bump(&self.stats.hints_replayed);
+                            }
+                            Err(error) => {
+                                tracing::debug!(%error, "replica refused a hinted write");
+                            }
+                        }
+                    }
                 }
                 Err(error) if error.unreachable => {
-                    self.hints.add(node.clone(), key, entry);
+                    // Gone again: keep this batch and the rest for the next attempt.
+                    for i in batch.into_iter().chain(batches.flatten()) {
+                        let (key, entry) = hints[i].clone();
+                        self.hints.add(node.clone(), key, entry);
+                    }
+                    break;
                 }
-                Err(error) => tracing::debug!(%error, "replica refused a hinted write"),
+                Err(error) => tracing::debug!(%error, "replica refused hinted writes"),
             }
         }
         delivered
@@ -592,6 +621,14 @@ impl Replicator {
 /// entry goes alone): a pipeline of large values must not make a request larger than
 /// the RPC frame limit, nor hold up every other entry behind it.
 pub const MAX_APPLY_BATCH_BYTES: usize = 4 << 20;
+
+/// What the replicas of one key answered to a read: each node and its entry, if any.
+type Heard = Vec<(NodeId, Option<VersionedEntry>)>;
+
+/// The bytes an entry for `key` puts in an apply request.
+fn entry_bytes(key: &[u8], entry: &VersionedEntry) -> usize {
+    key.len() + entry.value.len()
+}
 
 /// Splits `indices` into runs whose sizes add up to at most [`MAX_APPLY_BATCH_BYTES`]
 /// (a run of one may exceed it), in order.
