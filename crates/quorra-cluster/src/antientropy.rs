@@ -10,7 +10,8 @@
 //! (order-free, so no sorting), a flat Merkle tree of one level. Only buckets whose
 //! digests differ are opened: the initiator fetches the peer's (key, version) list for
 //! the bucket, pulls the entries where the peer is newer and pushes those where it is
-//! newer itself (last writer wins on both sides, so the exchange is idempotent). A pass
+//! newer itself (last writer wins on both sides, so the exchange is idempotent). Pulls
+//! read 64 keys per request and pushes send up to 4 MiB of entries per request. A pass
 //! moves at most [`MAX_KEYS_PER_PASS`] keys per peer and says when it stopped short
 //! ([`SyncReport::truncated`]); the caller then runs the next pass after
 //! [`BACKLOG_DELAY`] instead of a whole interval, which bounds the transfer rate at about
@@ -32,6 +33,7 @@ use quorra_ring::{NodeId, TokenRange};
 use quorra_store::{Store, Version, VersionedEntry};
 
 use crate::membership::ClusterView;
+use crate::replication::entry_batches;
 use crate::rpc::BoxFuture;
 
 /// Buckets a digest has (the top 8 bits of a key's token).
@@ -46,6 +48,10 @@ const BUCKETS_PER_REQUEST: usize = 32;
 
 /// Entries copied at the same time during a pass.
 const CONCURRENT_TRANSFERS: usize = 32;
+
+/// Keys per read request when pulling: their values come back in one response, whose
+/// size the caller cannot know in advance, so this stays small.
+const KEYS_PER_PULL: usize = 64;
 
 /// Time before the next pass when the last one stopped at [`MAX_KEYS_PER_PASS`], or
 /// after a node joined the ring.
@@ -131,10 +137,11 @@ pub trait Peer: Send + Sync {
     fn digest(&self) -> BoxFuture<Result<Vec<u64>, String>>;
     /// The peer's [`bucket_versions`] for `buckets`.
     fn bucket_versions(&self, buckets: Vec<usize>) -> BoxFuture<Result<Vec<BucketEntry>, String>>;
-    /// The peer's entry for `key`.
-    fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>>;
-    /// Stores `entry` at the peer if newer.
-    fn apply(&self, key: Bytes, entry: VersionedEntry) -> BoxFuture<Result<(), String>>;
+    /// The peer's entries for `keys`, in order (`None` where it holds nothing), in one
+    /// request.
+    fn read(&self, keys: Vec<Bytes>) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, String>>;
+    /// Stores each entry at the peer if newer, in one request.
+    fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<(), String>>;
 }
 
 /// What one exchange did.
@@ -205,37 +212,48 @@ pub async fn sync_with(
             pushes.truncate(budget - pulls.len());
         }
         budget -= pulls.len() + pushes.len();
-        let pulled = futures_util::stream::iter(pulls)
-            .map(|key| pull(store, peer, key))
+        let pull_batches: Vec<Vec<Bytes>> =
+            pulls.chunks(KEYS_PER_PULL).map(<[Bytes]>::to_vec).collect();
+        let pulled = futures_util::stream::iter(pull_batches)
+            .map(|keys| pull(store, peer, keys))
             .buffer_unordered(CONCURRENT_TRANSFERS)
             .collect::<Vec<_>>()
             .await;
         for outcome in pulled {
-            report.pulled += usize::from(outcome?);
+            report.pulled += outcome?;
         }
-        let pushed = futures_util::stream::iter(pushes)
-            .filter_map(|key| {
-                std::future::ready(store.get_versioned(&key).map(|entry| (key, entry)))
+        let entries: Vec<(Bytes, VersionedEntry)> = pushes
+            .into_iter()
+            .filter_map(|key| store.get_versioned(&key).map(|entry| (key, entry)))
+            .collect();
+        let pushed = futures_util::stream::iter(entry_batches(entries))
+            .map(|batch| {
+                let count = batch.len();
+                let apply = peer.apply(batch);
+                async move { apply.await.map(|()| count) }
             })
-            .map(|(key, entry)| peer.apply(key, entry))
             .buffer_unordered(CONCURRENT_TRANSFERS)
             .collect::<Vec<_>>()
             .await;
         for outcome in pushed {
-            outcome?;
-            report.pushed += 1;
+            report.pushed += outcome?;
         }
     }
     Ok(report)
 }
 
-/// Copies the peer's entry for `key` here; true if it had one.
-async fn pull(store: &Store, peer: &dyn Peer, key: Bytes) -> Result<bool, String> {
-    let Some(entry) = peer.read(key.clone()).await? else {
-        return Ok(false);
-    };
-    store
-        .apply(&key, entry)
-        .map_err(|error| format!("cannot store {key:?}: {error}"))?;
-    Ok(true)
+/// Copies the peer's entries for `keys` here; how many it had.
+async fn pull(store: &Store, peer: &dyn Peer, keys: Vec<Bytes>) -> Result<usize, String> {
+    let entries = peer.read(keys.clone()).await?;
+    let mut pulled = 0;
+    for (key, entry) in keys.into_iter().zip(entries) {
+        let Some(entry) = entry else {
+            continue;
+        };
+        store
+            .apply(&key, entry)
+            .map_err(|error| format!("cannot store {key:?}: {error}"))?;
+        pulled += 1;
+    }
+    Ok(pulled)
 }

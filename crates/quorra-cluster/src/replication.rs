@@ -563,10 +563,7 @@ impl Replicator {
             }
         }
         let repairs = stale.into_iter().map(|(node, entries)| async move {
-            for batch in batches_of((0..entries.len()).collect(), |i| {
-                entry_bytes(&entries[i].0, &entries[i].1)
-            }) {
-                let batch = batch.into_iter().map(|i| entries[i].clone()).collect();
+            for batch in entry_batches(entries) {
                 let stored = self.send_many(node.clone(), batch).await;
                 for _ in stored.into_iter().filter(|&ok| ok) {
                     bump(&self.stats.read_repairs);
@@ -580,15 +577,10 @@ impl Replicator {
     /// [`MAX_APPLY_BATCH_BYTES`]; those it still cannot take are kept again. Returns how
     /// many were delivered.
     pub async fn replay_hints(&self, node: &NodeId) -> usize {
-        let hints = self.hints.take(node);
         let mut delivered = 0;
-        let mut batches = batches_of((0..hints.len()).collect(), |i| {
-            entry_bytes(&hints[i].0, &hints[i].1)
-        })
-        .into_iter();
+        let mut batches = entry_batches(self.hints.take(node)).into_iter();
         while let Some(batch) = batches.next() {
-            let entries: Vec<_> = batch.iter().map(|&i| hints[i].clone()).collect();
-            match self.replicas.apply_many(node, entries).await {
+            match self.replicas.apply_many(node, batch.clone()).await {
                 Ok(outcomes) => {
                     for outcome in outcomes {
                         match outcome {
@@ -604,8 +596,7 @@ impl Replicator {
                 }
                 Err(error) if error.unreachable => {
                     // Gone again: keep this batch and the rest for the next attempt.
-                    for i in batch.into_iter().chain(batches.flatten()) {
-                        let (key, entry) = hints[i].clone();
+                    for (key, entry) in batch.into_iter().chain(batches.flatten()) {
                         self.hints.add(node.clone(), key, entry);
                     }
                     break;
@@ -628,6 +619,22 @@ type Heard = Vec<(NodeId, Option<VersionedEntry>)>;
 /// The bytes an entry for `key` puts in an apply request.
 fn entry_bytes(key: &[u8], entry: &VersionedEntry) -> usize {
     key.len() + entry.value.len()
+}
+
+/// `entries` in batches for [`Replicas::apply_many`], in order (see [`batches_of`]).
+pub(crate) fn entry_batches(
+    entries: Vec<(Bytes, VersionedEntry)>,
+) -> Vec<Vec<(Bytes, VersionedEntry)>> {
+    let sizes: Vec<usize> = entries
+        .iter()
+        .map(|(key, entry)| entry_bytes(key, entry))
+        .collect();
+    let batches = batches_of((0..entries.len()).collect(), |index| sizes[index]);
+    let mut entries = entries.into_iter();
+    batches
+        .into_iter()
+        .map(|batch| entries.by_ref().take(batch.len()).collect())
+        .collect()
 }
 
 /// Splits `indices` into runs whose sizes add up to at most [`MAX_APPLY_BATCH_BYTES`]

@@ -477,6 +477,8 @@ mod anti_entropy {
         store: Arc<Store>,
         view: ClusterView,
         asker: NodeId,
+        /// Read and apply requests received.
+        requests: Mutex<usize>,
     }
 
     impl Peer for InProcess {
@@ -492,12 +494,19 @@ mod anti_entropy {
                 antientropy::bucket_versions(&self.store, &self.view, &self.asker, 3, &buckets);
             Box::pin(async move { Ok(versions) })
         }
-        fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>> {
-            let entry = self.store.get_versioned(&key);
-            Box::pin(async move { Ok(entry) })
+        fn read(&self, keys: Vec<Bytes>) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, String>> {
+            *self.requests.lock() += 1;
+            let entries = keys
+                .iter()
+                .map(|key| self.store.get_versioned(key))
+                .collect();
+            Box::pin(async move { Ok(entries) })
         }
-        fn apply(&self, key: Bytes, entry: VersionedEntry) -> BoxFuture<Result<(), String>> {
-            let outcome = self.store.apply(&key, entry).map(|_| ());
+        fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<(), String>> {
+            *self.requests.lock() += 1;
+            let outcome = entries
+                .iter()
+                .try_for_each(|(key, entry)| self.store.apply(key, entry.clone()).map(|_| ()));
             Box::pin(async move { outcome.map_err(|error| error.to_string()) })
         }
     }
@@ -531,6 +540,7 @@ mod anti_entropy {
             store: b.clone(),
             view: view_of("b"),
             asker: "a".into(),
+            requests: Mutex::new(0),
         };
         let view_a = view_of("a");
         let report = sync_with(&a, &view_a, &"b".into(), &peer, 3).await.unwrap();
@@ -578,11 +588,18 @@ mod anti_entropy {
             store: b.clone(),
             view: view_of("b"),
             asker: "a".into(),
+            requests: Mutex::new(0),
         };
         let view_a = view_of("a");
         let first = sync_with(&a, &view_a, &"b".into(), &peer, 3).await.unwrap();
         assert!(first.truncated);
         assert_eq!(first.pushed, antientropy::MAX_KEYS_PER_PASS);
+        // Small entries: one apply request per group of 32 buckets, not one per key.
+        assert!(
+            *peer.requests.lock() <= antientropy::BUCKETS / 32,
+            "{} requests",
+            peer.requests.lock()
+        );
         let second = sync_with(&a, &view_a, &"b".into(), &peer, 3).await.unwrap();
         assert!(!second.truncated);
         assert_eq!(second.pushed, 500);

@@ -386,21 +386,24 @@ impl antientropy::Peer for RpcPeer<'_> {
         })
     }
 
-    fn read(&self, key: Bytes) -> BoxFuture<Result<Option<VersionedEntry>, String>> {
-        let replicas = self.node.replicator.replicas().read(&self.peer, vec![key]);
-        Box::pin(async move {
-            let mut entries = replicas.await.map_err(|error| error.to_string())?;
-            Ok(entries.pop().flatten())
-        })
+    fn read(&self, keys: Vec<Bytes>) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, String>> {
+        let read = self.node.replicator.replicas().read(&self.peer, keys);
+        Box::pin(async move { read.await.map_err(|error| error.to_string()) })
     }
 
-    fn apply(&self, key: Bytes, entry: VersionedEntry) -> BoxFuture<Result<(), String>> {
-        let replicas = self
+    fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<(), String>> {
+        let apply = self
             .node
             .replicator
             .replicas()
-            .apply(&self.peer, key, entry);
-        Box::pin(async move { replicas.await.map_err(|error| error.to_string()) })
+            .apply_many(&self.peer, entries);
+        Box::pin(async move {
+            let outcomes = apply.await.map_err(|error| error.to_string())?;
+            match outcomes.into_iter().find_map(Result::err) {
+                Some(refused) => Err(refused.to_string()),
+                None => Ok(()),
+            }
+        })
     }
 }
 
