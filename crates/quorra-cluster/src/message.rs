@@ -43,13 +43,6 @@ pub enum Request {
         /// Count only the keys this node is primary for.
         primary_only: bool,
     },
-    /// Store this entry if it is newer than what the receiver holds (last writer wins).
-    Apply {
-        /// The key.
-        key: Bytes,
-        /// The entry.
-        entry: WireEntry,
-    },
     /// The receiver's entries for these keys, tombstones included.
     Read {
         /// The keys.
@@ -68,9 +61,9 @@ pub enum Request {
         /// The buckets.
         buckets: Vec<u32>,
     },
-    /// [`Request::Apply`] for many entries: a pipeline's writes to one replica travel
-    /// as one request ([`Response::AppliedMany`]).
-    ApplyMany {
+    /// Store each entry if it is newer than what the receiver holds (last writer wins):
+    /// the copies of a pipeline's writes, hints, repairs ([`Response::Applied`]).
+    Apply {
         /// (key, entry) pairs.
         entries: Vec<(Bytes, WireEntry)>,
     },
@@ -123,9 +116,6 @@ pub enum Response {
     /// The replies to [`Request::Execute`], one per command: exactly the bytes a client
     /// would have read.
     Replies(Vec<Bytes>),
-    /// The answer to [`Request::Apply`]: stored, or already held in that or a newer
-    /// version.
-    Applied,
     /// The answer to [`Request::Read`]: one entry (or none) per key, in order.
     Entries(Vec<Option<WireEntry>>),
     /// The answer to [`Request::Digest`]: one word per bucket.
@@ -139,9 +129,9 @@ pub enum Response {
         /// Live keys with a TTL.
         expires: u64,
     },
-    /// The answer to [`Request::ApplyMany`], one per entry in order: `None` if stored
-    /// (or already held in that or a newer version), else why it was refused.
-    AppliedMany(Vec<Option<String>>),
+    /// The answer to [`Request::Apply`], one per entry in order: `None` if stored (or
+    /// already held in that or a newer version), else why it was refused.
+    Applied(Vec<Option<String>>),
 }
 
 /// A payload that does not decode as the message expected.
@@ -196,13 +186,16 @@ mod tests {
             tombstone: false,
         };
         let apply = Request::Apply {
-            key: Bytes::from_static(b"k"),
-            entry: entry.clone().into(),
+            entries: vec![(Bytes::from_static(b"k"), entry.clone().into())],
         };
-        let Request::Apply { entry: wire, .. } = Request::decode(&apply.encode()).unwrap() else {
+        let Request::Apply { mut entries } = Request::decode(&apply.encode()).unwrap() else {
             panic!("an Apply decodes as an Apply");
         };
-        assert_eq!(VersionedEntry::from(wire), entry);
+        let (key, wire) = entries.pop().unwrap();
+        assert_eq!(
+            (key, VersionedEntry::from(wire)),
+            (Bytes::from_static(b"k"), entry)
+        );
         let response = Response::KeyspaceCounts {
             keys: u64::MAX,
             expires: 3,

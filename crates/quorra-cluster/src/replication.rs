@@ -15,7 +15,7 @@
 //!   (bounded by [`Hints::new`]'s limit, newest version per key) and replayed by
 //!   [`Replicator::replay_hints`] when the node is reachable again.
 //! - [`Replicator::write_many`] does the same for many keys, each with its own replicas:
-//!   every replica gets one request ([`Replicas::apply_many`]) with all of its entries,
+//!   every replica gets one request ([`Replicas::apply`]) with all of its entries,
 //!   and each key is answered once enough of its replicas have stored it.
 //! - [`Replicator::read`] asks every replica and answers once `required` have replied,
 //!   with the newest version among them (last writer wins: versions are hybrid-logical
@@ -148,35 +148,13 @@ pub struct ReplicaError {
 
 /// How the replicator reaches a replica (the local store included).
 pub trait Replicas: Send + Sync + 'static {
-    /// Stores `entry` for `key` at `node` if it is newer than what `node` holds.
+    /// Stores each entry at `node` if it is newer than what `node` holds, in one request:
+    /// one outcome per entry, in order, or one error if `node` could not be asked.
     fn apply(
         &self,
         node: &NodeId,
-        key: Bytes,
-        entry: VersionedEntry,
-    ) -> BoxFuture<Result<(), ReplicaError>>;
-
-    /// [`apply`](Self::apply) for many entries at `node`: one outcome per entry, in
-    /// order, or one error if `node` could not be asked. This default sends them one by
-    /// one; a transport that can should send them as one request.
-    fn apply_many(
-        &self,
-        node: &NodeId,
         entries: Vec<(Bytes, VersionedEntry)>,
-    ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>> {
-        let applies: Vec<_> = entries
-            .into_iter()
-            .map(|(key, entry)| self.apply(node, key, entry))
-            .collect();
-        Box::pin(async move {
-            let outcomes = futures_util::future::join_all(applies).await;
-            // One unreachable entry means the node was: as one request would have failed.
-            match outcomes.iter().find_map(|outcome| outcome.as_ref().err()) {
-                Some(error) if error.unreachable => Err(error.clone()),
-                _ => Ok(outcomes),
-            }
-        })
-    }
+    ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>>;
 
     /// `node`'s entries for `keys`, in order, tombstones included; `None` where it holds
     /// nothing. One request however many keys.
@@ -404,7 +382,7 @@ impl Replicator {
     /// Replica writes of many entries in one request; a hint for each if the replica is
     /// unreachable. Whether each was stored, in order.
     async fn send_many(&self, node: NodeId, entries: Vec<(Bytes, VersionedEntry)>) -> Vec<bool> {
-        match self.replicas.apply_many(&node, entries.clone()).await {
+        match self.replicas.apply(&node, entries.clone()).await {
             Ok(outcomes) => outcomes
                 .into_iter()
                 .map(|outcome| match outcome {
@@ -580,7 +558,7 @@ impl Replicator {
         let mut delivered = 0;
         let mut batches = entry_batches(self.hints.take(node)).into_iter();
         while let Some(batch) = batches.next() {
-            match self.replicas.apply_many(node, batch.clone()).await {
+            match self.replicas.apply(node, batch.clone()).await {
                 Ok(outcomes) => {
                     for outcome in outcomes {
                         match outcome {
@@ -608,7 +586,7 @@ impl Replicator {
     }
 }
 
-/// Most key and value bytes one [`Replicas::apply_many`] request carries (a larger single
+/// Most key and value bytes one [`Replicas::apply`] request carries (a larger single
 /// entry goes alone): a pipeline of large values must not make a request larger than
 /// the RPC frame limit, nor hold up every other entry behind it.
 pub const MAX_APPLY_BATCH_BYTES: usize = 4 << 20;
@@ -621,7 +599,7 @@ fn entry_bytes(key: &[u8], entry: &VersionedEntry) -> usize {
     key.len() + entry.value.len()
 }
 
-/// `entries` in batches for [`Replicas::apply_many`], in order (see [`batches_of`]).
+/// `entries` in batches for [`Replicas::apply`], in order (see [`batches_of`]).
 pub(crate) fn entry_batches(
     entries: Vec<(Bytes, VersionedEntry)>,
 ) -> Vec<Vec<(Bytes, VersionedEntry)>> {

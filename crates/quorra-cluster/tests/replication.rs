@@ -20,7 +20,7 @@ const START_MS: u64 = 1_800_000_000_000;
 struct Network {
     stores: HashMap<NodeId, Arc<Store>>,
     cut: Mutex<HashSet<NodeId>>,
-    /// Write requests (`apply` or `apply_many`) each node was sent.
+    /// Write requests (`apply`) each node was sent.
     write_requests: Mutex<HashMap<NodeId, usize>>,
 }
 
@@ -84,31 +84,6 @@ fn unreachable(node: &NodeId) -> ReplicaError {
 
 impl Replicas for Network {
     fn apply(
-        &self,
-        node: &NodeId,
-        key: Bytes,
-        entry: VersionedEntry,
-    ) -> BoxFuture<Result<(), ReplicaError>> {
-        *self.write_requests.lock().entry(node.clone()).or_default() += 1;
-        let (store, node) = (self.reach(node), node.clone());
-        Box::pin(async move {
-            let Some(store) = store else {
-                tokio::time::sleep(TIMEOUT).await;
-                return Err(unreachable(&node));
-            };
-            store
-                .apply(&key, entry)
-                .map(|_| ())
-                .map_err(|error| ReplicaError {
-                    node,
-                    message: error.to_string(),
-                    unreachable: false,
-                })
-        })
-    }
-
-    /// One request for all the entries, as the server's transport sends them.
-    fn apply_many(
         &self,
         node: &NodeId,
         entries: Vec<(Bytes, VersionedEntry)>,

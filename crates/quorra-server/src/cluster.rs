@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use quorra_cluster::antientropy::{self, BucketEntry};
 use quorra_cluster::membership::{
     ClusterView, MemberState, MemberStats, Membership, MembershipConfig, NodeAddresses,
@@ -257,14 +257,7 @@ async fn answer_peer(
             let view = shared.cluster.as_ref().map(|node| node.view());
             let replies = match &view {
                 Some(view) => run_here(&shared, view, &mut session, &commands, mode).await,
-                None => commands
-                    .iter()
-                    .map(|args| {
-                        let mut out = BytesMut::new();
-                        commands::dispatch(&shared, &mut session, &mut out, args);
-                        out.freeze()
-                    })
-                    .collect(),
+                None => commands::dispatch_each(&shared, &mut session, &commands),
             };
             Response::Replies(replies)
         }
@@ -272,14 +265,7 @@ async fn answer_peer(
             let (keys, expires) = keyspace_counts(&shared, primary_only);
             Response::KeyspaceCounts { keys, expires }
         }
-        Request::Apply { key, entry } => {
-            shared
-                .store
-                .apply(&key, entry.into())
-                .map_err(|error| error.to_string())?;
-            Response::Applied
-        }
-        Request::ApplyMany { entries } => Response::AppliedMany(
+        Request::Apply { entries } => Response::Applied(
             entries
                 .into_iter()
                 .map(|(key, entry)| {
@@ -392,11 +378,7 @@ impl antientropy::Peer for RpcPeer<'_> {
     }
 
     fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<(), String>> {
-        let apply = self
-            .node
-            .replicator
-            .replicas()
-            .apply_many(&self.peer, entries);
+        let apply = self.node.replicator.replicas().apply(&self.peer, entries);
         Box::pin(async move {
             let outcomes = apply.await.map_err(|error| error.to_string())?;
             match outcomes.into_iter().find_map(Result::err) {

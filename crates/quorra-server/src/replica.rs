@@ -24,7 +24,7 @@
 //!   primary for.
 //!
 //! [`NodeReplicas`] is the [`Replicas`] transport: this node's own store directly, the
-//! others over RPC (`Apply`, `ApplyMany`, `Read`).
+//! others over RPC (`Apply`, `Read`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
@@ -107,41 +107,6 @@ impl Replicas for NodeReplicas {
     fn apply(
         &self,
         node: &NodeId,
-        key: Bytes,
-        entry: VersionedEntry,
-    ) -> BoxFuture<Result<(), ReplicaError>> {
-        let shared = match self.shared(node) {
-            Ok(shared) => shared,
-            Err(error) => return Box::pin(async move { Err(error) }),
-        };
-        if is_self(&shared, node) {
-            let result = shared.store.apply(&key, entry);
-            let node = node.clone();
-            return Box::pin(async move {
-                result
-                    .map(|_| ())
-                    .map_err(|error| refused(&node, error.to_string()))
-            });
-        }
-        let call = self.call(
-            node,
-            Request::Apply {
-                key,
-                entry: entry.into(),
-            },
-        );
-        let node = node.clone();
-        Box::pin(async move {
-            match call.await? {
-                Response::Applied => Ok(()),
-                other => Err(refused(&node, format!("unexpected answer {other:?}"))),
-            }
-        })
-    }
-
-    fn apply_many(
-        &self,
-        node: &NodeId,
         entries: Vec<(Bytes, VersionedEntry)>,
     ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>> {
         let shared = match self.shared(node) {
@@ -166,10 +131,10 @@ impl Replicas for NodeReplicas {
             .into_iter()
             .map(|(key, entry)| (key, entry.into()))
             .collect();
-        let call = self.call(&node, Request::ApplyMany { entries });
+        let call = self.call(&node, Request::Apply { entries });
         Box::pin(async move {
             match call.await? {
-                Response::AppliedMany(outcomes) if outcomes.len() == count => Ok(outcomes
+                Response::Applied(outcomes) if outcomes.len() == count => Ok(outcomes
                     .into_iter()
                     .map(|outcome| match outcome {
                         None => Ok(()),
@@ -323,14 +288,7 @@ pub async fn run_as_primary<A: AsRef<[Bytes]>>(
     commands: &[A],
     level: Level,
 ) -> Vec<Bytes> {
-    let replies: Vec<Bytes> = commands
-        .iter()
-        .map(|args| {
-            let mut reply = BytesMut::new();
-            commands::dispatch(shared, session, &mut reply, args.as_ref());
-            reply.freeze()
-        })
-        .collect();
+    let replies = commands::dispatch_each(shared, session, commands);
     let writes: Vec<(&[Bytes], &[u8])> = commands
         .iter()
         .zip(&replies)
@@ -342,11 +300,7 @@ pub async fn run_as_primary<A: AsRef<[Bytes]>>(
         .zip(outcomes)
         .map(|(reply, outcome)| match outcome {
             Ok(()) => reply.clone(),
-            Err(error) => {
-                let mut refusal = BytesMut::new();
-                encode::error(&mut refusal, &error.to_string());
-                refusal.freeze()
-            }
+            Err(error) => commands::error_reply(&error.to_string()),
         })
         .collect()
 }

@@ -50,7 +50,7 @@ use quorra_resp::{Frame, Limits, Protocol, encode, parse_frame};
 use quorra_ring::{NodeId, TokenRange};
 
 use crate::cluster::ClusterNode;
-use crate::commands::{self, CommandError};
+use crate::commands::{self, CommandError, error_reply};
 use crate::connection::Session;
 use crate::replica::{self, QuorumRead};
 use crate::shared::Shared;
@@ -471,7 +471,7 @@ async fn run_deferred(
             .zip(outcomes)
             .map(|((_, reply), outcome)| match outcome {
                 Ok(()) => Bytes::copy_from_slice(reply),
-                Err(error) => error_reply(&CommandError::new(error.to_string())),
+                Err(error) => error_reply(&error.to_string()),
             })
             .collect::<Vec<_>>()
     };
@@ -485,7 +485,7 @@ async fn run_deferred(
                 let mut reply = BytesMut::new();
                 match replica::write_read_reply(*kind, mine, protocol, &mut reply) {
                     Ok(()) => reply.freeze(),
-                    Err(error) => error_reply(&error),
+                    Err(error) => error_reply(&error.0),
                 }
             }
             Deferred::Replicate(..) => replicated.next().expect("one reply per write"),
@@ -557,14 +557,7 @@ pub async fn run_here<A: AsRef<[Bytes]>>(
     session.primary_only = mode.primary_only;
     let replies = match mode.replicate {
         Some(level) => replica::run_as_primary(shared, view, session, commands, level).await,
-        None => commands
-            .iter()
-            .map(|args| {
-                let mut reply = BytesMut::new();
-                commands::dispatch(shared, session, &mut reply, args.as_ref());
-                reply.freeze()
-            })
-            .collect(),
+        None => commands::dispatch_each(shared, session, commands),
     };
     session.primary_only = false;
     replies
@@ -646,16 +639,11 @@ async fn forward_to_replicas(cx: Cx<'_>, args: Vec<Bytes>, mode: Mode) -> Bytes 
         match outcome {
             Ok(reply) => return reply,
             Err(error) if error.not_run => last = Some(error.error),
-            Err(error) => return error_reply(&error.error),
+            Err(error) => return error_reply(&error.error.0),
         }
     }
-    error_reply(&last.unwrap_or_else(|| CommandError::new("CLUSTERDOWN no replica answered")))
-}
-
-fn error_reply(error: &CommandError) -> Bytes {
-    let mut reply = BytesMut::new();
-    encode::error(&mut reply, &error.0);
-    reply.freeze()
+    let last = last.unwrap_or_else(|| CommandError::new("CLUSTERDOWN no replica answered"));
+    error_reply(&last.0)
 }
 
 /// For the HTTP API: runs the one-key command `args` on the key's owner if that is

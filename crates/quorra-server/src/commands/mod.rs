@@ -251,6 +251,29 @@ pub fn dispatch_timed(
     ended
 }
 
+/// Runs `commands` one after another, each into a reply of its own.
+pub fn dispatch_each<A: AsRef<[Bytes]>>(
+    shared: &Shared,
+    session: &mut Session,
+    commands: &[A],
+) -> Vec<Bytes> {
+    commands
+        .iter()
+        .map(|args| {
+            let mut reply = BytesMut::new();
+            dispatch(shared, session, &mut reply, args.as_ref());
+            reply.freeze()
+        })
+        .collect()
+}
+
+/// An error reply with this text, as its own buffer.
+pub fn error_reply(text: &str) -> Bytes {
+    let mut reply = BytesMut::new();
+    encode::error(&mut reply, text);
+    reply.freeze()
+}
+
 /// Redis's text: `ERR unknown command 'foo', with args beginning with: 'a' 'b' `
 /// (the name and the argument list are each cut at 128 characters).
 fn unknown_command_message(args: &[Bytes]) -> String {
