@@ -33,6 +33,7 @@ use quorra_ring::{NodeId, TokenRange};
 use quorra_store::{Store, Version, VersionedEntry};
 
 use crate::membership::ClusterView;
+use crate::placement::Placement;
 use crate::replication::entry_batches;
 use crate::rpc::BoxFuture;
 
@@ -73,9 +74,9 @@ fn entry_hash(key: &[u8], version: Version, tombstone: bool) -> u64 {
     xxhash_rust::xxh3::xxh3_64(&input)
 }
 
-/// True if `a` and `b` are both among the first `n` replicas of the key at `token`.
+/// True if `a` and `b` are both replicas of the key at `token` under `n` copies.
 fn shared(view: &ClusterView, token: u64, n: usize, a: &NodeId, b: &NodeId) -> bool {
-    let replicas = view.ring.preference_list_for_token(token, n);
+    let replicas = Placement::new(view, n).replicas_for_token(token);
     replicas.contains(&a) && replicas.contains(&b)
 }
 

@@ -40,5 +40,7 @@
 pub mod antientropy;
 pub mod membership;
 pub mod message;
+pub mod placement;
 pub mod replication;
+pub mod roster;
 pub mod rpc;

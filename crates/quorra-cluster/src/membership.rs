@@ -10,6 +10,7 @@
 //! | `zone` | the zone, if any |
 //! | `state` | `joining`, `up` or `leaving` ([`MemberState`]) |
 //! | `stat.used_memory`, `stat.keys`, `stat.ops_per_sec` | figures for `/v1/cluster` |
+//! | `roster.<id>`, `gone.<id>` | the roster as this node knows it ([`crate::roster`]) |
 //!
 //! The node id and the generation (start time in ms, so a restarted node supersedes its
 //! earlier life) are part of chitchat's node identity. Gossip uses UDP on the same port
@@ -17,10 +18,22 @@
 //!
 //! # Views
 //!
-//! Whenever the live set or anyone's published state changes, a task builds a new
-//! [`ClusterView`] — every known member with its state, and the ring of the members that
-//! are alive and `up` — and publishes it on a [`watch`] channel. Nodes that see the same
-//! gossip state build the same ring, because a ring depends only on its member set.
+//! Whenever the live set or anyone's published state changes, a task merges what the
+//! members publish into the [roster](crate::roster) and builds a new [`ClusterView`] —
+//! every member with its state, and the ring of the counted members, up or down — and
+//! publishes it on a [`watch`] channel. Nodes that hold the same roster build the same
+//! ring, because a ring depends only on its member set. The ring changes when a member
+//! joins, leaves or is forgotten, not when one goes down or comes back: which nodes
+//! hold a key's copies, and how many answers a quorum needs, do not depend on who is
+//! reachable (see [`crate::placement`]).
+//!
+//! # Joining
+//!
+//! A node that starts with seeds, or that remembers a cluster in its roster file, has
+//! not *joined* until it has heard from another member: until then its view says
+//! [`ClusterView::joined`] = false, and the server serves no keys (a node that knows
+//! only itself would otherwise act as a cluster of one). A node with neither seeds nor
+//! a remembered cluster starts a new cluster and has joined at once.
 //!
 //! # Failure detection
 //!
@@ -32,14 +45,15 @@
 //! after roughly `phi_threshold × interval` plus one interval, about 1.8 s. The
 //! detector's prior (its idea of the interval before it has samples) is the gossip
 //! interval, so a node is not declared dead during its first seconds either.
-//! Dead nodes stay listed (state `down`) for [`MembershipConfig::dead_node_grace`]
-//! (chitchat's own default of 24 h is far too long for a cache) and are then forgotten.
+//! chitchat keeps a dead node's gossip state for [`MembershipConfig::dead_node_grace`]
+//! (its own default of 24 h keeps too much state); the roster keeps counting the node
+//! after that, as `down`, until it leaves or is forgotten ([`Membership::forget`]).
 //!
 //! # Leaving
 //!
 //! [`Membership::leave`] publishes `leaving`, waits [`LEAVE_GOSSIP_ROUNDS`] gossip
 //! intervals so the news spreads, then stops gossiping. Peers drop a `leaving` node from
-//! the ring as soon as they hear of it, without waiting for failure detection.
+//! the roster and the ring as soon as they hear of it, and publish its tombstone.
 //!
 //! # Security
 //!
@@ -50,18 +64,21 @@
 //! gossip. Data only ever travels over the authenticated RPC, which refuses peers without
 //! the secret. Run the cluster port on a trusted network.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chitchat::transport::Transport;
 use chitchat::{ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig, NodeState};
+use parking_lot::Mutex;
 use quorra_ring::{NodeId, NodeSpec, Ring};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::roster::{Roster, RosterEntry};
 use crate::rpc::ClusterSecret;
 
 /// Default time between gossip rounds.
@@ -71,7 +88,8 @@ pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(200);
 /// the mean heartbeat interval", so this is roughly a number of missed intervals.
 pub const DEFAULT_PHI_THRESHOLD: f64 = 8.0;
 
-/// Default time a dead node stays listed as `down` before it is forgotten.
+/// Default time chitchat keeps a dead node's gossip state. The roster keeps counting
+/// the node as `down` after that; only leaving or [`Membership::forget`] removes it.
 pub const DEFAULT_DEAD_NODE_GRACE: Duration = Duration::from_secs(60);
 
 /// Gossip rounds [`Membership::leave`] waits after publishing `leaving`, so that peers
@@ -166,13 +184,18 @@ pub struct Member {
 pub struct ClusterView {
     /// This node's id.
     pub self_id: NodeId,
-    /// Every known member, sorted by id: live ones in their published state, dead ones
-    /// as [`MemberState::Down`].
+    /// Every member, sorted by id: the counted ones (the roster) in their current state
+    /// — [`MemberState::Down`] when not heard from — and live nodes that are not counted
+    /// (joining for the first time, leaving).
     pub members: Vec<Member>,
-    /// The ring of the members that are alive and `up`.
+    /// The ring of the counted members, up or down. Placement works on it, so a key's
+    /// replicas do not change when one of them goes down.
     pub ring: Ring,
     /// How many times the ring changed before this view (0 for the first ring).
     pub ring_version: u64,
+    /// False while a node that belongs to a cluster has not yet heard from any other
+    /// member: it must not serve keys, since it cannot tell which are its own.
+    pub joined: bool,
 }
 
 impl ClusterView {
@@ -188,6 +211,7 @@ impl ClusterView {
             members: vec![member],
             ring,
             ring_version: 0,
+            joined: true,
         }
     }
 
@@ -199,9 +223,11 @@ impl ClusterView {
             .map(|index| &self.members[index])
     }
 
-    /// The node that owns `key`, if the ring is not empty.
-    pub fn owner(&self, key: &[u8]) -> Option<&NodeId> {
-        self.ring.lookup(key)
+    /// True if `id` is counted and serving: in the ring and `up`.
+    pub fn is_serving(&self, id: &NodeId) -> bool {
+        self.member(id)
+            .is_some_and(|member| member.state == MemberState::Up)
+            && self.ring.member(id).is_some()
     }
 
     /// True if the ring has only this node, so every key is local.
@@ -209,10 +235,11 @@ impl ClusterView {
         self.ring.len() == 1 && self.ring.member(&self.self_id).is_some()
     }
 
-    /// The ring's members (the nodes that serve), sorted by id.
+    /// The members that serve (in the ring and `up`), sorted by id.
     pub fn serving(&self) -> impl Iterator<Item = &Member> {
         self.members
             .iter()
+            .filter(|member| member.state == MemberState::Up)
             .filter(|member| self.ring.member(&member.id).is_some())
     }
 }
@@ -241,8 +268,11 @@ pub struct MembershipConfig {
     pub gossip_interval: Duration,
     /// Failure detector threshold. Default [`DEFAULT_PHI_THRESHOLD`].
     pub phi_threshold: f64,
-    /// How long a dead node stays listed. Default [`DEFAULT_DEAD_NODE_GRACE`].
+    /// How long chitchat keeps a dead node's gossip state. Default
+    /// [`DEFAULT_DEAD_NODE_GRACE`]. The roster counts the node after that too.
     pub dead_node_grace: Duration,
+    /// Where the roster is kept across restarts (`None`: in memory only).
+    pub roster_file: Option<PathBuf>,
 }
 
 impl MembershipConfig {
@@ -265,6 +295,7 @@ impl MembershipConfig {
             gossip_interval: DEFAULT_GOSSIP_INTERVAL,
             phi_threshold: DEFAULT_PHI_THRESHOLD,
             dead_node_grace: DEFAULT_DEAD_NODE_GRACE,
+            roster_file: None,
         }
     }
 
@@ -291,19 +322,39 @@ pub enum MembershipError {
         /// chitchat's error.
         message: String,
     },
+    /// The roster file exists but cannot be read.
+    #[error("cannot read the roster: {0}")]
+    Roster(std::io::Error),
 }
 
-/// A running membership: gossip, failure detection and the live view.
+/// Why [`Membership::forget`] refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ForgetError {
+    /// No member has this id.
+    #[error("no such node '{0}'")]
+    Unknown(NodeId),
+    /// The node asked to forget itself.
+    #[error("a node cannot forget itself")]
+    Myself,
+    /// The member is alive; it should leave instead (stop it gracefully).
+    #[error("node '{0}' is {1}, not down: stop it and it leaves by itself")]
+    Alive(NodeId, MemberState),
+}
+
+/// A running membership: gossip, failure detection, the roster and the view.
 pub struct Membership {
     config: MembershipConfig,
     chitchat: ChitchatHandle,
     view: watch::Receiver<Arc<ClusterView>>,
+    roster: Arc<Mutex<Roster>>,
+    /// Wakes the views task after a change made here rather than through gossip.
+    nudge: Arc<Notify>,
     stop_views: CancellationToken,
 }
 
 impl Membership {
     /// Starts gossiping over UDP (state `joining`); call [`set_state`](Self::set_state)
-    /// with [`MemberState::Up`] once the node serves.
+    /// with [`MemberState::Up`] once the node serves (after [`until_joined`](Self::until_joined)).
     pub async fn start(config: MembershipConfig) -> Result<Membership, MembershipError> {
         Membership::start_with_transport(config, &chitchat::transport::UdpTransport).await
     }
@@ -314,6 +365,26 @@ impl Membership {
         config: MembershipConfig,
         transport: &dyn Transport,
     ) -> Result<Membership, MembershipError> {
+        let roster = match &config.roster_file {
+            Some(path) => Roster::load(path).map_err(MembershipError::Roster)?,
+            None => Roster::default(),
+        };
+        let remembered: Vec<String> = roster
+            .members()
+            .filter(|(id, _)| **id != config.node_id)
+            .map(|(_, entry)| entry.addresses.cluster.to_string())
+            .collect();
+        let own_addresses = [config.addresses.cluster, config.gossip_listen];
+        let has_seeds = config.seeds.iter().any(|seed| {
+            seed.parse()
+                .is_ok_and(|seed| !own_addresses.contains(&seed))
+        });
+        // A node that knows of no other member starts a cluster of its own.
+        let joined = !has_seeds && remembered.is_empty();
+        let mut seed_nodes = config.seeds.clone();
+        seed_nodes.extend(remembered);
+        seed_nodes.sort();
+        seed_nodes.dedup();
         let chitchat_id = ChitchatId::new(
             config.node_id.as_str().to_owned(),
             config.generation,
@@ -324,7 +395,7 @@ impl Membership {
             cluster_id: config.secret.gossip_cluster_id(),
             gossip_interval: config.gossip_interval,
             listen_addr: config.gossip_listen,
-            seed_nodes: config.seeds.clone(),
+            seed_nodes,
             failure_detector_config: FailureDetectorConfig {
                 phi_threshold: config.phi_threshold,
                 sampling_window_size: SAMPLING_WINDOW,
@@ -354,22 +425,32 @@ impl Membership {
             })?;
         let first = ClusterView {
             self_id: config.node_id.clone(),
-            members: vec![config.self_member(MemberState::Joining)],
+            members: Vec::new(),
             ring: ring_with_vnodes(config.vnodes),
             ring_version: 0,
+            joined,
         };
         let (view_tx, view) = watch::channel(Arc::new(first));
+        let roster = Arc::new(Mutex::new(roster));
+        let nudge = Arc::new(Notify::new());
         let stop_views = CancellationToken::new();
-        tokio::spawn(maintain_views(
-            chitchat.chitchat(),
-            config.clone(),
+        let views = ViewsTask {
+            chitchat: chitchat.chitchat(),
+            config: config.clone(),
+            roster: roster.clone(),
+            published: Roster::default(),
+            saved: None,
+            joined,
+            ring_version: 0,
             view_tx,
-            stop_views.clone(),
-        ));
+        };
+        tokio::spawn(views.run(nudge.clone(), stop_views.clone()));
         Ok(Membership {
             config,
             chitchat,
             view,
+            roster,
+            nudge,
             stop_views,
         })
     }
@@ -387,6 +468,14 @@ impl Membership {
     /// A receiver that sees every new view.
     pub fn subscribe(&self) -> watch::Receiver<Arc<ClusterView>> {
         self.view.clone()
+    }
+
+    /// Returns once this node has joined its cluster (at once for a node that starts
+    /// one): it has heard from another member, so it knows the roster.
+    pub async fn until_joined(&self) {
+        let mut views = self.subscribe();
+        // Fails only when membership stopped; there is nothing left to wait for then.
+        let _ = views.wait_for(|view| view.joined).await;
     }
 
     /// Publishes this node's state.
@@ -407,6 +496,35 @@ impl Membership {
     async fn set(&self, key: &str, value: String) {
         let chitchat = self.chitchat.chitchat();
         chitchat.lock().await.self_node_state().set(key, value);
+    }
+
+    /// Removes a down member from the roster for good: quorums and replica sets stop
+    /// counting it, on every node once gossip carries the tombstone. This is the
+    /// operator's step after a node is lost for good (`QUORRA FORGET`). A member that
+    /// is alive cannot be forgotten; stopped gracefully, it leaves by itself. The
+    /// member, restarted later, joins again as a new member.
+    pub fn forget(&self, id: &NodeId) -> Result<(), ForgetError> {
+        if *id == self.config.node_id {
+            return Err(ForgetError::Myself);
+        }
+        let view = self.view();
+        let member = view
+            .member(id)
+            .ok_or_else(|| ForgetError::Unknown(id.clone()))?;
+        if member.state != MemberState::Down {
+            return Err(ForgetError::Alive(id.clone(), member.state));
+        }
+        let generation = {
+            let mut roster = self.roster.lock();
+            let generation = roster
+                .get(id)
+                .map_or(member.generation, |entry| entry.generation);
+            roster.remove(id, generation);
+            generation
+        };
+        tracing::warn!(node = %id, generation, "member forgotten by the operator");
+        self.nudge.notify_one();
+        Ok(())
     }
 
     /// Leaves gracefully: publishes `leaving`, lets [`LEAVE_GOSSIP_ROUNDS`] rounds carry
@@ -436,99 +554,211 @@ fn ring_with_vnodes(vnodes: u32) -> Ring {
     Ring::with_default_vnodes(vnodes).unwrap_or_default()
 }
 
-/// Rebuilds the view whenever chitchat reports a change in the live set or in a live
-/// node's state, until `stop` is cancelled.
-async fn maintain_views(
+/// The task that keeps the roster and the view up to date.
+struct ViewsTask {
     chitchat: Arc<tokio::sync::Mutex<chitchat::Chitchat>>,
     config: MembershipConfig,
+    roster: Arc<Mutex<Roster>>,
+    /// The roster as last published in this node's gossip state.
+    published: Roster,
+    /// The roster as last written to the roster file.
+    saved: Option<Roster>,
+    joined: bool,
+    ring_version: u64,
     view_tx: watch::Sender<Arc<ClusterView>>,
-    stop: CancellationToken,
-) {
-    let mut live = chitchat.lock().await.live_nodes_watcher();
-    let mut ring_version = 0u64;
-    loop {
-        let dead: Vec<(ChitchatId, Option<Member>)> = {
-            let chitchat = chitchat.lock().await;
-            chitchat
-                .dead_nodes()
-                .map(|id| {
-                    let member = chitchat
-                        .node_state(id)
-                        .and_then(|state| member_from_gossip(id, state, MemberState::Down));
-                    (id.clone(), member)
-                })
-                .collect()
+}
+
+/// A member as its gossip state describes it, and whether chitchat thinks it is alive.
+struct Observed {
+    member: Member,
+    alive: bool,
+}
+
+impl ViewsTask {
+    /// Rebuilds the view whenever chitchat reports a change in the live set or in a
+    /// live node's state, or `nudge` is notified, until `stop` is cancelled.
+    async fn run(mut self, nudge: Arc<Notify>, stop: CancellationToken) {
+        let mut live = self.chitchat.lock().await.live_nodes_watcher();
+        loop {
+            live.borrow_and_update();
+            self.refresh().await;
+            tokio::select! {
+                changed = live.changed() => if changed.is_err() { return },
+                () = nudge.notified() => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    async fn refresh(&mut self) {
+        let (observed, roster) = {
+            let mut chitchat = self.chitchat.lock().await;
+            let live: HashSet<ChitchatId> = chitchat.live_nodes().cloned().collect();
+            let mut observed = Vec::new();
+            let mut gossiped = Roster::default();
+            for (id, state) in chitchat.node_states() {
+                for (key, value) in state.key_values() {
+                    gossiped.take_gossip_pair(key, value);
+                }
+                if let Some(member) = member_from_gossip(id, state) {
+                    observed.push(Observed {
+                        alive: live.contains(id),
+                        member,
+                    });
+                }
+            }
+            let roster = {
+                let mut roster = self.roster.lock();
+                roster.merge(&gossiped);
+                for Observed { member, .. } in &observed {
+                    match member.state {
+                        MemberState::Up => {
+                            roster.admit(&member.id, roster_entry(member));
+                        }
+                        MemberState::Leaving => {
+                            roster.remove(&member.id, member.generation);
+                        }
+                        MemberState::Joining | MemberState::Down => {}
+                    }
+                }
+                roster.clone()
+            };
+            if roster != self.published {
+                publish_roster(chitchat.self_node_state(), &self.published, &roster);
+                self.published = roster.clone();
+            }
+            (observed, roster)
         };
-        let members = {
-            let live = live.borrow_and_update();
-            merge_members(&config, &live, dead)
-        };
-        let previous = view_tx.borrow().clone();
-        let ring = ring_of(&members, config.vnodes);
+        self.save(&roster);
+        let self_id = &self.config.node_id;
+        if !self.joined
+            && observed
+                .iter()
+                .any(|seen| seen.alive && seen.member.id != *self_id)
+        {
+            tracing::info!(node = %self_id, members = roster.len(), "joined the cluster");
+            self.joined = true;
+        }
+        if roster
+            .gone_generation(self_id)
+            .is_some_and(|gone| gone >= self.config.generation)
+        {
+            tracing::error!(node = %self_id, "this node was forgotten by the cluster; restart it to join again");
+        }
+        let members = members_of(&self.config, &roster, observed);
+        let previous = self.view_tx.borrow().clone();
+        let ring = ring_of(&roster, self.config.vnodes);
         if ring != previous.ring {
-            if !previous.ring.is_empty() || ring_version > 0 {
-                ring_version += 1;
+            if !previous.ring.is_empty() || self.ring_version > 0 {
+                self.ring_version += 1;
             }
             let ids: Vec<&str> = ring.members().iter().map(|m| m.id().as_str()).collect();
-            tracing::info!(node = %config.node_id, ring_version, members = ?ids, "ring changed");
+            tracing::info!(node = %self_id, ring_version = self.ring_version, members = ?ids, "ring changed");
         }
-        if members != previous.members || ring != previous.ring {
+        if members != previous.members || ring != previous.ring || self.joined != previous.joined {
             let view = ClusterView {
-                self_id: config.node_id.clone(),
+                self_id: self_id.clone(),
                 members,
                 ring,
-                ring_version,
+                ring_version: self.ring_version,
+                joined: self.joined,
             };
-            view_tx.send_replace(Arc::new(view));
+            self.view_tx.send_replace(Arc::new(view));
         }
-        tokio::select! {
-            changed = live.changed() => if changed.is_err() { return },
-            () = stop.cancelled() => return,
+    }
+
+    /// Writes the roster file if the roster changed since it was last written. A write
+    /// that fails is logged and tried again at the next change: the node keeps working,
+    /// but would forget new members if it restarted meanwhile.
+    fn save(&mut self, roster: &Roster) {
+        let Some(path) = &self.config.roster_file else {
+            return;
+        };
+        if self.saved.as_ref() == Some(roster) {
+            return;
+        }
+        match roster.save(path) {
+            Ok(()) => self.saved = Some(roster.clone()),
+            Err(error) => {
+                tracing::error!(file = %path.display(), %error, "cannot write the roster");
+            }
         }
     }
 }
 
-/// One member per node id: the newest generation wins, and a live generation beats a
-/// dead one (a restarted node's old life lingers in chitchat as dead for a while).
-fn merge_members(
-    config: &MembershipConfig,
-    live: &BTreeMap<ChitchatId, NodeState>,
-    dead: Vec<(ChitchatId, Option<Member>)>,
-) -> Vec<Member> {
-    let mut by_id: HashMap<String, Member> = HashMap::new();
-    let rank = |member: &Member| (member.state != MemberState::Down, member.generation);
-    let mut consider = |member: Member| {
-        let better = by_id
-            .get(member.id.as_str())
-            .is_none_or(|known| rank(&member) > rank(known));
-        if better {
-            by_id.insert(member.id.as_str().to_owned(), member);
+/// Updates this node's gossip state from the roster it published last to `roster`: only
+/// the keys that changed are written, so only they travel.
+fn publish_roster(state: &mut NodeState, published: &Roster, roster: &Roster) {
+    let before: HashMap<String, String> = published.gossip_pairs().into_iter().collect();
+    let after: HashMap<String, String> = roster.gossip_pairs().into_iter().collect();
+    for key in before.keys().filter(|key| !after.contains_key(*key)) {
+        state.delete(key);
+    }
+    for (key, value) in after {
+        if before.get(&key) != Some(&value) {
+            state.set(key, value);
         }
-    };
-    for (id, state) in live {
-        let member = if id.node_id == config.node_id.as_str() {
-            // Our own state from chitchat, which has our latest published values.
-            member_from_gossip(id, state, MemberState::Joining)
-                .unwrap_or_else(|| config.self_member(MemberState::Joining))
-        } else {
-            match member_from_gossip(id, state, MemberState::Joining) {
-                Some(member) => member,
-                None => continue,
+    }
+}
+
+fn roster_entry(member: &Member) -> RosterEntry {
+    RosterEntry {
+        generation: member.generation,
+        addresses: member.addresses,
+        zone: member.zone.clone(),
+    }
+}
+
+/// The view's members: the counted ones, each in the state of its newest generation
+/// heard of (`down` if that one is not alive, or was never heard from directly), and
+/// the live nodes that are not counted (joining for the first time, leaving).
+fn members_of(config: &MembershipConfig, roster: &Roster, observed: Vec<Observed>) -> Vec<Member> {
+    let mut newest: HashMap<NodeId, Observed> = HashMap::new();
+    for seen in observed {
+        let newer = newest.get(&seen.member.id).is_none_or(|kept| {
+            (seen.member.generation, seen.alive) > (kept.member.generation, kept.alive)
+        });
+        if newer {
+            newest.insert(seen.member.id.clone(), seen);
+        }
+    }
+    let mut members: Vec<Member> = Vec::new();
+    for (id, entry) in roster.members() {
+        let member = match newest.remove(id) {
+            Some(seen) if seen.member.generation >= entry.generation => {
+                let mut member = seen.member;
+                if !seen.alive {
+                    member.state = MemberState::Down;
+                }
+                member
             }
+            _ => Member {
+                id: id.clone(),
+                generation: entry.generation,
+                addresses: entry.addresses,
+                zone: entry.zone.clone(),
+                state: MemberState::Down,
+                stats: MemberStats::default(),
+            },
         };
-        consider(member);
+        members.push(member);
     }
-    for member in dead.into_iter().filter_map(|(_, member)| member) {
-        consider(member);
+    members.extend(
+        newest
+            .into_values()
+            .filter(|seen| seen.alive)
+            .map(|seen| seen.member),
+    );
+    if !members.iter().any(|member| member.id == config.node_id) {
+        members.push(config.self_member(MemberState::Joining));
     }
-    let mut members: Vec<Member> = by_id.into_values().collect();
     members.sort_by(|a, b| a.id.cmp(&b.id));
     members
 }
 
-/// Reads a member from its gossip state; `None` if its addresses have not arrived yet.
-/// `state` overrides the published state when it is [`MemberState::Down`].
-fn member_from_gossip(id: &ChitchatId, state: &NodeState, judged: MemberState) -> Option<Member> {
+/// Reads a member from its gossip state, in the state it published; `None` if its
+/// addresses or state have not arrived yet.
+fn member_from_gossip(id: &ChitchatId, state: &NodeState) -> Option<Member> {
     let addr = |key: &str| state.get(key).and_then(|text| text.parse().ok());
     let stat = |key: &str| {
         state
@@ -536,7 +766,6 @@ fn member_from_gossip(id: &ChitchatId, state: &NodeState, judged: MemberState) -
             .and_then(|text| text.parse().ok())
             .unwrap_or(0)
     };
-    let published = state.get("state").and_then(MemberState::parse)?;
     Some(Member {
         id: NodeId::from(id.node_id.as_str()),
         generation: id.generation_id,
@@ -546,11 +775,7 @@ fn member_from_gossip(id: &ChitchatId, state: &NodeState, judged: MemberState) -
             cluster: addr("cluster")?,
         },
         zone: state.get("zone").map(str::to_owned),
-        state: if judged == MemberState::Down {
-            MemberState::Down
-        } else {
-            published
-        },
+        state: state.get("state").and_then(MemberState::parse)?,
         stats: MemberStats {
             used_memory: stat("stat.used_memory"),
             keys: stat("stat.keys"),
@@ -559,16 +784,16 @@ fn member_from_gossip(id: &ChitchatId, state: &NodeState, judged: MemberState) -
     })
 }
 
-/// The ring of the members that serve (`up`).
-fn ring_of(members: &[Member], vnodes: u32) -> Ring {
+/// The ring of the counted members.
+fn ring_of(roster: &Roster, vnodes: u32) -> Ring {
     let mut ring = ring_with_vnodes(vnodes);
-    for member in members.iter().filter(|m| m.state == MemberState::Up) {
-        let mut spec = NodeSpec::new(member.id.clone());
-        if let Some(zone) = &member.zone {
+    for (id, entry) in roster.members() {
+        let mut spec = NodeSpec::new(id.clone());
+        if let Some(zone) = &entry.zone {
             spec = spec.with_zone(zone.as_str());
         }
         if let Err(error) = ring.add_node(spec) {
-            tracing::warn!(node = %member.id, %error, "member left out of the ring");
+            tracing::warn!(node = %id, %error, "member left out of the ring");
         }
     }
     ring

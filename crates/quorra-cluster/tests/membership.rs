@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use chitchat::transport::ChannelTransport;
 use quorra_cluster::membership::{
-    ClusterView, MemberState, Membership, MembershipConfig, NodeAddresses,
+    ClusterView, DEFAULT_DEAD_NODE_GRACE, ForgetError, MemberState, Membership, MembershipConfig,
+    NodeAddresses,
 };
+use quorra_cluster::placement::Placement;
 use quorra_cluster::rpc::ClusterSecret;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -59,6 +61,10 @@ async fn until(
     }
 }
 
+fn serving_ids(view: &ClusterView) -> Vec<&str> {
+    view.serving().map(|m| m.id.as_str()).collect()
+}
+
 fn ring_ids(view: &ClusterView) -> Vec<&str> {
     view.ring
         .members()
@@ -79,8 +85,8 @@ async fn three_nodes(transport: &ChannelTransport) -> [Membership; 3] {
     let b = start(transport, config("b", 10_002, "secret")).await;
     let c = start(transport, config("c", 10_003, "secret")).await;
     for node in [&a, &b, &c] {
-        until(&mut node.subscribe(), "three nodes in the ring", |view| {
-            ring_ids(view) == ["a", "b", "c"]
+        until(&mut node.subscribe(), "three nodes serving", |view| {
+            serving_ids(view) == ["a", "b", "c"]
         })
         .await;
     }
@@ -100,7 +106,10 @@ async fn views_converge_to_the_same_ring_with_addresses() {
     assert_eq!(c_seen_by_a.state, MemberState::Up);
     // Every node computes the same owner for any key.
     for key in ["alpha", "beta", "gamma", "delta"] {
-        assert_eq!(va.owner(key.as_bytes()), vc.owner(key.as_bytes()));
+        assert_eq!(
+            va.ring.lookup(key.as_bytes()),
+            vc.ring.lookup(key.as_bytes())
+        );
     }
 }
 
@@ -112,12 +121,14 @@ async fn a_cut_off_node_is_marked_down_within_three_seconds_and_rejoins_after_he
     transport.remove_link(addr(10_003), addr(10_001)).await;
     transport.remove_link(addr(10_003), addr(10_002)).await;
 
-    // The majority side drops c; c, alone, drops both others.
+    // The majority side marks c down; c, alone, marks both others down. Everyone still
+    // counts all three: the ring, and so every key's replicas, stay as they were.
     for node in [&a, &b] {
         until(&mut node.subscribe(), "c marked down", |view| {
-            state_of(view, "c") == Some(MemberState::Down) && ring_ids(view) == ["a", "b"]
+            state_of(view, "c") == Some(MemberState::Down) && serving_ids(view) == ["a", "b"]
         })
         .await;
+        assert_eq!(ring_ids(&node.view()), ["a", "b", "c"]);
     }
     let detected_after = cut_at.elapsed();
     assert!(
@@ -125,15 +136,16 @@ async fn a_cut_off_node_is_marked_down_within_three_seconds_and_rejoins_after_he
         "detection took {detected_after:?} of virtual time with the default settings"
     );
     until(&mut c.subscribe(), "c alone", |view| {
-        ring_ids(view) == ["c"]
+        serving_ids(view) == ["c"]
     })
     .await;
+    assert_eq!(ring_ids(&c.view()), ["a", "b", "c"]);
 
     transport.add_link(addr(10_003), addr(10_001)).await;
     transport.add_link(addr(10_003), addr(10_002)).await;
     for node in [&a, &b, &c] {
         until(&mut node.subscribe(), "healed", |view| {
-            ring_ids(view) == ["a", "b", "c"]
+            serving_ids(view) == ["a", "b", "c"]
         })
         .await;
     }
@@ -168,4 +180,147 @@ async fn a_node_with_another_secret_never_joins() {
     assert_eq!(state_of(&a.view(), "x"), None);
     assert_eq!(ring_ids(&stranger.view()), ["x"]);
     drop(d);
+}
+
+/// Cuts (or heals) every link between the node on `port` and the others.
+async fn isolate(transport: &ChannelTransport, port: u16, others: &[u16], cut: bool) {
+    for &other in others {
+        if cut {
+            transport.remove_link(addr(port), addr(other)).await;
+        } else {
+            transport.add_link(addr(port), addr(other)).await;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_longer_than_every_membership_timeout_never_shrinks_the_count() {
+    let transport = ChannelTransport::default();
+    let [a, b, c] = three_nodes(&transport).await;
+    isolate(&transport, 10_003, &[10_001, 10_002], true).await;
+    until(&mut c.subscribe(), "c alone", |view| {
+        serving_ids(view) == ["c"]
+    })
+    .await;
+    // Three times chitchat's dead-node grace period: gossip has dropped the others'
+    // state long ago, and each side still counts all three members.
+    tokio::time::sleep(DEFAULT_DEAD_NODE_GRACE * 3).await;
+    for (node, serving) in [(&a, vec!["a", "b"]), (&b, vec!["a", "b"]), (&c, vec!["c"])] {
+        let view = node.view();
+        assert_eq!(ring_ids(&view), ["a", "b", "c"], "{}", view.self_id);
+        assert_eq!(serving_ids(&view), serving, "{}", view.self_id);
+        assert_eq!(Placement::new(&view, 3).copies(), 3, "{}", view.self_id);
+    }
+    assert_eq!(state_of(&c.view(), "a"), Some(MemberState::Down));
+    isolate(&transport, 10_003, &[10_001, 10_002], false).await;
+    for node in [&a, &b, &c] {
+        until(&mut node.subscribe(), "healed", |view| {
+            serving_ids(view) == ["a", "b", "c"]
+        })
+        .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_a_down_member_can_be_forgotten_and_then_every_node_stops_counting_it() {
+    let transport = ChannelTransport::default();
+    let [a, b, c] = three_nodes(&transport).await;
+    assert_eq!(
+        b.forget(&"c".into()),
+        Err(ForgetError::Alive("c".into(), MemberState::Up))
+    );
+    assert_eq!(b.forget(&"b".into()), Err(ForgetError::Myself));
+    assert_eq!(
+        b.forget(&"zz".into()),
+        Err(ForgetError::Unknown("zz".into()))
+    );
+    c.stop();
+    until(&mut b.subscribe(), "c down", |view| {
+        state_of(view, "c") == Some(MemberState::Down)
+    })
+    .await;
+    assert_eq!(ring_ids(&b.view()), ["a", "b", "c"]);
+    b.forget(&"c".into()).expect("c is down");
+    // The tombstone travels: a stops counting c too, without being told directly.
+    for node in [&a, &b] {
+        until(&mut node.subscribe(), "c forgotten", |view| {
+            ring_ids(view) == ["a", "b"] && state_of(view, "c").is_none()
+        })
+        .await;
+    }
+    assert_eq!(Placement::new(&a.view(), 3).copies(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_node_counts_the_cluster_it_remembers_and_joins_only_once_it_hears_it() {
+    let dir = std::env::temp_dir().join(format!("quorra-membership-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let with_roster = |name: &str, port: u16, generation: u64| {
+        let mut config = config(name, port, "secret");
+        config.generation = generation;
+        config.roster_file = Some(dir.join(format!("{name}.roster")));
+        config
+    };
+    let transport = ChannelTransport::default();
+    let a = start(&transport, with_roster("a", 10_001, 1)).await;
+    let b = start(&transport, with_roster("b", 10_002, 1)).await;
+    let c = start(&transport, with_roster("c", 10_003, 1)).await;
+    for node in [&a, &b, &c] {
+        until(&mut node.subscribe(), "three serving", |view| {
+            serving_ids(view) == ["a", "b", "c"] && view.joined
+        })
+        .await;
+    }
+    // Give the views task a round to write the roster file, then crash c.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.stop();
+    drop(c);
+    // Let the stopped gossip task close its socket before the address is taken again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // c restarts (a new generation) while cut off from the others: it is not alone in
+    // its own eyes, it is a member of a three-node cluster it cannot reach.
+    isolate(&transport, 10_003, &[10_001, 10_002], true).await;
+    let restarted = Membership::start_with_transport(with_roster("c", 10_003, 2), &transport)
+        .await
+        .expect("membership starts");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let view = restarted.view();
+    assert!(!view.joined, "{view:#?}");
+    assert_eq!(ring_ids(&view), ["a", "b", "c"]);
+    assert_eq!(Placement::new(&view, 3).copies(), 3);
+    assert!(serving_ids(&view).is_empty());
+    isolate(&transport, 10_003, &[10_001, 10_002], false).await;
+    until(&mut restarted.subscribe(), "joined", |view| view.joined).await;
+    restarted.set_state(MemberState::Up).await;
+    until(&mut a.subscribe(), "c serving again", |view| {
+        serving_ids(view) == ["a", "b", "c"]
+    })
+    .await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_node_with_seeds_has_not_joined_until_it_hears_a_member() {
+    let transport = ChannelTransport::default();
+    let [a, _b, _c] = three_nodes(&transport).await;
+    isolate(&transport, 10_004, &[10_001, 10_002, 10_003], true).await;
+    let d = Membership::start_with_transport(config("d", 10_004, "secret"), &transport)
+        .await
+        .expect("membership starts");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!d.view().joined);
+    assert!(
+        d.view().ring.is_empty(),
+        "it counts nobody, itself included"
+    );
+    isolate(&transport, 10_004, &[10_001, 10_002, 10_003], false).await;
+    until(&mut d.subscribe(), "joined", |view| {
+        view.joined && ring_ids(view) == ["a", "b", "c"]
+    })
+    .await;
+    d.set_state(MemberState::Up).await;
+    until(&mut a.subscribe(), "d counted", |view| {
+        ring_ids(view) == ["a", "b", "c", "d"]
+    })
+    .await;
 }

@@ -444,6 +444,7 @@ mod anti_entropy {
             members,
             ring: Ring::from_nodes(["a", "b", "c"].map(NodeSpec::new)).unwrap(),
             ring_version: 0,
+            joined: true,
         }
     }
 

@@ -21,6 +21,7 @@ use quorra_cluster::membership::{
     ClusterView, MemberState, MemberStats, Membership, MembershipConfig, NodeAddresses,
 };
 use quorra_cluster::message::{Request, Response};
+use quorra_cluster::placement::Placement;
 use quorra_cluster::replication::{Consistency, Replicator};
 use quorra_cluster::rpc::BoxFuture;
 use quorra_cluster::rpc::{ClusterSecret, RpcClient, RpcConfig, RpcServer};
@@ -77,6 +78,11 @@ impl ClusterNode {
     /// The current view of the cluster.
     pub fn view(&self) -> Arc<ClusterView> {
         self.membership.view()
+    }
+
+    /// Where keys live under `view`, with this node's configured number of copies.
+    pub fn placement<'v>(&self, view: &'v ClusterView) -> Placement<'v> {
+        Placement::new(view, self.consistency.replicas)
     }
 
     /// Stops answering peers and gossiping; with `leave`, publishes `leaving` first and
@@ -155,6 +161,10 @@ pub async fn start(
         membership_config.zone = config.zone.clone();
         membership_config.vnodes = config.vnodes;
         membership_config.gossip_interval = config.gossip_interval;
+        membership_config.dead_node_grace = config.dead_node_grace;
+        // Named after the node, so that nodes given ids but sharing a data directory
+        // never read each other's roster.
+        membership_config.roster_file = Some(config.data_dir.join(format!("{node_id}.roster")));
         match Membership::start(membership_config).await {
             Ok(membership) => {
                 tracing::info!(node = %node_id, cluster = %addresses.cluster, seeds = ?config.seeds, "cluster mode");
@@ -400,7 +410,8 @@ pub async fn anti_entropy(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let mut views = node.membership.subscribe();
-    let mut ring_size = views.borrow().ring.len();
+    let serving_count = |view: &ClusterView| view.serving().count();
+    let mut serving = serving_count(&views.borrow());
     let mut next = tokio::time::Instant::now() + interval;
     loop {
         tokio::select! {
@@ -409,18 +420,19 @@ pub async fn anti_entropy(
                 if changed.is_err() {
                     return;
                 }
-                let size = views.borrow_and_update().ring.len();
-                if size > ring_size {
+                // A node joined or came back: it has the most to catch up on.
+                let now_serving = serving_count(&views.borrow_and_update());
+                if now_serving > serving {
                     next = next.min(tokio::time::Instant::now() + antientropy::BACKLOG_DELAY);
                 }
-                ring_size = size;
+                serving = now_serving;
                 continue;
             }
             () = stop.cancelled() => return,
         }
         next = tokio::time::Instant::now() + interval;
         let view = node.view();
-        let copies = crate::replica::copies(&shared, &view);
+        let copies = node.placement(&view).copies();
         if copies < 2 {
             continue;
         }
@@ -502,7 +514,7 @@ pub async fn replay_hints(node: Arc<ClusterNode>, stop: tokio_util::sync::Cancel
         }
         let view = node.view();
         for target in node.replicator.hints().nodes() {
-            if view.ring.member(&target).is_some() {
+            if view.is_serving(&target) {
                 let delivered = node.replicator.replay_hints(&target).await;
                 if delivered > 0 {
                     tracing::info!(node = %target, delivered, "hinted writes delivered");
@@ -512,9 +524,16 @@ pub async fn replay_hints(node: Arc<ClusterNode>, stop: tokio_util::sync::Cancel
     }
 }
 
-/// Marks the node `up` (in the ring) once it serves clients.
-pub async fn mark_up(node: &ClusterNode) {
-    node.membership.set_state(MemberState::Up).await;
+/// Marks the node `up` (counted, and serving its keys) once it has joined its cluster:
+/// at once for a node that starts a cluster, after it has heard from another member
+/// otherwise.
+pub async fn serve_when_joined(node: Arc<ClusterNode>, stop: tokio_util::sync::CancellationToken) {
+    tokio::select! {
+        () = node.membership.until_joined() => {
+            node.membership.set_state(MemberState::Up).await;
+        }
+        () = stop.cancelled() => {}
+    }
 }
 
 #[cfg(test)]
@@ -532,6 +551,7 @@ mod tests {
             advertise: [127, 0, 0, 1].into(),
             vnodes: 150,
             gossip_interval: Duration::from_millis(200),
+            dead_node_grace: Duration::from_secs(60),
             timeout: Duration::from_secs(1),
             consistency: Consistency::default(),
             max_hints: 10,

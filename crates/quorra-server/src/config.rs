@@ -157,13 +157,20 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_GOSSIP_INTERVAL_MS", help_heading = "Cluster")]
     pub gossip_interval_ms: Option<u64>,
 
+    /// Milliseconds gossip keeps a dead node's state before dropping it. The node stays
+    /// counted after that (down) until it leaves or QUORRA FORGET removes it
+    /// [default: 60000].
+    #[arg(long, env = "QUORRA_DEAD_NODE_GRACE_MS", help_heading = "Cluster")]
+    pub dead_node_grace_ms: Option<u64>,
+
     /// Milliseconds a forwarded command may take before the client gets an error naming
     /// the node [default: 1000].
     #[arg(long, env = "QUORRA_CLUSTER_TIMEOUT_MS", help_heading = "Cluster")]
     pub cluster_timeout_ms: Option<u64>,
 
-    /// Copies of each key (N), on distinct nodes, capped by the cluster's known members;
-    /// every node of a cluster must use the same number [default: 3].
+    /// Copies of each key (N), on distinct nodes, capped by the members the cluster
+    /// counts (up or down; see QUORRA FORGET); every node of a cluster must use the same
+    /// number [default: 3].
     #[arg(long, env = "QUORRA_REPLICAS", help_heading = "Cluster")]
     pub replicas: Option<usize>,
 
@@ -256,6 +263,8 @@ pub struct ClusterConfig {
     pub vnodes: u32,
     /// Time between gossip rounds.
     pub gossip_interval: Duration,
+    /// How long gossip keeps a dead node's state (the roster counts it after that too).
+    pub dead_node_grace: Duration,
     /// Bound on one forwarded command.
     pub timeout: Duration,
     /// Copies per key and the default write and read levels.
@@ -349,6 +358,7 @@ impl Settings {
             advertise: self.advertise.or(lower.advertise),
             vnodes: self.vnodes.or(lower.vnodes),
             gossip_interval_ms: self.gossip_interval_ms.or(lower.gossip_interval_ms),
+            dead_node_grace_ms: self.dead_node_grace_ms.or(lower.dead_node_grace_ms),
             cluster_timeout_ms: self.cluster_timeout_ms.or(lower.cluster_timeout_ms),
             replicas: self.replicas.or(lower.replicas),
             write_quorum: self.write_quorum.or(lower.write_quorum),
@@ -468,6 +478,13 @@ impl Settings {
                 "must be between 10 and 10000",
             ));
         }
+        let dead_node_grace_ms = self.dead_node_grace_ms.unwrap_or(60_000);
+        if !(1000..=86_400_000).contains(&dead_node_grace_ms) {
+            return Err(invalid(
+                "dead-node-grace-ms",
+                "must be between 1000 and 86400000",
+            ));
+        }
         let timeout_ms = self.cluster_timeout_ms.unwrap_or(1000);
         if !(1..=600_000).contains(&timeout_ms) {
             return Err(invalid(
@@ -511,6 +528,7 @@ impl Settings {
             advertise,
             vnodes,
             gossip_interval: Duration::from_millis(gossip_interval_ms),
+            dead_node_grace: Duration::from_millis(dead_node_grace_ms),
             timeout: Duration::from_millis(timeout_ms),
         }))
     }

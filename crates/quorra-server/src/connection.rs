@@ -171,10 +171,12 @@ pub async fn serve(
             .cluster
             .as_ref()
             .map(|node| (node.as_ref(), node.view()))
-            // Alone in the ring with one copy per key: nothing to route, as a single node.
-            // (Alone but with N > 1 — cut off from the others — writes must still find
-            // their quorum, and fail.)
-            .filter(|(_, view)| !(view.is_alone() && crate::replica::copies(&shared, view) == 1));
+            // A cluster of one (the ring counts only this node): nothing to route, as a
+            // single node. A node cut off from the others is not alone: its ring still
+            // counts them, and its writes must still find their quorum, and fail.
+            .filter(|(node, view)| {
+                !(view.joined && view.is_alone() && !node.placement(view).replicated())
+            });
         let cx = view.as_ref().map(|(node, view)| Cx {
             shared: &shared,
             node,

@@ -5,7 +5,7 @@
 //! | `GET /v1/keys/{key}` | the raw value (`application/octet-stream`); 404 if missing |
 //! | `PUT /v1/keys/{key}?ttl=SECONDS` | stores the request body as the value; 204 |
 //! | `DELETE /v1/keys/{key}` | 204 if it existed, 404 if not |
-//! | `GET /v1/keys/{key}/owners` | JSON: the nodes that own the key, primary first |
+//! | `GET /v1/keys/{key}/owners` | JSON: the nodes that hold the key's copies, in preference order |
 //! | `GET /v1/stats` | JSON: memory, keys, hits, misses, evictions, expirations, clients, commands |
 //! | `GET /v1/cluster` | JSON: every known member with its state, addresses, zone and figures |
 //! | `GET /v1/ring` | JSON: the ring's version and each node's vnodes and share of keys |
@@ -342,10 +342,15 @@ async fn ring(State(shared): State<Arc<Shared>>) -> Result<Json<serde_json::Valu
 
 fn owners(shared: &Shared, key: &str) -> Result<Json<serde_json::Value>, ApiError> {
     let view = view(shared)?;
-    let owners: Vec<&str> = view
-        .owner(key.as_bytes())
-        .map(|id| id.as_str())
+    let node = shared
+        .cluster
+        .as_ref()
+        .expect("view() checked cluster mode");
+    let owners: Vec<&str> = node
+        .placement(&view)
+        .replicas(key.as_bytes())
         .into_iter()
+        .map(|id| id.as_str())
         .collect();
     Ok(Json(json!({
         "key": key,

@@ -27,11 +27,13 @@
 //! others over RPC (`Apply`, `Read`).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::{Bytes, BytesMut};
 use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::message::{Request, Response};
+use quorra_cluster::placement::Placement;
 use quorra_cluster::replication::{Level, QuorumError, ReplicaError, Replicas};
 use quorra_cluster::rpc::{BoxFuture, RpcClient};
 use quorra_resp::{Protocol, encode};
@@ -76,6 +78,14 @@ impl NodeReplicas {
                     unreachable: true,
                 });
             };
+            // Failure detection has judged it dead: do not wait for a timeout to agree.
+            if member.state == MemberState::Down {
+                return Err(ReplicaError {
+                    node,
+                    message: "is down".into(),
+                    unreachable: true,
+                });
+            }
             let started = std::time::Instant::now();
             let outcome = rpc.call(member.addresses.cluster, request.encode()).await;
             shared
@@ -184,35 +194,6 @@ fn is_self(shared: &Shared, node: &NodeId) -> bool {
         .is_some_and(|cluster| cluster.node_id() == node)
 }
 
-/// Copies per key under `view` (N): the configured number, capped by the cluster's
-/// known members — those serving and those down, but not those that left — so that a
-/// node cut off from the others still counts them and cannot make a quorum alone. 1
-/// means no replication. Down members are forgotten after the dead-node grace period,
-/// and the cluster then shrinks.
-pub fn copies(shared: &Shared, view: &ClusterView) -> usize {
-    shared.cluster.as_ref().map_or(1, |cluster| {
-        let known = view
-            .members
-            .iter()
-            .filter(|member| matches!(member.state, MemberState::Up | MemberState::Down))
-            .count();
-        cluster
-            .consistency
-            .replicas
-            .min(known.max(view.ring.len()))
-            .max(1)
-    })
-}
-
-/// The replicas of `key`, primary first.
-pub fn replicas_of(view: &ClusterView, key: &[u8], n: usize) -> Vec<NodeId> {
-    view.ring
-        .preference_list(key, n)
-        .into_iter()
-        .cloned()
-        .collect()
-}
-
 /// The keys a write command wrote, from the command table's key positions.
 fn written_keys(args: &[Bytes]) -> Vec<Bytes> {
     let writes = commands::lookup(&args[0]).is_some_and(|id| id.info().writes());
@@ -238,10 +219,11 @@ pub async fn replicate_writes(
     let Some(cluster) = shared.cluster.as_ref() else {
         return outcomes;
     };
-    let n = copies(shared, view);
-    if n < 2 {
+    let placement = cluster.placement(view);
+    if !placement.replicated() {
         return outcomes;
     }
+    let n = placement.copies();
     // Each key once, with the commands that wrote it.
     let mut writers: Vec<(Bytes, Vec<usize>)> = Vec::new();
     let mut position: HashMap<Bytes, usize> = HashMap::new();
@@ -261,7 +243,7 @@ pub async fn replicate_writes(
         .into_iter()
         .filter_map(|(key, commands)| {
             let entry = shared.store.get_versioned(&key)?;
-            let targets = replicas_of(view, &key, n);
+            let targets = placement.replicas(&key).into_iter().cloned().collect();
             Some(((key, entry, targets), commands))
         })
         .unzip();
@@ -278,9 +260,59 @@ pub async fn replicate_writes(
     outcomes
 }
 
+/// The quorum failure the write command `args` is bound to meet, found before it runs:
+/// fewer of one of its keys' replicas serve than `level` needs. Such a write is refused
+/// instead of run, so that it leaves nothing on this node that could later overwrite
+/// writes acknowledged on the other side of a partition. (A replica that failed but is
+/// not yet known to be down is still counted: a write in that window runs here and may
+/// fail afterwards.)
+pub fn quorum_out_of_reach(
+    placement: &Placement<'_>,
+    args: &[Bytes],
+    level: Level,
+) -> Option<QuorumError> {
+    let writes = commands::lookup(&args[0]).is_some_and(|id| id.info().writes());
+    if !placement.replicated() || !writes {
+        return None;
+    }
+    let required = level.required(placement.copies());
+    commands::keys_of(args).find_map(|key| {
+        let serving = placement.serving_replicas(key);
+        (serving < required).then_some(QuorumError {
+            required,
+            answered: serving,
+            level,
+        })
+    })
+}
+
+/// Runs the write `args` here as its keys' primary, into `out` — or, if its quorum is
+/// out of reach ([`quorum_out_of_reach`]), refuses it without running it.
+pub fn run_primary_write(
+    shared: &Shared,
+    view: &ClusterView,
+    session: &mut crate::connection::Session,
+    out: &mut BytesMut,
+    args: &[Bytes],
+    level: Level,
+) {
+    let refusal = shared.cluster.as_ref().and_then(|node| {
+        let refusal = quorum_out_of_reach(&node.placement(view), args, level)?;
+        node.replicator
+            .stats()
+            .quorum_failures
+            .fetch_add(1, Ordering::Relaxed);
+        Some(refusal)
+    });
+    match refusal {
+        Some(error) => encode::error(out, &error.to_string()),
+        None => commands::dispatch(shared, session, out, args),
+    }
+}
+
 /// Runs `commands` here, in order, as their keys' primary, then replicates what they
 /// wrote: one reply per command, or `NOQUORUM ...` for one whose writes too few
-/// replicas took.
+/// replicas took (or would take: see [`run_primary_write`]).
 pub async fn run_as_primary<A: AsRef<[Bytes]>>(
     shared: &Shared,
     view: &ClusterView,
@@ -288,7 +320,14 @@ pub async fn run_as_primary<A: AsRef<[Bytes]>>(
     commands: &[A],
     level: Level,
 ) -> Vec<Bytes> {
-    let replies = commands::dispatch_each(shared, session, commands);
+    let replies: Vec<Bytes> = commands
+        .iter()
+        .map(|args| {
+            let mut reply = BytesMut::new();
+            run_primary_write(shared, view, session, &mut reply, args.as_ref(), level);
+            reply.freeze()
+        })
+        .collect();
     let writes: Vec<(&[Bytes], &[u8])> = commands
         .iter()
         .zip(&replies)
@@ -316,16 +355,14 @@ pub enum QuorumRead {
     Exists,
 }
 
-/// The keys a quorum read of `args` reads, each with its replicas under `view`.
-pub fn quorum_reads(
-    shared: &Shared,
-    view: &ClusterView,
-    args: &[Bytes],
-) -> Vec<(Bytes, Vec<NodeId>)> {
-    let n = copies(shared, view);
+/// The keys a quorum read of `args` reads, each with its replicas.
+pub fn quorum_reads(placement: &Placement<'_>, args: &[Bytes]) -> Vec<(Bytes, Vec<NodeId>)> {
     args[1..]
         .iter()
-        .map(|key| (key.clone(), replicas_of(view, key, n)))
+        .map(|key| {
+            let replicas = placement.replicas(key).into_iter().cloned().collect();
+            (key.clone(), replicas)
+        })
         .collect()
 }
 

@@ -44,6 +44,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use quorra_cluster::membership::{ClusterView, Member};
 use quorra_cluster::message::{Request, Response};
+use quorra_cluster::placement::Placement;
 use quorra_cluster::replication::Level;
 use quorra_cluster::rpc::RpcError;
 use quorra_resp::{Frame, Limits, Protocol, encode, parse_frame};
@@ -134,7 +135,7 @@ impl Mode {
     /// The mode for `session`'s commands under `cx`; `keyspace` for the commands that
     /// enumerate or count keys.
     pub fn of(cx: Cx<'_>, session: &Session, keyspace: bool) -> Mode {
-        let replicated = replica::copies(cx.shared, cx.view) > 1;
+        let replicated = cx.node.placement(cx.view).replicated();
         Mode {
             protocol: session.protocol,
             replicate: replicated.then(|| session.write_level(cx.node)),
@@ -154,29 +155,53 @@ pub enum Merge {
     AllOk,
 }
 
+/// The refusal of key commands on a node that has not joined its cluster yet.
+pub const NOT_JOINED: &str = "LOADING this node has not joined its cluster yet";
+
+/// The refusal of a command on a key none of whose replicas serves.
+pub const NO_REPLICA: &str = "CLUSTERDOWN no replica of the key is serving";
+
 /// Where the command in `args` runs, given the view. [`Plan::InOrder`] for commands
 /// without keys that are not keyspace-wide and for any command that will be refused
 /// before it runs (unknown, wrong arity, not authenticated), so the refusal is this
-/// node's.
-pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Bytes]) -> Plan {
+/// node's. On a node that has not joined its cluster, commands on keys are refused
+/// ([`NOT_JOINED`]): it cannot tell which keys are its own.
+pub fn plan(cx: Cx<'_>, session: &Session, args: &[Bytes]) -> Plan {
+    let plan = plan_in_cluster(cx, session, args);
+    if !cx.view.joined && !matches!(plan, Plan::InOrder | Plan::Spread(Spread::Info)) {
+        return Plan::Spread(Spread::Refuse(NOT_JOINED));
+    }
+    plan
+}
+
+fn plan_in_cluster(cx: Cx<'_>, session: &Session, args: &[Bytes]) -> Plan {
     let Some(id) = commands::lookup(&args[0]) else {
         return Plan::InOrder;
     };
+    let (shared, view) = (cx.shared, cx.view);
     let spec = id.info();
     let authenticated = session.authenticated || shared.settings.read().requirepass.is_none();
-    if view.ring.is_empty() || !commands::arity_ok(spec.arity, args.len()) || !authenticated {
+    if !commands::arity_ok(spec.arity, args.len()) || !authenticated {
         return Plan::InOrder;
     }
-    // The owner shared by all these keys, or `None` if they have several.
-    fn one_owner<'v, 'k>(
-        view: &'v ClusterView,
+    let placement = cx.node.placement(view);
+    // The primary shared by all these keys: `Err` with the refusal if they have several
+    // or one has none.
+    fn one_primary<'v, 'k>(
+        placement: &Placement<'v>,
         mut keys: impl Iterator<Item = &'k Bytes>,
-    ) -> Option<&'v NodeId> {
-        let first = view.owner(keys.next()?)?;
-        keys.all(|key| view.owner(key) == Some(first))
-            .then_some(first)
+    ) -> Result<&'v NodeId, &'static str> {
+        let first = placement
+            .primary(keys.next().ok_or(CROSSSLOT)?)
+            .ok_or(NO_REPLICA)?;
+        for key in keys {
+            if placement.primary(key).ok_or(NO_REPLICA)? != first {
+                return Err(CROSSSLOT);
+            }
+        }
+        Ok(first)
     }
-    let replicated = replica::copies(shared, view) > 1;
+    let replicated = placement.replicated();
     if replicated {
         match spec.name {
             "get" => return Plan::QuorumRead(QuorumRead::Get),
@@ -196,18 +221,20 @@ pub fn plan(shared: &Shared, session: &Session, view: &ClusterView, args: &[Byte
         }
     };
     let spread = match (spec.keys, spec.name) {
-        ((1, 1, 1), _) => match view.owner(&args[1]) {
+        ((1, 1, 1), _) => match placement.primary(&args[1]) {
             Some(owner) => return on(owner),
-            None => return Plan::InOrder,
+            None => Spread::Refuse(NO_REPLICA),
         },
-        ((1, 2, 1), _) => match one_owner(view, args[1..3].iter()) {
-            Some(owner) => return on(owner),
-            None => Spread::Refuse(CROSSSLOT),
+        ((1, 2, 1), _) => match one_primary(&placement, args[1..3].iter()) {
+            Ok(owner) => return on(owner),
+            Err(refusal) => Spread::Refuse(refusal),
         },
         ((1, -1, step), name) => {
             let step = step as usize;
-            if let Some(owner) = one_owner(view, args[1..].iter().step_by(step)) {
-                return on(owner);
+            match one_primary(&placement, args[1..].iter().step_by(step)) {
+                Ok(owner) => return on(owner),
+                Err(NO_REPLICA) => return Plan::Spread(Spread::Refuse(NO_REPLICA)),
+                Err(_) => {}
             }
             match name {
                 "mget" => Spread::Split {
@@ -304,7 +331,7 @@ impl Pipeline {
         args: &[Bytes],
         out: &mut BytesMut,
     ) {
-        match plan(cx.shared, session, cx.view, args) {
+        match plan(cx, session, args) {
             Plan::Local if self.slots.is_empty() => {
                 commands::dispatch(cx.shared, session, out, args)
             }
@@ -338,7 +365,8 @@ impl Pipeline {
             }
             Plan::PrimaryWrite => {
                 let mut reply = BytesMut::new();
-                commands::dispatch(cx.shared, session, &mut reply, args);
+                let level = session.write_level(cx.node);
+                replica::run_primary_write(cx.shared, cx.view, session, &mut reply, args, level);
                 self.defer(Deferred::Replicate(args.to_vec(), reply.freeze()));
                 self.flush_if_full(cx, session, args, out).await;
             }
@@ -407,9 +435,10 @@ impl Pipeline {
             match forward(cx, &owner, commands.clone(), mode).await {
                 Ok(replies) => Ok(replies),
                 Err(error) if error.not_run && mode.replicate.is_some() => {
+                    let owner = &owner;
                     let fallbacks = commands
                         .into_iter()
-                        .map(|args| forward_to_replicas(cx, args, mode));
+                        .map(|args| forward_to_replicas(cx, owner, args, mode));
                     Ok(join_all(fallbacks).await)
                 }
                 Err(error) => Err(error.error),
@@ -448,11 +477,12 @@ async fn run_deferred(
     deferred: Vec<Deferred>,
 ) -> Vec<Bytes> {
     let (read_level, protocol) = (session.read_level(cx.node), session.protocol);
-    let n = replica::copies(cx.shared, cx.view);
+    let placement = cx.node.placement(cx.view);
+    let n = placement.copies();
     let mut reads = Vec::new();
     for operation in &deferred {
         if let Deferred::Read(_, args) = operation {
-            reads.extend(replica::quorum_reads(cx.shared, cx.view, args));
+            reads.extend(replica::quorum_reads(&placement, args));
         }
     }
     let read_all = cx.node.replicator.read_many(reads, n, read_level);
@@ -619,13 +649,17 @@ async fn forward_one(
     Ok(replies.pop().expect("forward checks the count"))
 }
 
-/// With replication, when the key's primary could not be reached at all: runs the
-/// command on the next replica that can be, as acting primary (it copies the write to
-/// the others, leaving a hint for the primary).
-async fn forward_to_replicas(cx: Cx<'_>, args: Vec<Bytes>, mode: Mode) -> Bytes {
-    let n = replica::copies(cx.shared, cx.view);
+/// With replication, when the key's primary (`failed`) could not be reached at all:
+/// runs the command on the next serving replica that can be, as acting primary (it
+/// copies the write to the others, leaving a hint for the primary).
+async fn forward_to_replicas(cx: Cx<'_>, failed: &NodeId, args: Vec<Bytes>, mode: Mode) -> Bytes {
+    let placement = cx.node.placement(cx.view);
     let mut last = None;
-    for target in replica::replicas_of(cx.view, &args[1], n).iter().skip(1) {
+    let standing_in = placement
+        .replicas(&args[1])
+        .into_iter()
+        .filter(|id| *id != failed && cx.view.is_serving(id));
+    for target in standing_in {
         let outcome = if *target == cx.view.self_id {
             let mut session = Session::new(cx.shared.peer_client.clone(), false);
             session.protocol = mode.protocol;
@@ -653,7 +687,12 @@ async fn forward_to_replicas(cx: Cx<'_>, args: Vec<Bytes>, mode: Mode) -> Bytes 
 pub async fn at_owner(shared: &Shared, args: Vec<Bytes>) -> Option<Result<Frame, CommandError>> {
     let node = shared.cluster.as_ref()?;
     let view = node.view();
-    let owner = view.owner(&args[1])?.clone();
+    if !view.joined {
+        return Some(Err(CommandError::new(NOT_JOINED)));
+    }
+    let Some(owner) = node.placement(&view).primary(&args[1]).cloned() else {
+        return Some(Err(CommandError::new(NO_REPLICA)));
+    };
     let cx = Cx {
         shared,
         node,
@@ -772,9 +811,10 @@ async fn split(
 ) -> Result<(), CommandError> {
     // Per owner: the sub-command and the positions of its keys in the caller's order.
     let mut by_owner: HashMap<NodeId, (Vec<Bytes>, Vec<usize>)> = HashMap::new();
+    let placement = cx.node.placement(cx.view);
     for (position, chunk) in args[1..].chunks(step).enumerate() {
-        let Some(owner) = cx.view.owner(&chunk[0]) else {
-            return Err(CommandError::new("CLUSTERDOWN the ring is empty"));
+        let Some(owner) = placement.primary(&chunk[0]) else {
+            return Err(CommandError::new(NO_REPLICA));
         };
         let (sub, positions) = by_owner
             .entry(owner.clone())
@@ -962,7 +1002,7 @@ async fn info(
             totals.1 += expires;
         }
     }
-    if cx.view.ring.member(&cx.view.self_id).is_some() {
+    if cx.view.is_serving(&cx.view.self_id) {
         let (keys, expires) = keyspace_counts(cx.shared, primary_only);
         totals.0 += keys;
         totals.1 += expires;
@@ -976,17 +1016,18 @@ async fn info(
 /// This node's live keys and keys with a TTL; with `primary_only`, only those it is the
 /// primary for (a pass over the store, instead of reading two counters).
 pub fn keyspace_counts(shared: &Shared, primary_only: bool) -> (u64, u64) {
-    let view = shared.cluster.as_ref().map(|node| node.view());
-    match view.filter(|_| primary_only) {
+    match shared.cluster.as_ref().filter(|_| primary_only) {
         None => {
             let stats = shared.store.stats().total;
             (stats.entries, stats.volatile)
         }
-        Some(view) => {
+        Some(node) => {
+            let view = node.view();
+            let placement = node.placement(&view);
             let mut counts = (0, 0);
             let whole_ring = TokenRange { start: 0, end: 0 };
             shared.store.visit_range(whole_ring, |entry| {
-                if !entry.tombstone && view.owner(entry.key) == Some(&view.self_id) {
+                if !entry.tombstone && placement.primary(entry.key) == Some(&view.self_id) {
                     counts.0 += 1;
                     counts.1 += u64::from(entry.expire_at_ms.is_some());
                 }

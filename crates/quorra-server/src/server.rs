@@ -134,7 +134,10 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
                 stop.clone(),
             ));
         }
-        crate::cluster::mark_up(node).await;
+        tasks.spawn(crate::cluster::serve_when_joined(
+            node.clone(),
+            stop.clone(),
+        ));
     }
     tracing::info!(%resp_addr, %http_addr, "quorra node started");
     Ok(RunningServer {

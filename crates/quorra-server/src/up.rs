@@ -6,7 +6,8 @@
 //! node 0's cluster port, and a cluster secret generated for this run (passed in the
 //! environment, not on the command line). With `--base-port 0` every port is picked
 //! free by the nodes themselves; node 0 starts first so the others can be told its
-//! cluster port. Each node's logs go to `<log-dir>/node-i.log`.
+//! cluster port. Each node's logs go to `<log-dir>/node-i.log`, and its data directory
+//! (where it keeps the cluster's roster) is `<log-dir>/node-i`.
 //!
 //! Once every node serves, the table of nodes is printed. Ctrl-C (SIGINT, which the
 //! terminal sends to the nodes as well) or SIGTERM stops every node gracefully. A node
@@ -123,8 +124,11 @@ fn start_node(
         File::create(&log_path).map_err(|error| format!("{}: {error}", log_path.display()))?;
     let exe = std::env::current_exe().map_err(|error| error.to_string())?;
     let mut command = Command::new(exe);
+    let data_dir = log_dir.join(&id);
     command
         .args(["server", "--node-id", &id])
+        .arg("--data-dir")
+        .arg(&data_dir)
         .args(["--port", &port(0), "--http-port", &port(1000)])
         .args(["--cluster-port", &port(2000)])
         .env("QUORRA_CLUSTER_SECRET", secret)

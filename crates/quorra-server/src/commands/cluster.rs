@@ -5,7 +5,11 @@
 //!   this node marked `myself`.
 //! - `QUORRA RING`: the ring's version, then one line per node with its vnodes and its
 //!   share of the token space (the fraction of keys it is expected to own).
-//! - `QUORRA OWNERS key`: the node ids that hold `key`'s copies, primary first.
+//! - `QUORRA OWNERS key`: the node ids that hold `key`'s copies, in preference order
+//!   (the first that serves is the primary).
+//! - `QUORRA FORGET node`: removes a member that is down for good from the roster, so
+//!   quorums and replica sets stop counting it (see `docs/consistency.md`). A member
+//!   that is up, joining or leaving is refused.
 //! - `QUORRA CONSISTENCY`: this connection's copies and levels, as a map; `QUORRA
 //!   CONSISTENCY level` sets the write and the read level of this connection,
 //!   `QUORRA CONSISTENCY WRITE level [READ level]` (or `READ level`) one of them, and
@@ -21,6 +25,7 @@ use bytes::Bytes;
 use quorra_cluster::membership::ClusterView;
 use quorra_cluster::replication::Level;
 use quorra_resp::encode;
+use quorra_ring::NodeId;
 
 use super::{CommandError, Ctx, is};
 
@@ -28,7 +33,7 @@ use super::{CommandError, Ctx, is};
 pub const CLUSTER_MODE_OFF: &str =
     "ERR cluster mode is off (start the node with --cluster-port and --cluster-secret)";
 
-/// `QUORRA NODES | RING | OWNERS key | CONSISTENCY ...`
+/// `QUORRA NODES | RING | OWNERS key | FORGET node | CONSISTENCY ...`
 pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = &args[1];
     let arity = |n: usize| {
@@ -59,18 +64,35 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     } else if is(sub, "OWNERS") {
         arity(3)?;
         let view = view()?;
-        let n = crate::replica::copies(ctx.shared, &view);
-        let owners = crate::replica::replicas_of(&view, &args[2], n);
+        let node = ctx
+            .shared
+            .cluster
+            .as_ref()
+            .expect("view() checked cluster mode");
+        let owners = node.placement(&view).replicas(&args[2]);
         ctx.array(owners.len());
         for owner in owners {
             ctx.bulk(owner.as_str().as_bytes());
         }
+    } else if is(sub, "FORGET") {
+        arity(3)?;
+        view()?;
+        let node = ctx
+            .shared
+            .cluster
+            .as_ref()
+            .expect("view() checked cluster mode");
+        let id = NodeId::from(String::from_utf8_lossy(&args[2]).as_ref());
+        node.membership
+            .forget(&id)
+            .map_err(|error| CommandError::new(format!("ERR {error}")))?;
+        ctx.ok();
     } else if is(sub, "CONSISTENCY") {
         view()?;
         consistency(ctx, &args[2..])?;
     } else {
         return Err(CommandError::new(format!(
-            "ERR unknown subcommand '{}'. Try QUORRA NODES, RING, OWNERS key or CONSISTENCY.",
+            "ERR unknown subcommand '{}'. Try QUORRA NODES, RING, OWNERS key, FORGET node or CONSISTENCY.",
             String::from_utf8_lossy(sub)
         )));
     }
@@ -96,10 +118,7 @@ fn consistency(ctx: &mut Ctx<'_>, options: &[Bytes]) -> Result<(), CommandError>
             let view = node.view();
             let pairs = [
                 ("replicas", node.consistency.replicas.to_string()),
-                (
-                    "copies",
-                    crate::replica::copies(ctx.shared, &view).to_string(),
-                ),
+                ("copies", node.placement(&view).copies().to_string()),
                 ("write", ctx.session.write_level(node).to_string()),
                 ("read", ctx.session.read_level(node).to_string()),
             ];

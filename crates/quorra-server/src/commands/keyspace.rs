@@ -40,13 +40,14 @@ pub fn key_type(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// With replication, a peer asking for keys wants each key once: the filter that keeps
 /// only the keys this node is primary for, when the session asks for it.
 fn primary_filter(ctx: &Ctx<'_>) -> Option<impl Fn(&[u8]) -> bool + use<>> {
-    let view = ctx
+    let node = ctx
         .shared
         .cluster
         .as_ref()
         .filter(|_| ctx.session.primary_only)?
-        .view();
-    Some(move |key: &[u8]| view.owner(key) == Some(&view.self_id))
+        .clone();
+    let view = node.view();
+    Some(move |key: &[u8]| node.placement(&view).primary(key) == Some(&view.self_id))
 }
 
 /// The keys matching `pattern` that this session may see.

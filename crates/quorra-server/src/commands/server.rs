@@ -440,7 +440,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                     let count = |state| view.members.iter().filter(|m| m.state == state).count();
                     write!(
                         out,
-                        "quorra_cluster_mode:1\r\nquorra_node_id:{}\r\nquorra_cluster_members:{}\r\n\
+                        "quorra_cluster_mode:1\r\nquorra_node_id:{}\r\nquorra_joined:{}\r\nquorra_cluster_members:{}\r\n\
                          quorra_cluster_nodes_up:{}\r\nquorra_cluster_nodes_down:{}\r\n\
                          quorra_ring_nodes:{}\r\nquorra_ring_vnodes:{}\r\nquorra_ring_version:{}\r\n\
                          quorra_replicas:{}\r\nquorra_copies:{}\r\nquorra_write_quorum:{}\r\n\
@@ -449,6 +449,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                          quorra_read_repairs:{}\r\nquorra_quorum_failures:{}\r\n\
                          quorra_anti_entropy_buckets:{}\r\nquorra_anti_entropy_keys:{}\r\n",
                         view.self_id,
+                        u8::from(view.joined),
                         view.members.len(),
                         count(MemberState::Up),
                         count(MemberState::Down),
@@ -456,7 +457,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                         view.ring.vnode_count(),
                         view.ring_version,
                         node.consistency.replicas,
-                        crate::replica::copies(shared, &view),
+                        node.placement(&view).copies(),
                         node.consistency.write,
                         node.consistency.read,
                         node.replicator.hints().len(),

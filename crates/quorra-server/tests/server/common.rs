@@ -1,5 +1,8 @@
 //! Starting nodes and talking to them.
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use quorra_server::{Config, RunningServer};
 use redis::aio::MultiplexedConnection;
 use redis::{RedisError, Value};
@@ -80,4 +83,17 @@ pub(crate) fn int(n: i64) -> Value {
 
 pub(crate) fn array(items: Vec<Value>) -> Value {
     Value::Array(items)
+}
+
+/// A data directory no other node of this test run uses: nodes remember their cluster's
+/// roster there, and a node that found another test's roster would try to rejoin it.
+pub(crate) fn fresh_data_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "quorra-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,13 +21,22 @@ struct Node {
     resp: SocketAddr,
     http: SocketAddr,
     cluster: SocketAddr,
+    data_dir: PathBuf,
 }
 
 impl Node {
+    /// Starts node `id` with a data directory of its own.
     fn start(id: &str, seed: Option<SocketAddr>) -> Node {
+        Node::start_in(id, seed, fresh_data_dir())
+    }
+
+    /// Starts node `id` with its data in `data_dir` (a restart passes the old one).
+    fn start_in(id: &str, seed: Option<SocketAddr>, data_dir: PathBuf) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_quorra"));
         command
             .args(["server", "--node-id", id, "--port", "0", "--http-port", "0"])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .args(["--cluster-port", "0", "--gossip-interval-ms", "100"])
             .args(["--anti-entropy-interval-ms", "500"])
             .env("QUORRA_CLUSTER_SECRET", SECRET)
@@ -47,6 +57,7 @@ impl Node {
             resp,
             http,
             cluster,
+            data_dir,
         }
     }
 
@@ -70,26 +81,27 @@ impl Drop for Node {
     }
 }
 
-async fn ring_nodes(con: &mut MultiplexedConnection) -> String {
+async fn nodes_up(con: &mut MultiplexedConnection) -> String {
     let info: String = redis::cmd("INFO")
         .arg("cluster")
         .query_async(con)
         .await
         .unwrap();
     info.lines()
-        .find_map(|line| line.strip_prefix("quorra_ring_nodes:"))
+        .find_map(|line| line.strip_prefix("quorra_cluster_nodes_up:"))
         .unwrap_or("?")
         .trim()
         .to_owned()
 }
 
-async fn until_ring(node: &Node, size: usize) {
+/// Waits until `node` sees `count` members up.
+async fn until_up(node: &Node, count: usize) {
     let mut con = connect_url(&format!("redis://{}/", node.resp)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ring_nodes(&mut con).await != size.to_string() {
+    while nodes_up(&mut con).await != count.to_string() {
         assert!(
             Instant::now() < deadline,
-            "ring of {} never reached {size}",
+            "{} never saw {count} nodes up",
             node.resp
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -147,7 +159,7 @@ async fn killing_and_restarting_a_node_loses_no_acknowledged_write_and_it_conver
         Node::start("p2", Some(seed)),
     ];
     for node in &nodes {
-        until_ring(node, 3).await;
+        until_up(node, 3).await;
     }
     let mut clients = Vec::new();
     for node in &nodes[..2] {
@@ -166,12 +178,13 @@ async fn killing_and_restarting_a_node_loses_no_acknowledged_write_and_it_conver
         during_errors < 10,
         "{during_errors} writes failed right after the kill"
     );
-    until_ring(&nodes[0], 2).await;
+    until_up(&nodes[0], 2).await;
     let after_errors = traffic(&mut clients, &mut expected, "after", 300).await;
 
-    nodes[2] = Node::start("p2", Some(seed));
+    let data_dir = nodes[2].data_dir.clone();
+    nodes[2] = Node::start_in("p2", Some(seed), data_dir);
     for node in &nodes {
-        until_ring(node, 3).await;
+        until_up(node, 3).await;
     }
     let rejoined_errors = traffic(&mut clients, &mut expected, "rejoined", 300).await;
     assert_eq!((after_errors, rejoined_errors), (0, 0), "writes failed");

@@ -145,7 +145,7 @@ async fn a_crashed_node_loses_no_acknowledged_write_and_catches_up_when_it_retur
         );
     }
     for node in &nodes {
-        until(node, "n2 down", |view| ring_ids(view) == ["n0", "n1"]).await;
+        until(node, "n2 down", |view| serving_ids(view) == ["n0", "n1"]).await;
     }
     // Two nodes left: N is still 3 (n2 is down, not gone), and a quorum of 2 is both.
     for i in 0..60 {
@@ -163,7 +163,10 @@ async fn a_crashed_node_loses_no_acknowledged_write_and_catches_up_when_it_retur
     let restarted = start_configured(config).await;
     nodes.push(restarted);
     for node in &nodes {
-        until(node, "n2 back", |view| ring_ids(view) == ["n0", "n1", "n2"]).await;
+        until(node, "n2 back", |view| {
+            serving_ids(view) == ["n0", "n1", "n2"]
+        })
+        .await;
     }
     // The writes n2 missed while it was unreachable but still in the ring come back from
     // the hints its peers kept, before anyone reads them.
@@ -284,7 +287,7 @@ async fn anti_entropy_refills_a_restarted_replica_that_nobody_reads() {
     ok(&mut con, &["DEL", "k:0"]).await;
     nodes.pop().unwrap().crash().await;
     for node in &nodes {
-        until(node, "n2 down", |view| ring_ids(view) == ["n0", "n1"]).await;
+        until(node, "n2 down", |view| serving_ids(view) == ["n0", "n1"]).await;
     }
     let mut config = cluster_config("n2", Some(cluster_addr(&nodes[0])), SECRET);
     adjust(&mut config);

@@ -101,7 +101,7 @@ async fn quorra_up_serves_through_every_node_and_survives_a_killed_node() {
                 .query_async(client)
                 .await
                 .unwrap();
-            if info.contains("quorra_ring_nodes:2\r\n") {
+            if info.contains("quorra_cluster_nodes_up:2\r\n") {
                 break;
             }
             assert!(Instant::now() < deadline, "node-2 never dropped: {info}");
