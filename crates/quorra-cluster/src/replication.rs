@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use quorra_ring::NodeId;
-use quorra_store::VersionedEntry;
+use quorra_store::{Version, VersionedEntry};
 use tokio::sync::mpsc;
 
 use crate::rpc::BoxFuture;
@@ -228,6 +228,21 @@ impl Hints {
         }
     }
 
+    /// Drops the hint kept for `node` and `key` if it is the entry of `version`. Returns
+    /// true if one was dropped.
+    pub fn discard(&self, node: &NodeId, key: &[u8], version: Version) -> bool {
+        let mut pending = self.pending.lock();
+        let Some(for_node) = pending.get_mut(node) else {
+            return false;
+        };
+        if for_node.get(key).is_none_or(|kept| kept.version != version) {
+            return false;
+        }
+        for_node.remove(key);
+        self.count.fetch_sub(1, Ordering::Relaxed);
+        true
+    }
+
     /// Takes every hint kept for `node`.
     pub fn take(&self, node: &NodeId) -> Vec<(Bytes, VersionedEntry)> {
         let taken: Vec<_> = self
@@ -292,6 +307,15 @@ impl Replicator {
     /// The hints waiting for unreachable replicas.
     pub fn hints(&self) -> &Hints {
         &self.hints
+    }
+
+    /// Withdraws a write whose quorum failed and that no replica but its primary stored:
+    /// drops the hints it left for `targets`, so that it is never delivered (the primary
+    /// puts the previous entry back itself, see `quorra_store::Store::revert`).
+    pub fn withdraw(&self, key: &[u8], version: Version, targets: &[NodeId]) {
+        for node in targets {
+            self.hints.discard(node, key, version);
+        }
     }
 
     /// Writes `entry` to every node of `targets` at once and returns the number of acks
@@ -644,7 +668,6 @@ fn newest<'a>(entries: impl Iterator<Item = &'a Option<VersionedEntry>>) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quorra_store::Version;
 
     #[test]
     fn apply_batches_stay_under_the_byte_limit_and_keep_the_order() {
@@ -689,6 +712,12 @@ mod tests {
         assert!(hints.add(node.clone(), "j".into(), entry(1)));
         assert!(!hints.add(node.clone(), "x".into(), entry(1)), "full");
         assert_eq!(hints.len(), 2);
+        assert!(
+            !hints.discard(&node, b"j", Version::new(9, 0, 1)),
+            "another version"
+        );
+        assert!(hints.discard(&node, b"j", Version::new(1, 0, 1)));
+        assert!(hints.add(node.clone(), "j".into(), entry(1)), "room again");
         let mut taken = hints.take(&node);
         taken.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(taken[1], (Bytes::from("k"), entry(2)));

@@ -38,7 +38,7 @@ use quorra_cluster::replication::{Level, QuorumError, ReplicaError, Replicas};
 use quorra_cluster::rpc::{BoxFuture, RpcClient};
 use quorra_resp::{Protocol, encode};
 use quorra_ring::NodeId;
-use quorra_store::VersionedEntry;
+use quorra_store::{Version, VersionedEntry};
 
 use crate::commands::{self, CommandError};
 use crate::shared::{Shared, unix_ms};
@@ -194,89 +194,41 @@ fn is_self(shared: &Shared, node: &NodeId) -> bool {
         .is_some_and(|cluster| cluster.node_id() == node)
 }
 
-/// The keys a write command wrote, from the command table's key positions.
-fn written_keys(args: &[Bytes]) -> Vec<Bytes> {
+/// The keys a write command writes, from the command table's key positions; none for a
+/// command that does not write.
+fn written_keys(args: &[Bytes]) -> impl Iterator<Item = &Bytes> {
     let writes = commands::lookup(&args[0]).is_some_and(|id| id.info().writes());
-    if !writes {
-        return Vec::new();
-    }
-    commands::keys_of(args).cloned().collect()
+    commands::keys_of(args).filter(move |_| writes)
 }
 
-/// After commands ran here as their keys' primary (`writes`: each command and its
-/// reply): copies the entry of every key they wrote to the key's replicas under `view`,
-/// waiting for `level` of them per key. Each replica gets one request for all of them,
-/// and a key written by several of the commands goes once, as it is now. One outcome
-/// per command: the quorum failure of one of its keys, if any. Nothing to do for
-/// read-only commands, error replies, or keys that left no entry (a DEL of a missing key).
-pub async fn replicate_writes(
-    shared: &Shared,
-    view: &ClusterView,
-    writes: &[(&[Bytes], &[u8])],
-    level: Level,
-) -> Vec<Result<(), QuorumError>> {
-    let mut outcomes = vec![Ok(()); writes.len()];
-    let Some(cluster) = shared.cluster.as_ref() else {
-        return outcomes;
-    };
-    let placement = cluster.placement(view);
-    if !placement.replicated() {
-        return outcomes;
-    }
-    let n = placement.copies();
-    // Each key once, with the commands that wrote it.
-    let mut writers: Vec<(Bytes, Vec<usize>)> = Vec::new();
-    let mut position: HashMap<Bytes, usize> = HashMap::new();
-    for (command, (args, reply)) in writes.iter().enumerate() {
-        if reply.first() == Some(&b'-') {
-            continue;
-        }
-        for key in written_keys(args) {
-            let at = *position.entry(key.clone()).or_insert_with(|| {
-                writers.push((key, Vec::new()));
-                writers.len() - 1
-            });
-            writers[at].1.push(command);
-        }
-    }
-    let (batch, commands): (Vec<_>, Vec<_>) = writers
-        .into_iter()
-        .filter_map(|(key, commands)| {
-            let entry = shared.store.get_versioned(&key)?;
-            let targets = placement.replicas(&key).into_iter().cloned().collect();
-            Some(((key, entry, targets), commands))
-        })
-        .unzip();
-    let results = cluster.replicator.write_many(batch, n, level).await;
-    for (result, commands) in results.into_iter().zip(commands) {
-        if let Err(error) = result {
-            for command in commands {
-                if outcomes[command].is_ok() {
-                    outcomes[command] = Err(error.clone());
-                }
-            }
-        }
-    }
-    outcomes
+/// A command this node ran as its keys' primary, whose writes wait to be copied to the
+/// replicas.
+pub struct PrimaryWrite {
+    /// The command.
+    pub args: Vec<Bytes>,
+    /// Its reply, as the client gets it if the copies succeed.
+    pub reply: Bytes,
+    /// Each key it writes with the entry the key held before it ran (`None`: no
+    /// entry), to put back if no other replica takes the write.
+    before: Vec<(Bytes, Option<VersionedEntry>)>,
 }
 
 /// The quorum failure the write command `args` is bound to meet, found before it runs:
 /// fewer of one of its keys' replicas serve than `level` needs. Such a write is refused
 /// instead of run, so that it leaves nothing on this node that could later overwrite
 /// writes acknowledged on the other side of a partition. (A replica that failed but is
-/// not yet known to be down is still counted: a write in that window runs here and may
-/// fail afterwards.)
+/// not yet known to be down is still counted: a write in that window runs here, and is
+/// undone if no other replica takes it; see [`replicate_writes`].)
 pub fn quorum_out_of_reach(
     placement: &Placement<'_>,
     args: &[Bytes],
     level: Level,
 ) -> Option<QuorumError> {
-    let writes = commands::lookup(&args[0]).is_some_and(|id| id.info().writes());
-    if !placement.replicated() || !writes {
+    if !placement.replicated() {
         return None;
     }
     let required = level.required(placement.copies());
-    commands::keys_of(args).find_map(|key| {
+    written_keys(args).find_map(|key| {
         let serving = placement.serving_replicas(key);
         (serving < required).then_some(QuorumError {
             required,
@@ -286,16 +238,17 @@ pub fn quorum_out_of_reach(
     })
 }
 
-/// Runs the write `args` here as its keys' primary, into `out` — or, if its quorum is
-/// out of reach ([`quorum_out_of_reach`]), refuses it without running it.
+/// Runs the command `args` here as its keys' primary — or, for a write whose quorum is
+/// out of reach ([`quorum_out_of_reach`]), refuses it without running it. The result
+/// waits for [`replicate_writes`].
 pub fn run_primary_write(
     shared: &Shared,
     view: &ClusterView,
     session: &mut crate::connection::Session,
-    out: &mut BytesMut,
     args: &[Bytes],
     level: Level,
-) {
+) -> PrimaryWrite {
+    let mut reply = BytesMut::new();
     let refusal = shared.cluster.as_ref().and_then(|node| {
         let refusal = quorum_out_of_reach(&node.placement(view), args, level)?;
         node.replicator
@@ -304,15 +257,109 @@ pub fn run_primary_write(
             .fetch_add(1, Ordering::Relaxed);
         Some(refusal)
     });
+    let mut before = Vec::new();
     match refusal {
-        Some(error) => encode::error(out, &error.to_string()),
-        None => commands::dispatch(shared, session, out, args),
+        Some(error) => encode::error(&mut reply, &error.to_string()),
+        None => {
+            before = written_keys(args)
+                .map(|key| (key.clone(), shared.store.get_versioned(key)))
+                .collect();
+            commands::dispatch(shared, session, &mut reply, args);
+        }
+    }
+    PrimaryWrite {
+        args: args.to_vec(),
+        reply: reply.freeze(),
+        before,
     }
 }
 
+/// Copies the entry of every key that `writes` (commands run here as their keys'
+/// primary) wrote to the key's replicas under `view`, waiting for `level` of them per
+/// key, and returns each command's final reply: its own, or `NOQUORUM ...` if one of its
+/// keys reached too few replicas. Each replica gets one request for all of them, and a
+/// key written by several of the commands goes once, as it is now. Nothing to do for
+/// read-only commands, error replies, or keys that left no entry (a DEL of a missing
+/// key).
+///
+/// A write that failed and that no replica but this one stored is undone: the key's
+/// previous entry is put back and the hints for the others are dropped, so the client
+/// that was told it failed never sees it win over writes acknowledged elsewhere.
+pub async fn replicate_writes(
+    shared: &Shared,
+    view: &ClusterView,
+    writes: &[PrimaryWrite],
+    level: Level,
+) -> Vec<Bytes> {
+    let mut replies: Vec<Bytes> = writes.iter().map(|write| write.reply.clone()).collect();
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return replies;
+    };
+    let placement = cluster.placement(view);
+    if !placement.replicated() {
+        return replies;
+    }
+    // Each key once, with the commands that wrote it (the first one's `before` is the
+    // entry to put back).
+    let mut writers: Vec<(Bytes, Vec<usize>)> = Vec::new();
+    let mut position: HashMap<Bytes, usize> = HashMap::new();
+    for (command, write) in writes.iter().enumerate() {
+        if write.reply.first() == Some(&b'-') {
+            continue;
+        }
+        for (key, _) in &write.before {
+            let at = *position.entry(key.clone()).or_insert_with(|| {
+                writers.push((key.clone(), Vec::new()));
+                writers.len() - 1
+            });
+            writers[at].1.push(command);
+        }
+    }
+    let (batch, commands): (Vec<_>, Vec<_>) = writers
+        .into_iter()
+        .filter_map(|(key, commands)| {
+            let entry = shared.store.get_versioned(&key)?;
+            let targets: Vec<NodeId> = placement.replicas(&key).into_iter().cloned().collect();
+            Some(((key, entry, targets), commands))
+        })
+        .unzip();
+    let written: Vec<(Bytes, Version, Vec<NodeId>)> = batch
+        .iter()
+        .map(|(key, entry, targets)| (key.clone(), entry.version, targets.clone()))
+        .collect();
+    let results = cluster
+        .replicator
+        .write_many(batch, placement.copies(), level)
+        .await;
+    for ((result, commands), (key, version, targets)) in
+        results.into_iter().zip(commands).zip(written)
+    {
+        let Err(error) = result else {
+            continue;
+        };
+        if error.answered <= 1 {
+            let before = writes[commands[0]]
+                .before
+                .iter()
+                .find(|(written, _)| *written == key)
+                .and_then(|(_, before)| before.as_ref());
+            if let Err(store_error) = shared.store.revert(&key, version, before) {
+                tracing::warn!(%store_error, "could not undo a write that failed its quorum");
+            }
+            cluster.replicator.withdraw(&key, version, &targets);
+        }
+        let refusal = commands::error_reply(&error.to_string());
+        for command in commands {
+            if !replies[command].starts_with(b"-") {
+                replies[command] = refusal.clone();
+            }
+        }
+    }
+    replies
+}
+
 /// Runs `commands` here, in order, as their keys' primary, then replicates what they
-/// wrote: one reply per command, or `NOQUORUM ...` for one whose writes too few
-/// replicas took (or would take: see [`run_primary_write`]).
+/// wrote: one reply per command (see [`replicate_writes`]).
 pub async fn run_as_primary<A: AsRef<[Bytes]>>(
     shared: &Shared,
     view: &ClusterView,
@@ -320,28 +367,11 @@ pub async fn run_as_primary<A: AsRef<[Bytes]>>(
     commands: &[A],
     level: Level,
 ) -> Vec<Bytes> {
-    let replies: Vec<Bytes> = commands
+    let writes: Vec<PrimaryWrite> = commands
         .iter()
-        .map(|args| {
-            let mut reply = BytesMut::new();
-            run_primary_write(shared, view, session, &mut reply, args.as_ref(), level);
-            reply.freeze()
-        })
+        .map(|args| run_primary_write(shared, view, session, args.as_ref(), level))
         .collect();
-    let writes: Vec<(&[Bytes], &[u8])> = commands
-        .iter()
-        .zip(&replies)
-        .map(|(args, reply)| (args.as_ref(), &reply[..]))
-        .collect();
-    let outcomes = replicate_writes(shared, view, &writes, level).await;
-    replies
-        .iter()
-        .zip(outcomes)
-        .map(|(reply, outcome)| match outcome {
-            Ok(()) => reply.clone(),
-            Err(error) => commands::error_reply(&error.to_string()),
-        })
-        .collect()
+    replicate_writes(shared, view, &writes, level).await
 }
 
 /// What a quorum read answers.

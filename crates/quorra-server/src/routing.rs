@@ -53,7 +53,7 @@ use quorra_ring::{NodeId, TokenRange};
 use crate::cluster::ClusterNode;
 use crate::commands::{self, CommandError, error_reply};
 use crate::connection::Session;
-use crate::replica::{self, QuorumRead};
+use crate::replica::{self, PrimaryWrite, QuorumRead};
 use crate::shared::Shared;
 
 /// What routing works with: the node, its cluster machinery and the view the batch is
@@ -300,14 +300,15 @@ pub struct Pipeline {
 enum Deferred {
     /// A quorum read of `args`' keys.
     Read(QuorumRead, Vec<Bytes>),
-    /// Copying what `args` wrote here (its reply was `reply`) to the replicas.
-    Replicate(Vec<Bytes>, Bytes),
+    /// Copying what a command wrote here to the replicas.
+    Replicate(PrimaryWrite),
 }
 
 impl Deferred {
     fn args(&self) -> &[Bytes] {
         match self {
-            Deferred::Read(_, args) | Deferred::Replicate(args, _) => args,
+            Deferred::Read(_, args) => args,
+            Deferred::Replicate(write) => &write.args,
         }
     }
 }
@@ -364,10 +365,9 @@ impl Pipeline {
                 Box::pin(self.run(cx, session, args, out)).await;
             }
             Plan::PrimaryWrite => {
-                let mut reply = BytesMut::new();
                 let level = session.write_level(cx.node);
-                replica::run_primary_write(cx.shared, cx.view, session, &mut reply, args, level);
-                self.defer(Deferred::Replicate(args.to_vec(), reply.freeze()));
+                let write = replica::run_primary_write(cx.shared, cx.view, session, args, level);
+                self.defer(Deferred::Replicate(write));
                 self.flush_if_full(cx, session, args, out).await;
             }
             Plan::QuorumRead(kind) => {
@@ -478,47 +478,42 @@ async fn run_deferred(
 ) -> Vec<Bytes> {
     let (read_level, protocol) = (session.read_level(cx.node), session.protocol);
     let placement = cx.node.placement(cx.view);
-    let n = placement.copies();
     let mut reads = Vec::new();
-    for operation in &deferred {
-        if let Deferred::Read(_, args) = operation {
-            reads.extend(replica::quorum_reads(&placement, args));
+    let mut writes = Vec::new();
+    // Per operation: a read's kind and key count, or `None` for a write.
+    let mut order = Vec::with_capacity(deferred.len());
+    for operation in deferred {
+        match operation {
+            Deferred::Read(kind, args) => {
+                reads.extend(replica::quorum_reads(&placement, &args));
+                order.push(Some((kind, args.len() - 1)));
+            }
+            Deferred::Replicate(write) => {
+                writes.push(write);
+                order.push(None);
+            }
         }
     }
-    let read_all = cx.node.replicator.read_many(reads, n, read_level);
-    let writes: Vec<(&[Bytes], &[u8])> = deferred
-        .iter()
-        .filter_map(|operation| match operation {
-            Deferred::Replicate(args, reply) => Some((&args[..], &reply[..])),
-            Deferred::Read(..) => None,
-        })
-        .collect();
+    let read_all = cx
+        .node
+        .replicator
+        .read_many(reads, placement.copies(), read_level);
     let level = mode.replicate.unwrap_or(Level::One);
-    let replicate_all = async {
-        let outcomes = replica::replicate_writes(cx.shared, cx.view, &writes, level).await;
-        writes
-            .iter()
-            .zip(outcomes)
-            .map(|((_, reply), outcome)| match outcome {
-                Ok(()) => Bytes::copy_from_slice(reply),
-                Err(error) => error_reply(&error.to_string()),
-            })
-            .collect::<Vec<_>>()
-    };
+    let replicate_all = replica::replicate_writes(cx.shared, cx.view, &writes, level);
     let (entries, replicated) = futures_util::join!(read_all, replicate_all);
     let (mut entries, mut replicated) = (entries.into_iter(), replicated.into_iter());
-    deferred
-        .iter()
+    order
+        .into_iter()
         .map(|operation| match operation {
-            Deferred::Read(kind, args) => {
-                let mine: Vec<_> = entries.by_ref().take(args.len() - 1).collect();
+            Some((kind, keys)) => {
+                let mine: Vec<_> = entries.by_ref().take(keys).collect();
                 let mut reply = BytesMut::new();
-                match replica::write_read_reply(*kind, mine, protocol, &mut reply) {
+                match replica::write_read_reply(kind, mine, protocol, &mut reply) {
                     Ok(()) => reply.freeze(),
                     Err(error) => error_reply(&error.0),
                 }
             }
-            Deferred::Replicate(..) => replicated.next().expect("one reply per write"),
+            None => replicated.next().expect("one reply per write"),
         })
         .collect()
 }

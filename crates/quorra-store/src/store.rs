@@ -1506,6 +1506,40 @@ impl Store {
         })
     }
 
+    /// Undoes a write: if `key` still holds the entry of version `written`, puts back
+    /// `previous` (the entry it held before, `None` if it held none). A primary whose
+    /// write no replica took uses it, so that a write its client was told failed does not
+    /// stay here with a version newer than writes acknowledged elsewhere. Returns true if
+    /// the entry was put back; false if the key was written again (or removed) since.
+    pub fn revert(
+        &self,
+        key: &[u8],
+        written: Version,
+        previous: Option<&VersionedEntry>,
+    ) -> Result<bool, StoreError> {
+        let (h, s) = self.locate(key, AccessKind::Write);
+        let cell = &self.cells[s];
+        self.with_room(|| {
+            let now = self.now();
+            let mut sh = cell.shard.lock();
+            let Some(i) = sh.find(h, key).filter(|&i| sh.slot(i).version() == written) else {
+                return Ok(false);
+            };
+            match previous {
+                None => self.drop_slot(&mut sh, cell, i),
+                Some(entry) if entry.tombstone => {
+                    self.tombstone_slot(&mut sh, cell, i, now, entry.version);
+                }
+                Some(entry) => {
+                    let data = make_data(key, &[&entry.value]);
+                    let (expiry, version) = (entry.expire_at_ms, entry.version);
+                    self.write(&mut sh, cell, h, Some(i), data, key.len(), expiry, version)?;
+                }
+            }
+            Ok(true)
+        })
+    }
+
     /// The entry for `key` including its version; tombstones are returned too (for read
     /// repair). `None` when nothing is stored or the entry has expired.
     pub fn get_versioned(&self, key: &[u8]) -> Option<VersionedEntry> {

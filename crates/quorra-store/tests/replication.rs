@@ -154,3 +154,26 @@ fn visit_range_matches_a_naive_filter_with_wraparound() {
         assert!(tombs <= 2);
     }
 }
+
+#[test]
+fn a_reverted_write_puts_back_what_was_there_unless_the_key_was_written_since() {
+    let (s, _) = store();
+    s.set(b"k", b"before", SetOptions::default()).unwrap();
+    let before = s.get_versioned(b"k").unwrap();
+    s.set(b"k", b"failed write", SetOptions::default()).unwrap();
+    let written = s.get_versioned(b"k").unwrap().version;
+    assert_eq!(s.revert(b"k", written, Some(&before)), Ok(true));
+    assert_eq!(s.get_versioned(b"k"), Some(before.clone()));
+    // A key that did not exist is removed again, leaving no tombstone.
+    s.set(b"new", b"x", SetOptions::default()).unwrap();
+    let written = s.get_versioned(b"new").unwrap().version;
+    assert_eq!(s.revert(b"new", written, None), Ok(true));
+    assert_eq!(s.get_versioned(b"new"), None);
+    // A write that came after the failed one is kept.
+    s.set(b"k", b"failed", SetOptions::default()).unwrap();
+    let failed = s.get_versioned(b"k").unwrap().version;
+    s.set(b"k", b"later", SetOptions::default()).unwrap();
+    assert_eq!(s.revert(b"k", failed, Some(&before)), Ok(false));
+    assert_eq!(s.get(b"k"), Some(Bytes::from("later")));
+    s.check_invariants().unwrap();
+}

@@ -309,3 +309,57 @@ async fn anti_entropy_refills_a_restarted_replica_that_nobody_reads() {
         "no read repaired anything: {info}"
     );
 }
+
+#[tokio::test]
+async fn two_of_three_gone_longer_than_every_membership_timeout_leave_no_quorum_of_one() {
+    // Gossip forgets a dead node's state after a second here; the survivor must keep
+    // counting both for as long as they are gone.
+    let mut nodes = start_cluster_with(3, |config| {
+        three_copies(config);
+        config.dead_node_grace = Duration::from_secs(1);
+    })
+    .await;
+    let mut con = connect(&nodes[0]).await;
+    let keys: Vec<String> = (0..10).map(|i| format!("k:{i}")).collect();
+    for key in &keys {
+        ok(&mut con, &["SET", key, "before"]).await;
+    }
+    nodes.pop().unwrap().crash().await;
+    nodes.pop().unwrap().crash().await;
+    let survivor = &nodes[0];
+
+    // From right after the crash (before failure detection) until four times the grace
+    // period later, every QUORUM write and read is refused.
+    let refused_with =
+        |error: &str| error.starts_with("NOQUORUM") || error.starts_with("CLUSTERDOWN");
+    let end = Instant::now() + Duration::from_secs(4);
+    let mut refusals = 0;
+    while Instant::now() < end {
+        for key in &keys {
+            let error = err(&mut con, &["SET", key, "during"]).await;
+            assert!(refused_with(&error), "{error}");
+            let error = err(&mut con, &["GET", key]).await;
+            assert!(refused_with(&error), "{error}");
+            refusals += 2;
+        }
+    }
+    assert!(refusals > 40, "only {refusals} attempts in four seconds");
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(info.contains("quorra_copies:3\r\n"), "{info}");
+    assert!(info.contains("quorra_cluster_nodes_up:1\r\n"), "{info}");
+    // Nothing the survivor refused stayed behind: not in its store (a write it ran
+    // before it knew the others were gone was undone), not as a hint to deliver later.
+    for key in &keys {
+        assert_eq!(
+            local_value(survivor, key),
+            Some(b"before".to_vec()),
+            "{key}"
+        );
+    }
+    let hints = survivor.shared.cluster.as_ref().unwrap().replicator.hints();
+    assert_eq!(hints.len(), 0);
+}
