@@ -204,3 +204,148 @@ async fn killing_and_restarting_a_node_loses_no_acknowledged_write_and_it_conver
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// What writers through every node have done: per key, its last acknowledged value and
+/// the writes after it that failed; and the counts.
+#[derive(Default)]
+struct Ledger {
+    expected: Expected,
+    acknowledged: usize,
+    /// Acknowledgements per RESP address (a restarted node listens on a new one).
+    acknowledged_by: HashMap<SocketAddr, usize>,
+    failed: usize,
+}
+
+/// Writes `w<writer>:<i % 40>` = `i` through the node whose RESP address is in `target`
+/// until `stop`, reconnecting whenever the node goes away, and records every outcome.
+async fn write_until_stopped(
+    writer: usize,
+    target: std::sync::Arc<parking_lot::Mutex<SocketAddr>>,
+    ledger: std::sync::Arc<parking_lot::Mutex<Ledger>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut con: Option<(SocketAddr, MultiplexedConnection)> = None;
+    let mut i = 0usize;
+    while !stop.is_cancelled() {
+        let addr = *target.lock();
+        if con.as_ref().is_none_or(|(at, _)| *at != addr) {
+            let client = redis::Client::open(format!("redis://{addr}/")).unwrap();
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(Duration::from_millis(500)))
+                .set_response_timeout(Some(Duration::from_secs(5)));
+            match client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
+                Ok(connection) => con = Some((addr, connection)),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let (_, connection) = con.as_mut().expect("connected above");
+        let key = format!("w{writer}:{}", i % 40);
+        let value = i.to_string();
+        let outcome = run(connection, &["SET", &key, &value]).await;
+        let mut ledger = ledger.lock();
+        match outcome {
+            Ok(_) => {
+                ledger.acknowledged += 1;
+                *ledger.acknowledged_by.entry(addr).or_default() += 1;
+                ledger.expected.insert(key, vec![value]);
+            }
+            Err(error) => {
+                ledger.failed += 1;
+                ledger.expected.entry(key).or_default().push(value);
+                if error.is_io_error() || error.is_connection_dropped() {
+                    con = None;
+                }
+            }
+        }
+        drop(ledger);
+        i += 1;
+    }
+}
+
+#[tokio::test]
+async fn a_node_restarted_and_killed_again_within_its_first_second_loses_no_acknowledged_write() {
+    let first = Node::start("r0", None);
+    let seed = first.cluster;
+    let mut nodes = vec![
+        first,
+        Node::start("r1", Some(seed)),
+        Node::start("r2", Some(seed)),
+    ];
+    for node in &nodes {
+        until_up(node, 3).await;
+    }
+    let ledger = std::sync::Arc::new(parking_lot::Mutex::new(Ledger::default()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let targets: Vec<_> = nodes
+        .iter()
+        .map(|node| std::sync::Arc::new(parking_lot::Mutex::new(node.resp)))
+        .collect();
+    let writers: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(writer, target)| {
+            tokio::spawn(write_until_stopped(
+                writer,
+                target.clone(),
+                ledger.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // r2 dies; comes back with its data directory (it remembers the cluster) and is
+    // killed again 300 ms after it listens, while the writer through it hammers it;
+    // then comes back for good.
+    nodes[2].kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut short_lived = None;
+    for lifetime in [Some(Duration::from_millis(300)), None] {
+        let data_dir = nodes[2].data_dir.clone();
+        nodes[2] = Node::start_in("r2", Some(seed), data_dir);
+        *targets[2].lock() = nodes[2].resp;
+        if let Some(lifetime) = lifetime {
+            short_lived = Some(nodes[2].resp);
+            tokio::time::sleep(lifetime).await;
+            nodes[2].kill();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    for node in &nodes {
+        until_up(node, 3).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+
+    let ledger = std::sync::Arc::try_unwrap(ledger)
+        .ok()
+        .unwrap()
+        .into_inner();
+    let in_first_second = short_lived.map_or(0, |addr| {
+        ledger.acknowledged_by.get(&addr).copied().unwrap_or(0)
+    });
+    eprintln!(
+        "restart race: {} writes acknowledged ({in_first_second} by r2 in the 300 ms it lived), {} failed",
+        ledger.acknowledged, ledger.failed
+    );
+    assert!(
+        ledger.acknowledged > 100,
+        "too little traffic to mean anything"
+    );
+    // Every acknowledged write reads back through every node, the restarted one too.
+    for node in &nodes {
+        let mut client = connect_url(&format!("redis://{}/", node.resp)).await;
+        for key in ledger.expected.keys() {
+            check(&mut client, &ledger.expected, key).await;
+        }
+    }
+}
