@@ -38,6 +38,7 @@
 //!   have run on the peer.
 
 pub mod antientropy;
+pub mod gossip_auth;
 pub mod membership;
 pub mod message;
 pub mod placement;

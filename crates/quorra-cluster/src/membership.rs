@@ -57,12 +57,12 @@
 //!
 //! # Security
 //!
-//! Gossip is plain UDP; chitchat has no authentication. The cluster id that chitchat
-//! checks on every message is derived from the cluster secret
-//! ([`ClusterSecret::gossip_cluster_id`]), so nodes configured with different secrets
-//! ignore each other, but an attacker who can read the cluster network can still forge
-//! gossip. Data only ever travels over the authenticated RPC, which refuses peers without
-//! the secret. Run the cluster port on a trusted network.
+//! chitchat itself authenticates nothing. [`Membership::start`] gossips over
+//! [`crate::gossip_auth`]: every packet carries an HMAC under a key derived from the
+//! cluster secret, with replay protection, so a sender without the secret can neither
+//! change membership nor replay what it captured. The cluster id chitchat checks is
+//! derived from the secret as well ([`ClusterSecret::gossip_cluster_id`]). Gossip is not
+//! encrypted: addresses, states and figures travel in clear.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -78,6 +78,7 @@ use quorra_ring::{NodeId, NodeSpec, Ring};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::gossip_auth::{AuthenticatedUdp, GossipAuthStats};
 use crate::roster::{Roster, RosterEntry};
 use crate::rpc::ClusterSecret;
 
@@ -353,10 +354,16 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Starts gossiping over UDP (state `joining`); call [`set_state`](Self::set_state)
-    /// with [`MemberState::Up`] once the node serves (after [`until_joined`](Self::until_joined)).
-    pub async fn start(config: MembershipConfig) -> Result<Membership, MembershipError> {
-        Membership::start_with_transport(config, &chitchat::transport::UdpTransport).await
+    /// Starts gossiping over authenticated UDP ([`crate::gossip_auth`]) in state
+    /// `joining`; call [`set_state`](Self::set_state) with [`MemberState::Up`] once the
+    /// node serves (after [`until_joined`](Self::until_joined)). What the transport drops
+    /// is counted in `gossip_stats`.
+    pub async fn start(
+        config: MembershipConfig,
+        gossip_stats: Arc<GossipAuthStats>,
+    ) -> Result<Membership, MembershipError> {
+        let transport = AuthenticatedUdp::new(&config.secret, gossip_stats);
+        Membership::start_with_transport(config, &transport).await
     }
 
     /// [`start`](Self::start) over any chitchat transport (tests use chitchat's

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quorra_cluster::antientropy::{self, BucketEntry};
+use quorra_cluster::gossip_auth::GossipAuthStats;
 use quorra_cluster::membership::{
     ClusterView, MemberState, MemberStats, Membership, MembershipConfig, NodeAddresses,
 };
@@ -65,6 +66,8 @@ pub struct ClusterNode {
     pub consistency: Consistency,
     /// Replicated writes and reads, hints and their counters.
     pub replicator: Replicator,
+    /// Gossip packets accepted and dropped (forged, replayed, ...).
+    pub gossip_stats: Arc<GossipAuthStats>,
     /// The RPC server answering peers.
     rpc_server: parking_lot::Mutex<Option<RpcServer>>,
 }
@@ -165,7 +168,8 @@ pub async fn start(
         // Named after the node, so that nodes given ids but sharing a data directory
         // never read each other's roster.
         membership_config.roster_file = Some(config.data_dir.join(format!("{node_id}.roster")));
-        match Membership::start(membership_config).await {
+        let gossip_stats = Arc::new(GossipAuthStats::default());
+        match Membership::start(membership_config, gossip_stats.clone()).await {
             Ok(membership) => {
                 tracing::info!(node = %node_id, cluster = %addresses.cluster, seeds = ?config.seeds, "cluster mode");
                 let rpc = RpcClient::new(rpc_config);
@@ -180,6 +184,7 @@ pub async fn start(
                     addresses,
                     consistency: config.consistency,
                     replicator: Replicator::new(Arc::new(replicas), config.max_hints),
+                    gossip_stats,
                     rpc_server: parking_lot::Mutex::new(Some(server)),
                 };
                 return Ok(Starting {

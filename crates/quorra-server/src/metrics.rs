@@ -22,6 +22,7 @@
 //! | `quorra_ring_changes_total`, `quorra_ring_nodes` | counter, gauge | |
 //! | `quorra_replication_total` | counter | `event` = hint_stored / hint_replayed / hint_dropped / read_repair / quorum_failure / anti_entropy_key / anti_entropy_bucket |
 //! | `quorra_hints_pending` | gauge | |
+//! | `quorra_gossip_packets_dropped_total` | counter | `reason` = forged / replayed / stale / malformed |
 
 use std::time::Duration;
 
@@ -67,6 +68,11 @@ struct Event {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct State {
     state: &'static str,
 }
@@ -107,6 +113,7 @@ pub struct Metrics {
     ring_changes: Counter,
     ring_nodes: Gauge,
     replication: Family<Event, Counter>,
+    gossip_dropped: Family<Reason, Counter>,
     hints_pending: Gauge,
     /// Serialises scrapes, which bring the copied counters up to date.
     scrape: Mutex<()>,
@@ -170,6 +177,7 @@ impl Metrics {
             ring_changes: Counter::default(),
             ring_nodes: Gauge::default(),
             replication: Family::default(),
+            gossip_dropped: Family::default(),
             hints_pending: Gauge::default(),
             scrape: Mutex::new(()),
             registry,
@@ -248,6 +256,11 @@ impl Metrics {
             metrics.replication.clone(),
         );
         registry.register(
+            "gossip_packets_dropped",
+            "Gossip packets dropped: without a valid tag under the cluster secret, replayed, outside the replay window, or malformed",
+            metrics.gossip_dropped.clone(),
+        );
+        registry.register(
             "hints_pending",
             "Writes kept for unreachable replicas",
             metrics.hints_pending.clone(),
@@ -317,6 +330,18 @@ impl Metrics {
             }
             self.hints_pending
                 .set(cluster.replicator.hints().len() as i64);
+            let gossip = &cluster.gossip_stats;
+            for (reason, value) in [
+                ("forged", load(&gossip.forged)),
+                ("replayed", load(&gossip.replayed)),
+                ("stale", load(&gossip.stale)),
+                ("malformed", load(&gossip.malformed)),
+            ] {
+                catch_up(
+                    &self.gossip_dropped.get_or_create(&Reason { reason }),
+                    value,
+                );
+            }
             catch_up(&self.ring_changes, view.ring_version);
             self.ring_nodes.set(view.ring.len() as i64);
             for state in [

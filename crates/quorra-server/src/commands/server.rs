@@ -447,7 +447,10 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                          quorra_read_quorum:{}\r\nquorra_hints_pending:{}\r\nquorra_hints_stored:{}\r\n\
                          quorra_hints_replayed:{}\r\nquorra_hints_dropped:{}\r\n\
                          quorra_read_repairs:{}\r\nquorra_quorum_failures:{}\r\n\
-                         quorra_anti_entropy_buckets:{}\r\nquorra_anti_entropy_keys:{}\r\n",
+                         quorra_anti_entropy_buckets:{}\r\nquorra_anti_entropy_keys:{}\r\n\
+                         quorra_gossip_accepted:{}\r\nquorra_gossip_dropped_forged:{}\r\n\
+                         quorra_gossip_dropped_replayed:{}\r\nquorra_gossip_dropped_stale:{}\r\n\
+                         quorra_gossip_dropped_malformed:{}\r\n",
                         view.self_id,
                         u8::from(view.joined),
                         view.members.len(),
@@ -468,6 +471,11 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                         load(&replication.quorum_failures),
                         load(&replication.anti_entropy_buckets),
                         load(&replication.anti_entropy_keys),
+                        load(&node.gossip_stats.accepted),
+                        load(&node.gossip_stats.forged),
+                        load(&node.gossip_stats.replayed),
+                        load(&node.gossip_stats.stale),
+                        load(&node.gossip_stats.malformed),
                     )
                 }
             }

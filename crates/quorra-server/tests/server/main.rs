@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 mod connection;
 mod failover;
+mod gossip;
 mod http;
 mod keyspace;
 mod memory;
