@@ -143,6 +143,7 @@ commands! {
     Flushall "flushall", -1, ["write"], NO_KEYS, "server", "1.0.0", "Removes all keys from all databases.";
     Flushdb "flushdb", -1, ["write"], NO_KEYS, "server", "1.0.0", "Remove all keys from the current database.";
     Time "time", 1, ["loading", "stale", "fast"], NO_KEYS, "server", "2.6.0", "Returns the server time.";
+    Acl "acl", -2, ["loading", "stale"], NO_KEYS, "server", "6.0.0", "A container for Access List Control commands: ACL LOG, ACL WHOAMI.";
     // quorra's own.
     Quorra "quorra", -2, ["loading", "stale"], NO_KEYS, "server", "0.1.0", "Shows the cluster as this node sees it: QUORRA NODES, QUORRA RING, QUORRA OWNERS key.";
 }

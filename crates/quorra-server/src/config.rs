@@ -79,6 +79,29 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_MAXCLIENTS")]
     pub maxclients: Option<usize>,
 
+    /// Close a connection after this many failed AUTH attempts on it; 0 never does
+    /// [default: 10].
+    #[arg(long, env = "QUORRA_MAX_AUTH_FAILURES")]
+    pub max_auth_failures: Option<u32>,
+
+    /// Most bytes all clients' buffers may hold together (requests still arriving,
+    /// replies not yet sent), e.g. `64mb`, or a share of maxmemory, e.g. `25%`; past
+    /// it the client holding the most is disconnected, as Redis's maxmemory-clients
+    /// does; 0 turns it off [default: 25%, off when maxmemory is unlimited].
+    #[arg(long, env = "QUORRA_MAXMEMORY_CLIENTS", value_parser = parse_bytes_or_percent)]
+    #[serde(default, deserialize_with = "deserialize_bytes_or_percent")]
+    pub maxmemory_clients: Option<BytesOrPercent>,
+
+    /// Most simultaneous connections to the admin HTTP port; more wait in the
+    /// listen queue [default: 256].
+    #[arg(long, env = "QUORRA_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+
+    /// Milliseconds an HTTP request's headers, and then its body, may take to arrive
+    /// before the connection is closed [default: 10000].
+    #[arg(long, env = "QUORRA_HTTP_REQUEST_TIMEOUT_MS")]
+    pub http_request_timeout_ms: Option<u64>,
+
     /// Refuse clients on a non-loopback address when no password is set, as Redis's
     /// protected mode does [default: true].
     #[arg(long, env = "QUORRA_PROTECTED_MODE")]
@@ -224,8 +247,16 @@ pub struct Config {
     pub http_token: Option<String>,
     /// Idle client timeout; `None` = never.
     pub timeout: Option<Duration>,
-    /// Most simultaneous clients.
+    /// Most simultaneous clients (lowered at start to fit the file-descriptor limit).
     pub maxclients: usize,
+    /// Failed AUTH attempts after which a connection is closed; 0 = never.
+    pub max_auth_failures: u32,
+    /// Most bytes of client buffers, all clients together; 0 = no limit.
+    pub maxmemory_clients: u64,
+    /// Most simultaneous admin HTTP connections.
+    pub http_max_connections: usize,
+    /// Time an HTTP request's headers, then its body, may take to arrive.
+    pub http_request_timeout: Duration,
     /// Protected mode.
     pub protected_mode: bool,
     /// Longest argument, bytes.
@@ -341,6 +372,12 @@ impl Settings {
             http_token: self.http_token.or(lower.http_token),
             timeout: self.timeout.or(lower.timeout),
             maxclients: self.maxclients.or(lower.maxclients),
+            max_auth_failures: self.max_auth_failures.or(lower.max_auth_failures),
+            maxmemory_clients: self.maxmemory_clients.or(lower.maxmemory_clients),
+            http_max_connections: self.http_max_connections.or(lower.http_max_connections),
+            http_request_timeout_ms: self
+                .http_request_timeout_ms
+                .or(lower.http_request_timeout_ms),
             protected_mode: self.protected_mode.or(lower.protected_mode),
             proto_max_bulk_len: self.proto_max_bulk_len.or(lower.proto_max_bulk_len),
             client_query_buffer_limit: self
@@ -384,6 +421,28 @@ impl Settings {
         if maxclients == 0 {
             return Err(invalid("maxclients", "must be at least 1"));
         }
+        let http_max_connections = self.http_max_connections.unwrap_or(256);
+        if !(1..=65_536).contains(&http_max_connections) {
+            return Err(invalid(
+                "http-max-connections",
+                "must be between 1 and 65536",
+            ));
+        }
+        let http_request_timeout_ms = self.http_request_timeout_ms.unwrap_or(10_000);
+        if !(100..=3_600_000).contains(&http_request_timeout_ms) {
+            return Err(invalid(
+                "http-request-timeout-ms",
+                "must be between 100 and 3600000",
+            ));
+        }
+        let maxmemory = self.maxmemory.unwrap_or(0);
+        let maxmemory_clients = match self
+            .maxmemory_clients
+            .unwrap_or(BytesOrPercent::Percent(25))
+        {
+            BytesOrPercent::Bytes(bytes) => bytes,
+            BytesOrPercent::Percent(percent) => maxmemory / 100 * u64::from(percent),
+        };
         let proto_max_bulk_len = self.proto_max_bulk_len.unwrap_or(512 * 1024 * 1024);
         if proto_max_bulk_len < 1024 * 1024 {
             return Err(invalid(
@@ -409,7 +468,7 @@ impl Settings {
             bind,
             port: self.port.unwrap_or(DEFAULT_PORT),
             http_port: self.http_port.unwrap_or(DEFAULT_HTTP_PORT),
-            maxmemory: self.maxmemory.unwrap_or(0),
+            maxmemory,
             maxmemory_policy: self.maxmemory_policy.unwrap_or_default(),
             requirepass: self.requirepass.filter(|password| !password.is_empty()),
             http_token: self.http_token.filter(|token| !token.is_empty()),
@@ -418,6 +477,10 @@ impl Settings {
                 .filter(|&secs| secs > 0)
                 .map(Duration::from_secs),
             maxclients,
+            max_auth_failures: self.max_auth_failures.unwrap_or(10),
+            maxmemory_clients,
+            http_max_connections,
+            http_request_timeout: Duration::from_millis(http_request_timeout_ms),
             protected_mode: self.protected_mode.unwrap_or(true),
             proto_max_bulk_len,
             client_query_buffer_limit: self.client_query_buffer_limit.unwrap_or(1024 * 1024 * 1024),
@@ -576,6 +639,26 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is not a size such as 100mb or 1gb"))
 }
 
+/// A size given in bytes or as a share of another size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BytesOrPercent {
+    /// A number of bytes.
+    Bytes(u64),
+    /// A percentage, 0 to 100.
+    Percent(u8),
+}
+
+/// Parses a size (see [`parse_bytes`]) or a percentage such as `25%`.
+pub fn parse_bytes_or_percent(text: &str) -> Result<BytesOrPercent, String> {
+    match text.trim().strip_suffix('%') {
+        Some(digits) => match digits.trim().parse::<u8>() {
+            Ok(percent) if percent <= 100 => Ok(BytesOrPercent::Percent(percent)),
+            _ => Err(format!("{text:?} is not a percentage from 0% to 100%")),
+        },
+        None => parse_bytes(text).map(BytesOrPercent::Bytes),
+    }
+}
+
 /// Parses a replication level: `one`, `quorum`, `all` or a number of replicas.
 pub fn parse_level(text: &str) -> Result<Level, String> {
     Level::parse(text).ok_or_else(|| {
@@ -625,6 +708,23 @@ fn deserialize_bytes<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<u
     }
 }
 
+fn deserialize_bytes_or_percent<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<BytesOrPercent>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(de)? {
+        Size::Bytes(bytes) => Ok(Some(BytesOrPercent::Bytes(bytes))),
+        Size::Text(text) => parse_bytes_or_percent(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 fn deserialize_policy<'de, D: serde::Deserializer<'de>>(
     de: D,
 ) -> Result<Option<MaxmemoryPolicy>, D::Error> {
@@ -649,6 +749,15 @@ mod tests {
         assert!(parse_bytes("mb").is_err());
         assert!(parse_bytes("-1").is_err());
         assert!(parse_bytes("99999999999999999999gb").is_err());
+        assert_eq!(
+            parse_bytes_or_percent("25%"),
+            Ok(BytesOrPercent::Percent(25))
+        );
+        assert_eq!(
+            parse_bytes_or_percent("64mb"),
+            Ok(BytesOrPercent::Bytes(64 << 20))
+        );
+        assert!(parse_bytes_or_percent("101%").is_err());
     }
 
     #[test]

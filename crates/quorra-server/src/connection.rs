@@ -10,6 +10,11 @@
 //! (Redis's text is sent first; the byte stream can no longer be trusted), after
 //! `timeout` idle seconds, or when the server shuts down (between batches, so no
 //! command is cut in half).
+//!
+//! A request that is an HTTP request line or header (`POST / HTTP/1.1`, `Host: ...`)
+//! closes the connection before it or anything after it runs, as Redis does: a browser
+//! tricked into posting to the RESP port must not get its body executed as commands
+//! (cross-protocol scripting). It is logged, at most once every ten seconds.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -61,6 +66,8 @@ pub struct Session {
     pub write_level: Option<Level>,
     /// This connection's read level, over the node's default.
     pub read_level: Option<Level>,
+    /// Failed AUTH attempts on this connection.
+    pub auth_failures: u32,
 }
 
 impl Session {
@@ -75,6 +82,7 @@ impl Session {
             primary_only: false,
             write_level: None,
             read_level: None,
+            auth_failures: 0,
         }
     }
 
@@ -188,6 +196,16 @@ pub async fn serve(
         loop {
             match parser.next_request_into(&mut input, &mut args) {
                 Ok(true) => {
+                    if looks_like_http(&args) {
+                        if let Some(held_back) = shared.cross_protocol_log.admit() {
+                            tracing::warn!(client = %session.info.addr, not_logged_since_last_line = held_back,
+                                "Possible SECURITY ATTACK detected. It looks like somebody is sending \
+                                 POST or Host: commands to quorra. This is likely due to an attacker \
+                                 attempting to use Cross Protocol Scripting to compromise your quorra \
+                                 instance. Connection aborted.");
+                        }
+                        break 'connection;
+                    }
                     match cx {
                         None => {
                             command_started = commands::dispatch_timed(
@@ -238,6 +256,24 @@ pub async fn serve(
     }
     shared.clients.disconnect(id);
     shared.metrics.connected_clients.dec();
+}
+
+/// True if `args` is a line of an HTTP request rather than a command: `POST` or `Host:`
+/// (which are not commands, as in Redis), or a request line such as `GET / HTTP/1.1`
+/// (an HTTP method, a target, and a version).
+fn looks_like_http(args: &[bytes::Bytes]) -> bool {
+    const METHODS: [&[u8]; 8] = [
+        b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
+    ];
+    let name = &args[0];
+    name.eq_ignore_ascii_case(b"POST")
+        || name.eq_ignore_ascii_case(b"Host:")
+        || (args.len() == 3
+            && METHODS
+                .iter()
+                .any(|method| name.eq_ignore_ascii_case(method))
+            && args[2].len() >= 5
+            && args[2][..5].eq_ignore_ascii_case(b"HTTP/"))
 }
 
 async fn flush(

@@ -37,7 +37,7 @@ use serde_json::json;
 
 use crate::commands::CommandError;
 use crate::routing;
-use crate::shared::Shared;
+use crate::shared::{Shared, constant_time_eq};
 use quorra_cluster::membership::{ClusterView, Member};
 use quorra_resp::Frame;
 
@@ -149,12 +149,6 @@ async fn require_token(
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
-}
-
-/// Compares without stopping at the first difference, so response time does not reveal
-/// how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn get_key(

@@ -3,6 +3,8 @@
 //! # Components
 //!
 //! - [`config`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
+//! - [`auth_log`]: failed authentication counted, logged (rate-limited) and kept for
+//!   `ACL LOG`.
 //! - [`server`]: the listeners, the accept loop with `maxclients` and protected mode,
 //!   the active-expiry ticker, graceful shutdown; [`server::start`] runs a node inside
 //!   the caller's tokio runtime (tests start nodes on port 0 this way).
@@ -27,6 +29,7 @@
 //! Data types other than strings, MULTI/EXEC, Pub/Sub, Lua, persistence, ACL users other
 //! than the default one.
 
+pub mod auth_log;
 pub mod clients;
 pub mod cluster;
 pub mod commands;

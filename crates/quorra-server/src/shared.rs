@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 use quorra_store::{Store, StoreConfig, SystemClock};
 
+use crate::auth_log::AuthLog;
 use crate::clients::{ClientInfo, ClientRegistry};
 use crate::cluster::ClusterNode;
 use crate::config::Config;
@@ -78,6 +79,11 @@ pub struct Shared {
     pub cluster: Option<Arc<ClusterNode>>,
     /// The client record of commands that peers run here for their clients.
     pub peer_client: Arc<ClientInfo>,
+    /// Failed authentication: counts and the recent failures ACL LOG shows.
+    pub auth_log: AuthLog,
+    /// Limits the log lines about requests that look like another protocol (HTTP sent
+    /// to the RESP port).
+    pub cross_protocol_log: LogLimiter,
 }
 
 impl Shared {
@@ -122,6 +128,8 @@ impl Shared {
             started: Instant::now(),
             resp_addr,
             config,
+            auth_log: AuthLog::default(),
+            cross_protocol_log: LogLimiter::new(10_000),
         }
     }
 }
@@ -153,6 +161,51 @@ pub const TOMBSTONE_GRACE_MS: u64 = 10 * 60 * 1000;
 /// the same millisecond): xxh3 of its id, so every node derives the same number.
 pub fn numeric_node_id(id: &quorra_ring::NodeId) -> u64 {
     quorra_ring::key_token(id.as_str().as_bytes())
+}
+
+/// Lets a log line through at most once per interval, and counts the ones it held back,
+/// so that what a remote party can trigger (failed passwords, forged requests, accept
+/// errors when out of file descriptors) cannot flood the log.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval_ms: u64,
+    last_ms: AtomicU64,
+    held_back: AtomicU64,
+}
+
+impl LogLimiter {
+    /// A limiter letting one line through per `interval_ms`.
+    pub const fn new(interval_ms: u64) -> LogLimiter {
+        LogLimiter {
+            interval_ms,
+            last_ms: AtomicU64::new(0),
+            held_back: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)` if a line may be logged now, `n` being the lines held back since the
+    /// last one; `None` if this one must be held back.
+    pub fn admit(&self) -> Option<u64> {
+        let now = unix_ms();
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let due = now.saturating_sub(last) >= self.interval_ms
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if due {
+            Some(self.held_back.swap(0, Ordering::Relaxed))
+        } else {
+            self.held_back.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so response time does not reveal
+/// how much of a guessed password or token was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Milliseconds since the Unix epoch, from the system clock.

@@ -1,12 +1,13 @@
 //! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT.
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use quorra_resp::{Protocol, encode};
 
 use super::{CommandError, Ctx, int_arg, is};
-use crate::shared::unix_ms;
+use crate::shared::{constant_time_eq, unix_ms};
 
 /// The Redis version quorra's command set and replies follow; clients that gate features
 /// on the server version read it from HELLO and INFO.
@@ -29,7 +30,9 @@ pub fn echo(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 }
 
 /// Checks a password for the default user. With no `requirepass`, the default user has
-/// no password and any password given with a user name is accepted, as in Redis.
+/// no password and any password given with a user name is accepted, as in Redis. A
+/// wrong password is recorded ([`crate::auth_log`]), and after `max-auth-failures` of
+/// them the connection is closed.
 fn check_password(
     ctx: &mut Ctx<'_>,
     user: Option<&[u8]>,
@@ -46,13 +49,25 @@ fn check_password(
             ctx.session.authenticated = true;
             Ok(())
         }
-        Some(required) if user_ok && required.as_bytes() == password => {
+        Some(required) if user_ok && constant_time_eq(required.as_bytes(), password) => {
             ctx.session.authenticated = true;
             Ok(())
         }
-        _ => Err(CommandError::new(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        )),
+        _ => {
+            let username = user.map_or(Cow::Borrowed("default"), String::from_utf8_lossy);
+            ctx.shared.auth_log.record(&ctx.session.info, &username);
+            ctx.session.auth_failures += 1;
+            let limit = ctx.shared.config.max_auth_failures;
+            if limit > 0 && ctx.session.auth_failures >= limit {
+                // The reply goes out, then the connection closes, as after QUIT.
+                tracing::warn!(client = %ctx.session.info.addr, failures = limit,
+                    "closing a connection after repeated failed authentication");
+                ctx.session.close = true;
+            }
+            Err(CommandError::new(
+                "WRONGPASS invalid username-password pair or user is disabled.",
+            ))
+        }
     }
 }
 

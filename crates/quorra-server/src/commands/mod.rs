@@ -100,6 +100,7 @@ pub fn handler(id: CommandId) -> Handler {
         Flushall => server::flushall,
         Flushdb => server::flushall,
         Time => server::time,
+        Acl => server::acl,
         // quorra's own.
         Quorra => cluster::quorra,
     }

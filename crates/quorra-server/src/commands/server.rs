@@ -9,8 +9,9 @@ use quorra_resp::encode;
 use quorra_store::glob::glob_match;
 
 use super::connection::REDIS_COMPATIBLE_VERSION;
-use super::{COMMANDS, CommandError, CommandId, CommandInfo, Ctx, is, lookup};
+use super::{COMMANDS, CommandError, CommandId, CommandInfo, Ctx, int_arg, is, lookup};
 use crate::config::{parse_bytes, parse_policy, policy_name};
+use crate::shared::unix_ms;
 
 /// `COMMAND [COUNT | LIST | INFO name... | DOCS name...]`
 pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
@@ -273,6 +274,70 @@ pub fn flushall(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// `ACL LOG [count | RESET]` and `ACL WHOAMI`. quorra has one user, `default`; the log
+/// holds failed authentication ([`crate::auth_log`]), with Redis's fields.
+pub fn acl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    match (sub.as_str(), args.len()) {
+        ("whoami", 2) => ctx.bulk(b"default"),
+        ("log", 3) if is(&args[2], "RESET") => {
+            ctx.shared.auth_log.reset();
+            ctx.ok();
+        }
+        ("log", 2 | 3) => {
+            let count = match args.get(2) {
+                None => 10,
+                Some(count) => match int_arg(count) {
+                    Ok(count) if count > 0 => count as usize,
+                    _ => {
+                        return Err(CommandError::new(
+                            "ERR value is out of range, must be positive",
+                        ));
+                    }
+                },
+            };
+            let now = unix_ms();
+            let entries = ctx.shared.auth_log.recent(count);
+            ctx.array(entries.len());
+            for entry in entries {
+                ctx.map(10);
+                ctx.bulk(b"count");
+                ctx.int(entry.count as i64);
+                for (name, value) in [
+                    ("reason", "auth"),
+                    ("context", "toplevel"),
+                    ("object", "AUTH"),
+                    ("username", entry.username.as_str()),
+                ] {
+                    ctx.bulk(name.as_bytes());
+                    ctx.bulk(value.as_bytes());
+                }
+                ctx.bulk(b"age-seconds");
+                let age = now.saturating_sub(entry.created_ms) as f64 / 1000.0;
+                encode::double(ctx.out, age, ctx.session.protocol);
+                ctx.bulk(b"client-info");
+                ctx.bulk(entry.client_info.as_bytes());
+                for (name, value) in [
+                    ("entry-id", entry.entry_id),
+                    ("timestamp-created", entry.created_ms),
+                    ("timestamp-last-updated", entry.updated_ms),
+                ] {
+                    ctx.bulk(name.as_bytes());
+                    ctx.int(value as i64);
+                }
+            }
+        }
+        ("whoami" | "log", _) => return Err(CommandError::arity(&format!("acl|{sub}"))),
+        _ => {
+            return Err(CommandError::new(format!(
+                "ERR unknown subcommand '{}'. Try ACL HELP.",
+                String::from_utf8_lossy(&args[1])
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `TIME`: [seconds, microseconds] as bulk strings.
 pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     let now = SystemTime::now()
@@ -416,7 +481,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
                  expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-                 rejected_calls:{}\r\nfailed_calls:{}\r\n",
+                 rejected_calls:{}\r\nfailed_calls:{}\r\nacl_access_denied_auth:{}\r\n",
                 load(&counters.connections_received),
                 load(&counters.commands_processed),
                 load(&counters.net_input_bytes),
@@ -428,6 +493,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 stats.misses,
                 load(&counters.rejected_calls),
                 load(&counters.failed_calls),
+                shared.auth_log.failures(),
             )
         }
         "cluster" => {

@@ -303,3 +303,92 @@ async fn typed_commands_from_quorra_resp_are_served() {
         "HELLO 3 switched: {reply:?}"
     );
 }
+
+#[tokio::test]
+async fn an_http_request_sent_to_the_resp_port_runs_nothing_and_is_disconnected() {
+    let server = start().await;
+    // A browser made to POST to the RESP port: the body is a command.
+    let post = b"POST /submit HTTP/1.1\r\nHost: 127.0.0.1:7379\r\nContent-Type: text/plain\r\n\
+                 Content-Length: 18\r\n\r\nSET xproto pwned\r\n";
+    let (reply, closed) = exchange(&server, post).await;
+    assert_eq!((reply.as_str(), closed), ("", true));
+    let (reply, closed) = exchange(
+        &server,
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\nSET xproto pwned\r\n",
+    )
+    .await;
+    assert_eq!((reply.as_str(), closed), ("", true));
+    let (reply, closed) = exchange(&server, b"Host: evil\r\nSET xproto pwned\r\n").await;
+    assert_eq!((reply.as_str(), closed), ("", true));
+    assert_eq!(server.shared.store.get(b"xproto"), None);
+    // Commands that only share a word with HTTP are still commands.
+    let (reply, closed) = exchange(&server, b"SET get post\r\nGET get\r\nGET HTTP/1.1\r\n").await;
+    assert_eq!(reply, "+OK\r\n$4\r\npost\r\n$-1\r\n");
+    assert!(!closed);
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_counted_logged_and_close_the_connection_after_the_limit() {
+    let server = start_with(|config| {
+        config.requirepass = Some("s3cret".into());
+        config.max_auth_failures = 3;
+    })
+    .await;
+    // 10,000 pipelined guesses: three answers, then the connection is closed.
+    let guesses: Vec<u8> = (0..10_000)
+        .flat_map(|i| format!("AUTH guess{i}\r\n").into_bytes())
+        .collect();
+    let (reply, closed) = exchange(&server, &guesses).await;
+    let wrong = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+    assert_eq!(reply, wrong.repeat(3));
+    assert!(closed);
+    assert_eq!(server.shared.auth_log.failures(), 3);
+    // Below the limit the connection stays usable, and the right password works.
+    let (reply, closed) = exchange(&server, b"AUTH nope\r\nAUTH default s3cret\r\nPING\r\n").await;
+    assert_eq!(reply, format!("{wrong}+OK\r\n+PONG\r\n"));
+    assert!(!closed);
+    // INFO and ACL LOG report them; the log groups one client's failures.
+    let mut c = connect_url(&format!("redis://:s3cret@{}/", server.resp_addr)).await;
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(info.contains("acl_access_denied_auth:4\r\n"), "{info}");
+    let redis::Value::Array(entries) = ok(&mut c, &["ACL", "LOG"]).await else {
+        panic!("ACL LOG is an array");
+    };
+    assert_eq!(entries.len(), 2);
+    let redis::Value::Array(newest) = &entries[0] else {
+        panic!("an entry is a map (flat in RESP2)")
+    };
+    assert_eq!(newest[0], bulk("count"));
+    assert_eq!(newest[1], int(1));
+    assert_eq!(newest[3], bulk("auth"));
+    assert_eq!(newest[9], bulk("default"));
+    let redis::Value::Array(oldest) = &entries[1] else {
+        panic!()
+    };
+    assert_eq!(oldest[1], int(3));
+    assert_eq!(
+        ok(&mut c, &["ACL", "LOG", "1"])
+            .await
+            .as_sequence()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(ok(&mut c, &["ACL", "WHOAMI"]).await, bulk("default"));
+    assert_eq!(
+        err(&mut c, &["ACL", "LOG", "-1"]).await,
+        "ERR value is out of range, must be positive"
+    );
+    assert_eq!(
+        ok(&mut c, &["ACL", "LOG", "RESET"]).await,
+        redis::Value::Okay
+    );
+    assert_eq!(
+        ok(&mut c, &["ACL", "LOG"]).await,
+        redis::Value::Array(vec![])
+    );
+}
