@@ -5,6 +5,7 @@
 //! - [`config`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
 //! - [`auth_log`]: failed authentication counted, logged (rate-limited) and kept for
 //!   `ACL LOG`.
+//! - [`fd_limit`]: raises the open-files limit and fits `maxclients` to it.
 //! - [`server`]: the listeners, the accept loop with `maxclients` and protected mode,
 //!   the active-expiry ticker, graceful shutdown; [`server::start`] runs a node inside
 //!   the caller's tokio runtime (tests start nodes on port 0 this way).
@@ -34,6 +35,7 @@ pub mod clients;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod fd_limit;
 pub mod connection;
 pub mod http;
 pub mod metrics;

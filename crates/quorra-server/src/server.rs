@@ -19,10 +19,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::shared::{ServerCounters, Shared, unix_ms};
+use crate::shared::{LogLimiter, ServerCounters, Shared, unix_ms};
 
 /// Sent to a client refused by protected mode, before the connection is closed.
 pub const PROTECTED_MODE_MESSAGE: &str = "-DENIED quorra is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to quorra you may adopt one of the following solutions: 1) Set a password with --requirepass (or 'CONFIG SET requirepass <password>' from the loopback interface) and use AUTH. 2) Disable protected mode with 'CONFIG SET protected-mode no' from the loopback interface, making sure quorra is not reachable from the internet. 3) Restart the server with '--protected-mode false'. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+
+/// How long the accept loop waits after an accept error (out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Limits the log lines about accept errors, for every node of the process.
+static ACCEPT_ERRORS_LOG: LogLimiter = LogLimiter::new(10_000);
 
 /// Why a new connection is turned away, if it is.
 pub fn refusal(shared: &Shared, peer: IpAddr) -> Option<&'static str> {
@@ -79,7 +85,8 @@ impl RunningServer {
 
 /// Binds the ports and starts the node. Fails if a port cannot be bound. In cluster
 /// mode the node gossips from here on and joins the ring (`up`) once it serves.
-pub async fn start(config: Config) -> std::io::Result<RunningServer> {
+pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
+    config.maxclients = crate::fd_limit::fit(config.maxclients, config.http_max_connections).maxclients;
     let resp_listener = TcpListener::bind((config.bind, config.port)).await?;
     let http_listener = TcpListener::bind((config.bind, config.http_port)).await?;
     let resp_addr = resp_listener.local_addr()?;
@@ -163,9 +170,12 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Out of file descriptors and the like: back off instead of spinning, and
+                // say so at most once every ten seconds.
+                if let Some(held_back) = ACCEPT_ERRORS_LOG.admit() {
+                    tracing::warn!(%error, not_logged_since_last_line = held_back, "accept failed");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };

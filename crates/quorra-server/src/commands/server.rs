@@ -168,7 +168,7 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         for pair in args[2..].chunks_exact(2) {
             let name = String::from_utf8_lossy(&pair[0]).to_lowercase();
             let value = String::from_utf8_lossy(&pair[1]).into_owned();
-            changes.push(parse_config_change(&name, &value)?);
+            changes.push(parse_config_change(ctx, &name, &value)?);
         }
         for change in changes {
             apply_config_change(ctx, change);
@@ -192,7 +192,11 @@ enum ConfigChange {
     ProtectedMode(bool),
 }
 
-fn parse_config_change(name: &str, value: &str) -> Result<ConfigChange, CommandError> {
+fn parse_config_change(
+    ctx: &Ctx<'_>,
+    name: &str,
+    value: &str,
+) -> Result<ConfigChange, CommandError> {
     let failed = |reason: &str| {
         CommandError::new(format!(
             "ERR CONFIG SET failed (possibly related to argument '{name}') - {reason}"
@@ -218,7 +222,20 @@ fn parse_config_change(name: &str, value: &str) -> Result<ConfigChange, CommandE
                     "argument must be between 1 and 4294967295 inclusive",
                 ));
             }
-            n => ConfigChange::Maxclients(n as usize),
+            n => {
+                let http = ctx.shared.config.http_max_connections;
+                let fits = crate::fd_limit::maxclients_within(
+                    crate::fd_limit::current_limit(),
+                    n as usize,
+                    http,
+                );
+                if fits < n as usize {
+                    return Err(failed(&format!(
+                        "The operating system is not able to handle the specified number of clients, try with {fits}"
+                    )));
+                }
+                ConfigChange::Maxclients(n as usize)
+            }
         },
         "protected-mode" => {
             ConfigChange::ProtectedMode(match value.to_ascii_lowercase().as_str() {

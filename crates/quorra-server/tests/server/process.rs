@@ -193,3 +193,62 @@ async fn settings_come_from_file_env_and_flags_in_that_order() {
         ])
     );
 }
+
+#[test]
+fn a_low_open_files_limit_lowers_maxclients_and_the_clients_past_it_get_the_error() {
+    // Started by a shell with soft and hard limits of 1024 open files.
+    let mut child = Command::new("bash")
+        .args([
+            "-c",
+            &format!(
+                "ulimit -n 1024 && exec {} server --port 0 --http-port 0",
+                env!("CARGO_BIN_EXE_quorra")
+            ),
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let process = Process {
+        resp: line.split_whitespace().nth(3).unwrap().to_owned(),
+        child,
+    };
+    let ask = |stream: &mut std::net::TcpStream, request: &[u8]| -> String {
+        use std::io::{Read, Write};
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(request).unwrap();
+        let mut reply = vec![0u8; 4096];
+        let n = stream.read(&mut reply).unwrap();
+        String::from_utf8_lossy(&reply[..n]).into_owned()
+    };
+    let mut first = std::net::TcpStream::connect(&process.resp).unwrap();
+    let info = ask(&mut first, b"INFO clients\r\n");
+    // 1024 minus 256 admin HTTP connections minus 32 reserved.
+    assert!(info.contains("maxclients:736\r\n"), "{info}");
+    // 1,100 clients in all: the first 736 are served, every one after is refused with
+    // Redis's text (client 1,025 too: descriptors remain to answer it).
+    let mut held = vec![first];
+    let mut refused = 0;
+    for client in 2..=1_100 {
+        let mut stream = std::net::TcpStream::connect(&process.resp).unwrap();
+        let reply = if client <= 736 {
+            ask(&mut stream, b"PING\r\n")
+        } else {
+            // A refused client is told before it sends anything.
+            ask(&mut stream, b"")
+        };
+        if client <= 736 {
+            assert_eq!(reply, "+PONG\r\n", "client {client}");
+            held.push(stream);
+        } else {
+            assert_eq!(reply, "-ERR max number of clients reached\r\n", "client {client}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1_100 - 736);
+}
