@@ -11,23 +11,43 @@
 //! | `GET /v1/ring` | JSON: the ring's version and each node's vnodes and share of keys |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /healthz` | 200 while the process serves HTTP |
-//! | `GET /readyz` | 200 when the node accepts clients |
+//! | `GET /readyz` | 200 when the node serves keys; 503 while it has not joined its cluster |
 //!
 //! Keys are the rest of the path after `/v1/keys/`, percent-decoded, so they may contain
 //! `/`; a path that ends in a literal `/owners` asks for the owners of the key before it
 //! (write a key that itself ends in `/owners` with its last slash as `%2F`). The cluster
-//! routes answer 404 on a node that is not in cluster mode. With `--http-token`, every route except `/healthz` and `/readyz` needs
-//! `Authorization: Bearer <token>`. Errors are JSON `{"error": "..."}` with a status
-//! that fits: 400 bad input, 401 missing or wrong token, 404 no such key, 413 body over
-//! `proto-max-bulk-len`, 507 out of memory under `noeviction`.
+//! routes answer 404 on a node that is not in cluster mode.
+//!
+//! # Who may use it
+//!
+//! `/healthz` and `/readyz` answer everyone. The other routes, the way Redis's protected
+//! mode guards the RESP port:
+//!
+//! - with `--http-token`: every client needs `Authorization: Bearer <token>`;
+//! - without it, clients on other hosts are refused (403), and clients on loopback need
+//!   `Authorization: Bearer <requirepass>` when a password is set: a password never
+//!   leaves the API open.
+//!
+//! # Bounds
+//!
+//! A request must be handled, its body included, within `http-request-timeout-ms`
+//! (408); a `Content-Length` over `proto-max-bulk-len` is refused before the body is
+//! read (413). Connections and header timeouts are bounded by the listener
+//! ([`crate::http_listener`]).
+//!
+//! Errors are JSON `{"error": "..."}` with a status that fits, whatever produced them:
+//! 400 bad input, 401 missing or wrong token, 403 refused host, 404 no such key or
+//! route, 405 wrong method, 408 too slow, 413 body over `proto-max-bulk-len`, 503 a
+//! node that cannot be reached or has not joined, 507 out of memory under `noeviction`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
@@ -105,35 +125,64 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/v1/ring", get(ring))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            require_token,
-        ));
+        .layer(middleware::from_fn_with_state(shared.clone(), admit));
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
-        .route(
-            "/readyz",
-            get(|| async { Json(json!({ "status": "ready" })) }),
-        )
+        .route("/readyz", get(readyz))
         .merge(protected)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            bound_request,
+        ))
+        .layer(middleware::from_fn(json_errors))
         .with_state(shared)
 }
 
-async fn require_token(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    request: Request,
-    next: Next,
-) -> Response {
-    let Some(token) = &shared.config.http_token else {
+/// 200 once the node serves keys; 503 while a node in cluster mode has not joined.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let joined = shared
+        .cluster
+        .as_ref()
+        .is_none_or(|node| node.view().joined);
+    if joined {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        let body =
+            json!({ "status": "joining", "error": "this node has not joined its cluster yet" });
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// The access rule of the module docs: a token when one is configured; otherwise
+/// loopback clients only, with the password when one is set.
+async fn admit(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let remote = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_none_or(|ConnectInfo(peer)| !peer.ip().to_canonical().is_loopback());
+    let token = match &shared.config.http_token {
+        Some(token) => Some(token.clone()),
+        None if remote => {
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                "the admin API is closed to clients on other hosts because no --http-token is \
+                 set (protected mode)"
+                    .into(),
+            )
+            .into_response();
+        }
+        None => shared.settings.read().requirepass.clone(),
+    };
+    let Some(token) = token else {
         return next.run(request).await;
     };
-    let given = headers
+    let given = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
@@ -149,6 +198,71 @@ async fn require_token(
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
+}
+
+/// Refuses a body announced larger than `proto-max-bulk-len` before reading it, and
+/// bounds the handling of a request, its body included, by `http-request-timeout-ms`.
+async fn bound_request(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > shared.config.proto_max_bulk_len) {
+        return ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the body is larger than proto-max-bulk-len ({} bytes)",
+                shared.config.proto_max_bulk_len
+            ),
+        )
+        .into_response();
+    }
+    let limit = shared.config.http_request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request was not received and answered within {limit:?}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Turns an error response that is not JSON (axum's own refusals: wrong method, body
+/// over the limit, a path it cannot decode) into the API's JSON form, keeping its status.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // axum's refusals are one short line; more than this is not one of them.
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let message = String::from_utf8_lossy(&text).trim().to_owned();
+    let message = if message.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        message
+    };
+    let mut json = ApiError(status, message).into_response();
+    for (name, value) in parts
+        .headers
+        .iter()
+        .filter(|(name, _)| *name != header::CONTENT_TYPE && *name != header::CONTENT_LENGTH)
+    {
+        json.headers_mut().insert(name, value.clone());
+    }
+    json
 }
 
 async fn get_key(

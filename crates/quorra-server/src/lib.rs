@@ -20,6 +20,7 @@
 //!   command split over several nodes merge.
 //! - [`replica`]: replication — the transport to replicas, copying what a primary
 //!   wrote, quorum reads.
+//! - [`http_listener`]: the admin port's listener: a connection cap and timeouts.
 //! - [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`, `/healthz`, `/readyz`,
 //!   `/metrics`).
 //! - [`metrics`]: Prometheus metrics.
@@ -35,9 +36,10 @@ pub mod clients;
 pub mod cluster;
 pub mod commands;
 pub mod config;
-pub mod fd_limit;
 pub mod connection;
+pub mod fd_limit;
 pub mod http;
+pub mod http_listener;
 pub mod metrics;
 pub mod replica;
 pub mod routing;

@@ -86,7 +86,8 @@ impl RunningServer {
 /// Binds the ports and starts the node. Fails if a port cannot be bound. In cluster
 /// mode the node gossips from here on and joins the ring (`up`) once it serves.
 pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
-    config.maxclients = crate::fd_limit::fit(config.maxclients, config.http_max_connections).maxclients;
+    config.maxclients =
+        crate::fd_limit::fit(config.maxclients, config.http_max_connections).maxclients;
     let resp_listener = TcpListener::bind((config.bind, config.port)).await?;
     let http_listener = TcpListener::bind((config.bind, config.http_port)).await?;
     let resp_addr = resp_listener.local_addr()?;
@@ -112,15 +113,18 @@ pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
         tasks.clone(),
     ));
     tasks.spawn(expiry_ticker(shared.clone(), stop.clone()));
-    let app = crate::http::router(shared.clone());
-    let http_stop = stop.clone();
-    tasks.spawn(async move {
-        let serve =
-            axum::serve(http_listener, app).with_graceful_shutdown(http_stop.cancelled_owned());
-        if let Err(error) = serve.await {
-            tracing::error!(%error, "admin HTTP server failed");
-        }
-    });
+    if !shared.config.bind.is_loopback() && shared.config.http_token.is_none() {
+        tracing::warn!(%http_addr, "the admin HTTP API refuses clients on other hosts (only /healthz \
+            and /readyz answer them) because no --http-token is set");
+    }
+    tasks.spawn(crate::http_listener::serve(
+        http_listener,
+        crate::http::router(shared.clone()),
+        shared.config.http_max_connections,
+        shared.config.http_request_timeout,
+        stop.clone(),
+        tasks.clone(),
+    ));
     if let Some(node) = &cluster {
         tasks.spawn(crate::cluster::publish_stats(
             shared.clone(),

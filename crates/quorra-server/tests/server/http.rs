@@ -198,3 +198,109 @@ async fn stats_and_metrics_follow_traffic() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_password_alone_never_leaves_the_api_open() {
+    let server = start_with(|config| config.requirepass = Some("pw".into())).await;
+    let addr = server.http_addr;
+    let (status, body) = http(addr, "GET", "/v1/keys/k", &[], b"").await;
+    assert_eq!(status, 401);
+    assert!(json(&body)["error"].is_string());
+    assert_eq!(http(addr, "PUT", "/v1/keys/k", &[], b"v").await.0, 401);
+    let bearer = ["Authorization: Bearer pw"];
+    assert_eq!(http(addr, "PUT", "/v1/keys/k", &bearer, b"v").await.0, 204);
+    assert_eq!(
+        http(addr, "GET", "/v1/keys/k", &bearer, b"").await,
+        (200, b"v".to_vec())
+    );
+    assert_eq!(http(addr, "GET", "/healthz", &[], b"").await.0, 200);
+}
+
+#[tokio::test]
+async fn every_refusal_is_json_and_a_large_body_is_refused_before_it_is_read() {
+    let server = start().await;
+    let addr = server.http_addr;
+    for (method, path, status) in [
+        ("PATCH", "/v1/stats", 405),
+        ("GET", "/nowhere", 404),
+        ("DELETE", "/v1/keys/missing", 404),
+        ("PUT", "/v1/keys/k?ttl=soon", 400),
+    ] {
+        let (got, body) = http(addr, method, path, &[], b"x").await;
+        assert_eq!(got, status, "{method} {path}");
+        let error = json(&body)["error"].as_str().map(str::to_owned);
+        assert!(
+            error.is_some_and(|e| !e.is_empty()),
+            "{method} {path}: {body:?}"
+        );
+    }
+    // 1 GiB announced, nothing sent: the answer comes at once, not after a read.
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"PUT /v1/keys/big HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = vec![0u8; 4096];
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        socket.read(&mut response),
+    )
+    .await
+    .expect("answered without the body")
+    .unwrap();
+    let response = String::from_utf8_lossy(&response[..n]);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("\"error\""), "{response}");
+}
+
+#[tokio::test]
+async fn slow_requests_are_cut_off_and_connections_are_capped() {
+    let server = start_with(|config| {
+        config.http_request_timeout = std::time::Duration::from_millis(300);
+        config.http_max_connections = 4;
+    })
+    .await;
+    let addr = server.http_addr;
+    // A body that never finishes: 408, as JSON.
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"PUT /v1/keys/k HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("\"error\""), "{response}");
+    // Headers that never finish: the connection is closed.
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /v1/stats HTTP/1.1\r\nHost:")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        socket.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(closed.is_ok(), "a half-sent request was kept open");
+    // Four idle connections hold every slot: a fifth waits until one closes, and the
+    // RESP port answers all along.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let waiting = tokio::spawn(http(addr, "GET", "/healthz", &[], b""));
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "served past the cap");
+    let mut c = connect(&server).await;
+    assert_eq!(
+        ok(&mut c, &["PING"]).await,
+        redis::Value::SimpleString("PONG".into())
+    );
+    // The idle ones are closed by the header timeout; then the fifth is served.
+    assert_eq!(waiting.await.unwrap().0, 200);
+    drop(idle);
+}

@@ -27,8 +27,11 @@ struct Network {
 
 impl Network {
     fn new() -> Network {
-        let id = std::process::id() % 200;
-        let tag = format!("qtest{}", std::process::id());
+        // Unique per network: tests of this file run at the same time.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let serial = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = (std::process::id() + serial) % 200;
+        let tag = format!("qt{}n{serial}", std::process::id());
         let (server, client) = (format!("{tag}s"), format!("{tag}c"));
         let network = Network {
             server: server.clone(),
@@ -151,4 +154,63 @@ fn protected_mode_refuses_remote_clients_until_a_password_is_set() {
     guarded.wait().unwrap();
     assert!(without.contains("NOAUTH"), "{without}");
     assert_eq!(with.trim(), "PONG");
+}
+
+impl Network {
+    /// An HTTP/1.0 request from the client namespace to the node's HTTP port, with bash's
+    /// /dev/tcp; returns the status line and the body.
+    fn http_from_client(&self, path: &str, headers: &str) -> (String, String) {
+        let script = format!(
+            "exec 3<>/dev/tcp/{}/7380; printf 'GET {path} HTTP/1.0\\r\\n{headers}\\r\\n' >&3; cat <&3",
+            self.server_addr
+        );
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.client, "bash", "-c", &script])
+            .output()
+            .expect("bash runs");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let status = text.lines().next().unwrap_or_default().to_owned();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+        (status, body)
+    }
+}
+
+#[test]
+fn the_http_api_is_closed_to_other_hosts_without_a_token_even_with_a_password() {
+    if !netns_tests_enabled() {
+        return;
+    }
+    let network = Network::new();
+    let mut node = network.start_quorra(&["--requirepass", "x"]);
+    let set = network.redis_cli(
+        &network.server,
+        "127.0.0.1",
+        &["--no-auth-warning", "-a", "x", "SET", "k", "secret"],
+    );
+    assert_eq!(set.trim(), "OK");
+    let (status, body) = network.http_from_client("/v1/keys/k", "");
+    let (with_password, _) =
+        network.http_from_client("/v1/keys/k", "Authorization: Bearer x\\r\\n");
+    let (health, _) = network.http_from_client("/healthz", "");
+    node.kill().unwrap();
+    node.wait().unwrap();
+    assert!(status.contains(" 403 "), "{status}");
+    assert!(
+        body.contains("http-token") && !body.contains("secret"),
+        "{body}"
+    );
+    assert!(
+        with_password.contains(" 403 "),
+        "the password does not open it: {with_password}"
+    );
+    assert!(health.contains(" 200 "), "{health}");
+
+    let mut node = network.start_quorra(&["--requirepass", "x", "--http-token", "t"]);
+    let (status, body) = network.http_from_client("/v1/keys/k", "Authorization: Bearer t\\r\\n");
+    let (without, _) = network.http_from_client("/v1/keys/k", "");
+    node.kill().unwrap();
+    node.wait().unwrap();
+    // A fresh node: no such key, but the API answered.
+    assert!(status.contains(" 404 "), "{status} {body}");
+    assert!(without.contains(" 401 "), "{without}");
 }

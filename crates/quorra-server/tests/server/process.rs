@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::Value;
@@ -13,6 +14,7 @@ use crate::common::*;
 struct Process {
     child: Child,
     resp: String,
+    http: String,
 }
 
 impl Process {
@@ -28,13 +30,20 @@ impl Process {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        // "quorra listening: RESP 127.0.0.1:PORT HTTP http://127.0.0.1:PORT"
-        let resp = line
-            .split_whitespace()
-            .nth(3)
-            .expect("address on stdout")
-            .to_owned();
-        Process { child, resp }
+        Process::from_listening_line(child, &line)
+    }
+
+    /// The process that printed `line`: "quorra listening: RESP <addr> HTTP http://<addr>".
+    fn from_listening_line(child: Child, line: &str) -> Process {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (Some(resp), Some(http)) = (words.get(3), words.get(5)) else {
+            panic!("no addresses in {line:?}");
+        };
+        Process {
+            child,
+            resp: (*resp).to_owned(),
+            http: http.trim_start_matches("http://").to_owned(),
+        }
     }
 
     fn rss_bytes(&self) -> u64 {
@@ -214,13 +223,12 @@ fn a_low_open_files_limit_lowers_maxclients_and_the_clients_past_it_get_the_erro
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let process = Process {
-        resp: line.split_whitespace().nth(3).unwrap().to_owned(),
-        child,
-    };
+    let process = Process::from_listening_line(child, &line);
     let ask = |stream: &mut std::net::TcpStream, request: &[u8]| -> String {
         use std::io::{Read, Write};
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.write_all(request).unwrap();
         let mut reply = vec![0u8; 4096];
         let n = stream.read(&mut reply).unwrap();
@@ -246,9 +254,117 @@ fn a_low_open_files_limit_lowers_maxclients_and_the_clients_past_it_get_the_erro
             assert_eq!(reply, "+PONG\r\n", "client {client}");
             held.push(stream);
         } else {
-            assert_eq!(reply, "-ERR max number of clients reached\r\n", "client {client}");
+            assert_eq!(
+                reply, "-ERR max number of clients reached\r\n",
+                "client {client}"
+            );
             refused += 1;
         }
     }
     assert_eq!(refused, 1_100 - 736);
+}
+
+/// Raises this test process's open-files limit to `wanted` if it can (as root it may
+/// raise the hard limit too); returns the limit in force.
+fn raise_own_open_files_limit(wanted: u64) -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limits = getrlimit(Resource::Nofile);
+    if limits.current.is_some_and(|current| current >= wanted) {
+        return wanted;
+    }
+    let raised = Rlimit {
+        current: Some(wanted),
+        maximum: Some(limits.maximum.map_or(wanted, |hard| hard.max(wanted))),
+    };
+    if setrlimit(Resource::Nofile, raised).is_err() {
+        let capped = Rlimit {
+            current: limits.maximum,
+            maximum: limits.maximum,
+        };
+        let _ = setrlimit(Resource::Nofile, capped);
+    }
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Sends PING on `stream` (blocking) and returns how long the answer took.
+fn timed_ping(stream: &mut std::net::TcpStream) -> Duration {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    stream.write_all(b"PING\r\n").unwrap();
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).expect("PING answered");
+    assert_eq!(&reply, b"+PONG\r\n");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_half_open_http_connections_leave_the_resp_port_answering() {
+    const CONNECTIONS: usize = 20_000;
+    let limit = raise_own_open_files_limit(CONNECTIONS as u64 + 1_000);
+    let attempts = CONNECTIONS.min(limit.saturating_sub(1_000) as usize);
+    let process = Process::start(&[]);
+    let http: std::net::SocketAddr = process.http.parse().unwrap();
+    // The RESP client pings from a thread of its own, so what it measures is the node,
+    // not this test's runtime busy with twenty thousand connections.
+    let mut resp = std::net::TcpStream::connect(&process.resp).unwrap();
+    resp.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let flooding = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pinger = {
+        let flooding = flooding.clone();
+        std::thread::spawn(move || {
+            let mut pings = Vec::new();
+            while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                pings.push(timed_ping(&mut resp));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            for _ in 0..20 {
+                pings.push(timed_ping(&mut resp));
+            }
+            pings
+        })
+    };
+    // Every connection sends the start of a request and never the rest.
+    let opened: Vec<_> = (0..attempts)
+        .map(|_| {
+            tokio::spawn(async move {
+                let connect = tokio::net::TcpStream::connect(http);
+                let mut stream = tokio::time::timeout(Duration::from_secs(3), connect)
+                    .await
+                    .ok()?
+                    .ok()?;
+                use tokio::io::AsyncWriteExt;
+                stream
+                    .write_all(b"GET /v1/stats HTTP/1.1\r\nHost:")
+                    .await
+                    .ok()?;
+                Some(stream)
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for attempt in opened {
+        if let Some(stream) = attempt.await.unwrap() {
+            held.push(stream);
+        }
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut pings = tokio::task::spawn_blocking(move || pinger.join().unwrap())
+        .await
+        .unwrap();
+    pings.sort();
+    eprintln!(
+        "half-open HTTP flood: {} of {attempts} connections established and held; RESP PING median {:?}, max {:?} over {} pings",
+        held.len(),
+        pings[pings.len() / 2],
+        pings[pings.len() - 1],
+        pings.len()
+    );
+    // A fresh RESP client is accepted and served while they are held.
+    let mut fresh = std::net::TcpStream::connect(&process.resp).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    timed_ping(&mut fresh);
+    drop(held);
 }
