@@ -3,6 +3,11 @@
 //! Each connection owns an `Arc<ClientInfo>` and updates it with relaxed atomics (last
 //! command, last interaction) or a small lock (name, library), so the hot path never
 //! touches the registry; the registry's lock is taken only to connect, disconnect and list.
+//!
+//! The registry also keeps the sum of every client's buffer bytes (requests still
+//! arriving, replies not yet sent) for the `maxmemory-clients` budget: a connection
+//! reports its own figure after each read, and when the sum passes the budget the
+//! client holding the most is told to close ([`ClientInfo::kill`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::shared::unix_ms;
 
@@ -35,6 +41,10 @@ pub struct ClientInfo {
     pub name: Mutex<String>,
     /// CLIENT SETINFO LIB-NAME and LIB-VER.
     pub lib: Mutex<(String, String)>,
+    /// Bytes its input and output buffers hold, as last reported.
+    pub buffered: AtomicU64,
+    /// Cancelled to make the connection close (client memory over budget).
+    pub kill: CancellationToken,
 }
 
 impl ClientInfo {
@@ -70,6 +80,10 @@ impl ClientInfo {
 pub struct ClientRegistry {
     next_id: AtomicU64,
     clients: Mutex<BTreeMap<u64, Arc<ClientInfo>>>,
+    /// The sum of every client's `buffered`.
+    buffered: AtomicU64,
+    /// Clients closed for holding the most when the budget was passed.
+    evicted: AtomicU64,
 }
 
 impl ClientRegistry {
@@ -94,12 +108,53 @@ impl ClientRegistry {
             resp: AtomicU8::new(2),
             name: Mutex::new(String::new()),
             lib: Mutex::new((String::new(), String::new())),
+            buffered: AtomicU64::new(0),
+            kill: CancellationToken::new(),
         })
     }
 
-    /// Removes a connection's record.
+    /// Records that `client`'s buffers hold `bytes` now; returns the sum over all
+    /// clients.
+    pub fn set_buffered(&self, client: &ClientInfo, bytes: u64) -> u64 {
+        let before = client.buffered.swap(bytes, Ordering::Relaxed);
+        if bytes >= before {
+            self.buffered.fetch_add(bytes - before, Ordering::Relaxed) + (bytes - before)
+        } else {
+            self.buffered.fetch_sub(before - bytes, Ordering::Relaxed) - (before - bytes)
+        }
+    }
+
+    /// Bytes all clients' buffers hold.
+    pub fn buffered(&self) -> u64 {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// Clients closed for client memory since start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Tells the client holding the most buffer bytes (and not already told) to close,
+    /// and returns it.
+    pub fn evict_biggest(&self) -> Option<Arc<ClientInfo>> {
+        let biggest = self
+            .clients
+            .lock()
+            .values()
+            .filter(|client| !client.kill.is_cancelled())
+            .max_by_key(|client| client.buffered.load(Ordering::Relaxed))
+            .cloned()?;
+        biggest.kill.cancel();
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+        Some(biggest)
+    }
+
+    /// Removes a connection's record; its buffers no longer count.
     pub fn disconnect(&self, id: u64) {
-        self.clients.lock().remove(&id);
+        let removed = self.clients.lock().remove(&id);
+        if let Some(client) = removed {
+            self.set_buffered(&client, 0);
+        }
     }
 
     /// Number of connected clients.

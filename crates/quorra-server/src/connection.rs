@@ -11,6 +11,12 @@
 //! `timeout` idle seconds, or when the server shuts down (between batches, so no
 //! command is cut in half).
 //!
+//! The bytes a connection's buffers hold count against `maxmemory-clients`, all
+//! clients together: after each read a connection reports them, and past the budget the
+//! client holding the most is closed (itself, or another told through
+//! [`ClientInfo::kill`]), as Redis's client eviction does. Buffers that grew for a large
+//! request or reply are given back once they are empty.
+//!
 //! A request that is an HTTP request line or header (`POST / HTTP/1.1`, `Host: ...`)
 //! closes the connection before it or anything after it runs, as Redis does: a browser
 //! tricked into posting to the RESP port must not get its body executed as commands
@@ -35,6 +41,10 @@ use quorra_cluster::replication::Level;
 
 /// Reserve at least this much free space before each read, bytes.
 const READ_CHUNK: usize = 16 * 1024;
+/// An empty buffer larger than this (it held a large request or reply) is given back
+/// after the batch, so that a storm of large values does not leave every connection
+/// holding megabytes.
+const SHRINK_ABOVE: usize = 64 * 1024;
 /// Write the replies out once this many bytes are waiting, even mid-batch.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
@@ -160,6 +170,7 @@ pub async fn serve(
         let read = tokio::select! {
             read = read => read,
             () = stop.cancelled() => break,
+            () = session.info.kill.cancelled() => break,
         };
         match read {
             Some(Ok(0)) | Some(Err(_)) => break,
@@ -173,6 +184,9 @@ pub async fn serve(
                     .fetch_add(n as u64, Ordering::Relaxed);
                 session.note_interaction();
             }
+        }
+        if over_client_budget(&shared, &session.info, &input, &output) {
+            break;
         }
         // One view per batch: the ring may change between reads, not within a batch.
         let view = shared
@@ -253,9 +267,49 @@ pub async fn serve(
         if flush(&mut stream, &mut output, &shared).await.is_err() {
             break;
         }
+        for buffer in [&mut input, &mut output] {
+            if buffer.is_empty() && buffer.capacity() > SHRINK_ABOVE {
+                *buffer = BytesMut::with_capacity(READ_CHUNK);
+            }
+        }
+        shared
+            .clients
+            .set_buffered(&session.info, buffered(&input, &output));
     }
     shared.clients.disconnect(id);
     shared.metrics.connected_clients.dec();
+}
+
+/// Bytes a connection's buffers hold.
+fn buffered(input: &BytesMut, output: &BytesMut) -> u64 {
+    (input.capacity() + output.capacity()) as u64
+}
+
+/// Limits the log lines about clients closed for client memory.
+static CLIENT_EVICTIONS_LOG: crate::shared::LogLimiter = crate::shared::LogLimiter::new(10_000);
+
+/// Reports this connection's buffers; if all clients together now hold more than
+/// `maxmemory-clients`, closes the client holding the most. True if that is this one.
+fn over_client_budget(
+    shared: &Shared,
+    me: &ClientInfo,
+    input: &BytesMut,
+    output: &BytesMut,
+) -> bool {
+    let total = shared.clients.set_buffered(me, buffered(input, output));
+    let budget = shared.config.maxmemory_clients;
+    if budget == 0 || total <= budget {
+        return false;
+    }
+    let Some(evicted) = shared.clients.evict_biggest() else {
+        return false;
+    };
+    if let Some(held_back) = CLIENT_EVICTIONS_LOG.admit() {
+        tracing::warn!(client = %evicted.addr, holding = evicted.buffered.load(Ordering::Relaxed),
+            clients_total = total, maxmemory_clients = budget, not_logged_since_last_line = held_back,
+            "client closed: client buffers over maxmemory-clients");
+    }
+    evicted.id == me.id
 }
 
 /// True if `args` is a line of an HTTP request rather than a command: `POST` or `Host:`

@@ -479,7 +479,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 out,
                 "# Memory\r\nused_memory:{used}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\n\
                  used_memory_rss_human:{}\r\nmaxmemory:{max}\r\nmaxmemory_human:{}\r\nmaxmemory_policy:{}\r\n\
-                 mem_fragmentation_ratio:{:.2}\r\n",
+                 mem_fragmentation_ratio:{:.2}\r\nmem_clients_normal:{}\r\nmaxmemory_clients:{}\r\n",
                 human(used),
                 human(rss),
                 human(max),
@@ -489,6 +489,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 } else {
                     rss as f64 / used as f64
                 },
+                shared.clients.buffered(),
+                shared.config.maxmemory_clients,
             )
         }
         "stats" => {
@@ -498,7 +500,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
                  expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-                 rejected_calls:{}\r\nfailed_calls:{}\r\nacl_access_denied_auth:{}\r\n",
+                 rejected_calls:{}\r\nfailed_calls:{}\r\nacl_access_denied_auth:{}\r\nevicted_clients:{}\r\n",
                 load(&counters.connections_received),
                 load(&counters.commands_processed),
                 load(&counters.net_input_bytes),
@@ -511,6 +513,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&counters.rejected_calls),
                 load(&counters.failed_calls),
                 shared.auth_log.failures(),
+                shared.clients.evicted(),
             )
         }
         "cluster" => {

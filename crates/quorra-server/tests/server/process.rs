@@ -368,3 +368,129 @@ async fn twenty_thousand_half_open_http_connections_leave_the_resp_port_answerin
     timed_ping(&mut fresh);
     drop(held);
 }
+
+/// Sends one SET of a `size`-byte value in 64 KB pieces, pausing between them so that
+/// many such clients are mid-value at once. Ok(reply), or Err if the node closed the
+/// connection first.
+async fn slow_large_set(resp: String, key: String, size: usize) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&resp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let header = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${size}\r\n", key.len());
+    stream
+        .write_all(header.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let piece = vec![b'v'; 64 * 1024];
+    let mut sent = 0;
+    while sent < size {
+        let n = piece.len().min(size - sent);
+        stream
+            .write_all(&piece[..n])
+            .await
+            .map_err(|e| e.to_string())?;
+        sent += n;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    stream.write_all(b"\r\n").await.map_err(|e| e.to_string())?;
+    let mut reply = vec![0u8; 256];
+    let n = stream.read(&mut reply).await.map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Err("closed".into());
+    }
+    Ok(String::from_utf8_lossy(&reply[..n]).into_owned())
+}
+
+/// `used_memory`-style field of INFO, over a fresh connection.
+async fn info_field(resp: &str, section: &str, field: &str) -> u64 {
+    let mut c = connect_url(&format!("redis://{resp}/")).await;
+    let Value::BulkString(info) = ok(&mut c, &["INFO", section]).await else {
+        panic!()
+    };
+    String::from_utf8(info)
+        .unwrap()
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_clients_sending_large_values_keep_rss_within_the_documented_bound() {
+    const MAXMEMORY: u64 = 50 << 20;
+    const VALUE: usize = 3 << 20;
+    let process = Process::start(&["--maxmemory", "50mb"]);
+    let budget = info_field(&process.resp, "memory", "maxmemory_clients").await;
+    assert_eq!(budget, MAXMEMORY / 4, "the default is 25% of maxmemory");
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let pid = process.child.id();
+    let sampler = {
+        let (peak, sampling) = (peak.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let statm =
+                    std::fs::read_to_string(format!("/proc/{pid}/statm")).unwrap_or_default();
+                let rss = statm
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 4096;
+                peak.fetch_max(rss, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let mut outcomes = (0, 0);
+    for round in 0..3 {
+        let clients: Vec<_> = (0..50)
+            .map(|i| {
+                tokio::spawn(slow_large_set(
+                    process.resp.clone(),
+                    format!("big:{round}:{i}"),
+                    VALUE,
+                ))
+            })
+            .collect();
+        for client in clients {
+            match client.await.unwrap() {
+                Ok(reply) => {
+                    assert_eq!(reply, "+OK\r\n");
+                    outcomes.0 += 1;
+                }
+                Err(_) => outcomes.1 += 1,
+            }
+        }
+    }
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = process.rss_bytes();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    let used = info_field(&process.resp, "memory", "used_memory").await;
+    let evicted = info_field(&process.resp, "stats", "evicted_clients").await;
+    let held = info_field(&process.resp, "memory", "mem_clients_normal").await;
+    eprintln!(
+        "50 clients x 3 MB x 3 rounds under maxmemory 50mb: {} stored, {} disconnected \
+         (evicted_clients {evicted}); peak RSS {} MB, after {} MB; used_memory {} MB; \
+         client buffers after {held} bytes",
+        outcomes.0,
+        outcomes.1,
+        peak >> 20,
+        after >> 20,
+        used >> 20
+    );
+    assert!(used <= MAXMEMORY);
+    assert!(outcomes.0 > 0, "some of the writes must get through");
+    // The documented bound (docs/operations.md): the store's bound plus the clients'.
+    assert!(
+        peak <= MAXMEMORY * 3 / 2 + budget + RSS_BASELINE,
+        "peak RSS {peak} over the documented bound"
+    );
+    // The buffers that grew for the values were given back.
+    assert!(held < 1 << 20, "client buffers still hold {held} bytes");
+}
