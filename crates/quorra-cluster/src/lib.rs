@@ -4,8 +4,14 @@
 //!
 //! - [`membership`]: gossip ([`chitchat`]) with phi-accrual failure detection; every node
 //!   publishes its addresses, zone, state and a few figures, and keeps a
-//!   [`ClusterView`](membership::ClusterView) — the members and the ring of the live,
-//!   serving ones — that is rebuilt on every change.
+//!   [`ClusterView`](membership::ClusterView) — the members, and the ring of the counted
+//!   ones — that is rebuilt on every change.
+//! - [`roster`]: the members the cluster counts, up or down, until they leave or are
+//!   forgotten; gossiped and kept on disk, so quorums never shrink by forgetting.
+//! - [`placement`]: which nodes hold a key's copies and which of them is its primary —
+//!   the one rule routing, replication and anti-entropy share.
+//! - [`gossip_auth`]: the authenticated UDP transport gossip runs over (HMAC under the
+//!   cluster secret, replay protection).
 //! - [`replication`]: N copies per key — quorum writes and reads over any transport,
 //!   read repair, hinted handoff.
 //! - [`antientropy`]: the periodic comparison of two replicas by bucket digests, which
@@ -17,6 +23,8 @@
 //!   each request; [`RpcClient`](rpc::RpcClient) keeps a small pool of connections per
 //!   peer and calls them with per-call timeouts. Payloads are opaque [`bytes::Bytes`]:
 //!   the layers above choose their own message encoding (postcard, per the design brief).
+//! - [`tls`]: certificates from PEM files, reloadable, for the client ports and for
+//!   mutual TLS between nodes (`tls-cluster`).
 //!
 //! # Guarantees
 //!
@@ -31,9 +39,8 @@
 //!
 //! - Rebalancing: when a node joins, the copies it should now hold reach it through read
 //!   repair and anti-entropy, not through a range transfer.
-//! - Authenticated gossip: see [`membership`]'s security section.
-//! - Confidentiality: frames after the handshake are authenticated at connection set-up
-//!   only and travel in clear. Run the cluster port on a trusted network (or add TLS).
+//! - Confidentiality without `tls-cluster`: RPC frames after the handshake travel in
+//!   clear, and gossip (authenticated, not encrypted) always does.
 //! - Exactly-once delivery: a call that times out or loses its connection may or may not
 //!   have run on the peer.
 
@@ -45,3 +52,4 @@ pub mod placement;
 pub mod replication;
 pub mod roster;
 pub mod rpc;
+pub mod tls;

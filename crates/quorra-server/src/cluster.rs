@@ -26,6 +26,7 @@ use quorra_cluster::placement::Placement;
 use quorra_cluster::replication::{Consistency, Replicator};
 use quorra_cluster::rpc::BoxFuture;
 use quorra_cluster::rpc::{ClusterSecret, RpcClient, RpcConfig, RpcServer};
+use quorra_cluster::tls::TlsMaterial;
 use quorra_resp::Protocol;
 use quorra_ring::NodeId;
 use quorra_store::{Version, VersionedEntry};
@@ -126,12 +127,14 @@ pub async fn start(
     config: &ClusterConfig,
     resp: SocketAddr,
     http: SocketAddr,
+    tls: Option<Arc<TlsMaterial>>,
 ) -> std::io::Result<Starting> {
     let bind = node_config.bind;
     let node_id = NodeId::from(resolve_node_id(config)?);
     let secret = ClusterSecret::new(&config.secret);
     let mut rpc_config = RpcConfig::new(node_id.clone(), secret.clone());
     rpc_config.call_timeout = config.timeout;
+    rpc_config.tls = tls;
     // A forwarded command is as large as a client may send one (and its reply about as
     // large as a value); the frame length travels as a u32.
     rpc_config.max_frame_bytes = usize::try_from(

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use quorra_cluster::replication::{Consistency, DEFAULT_MAX_HINTS, DEFAULT_REPLICAS, Level};
+use quorra_cluster::tls::{ClientCertificates, TlsFiles, TlsMaterial};
 use quorra_store::MaxmemoryPolicy;
 use serde::Deserialize;
 
@@ -68,6 +69,45 @@ pub struct Settings {
     /// [default: none].
     #[arg(long, env = "QUORRA_HTTP_TOKEN")]
     pub http_token: Option<String>,
+
+    /// Port for RESP over TLS (needs --tls-cert-file and --tls-key-file); 0 picks a
+    /// free one [default: none].
+    #[arg(long, env = "QUORRA_TLS_PORT", help_heading = "TLS")]
+    pub tls_port: Option<u16>,
+
+    /// The node's certificate chain (PEM), for every TLS port; reloaded on SIGHUP.
+    #[arg(long, env = "QUORRA_TLS_CERT_FILE", help_heading = "TLS")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// The node's private key (PEM); reloaded on SIGHUP.
+    #[arg(long, env = "QUORRA_TLS_KEY_FILE", help_heading = "TLS")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// CA certificates (PEM) that client certificates, and peers' with --tls-cluster,
+    /// must chain to; reloaded on SIGHUP.
+    #[arg(long, env = "QUORRA_TLS_CA_CERT_FILE", help_heading = "TLS")]
+    pub tls_ca_cert_file: Option<PathBuf>,
+
+    /// Whether RESP clients over TLS must present a certificate signed by the CA:
+    /// `yes`, `optional` or `no`, as Redis's tls-auth-clients [default: yes].
+    #[arg(long, env = "QUORRA_TLS_AUTH_CLIENTS", value_parser = parse_client_certificates, help_heading = "TLS")]
+    #[serde(default, deserialize_with = "deserialize_client_certificates")]
+    pub tls_auth_clients: Option<ClientCertificates>,
+
+    /// Serve only RESP over TLS: no plaintext RESP port (needs --tls-port)
+    /// [default: false].
+    #[arg(long, env = "QUORRA_TLS_ONLY", help_heading = "TLS")]
+    pub tls_only: Option<bool>,
+
+    /// Serve the admin HTTP port over TLS (HTTPS); HTTP clients are not asked for
+    /// certificates, they authenticate with --http-token [default: false].
+    #[arg(long, env = "QUORRA_TLS_HTTP", help_heading = "TLS")]
+    pub tls_http: Option<bool>,
+
+    /// Mutual TLS between nodes on the cluster port: each node presents its certificate
+    /// and accepts only peers whose certificate chains to the CA [default: false].
+    #[arg(long, env = "QUORRA_TLS_CLUSTER", help_heading = "TLS")]
+    pub tls_cluster: Option<bool>,
 
     /// Close a client connection after this many idle seconds; 0 never does
     /// [default: 0].
@@ -245,6 +285,8 @@ pub struct Config {
     pub requirepass: Option<String>,
     /// HTTP bearer token.
     pub http_token: Option<String>,
+    /// TLS; `None` when no certificate is configured.
+    pub tls: Option<TlsConfig>,
     /// Idle client timeout; `None` = never.
     pub timeout: Option<Duration>,
     /// Most simultaneous clients (lowered at start to fit the file-descriptor limit).
@@ -271,6 +313,23 @@ pub struct Config {
     pub threads: usize,
     /// Cluster settings; `None` runs a single node.
     pub cluster: Option<ClusterConfig>,
+}
+
+/// TLS settings (`--tls-cert-file` and `--tls-key-file` given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// Port for RESP over TLS; `None`: no TLS RESP port.
+    pub port: Option<u16>,
+    /// The certificate, key and CA files.
+    pub files: TlsFiles,
+    /// Whether RESP clients over TLS must present a certificate.
+    pub client_certificates: ClientCertificates,
+    /// No plaintext RESP port.
+    pub only: bool,
+    /// HTTPS on the admin port.
+    pub http: bool,
+    /// Mutual TLS between nodes.
+    pub cluster: bool,
 }
 
 /// Settings of cluster mode (`--cluster-port` given).
@@ -370,6 +429,14 @@ impl Settings {
             maxmemory_policy: self.maxmemory_policy.or(lower.maxmemory_policy),
             requirepass: self.requirepass.or(lower.requirepass),
             http_token: self.http_token.or(lower.http_token),
+            tls_port: self.tls_port.or(lower.tls_port),
+            tls_cert_file: self.tls_cert_file.or(lower.tls_cert_file),
+            tls_key_file: self.tls_key_file.or(lower.tls_key_file),
+            tls_ca_cert_file: self.tls_ca_cert_file.or(lower.tls_ca_cert_file),
+            tls_auth_clients: self.tls_auth_clients.or(lower.tls_auth_clients),
+            tls_only: self.tls_only.or(lower.tls_only),
+            tls_http: self.tls_http.or(lower.tls_http),
+            tls_cluster: self.tls_cluster.or(lower.tls_cluster),
             timeout: self.timeout.or(lower.timeout),
             maxclients: self.maxclients.or(lower.maxclients),
             max_auth_failures: self.max_auth_failures.or(lower.max_auth_failures),
@@ -461,6 +528,7 @@ impl Settings {
         };
         let bind = self.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let cluster = self.cluster_config(bind)?;
+        let tls = self.tls_config()?;
         Ok(Config {
             threads,
             cluster,
@@ -472,6 +540,7 @@ impl Settings {
             maxmemory_policy: self.maxmemory_policy.unwrap_or_default(),
             requirepass: self.requirepass.filter(|password| !password.is_empty()),
             http_token: self.http_token.filter(|token| !token.is_empty()),
+            tls,
             timeout: self
                 .timeout
                 .filter(|&secs| secs > 0)
@@ -491,6 +560,67 @@ impl Settings {
 }
 
 impl Settings {
+    /// The TLS part of [`resolve`](Self::resolve): `None` without a certificate.
+    fn tls_config(&self) -> Result<Option<TlsConfig>, ConfigError> {
+        let invalid = |setting, reason: &str| ConfigError::Invalid {
+            setting,
+            reason: reason.to_owned(),
+        };
+        let (cert_file, key_file) = match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            (Some(_), None) => return Err(invalid("tls-cert-file", "needs --tls-key-file")),
+            (None, Some(_)) => return Err(invalid("tls-key-file", "needs --tls-cert-file")),
+            (None, None) => {
+                let asked = [
+                    ("tls-port", self.tls_port.is_some()),
+                    ("tls-only", self.tls_only == Some(true)),
+                    ("tls-http", self.tls_http == Some(true)),
+                    ("tls-cluster", self.tls_cluster == Some(true)),
+                ];
+                return match asked.iter().find(|(_, set)| *set) {
+                    Some((setting, _)) => {
+                        Err(invalid(setting, "needs --tls-cert-file and --tls-key-file"))
+                    }
+                    None => Ok(None),
+                };
+            }
+        };
+        let only = self.tls_only.unwrap_or(false);
+        if only && self.tls_port.is_none() {
+            return Err(invalid("tls-only", "needs --tls-port"));
+        }
+        let cluster = self.tls_cluster.unwrap_or(false);
+        if cluster && self.cluster_port.is_none() {
+            return Err(invalid(
+                "tls-cluster",
+                "needs --cluster-port (cluster mode)",
+            ));
+        }
+        let config = TlsConfig {
+            port: self.tls_port,
+            files: TlsFiles {
+                cert_file,
+                key_file,
+                ca_cert_file: self.tls_ca_cert_file.clone(),
+            },
+            client_certificates: self
+                .tls_auth_clients
+                .unwrap_or(ClientCertificates::Required),
+            only,
+            http: self.tls_http.unwrap_or(false),
+            cluster,
+        };
+        // Read the files now, so that a missing or broken one is a start-up error with
+        // its name rather than a failure at the first connection.
+        TlsMaterial::load(
+            config.files.clone(),
+            config.client_certificates,
+            config.cluster,
+        )
+        .map_err(|error| invalid("tls-cert-file", &error.to_string()))?;
+        Ok(Some(config))
+    }
+
     /// The cluster part of [`resolve`](Self::resolve): `None` without a cluster port.
     fn cluster_config(&self, bind: IpAddr) -> Result<Option<ClusterConfig>, ConfigError> {
         let invalid = |setting, reason: &str| ConfigError::Invalid {
@@ -657,6 +787,25 @@ pub fn parse_bytes_or_percent(text: &str) -> Result<BytesOrPercent, String> {
         },
         None => parse_bytes(text).map(BytesOrPercent::Bytes),
     }
+}
+
+/// Parses Redis's `tls-auth-clients` values: `yes`, `optional`, `no`.
+pub fn parse_client_certificates(text: &str) -> Result<ClientCertificates, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "yes" => Ok(ClientCertificates::Required),
+        "optional" => Ok(ClientCertificates::Optional),
+        "no" => Ok(ClientCertificates::NotAsked),
+        _ => Err(format!("{text:?} is not yes, optional or no")),
+    }
+}
+
+fn deserialize_client_certificates<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<ClientCertificates>, D::Error> {
+    let text = String::deserialize(de)?;
+    parse_client_certificates(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parses a replication level: `one`, `quorum`, `all` or a number of replicas.

@@ -28,8 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use quorra_resp::{Limits, Protocol, RequestParser, encode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::ClientInfo;
@@ -127,13 +126,12 @@ impl Session {
 }
 
 /// Serves one client until it leaves, errs, idles out or the server stops.
-pub async fn serve(
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shared: Arc<Shared>,
-    mut stream: TcpStream,
+    mut stream: S,
     info: Arc<ClientInfo>,
     stop: CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
     let id = info.id;
     let password_required = shared.settings.read().requirepass.is_some();
     let mut session = Session::new(info, password_required);
@@ -330,8 +328,8 @@ fn looks_like_http(args: &[bytes::Bytes]) -> bool {
             && args[2][..5].eq_ignore_ascii_case(b"HTTP/"))
 }
 
-async fn flush(
-    stream: &mut TcpStream,
+async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     output: &mut BytesMut,
     shared: &Shared,
 ) -> std::io::Result<()> {

@@ -11,6 +11,9 @@
 //! - Each request carries the peer's address ([`axum::extract::ConnectInfo`]), which the
 //!   router's access check uses.
 //!
+//! - With `tls-http`, each connection is HTTPS: its TLS handshake is bounded like the
+//!   headers.
+//!
 //! On shutdown the loop stops accepting and each connection finishes its request in
 //! flight, then closes.
 
@@ -27,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use quorra_cluster::tls::TlsMaterial;
+
 use crate::shared::LogLimiter;
 
 /// How long the loop waits after an accept error (out of file descriptors).
@@ -35,11 +40,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Limits the log lines about accept errors on HTTP ports, for every node of the process.
 static ACCEPT_ERRORS_LOG: LogLimiter = LogLimiter::new(10_000);
 
-/// Serves `app` on `listener` with at most `max_connections` at once and headers bounded
-/// by `header_timeout`, until `stop`.
+/// Serves `app` on `listener` (HTTPS with `tls`) with at most `max_connections` at once
+/// and headers bounded by `header_timeout`, until `stop`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<Arc<TlsMaterial>>,
     max_connections: usize,
     header_timeout: Duration,
     stop: CancellationToken,
@@ -67,20 +73,33 @@ pub async fn serve(
         };
         let app = app.clone();
         let stop = stop.clone();
+        let acceptor = tls.as_ref().map(|tls| tls.admin_acceptor());
         tasks.spawn(async move {
             let _slot = slot;
-            serve_connection(stream, peer, app, header_timeout, stop).await;
+            match acceptor {
+                None => serve_connection(stream, peer, app, header_timeout, stop).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like the headers that follow it.
+                    let accepted =
+                        tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
+                    if let Ok(Ok(stream)) = accepted {
+                        serve_connection(stream, peer, app, header_timeout, stop).await;
+                    }
+                }
+            }
         });
     }
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     app: Router,
     header_timeout: Duration,
     stop: CancellationToken,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: hyper::Request<_>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         app.clone().oneshot(request)

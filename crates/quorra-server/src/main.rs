@@ -59,29 +59,44 @@ async fn run_server(config: quorra_server::Config) -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match &server.shared.cluster {
-        // `quorra up` reads this line to learn the node's cluster port.
-        Some(node) => println!(
-            "quorra listening: RESP {} HTTP http://{} cluster {}",
-            server.resp_addr, server.http_addr, node.addresses.cluster
-        ),
-        None => println!(
-            "quorra listening: RESP {} HTTP http://{}",
-            server.resp_addr, server.http_addr
-        ),
+    // `quorra up` reads this line to learn the node's cluster port.
+    let scheme = match &server.shared.config.tls {
+        Some(tls) if tls.http => "https",
+        _ => "http",
+    };
+    let mut line = format!(
+        "quorra listening: RESP {} HTTP {scheme}://{}",
+        server.resp_addr, server.http_addr
+    );
+    if let Some(node) = &server.shared.cluster {
+        line.push_str(&format!(" cluster {}", node.addresses.cluster));
     }
-    wait_for_signal().await;
+    if let Some(tls) = server.tls_addr {
+        line.push_str(&format!(" TLS {tls}"));
+    }
+    println!("{line}");
+    wait_for_signal(&server).await;
     tracing::info!("shutting down");
     server.shutdown().await;
     std::process::ExitCode::SUCCESS
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM; on SIGHUP, reloads the TLS files.
+async fn wait_for_signal(server: &quorra_server::RunningServer) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = terminate.recv() => return,
+            _ = hangup.recv() => match server.reload_tls() {
+                Ok(()) if server.shared.config.tls.is_none() => {
+                    tracing::info!("SIGHUP: nothing to reload (no TLS configured)");
+                }
+                Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and CA files reloaded"),
+                Err(error) => tracing::error!(%error, "SIGHUP: TLS files not reloaded; the previous ones stay in use"),
+            },
+        }
     }
 }

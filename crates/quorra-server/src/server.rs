@@ -13,8 +13,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use quorra_cluster::tls::{TlsError, TlsMaterial};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -44,12 +45,15 @@ pub fn refusal(shared: &Shared, peer: IpAddr) -> Option<&'static str> {
 
 /// A node running in the current tokio runtime.
 pub struct RunningServer {
-    /// The RESP address actually bound.
+    /// The RESP address actually bound (the TLS one with `tls-only`).
     pub resp_addr: SocketAddr,
+    /// The RESP-over-TLS address actually bound, if any.
+    pub tls_addr: Option<SocketAddr>,
     /// The HTTP address actually bound.
     pub http_addr: SocketAddr,
     /// The node's shared state (store, counters), for tests and embedding.
     pub shared: Arc<Shared>,
+    tls: Option<Arc<TlsMaterial>>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
@@ -77,6 +81,16 @@ impl RunningServer {
         self.tasks.wait().await;
     }
 
+    /// Reads the TLS certificate, key and CA files again (on SIGHUP): new connections use
+    /// them. If they are unusable, the node keeps the ones it has and says why. `Ok`
+    /// without TLS.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
+    }
+
     /// A token that stops the server when cancelled (for signal handlers).
     pub fn stop_token(&self) -> CancellationToken {
         self.stop.clone()
@@ -88,12 +102,39 @@ impl RunningServer {
 pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
     config.maxclients =
         crate::fd_limit::fit(config.maxclients, config.http_max_connections).maxclients;
-    let resp_listener = TcpListener::bind((config.bind, config.port)).await?;
+    let tls = match &config.tls {
+        Some(tls) => Some(Arc::new(
+            TlsMaterial::load(tls.files.clone(), tls.client_certificates, tls.cluster)
+                .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidInput, error))?,
+        )),
+        None => None,
+    };
+    let plain_listener = match &config.tls {
+        Some(tls) if tls.only => None,
+        _ => Some(TcpListener::bind((config.bind, config.port)).await?),
+    };
+    let tls_listener = match config.tls.as_ref().and_then(|tls| tls.port) {
+        Some(port) => Some(TcpListener::bind((config.bind, port)).await?),
+        None => None,
+    };
     let http_listener = TcpListener::bind((config.bind, config.http_port)).await?;
-    let resp_addr = resp_listener.local_addr()?;
+    let tls_addr = tls_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let resp_addr = match (&plain_listener, tls_addr) {
+        (Some(listener), _) => listener.local_addr()?,
+        (None, Some(addr)) => addr,
+        (None, None) => unreachable!("tls-only is refused without a TLS port"),
+    };
     let http_addr = http_listener.local_addr()?;
     let starting = match &config.cluster {
-        Some(cluster) => Some(crate::cluster::start(&config, cluster, resp_addr, http_addr).await?),
+        Some(cluster) => {
+            let cluster_tls = tls
+                .clone()
+                .filter(|_| config.tls.as_ref().is_some_and(|t| t.cluster));
+            Some(crate::cluster::start(&config, cluster, resp_addr, http_addr, cluster_tls).await?)
+        }
         None => None,
     };
     let node = starting.as_ref().map(|starting| starting.node.clone());
@@ -106,20 +147,36 @@ pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
 
-    tasks.spawn(accept_loop(
-        shared.clone(),
-        resp_listener,
-        stop.clone(),
-        tasks.clone(),
-    ));
+    if let Some(listener) = plain_listener {
+        tasks.spawn(accept_loop(
+            shared.clone(),
+            listener,
+            None,
+            stop.clone(),
+            tasks.clone(),
+        ));
+    }
+    if let Some(listener) = tls_listener {
+        tasks.spawn(accept_loop(
+            shared.clone(),
+            listener,
+            tls.clone(),
+            stop.clone(),
+            tasks.clone(),
+        ));
+    }
     tasks.spawn(expiry_ticker(shared.clone(), stop.clone()));
     if !shared.config.bind.is_loopback() && shared.config.http_token.is_none() {
         tracing::warn!(%http_addr, "the admin HTTP API refuses clients on other hosts (only /healthz \
             and /readyz answer them) because no --http-token is set");
     }
+    let https = tls
+        .clone()
+        .filter(|_| shared.config.tls.as_ref().is_some_and(|t| t.http));
     tasks.spawn(crate::http_listener::serve(
         http_listener,
         crate::http::router(shared.clone()),
+        https,
         shared.config.http_max_connections,
         shared.config.http_request_timeout,
         stop.clone(),
@@ -150,19 +207,26 @@ pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
             stop.clone(),
         ));
     }
-    tracing::info!(%resp_addr, %http_addr, "quorra node started");
+    tracing::info!(%resp_addr, ?tls_addr, %http_addr, "quorra node started");
     Ok(RunningServer {
         resp_addr,
+        tls_addr,
         http_addr,
         shared,
+        tls,
         stop,
         tasks,
     })
 }
 
+/// How long a client may take to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts RESP clients on `listener`, over TLS with `tls`, until `stop`.
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: TcpListener,
+    tls: Option<Arc<TlsMaterial>>,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
@@ -183,28 +247,61 @@ async fn accept_loop(
                 continue;
             }
         };
+        let _ = stream.set_nodelay(true);
         ServerCounters::bump(&shared.counters.connections_received);
         shared.metrics.connections.inc();
-        if let Some(message) = refusal(&shared, peer.ip()) {
+        let refused = refusal(&shared, peer.ip());
+        if refused.is_some() {
             ServerCounters::bump(&shared.counters.rejected_connections);
-            tasks.spawn(reject(stream, message));
-            continue;
         }
         let laddr = stream.local_addr().unwrap_or(shared.resp_addr);
-        let info = shared.clients.connect(peer, laddr);
-        shared.metrics.connected_clients.inc();
-        tasks.spawn(crate::connection::serve(
-            shared.clone(),
-            stream,
-            info,
-            stop.clone(),
-        ));
+        let (shared, stop) = (shared.clone(), stop.clone());
+        match &tls {
+            None => tasks.spawn(admit(shared, stream, peer, laddr, refused, stop)),
+            Some(tls) => {
+                let acceptor = tls.client_acceptor();
+                tasks.spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let stream = tokio::select! {
+                        handshake = handshake => match handshake {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%peer, %error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        () = stop.cancelled() => return,
+                    };
+                    admit(shared, stream, peer, laddr, refused, stop).await;
+                })
+            }
+        };
     }
 }
 
-async fn reject(mut stream: TcpStream, message: &'static str) {
-    let _ = stream.write_all(message.as_bytes()).await;
-    let _ = stream.shutdown().await;
+/// Serves a client that connected on `stream` (TCP or TLS), or refuses it with
+/// `refused`'s message.
+async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: Arc<Shared>,
+    mut stream: S,
+    peer: SocketAddr,
+    laddr: SocketAddr,
+    refused: Option<&'static str>,
+    stop: CancellationToken,
+) {
+    if let Some(message) = refused {
+        let _ = stream.write_all(message.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        return;
+    }
+    let info = shared.clients.connect(peer, laddr);
+    shared.metrics.connected_clients.inc();
+    crate::connection::serve(shared, stream, info, stop).await;
 }
 
 /// Runs the store's active expiry cycle `hz` times a second.

@@ -179,9 +179,10 @@ pub fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr, SocketAddr
             http,
             "cluster",
             cluster,
+            ..,
         ] => Some((
             resp.parse().ok()?,
-            http.strip_prefix("http://")?.parse().ok()?,
+            http.split_once("://")?.1.parse().ok()?,
             cluster.parse().ok()?,
         )),
         _ => None,

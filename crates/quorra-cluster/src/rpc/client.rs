@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -321,7 +321,15 @@ impl RpcClient {
         };
         let stream = TcpStream::connect(peer).await.map_err(unreachable)?;
         stream.set_nodelay(true).map_err(unreachable)?;
-        let (rd, mut wr) = stream.into_split();
+        let (rd, mut wr) = match config.tls.as_ref().and_then(|tls| tls.cluster_connector()) {
+            None => tcp_halves(stream),
+            Some(connector) => tls_halves(
+                connector
+                    .connect(crate::tls::peer_name(peer), stream)
+                    .await
+                    .map_err(unreachable)?,
+            ),
+        };
         let mut reader = FrameReader::new(rd, HANDSHAKE_MAX_FRAME_BYTES);
         let server_id = handshake::client(&mut reader, &mut wr, config, peer).await?;
         tracing::debug!(peer = %peer, node = %server_id, "rpc connection established");
@@ -353,8 +361,30 @@ impl RpcClient {
     }
 }
 
+/// The reading half of a connection to a peer, plain or TLS.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+
+/// The writing half of a connection to a peer, plain or TLS.
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Splits a plain connection into halves the reader and writer tasks own (without the
+/// lock a generic split takes on every read and write).
+pub(crate) fn tcp_halves(stream: TcpStream) -> (ReadHalf, WriteHalf) {
+    let (read, write) = stream.into_split();
+    (Box::new(read), Box::new(write))
+}
+
+/// Splits a TLS connection into halves the reader and writer tasks own.
+pub(crate) fn tls_halves<S>(stream: S) -> (ReadHalf, WriteHalf)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(stream);
+    (Box::new(read), Box::new(write))
+}
+
 /// The connection's reader task: completes calls until the connection fails.
-async fn read_responses(mut reader: FrameReader<OwnedReadHalf>, conn: Arc<Conn>) {
+async fn read_responses(mut reader: FrameReader<ReadHalf>, conn: Arc<Conn>) {
     let peer = conn.peer;
     loop {
         let frame = tokio::select! {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use quorra_ring::NodeId;
 
+use crate::tls::TlsMaterial;
+
 /// Version of the wire protocol spoken after the handshake. Peers with a different
 /// version are refused ([`RpcError::VersionMismatch`](super::RpcError::VersionMismatch)).
 /// The `Hello` frame's layout never changes, so any two versions can tell each other so.
@@ -119,6 +121,9 @@ pub struct RpcConfig {
     /// Server: how long shutdown waits for running handlers. Default
     /// [`DEFAULT_SHUTDOWN_GRACE`].
     pub shutdown_grace: Duration,
+    /// Mutual TLS with peers (`tls-cluster`): both sides present a certificate signed by
+    /// the cluster's CA, under the secret-based handshake. `None`: plain TCP.
+    pub tls: Option<Arc<TlsMaterial>>,
     /// The protocol version we speak; differs from [`PROTOCOL_VERSION`] only in tests.
     pub(crate) protocol_version: u16,
 }
@@ -138,6 +143,7 @@ impl RpcConfig {
             backoff_base: DEFAULT_BACKOFF_BASE,
             backoff_max: DEFAULT_BACKOFF_MAX,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            tls: None,
             protocol_version: PROTOCOL_VERSION,
         }
     }

@@ -27,6 +27,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::client::{tcp_halves, tls_halves};
 use super::config::{HANDSHAKE_MAX_FRAME_BYTES, RpcConfig};
 use super::frame::{Frame, FrameKind, FrameReader, ReadError, max_payload, write_frames};
 use super::handshake;
@@ -159,7 +160,26 @@ async fn serve_connection(stream: TcpStream, addr: SocketAddr, shared: Arc<Share
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(peer = %addr, error = %e, "set_nodelay failed");
     }
-    let (rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = match config.tls.as_ref().and_then(|tls| tls.cluster_acceptor()) {
+        None => tcp_halves(stream),
+        Some(acceptor) => {
+            let accepted = tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                accepted = tokio::time::timeout(config.handshake_timeout, acceptor.accept(stream)) => accepted,
+            };
+            match accepted {
+                Ok(Ok(stream)) => tls_halves(stream),
+                Ok(Err(e)) => {
+                    tracing::warn!(peer = %addr, error = %e, "rpc peer refused: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %addr, "rpc peer refused: TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
     let mut reader = FrameReader::new(rd, HANDSHAKE_MAX_FRAME_BYTES);
     let handshake = tokio::time::timeout(
         config.handshake_timeout,

@@ -15,4 +15,5 @@ mod process;
 mod protocol;
 mod replication;
 mod strings;
+mod tls;
 mod up;

@@ -42,7 +42,10 @@ impl Process {
         Process {
             child,
             resp: (*resp).to_owned(),
-            http: http.trim_start_matches("http://").to_owned(),
+            http: http
+                .split_once("://")
+                .map_or(*http, |(_, addr)| addr)
+                .to_owned(),
         }
     }
 
