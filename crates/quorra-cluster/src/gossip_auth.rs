@@ -272,7 +272,7 @@ impl ReplayGuard {
     }
 }
 
-/// Splits a body into datagrams of at most [`MAX_DATAGRAM`] bytes.
+/// Splits a body into datagrams of at most 65,507 bytes (the largest UDP payload).
 pub fn fragments(message_id: u64, body: &[u8]) -> Vec<Vec<u8>> {
     let chunks: Vec<&[u8]> = body.chunks(MAX_CHUNK).collect();
     let count = chunks.len().max(1);
