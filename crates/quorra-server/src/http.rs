@@ -379,9 +379,15 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        shared
-            .metrics
-            .render(&shared.store, shared.cluster.as_deref()),
+        shared.metrics.render(
+            &shared.store,
+            crate::metrics::ClientFigures {
+                auth_failures: shared.auth_log.failures(),
+                evicted: shared.clients.evicted(),
+                buffered: shared.clients.buffered(),
+            },
+            shared.cluster.as_deref(),
+        ),
     )
 }
 

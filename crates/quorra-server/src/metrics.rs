@@ -16,6 +16,8 @@
 //! | `quorra_keys` | gauge | |
 //! | `quorra_connected_clients` | gauge | |
 //! | `quorra_connections_total` | counter | |
+//! | `quorra_auth_failures_total` | counter | |
+//! | `quorra_evicted_clients_total`, `quorra_client_buffers_bytes` | counter, gauge | |
 //! | `quorra_rpc_calls_total` | counter | `peer` (node id), `outcome` = ok / error |
 //! | `quorra_rpc_duration_seconds` | histogram | `peer` |
 //! | `quorra_cluster_members` | gauge | `state` = joining / up / leaving / down |
@@ -77,6 +79,17 @@ struct State {
     state: &'static str,
 }
 
+/// Figures about clients that others count, copied in at each scrape.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ClientFigures {
+    /// Wrong passwords since start.
+    pub auth_failures: u64,
+    /// Clients closed for client memory since start.
+    pub evicted: u64,
+    /// Bytes all clients' buffers hold now.
+    pub buffered: u64,
+}
+
 /// Handles for one command, cloned out of the families at start-up.
 struct CommandMetrics {
     ok: Counter,
@@ -107,6 +120,9 @@ pub struct Metrics {
     pub connected_clients: Gauge,
     /// Connections accepted.
     pub connections: Counter,
+    auth_failures: Counter,
+    evicted_clients: Counter,
+    client_buffers: Gauge,
     rpc_calls: Family<PeerOutcome, Counter>,
     rpc_durations: Family<Peer, Histogram>,
     members: Family<State, Gauge>,
@@ -171,6 +187,9 @@ impl Metrics {
             keys: Gauge::default(),
             connected_clients: Gauge::default(),
             connections: Counter::default(),
+            auth_failures: Counter::default(),
+            evicted_clients: Counter::default(),
+            client_buffers: Gauge::default(),
             rpc_calls: Family::default(),
             rpc_durations: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             members: Family::default(),
@@ -224,6 +243,21 @@ impl Metrics {
             "connections",
             "Client connections accepted",
             metrics.connections.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Wrong passwords given to AUTH or HELLO",
+            metrics.auth_failures.clone(),
+        );
+        registry.register(
+            "evicted_clients",
+            "Clients closed because all clients' buffers passed maxmemory-clients",
+            metrics.evicted_clients.clone(),
+        );
+        registry.register(
+            "client_buffers_bytes",
+            "Bytes all clients' buffers hold",
+            metrics.client_buffers.clone(),
         );
         registry.register(
             "rpc_calls",
@@ -296,9 +330,14 @@ impl Metrics {
         self.per_command[id.index()].rejected.inc();
     }
 
-    /// The text exposition, after copying in the store's figures and, in cluster mode,
-    /// the view's.
-    pub fn render(&self, store: &quorra_store::Store, cluster: Option<&ClusterNode>) -> String {
+    /// The text exposition, after copying in the store's figures, the clients' and, in
+    /// cluster mode, the view's.
+    pub fn render(
+        &self,
+        store: &quorra_store::Store,
+        clients: ClientFigures,
+        cluster: Option<&ClusterNode>,
+    ) -> String {
         let _scrape = self.scrape.lock();
         let stats = store.stats();
         let catch_up = |counter: &Counter, value: u64| {
@@ -311,6 +350,9 @@ impl Metrics {
         self.used_memory.set(store.used_memory() as i64);
         self.maxmemory.set(store.maxmemory() as i64);
         self.keys.set(stats.total.entries as i64);
+        catch_up(&self.auth_failures, clients.auth_failures);
+        catch_up(&self.evicted_clients, clients.evicted);
+        self.client_buffers.set(clients.buffered as i64);
         if let Some(cluster) = cluster {
             let view = cluster.view();
             let stats = cluster.replicator.stats();

@@ -355,6 +355,22 @@ async fn wrong_passwords_are_counted_logged_and_close_the_connection_after_the_l
         .await
         .unwrap();
     assert!(info.contains("acl_access_denied_auth:4\r\n"), "{info}");
+    let (status, metrics) = crate::http::http(
+        server.http_addr,
+        "GET",
+        "/metrics",
+        &["Authorization: Bearer s3cret"],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "quorra_auth_failures_total 4"),
+        "{metrics}"
+    );
     let redis::Value::Array(entries) = ok(&mut c, &["ACL", "LOG"]).await else {
         panic!("ACL LOG is an array");
     };
