@@ -30,8 +30,10 @@ const READ_BUFFER_BYTES: usize = 8 * 1024;
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 
 /// What a frame is. The numeric values are part of the wire format.
+///
+/// Public (re-exported by the hidden `rpc::fuzzing`) only for the fuzz targets and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FrameKind {
+pub enum FrameKind {
     /// A call; the payload is the caller's request.
     Request = 0,
     /// A successful answer to the request with the same id.
@@ -64,26 +66,32 @@ impl FrameKind {
 }
 
 /// One decoded frame. The payload is a zero-copy slice of the read buffer.
+///
+/// Public (re-exported by the hidden `rpc::fuzzing`) only for the fuzz targets and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Frame {
-    pub(crate) kind: FrameKind,
-    pub(crate) id: u64,
-    pub(crate) payload: Bytes,
+pub struct Frame {
+    /// What the frame is.
+    pub kind: FrameKind,
+    /// The request id (0 for handshake frames).
+    pub id: u64,
+    /// The payload, opaque to this module.
+    pub payload: Bytes,
 }
 
 impl Frame {
-    pub(crate) fn new(kind: FrameKind, id: u64, payload: Bytes) -> Frame {
+    /// A frame of `kind` for request `id` carrying `payload`.
+    pub fn new(kind: FrameKind, id: u64, payload: Bytes) -> Frame {
         Frame { kind, id, payload }
     }
 
     /// Bytes this frame takes on the wire, length prefix included.
-    pub(crate) fn wire_len(&self) -> usize {
+    pub fn wire_len(&self) -> usize {
         LENGTH_BYTES + HEADER_BYTES + self.payload.len()
     }
 
     /// Appends the encoded frame to `dst`. The caller has checked the payload size against
     /// the limit (see [`check_payload_len`]).
-    pub(crate) fn encode(&self, dst: &mut BytesMut) {
+    pub fn encode(&self, dst: &mut BytesMut) {
         let len = (HEADER_BYTES + self.payload.len()) as u32;
         dst.reserve(self.wire_len());
         dst.put_u32(len);
@@ -94,12 +102,22 @@ impl Frame {
 }
 
 /// Why a byte stream is not a valid sequence of frames. Terminal for the connection.
+///
+/// Public (re-exported by the hidden `rpc::fuzzing`) only for the fuzz targets and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The length prefix announces more than the limit (`len` counts kind, id, payload).
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The length is smaller than the fixed header.
-    TooShort { len: usize },
+    TooShort {
+        /// The announced length.
+        len: usize,
+    },
     /// Unknown kind byte.
     UnknownKind(u8),
 }
@@ -126,10 +144,9 @@ pub(crate) fn max_payload(max_frame_bytes: usize) -> usize {
 /// Returns `Ok(None)` when more bytes are needed, `Ok(Some(frame))` after consuming one
 /// frame, and an error (without reserving anything) when the length is outside
 /// `HEADER_BYTES..=max_frame_bytes` or the kind is unknown.
-pub(crate) fn parse(
-    buf: &mut BytesMut,
-    max_frame_bytes: usize,
-) -> Result<Option<Frame>, FrameError> {
+///
+/// Public (re-exported by the hidden `rpc::fuzzing`) only for the fuzz targets and tests.
+pub fn parse(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<Frame>, FrameError> {
     if buf.len() < LENGTH_BYTES {
         return Ok(None);
     }

@@ -99,3 +99,12 @@ pub use config::{
 };
 pub use error::RpcError;
 pub use server::{BoxFuture, Handler, RpcServer};
+
+/// Internals made public for the fuzz targets (`crates/quorra-cluster/fuzz`) and tests:
+/// the frame codec, the handshake's `Hello` and the handshake run over a fixed byte
+/// stream. Not part of the supported API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::frame::{Frame, FrameError, FrameKind, parse};
+    pub use super::handshake::{Hello, client_over_bytes, server_over_bytes};
+}
