@@ -4,6 +4,14 @@ use bytes::Bytes;
 
 use crate::version::Version;
 
+/// The one expiry rule, Redis's: an entry whose absolute expiry is `at_ms` has expired
+/// once the clock has passed it (`now_ms > at_ms`); at exactly `at_ms` it still lives.
+/// Lazy and active expiry, replicated writes and quorum reads all use it, each with the
+/// store's clock.
+pub fn expired(at_ms: u64, now_ms: u64) -> bool {
+    now_ms > at_ms
+}
+
 /// An entry as replicas exchange it: enough to apply last-writer-wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionedEntry {
@@ -26,6 +34,11 @@ impl VersionedEntry {
             version,
             tombstone: false,
         }
+    }
+
+    /// True if the entry is a value that has not expired at `now_ms` (see [`expired`]).
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        !self.tombstone && !self.expire_at_ms.is_some_and(|at| expired(at, now_ms))
     }
 
     /// A delete marker.
@@ -206,11 +219,17 @@ pub enum AccessKind {
     Write,
 }
 
-/// A hook called on every keyed access, before the shard lock is taken; where a hot-key
-/// detector plugs in. It must be cheap and must not call back into the store.
+/// Hooks the store calls about keys: every keyed access, before the shard lock is taken
+/// (where a hot-key detector plugs in), and every entry it evicts to make room (so that
+/// a node can tell the key's other replicas). They must be cheap and must not call back
+/// into the store.
 pub trait AccessObserver: Send + Sync {
     /// Called with the key's xxh3-64 hash, the key and the kind of access.
-    fn on_access(&self, hash: u64, key: &[u8], kind: AccessKind);
+    fn on_access(&self, _hash: u64, _key: &[u8], _kind: AccessKind) {}
+
+    /// Called, under the shard lock, with an entry evicted for memory: its key and the
+    /// version it held.
+    fn on_evict(&self, _key: &[u8], _version: crate::Version) {}
 }
 
 /// What one call of [`crate::Store::tick`] did.

@@ -16,19 +16,11 @@ pub(crate) struct ShardStats {
     pub(crate) tombstones: AtomicU64,
     pub(crate) used_bytes: AtomicU64,
     pub(crate) volatile: AtomicU64,
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
     pub(crate) evictions: AtomicU64,
     pub(crate) expirations: AtomicU64,
 }
 
 impl ShardStats {
-    pub(crate) fn hit(&self) {
-        self.hits.fetch_add(1, Relaxed);
-    }
-    pub(crate) fn miss(&self) {
-        self.misses.fetch_add(1, Relaxed);
-    }
     pub(crate) fn evicted(&self) {
         self.evictions.fetch_add(1, Relaxed);
     }
@@ -41,8 +33,6 @@ impl ShardStats {
             tombstones: self.tombstones.load(Relaxed),
             used_bytes: self.used_bytes.load(Relaxed),
             volatile: self.volatile.load(Relaxed),
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
             evictions: self.evictions.load(Relaxed),
             expirations: self.expirations.load(Relaxed),
         }
@@ -60,10 +50,6 @@ pub struct ShardStatsSnapshot {
     pub used_bytes: u64,
     /// Live entries with a TTL (INFO keyspace's `expires`).
     pub volatile: u64,
-    /// Reads that found a live entry.
-    pub hits: u64,
-    /// Reads that found nothing (or an expired entry).
-    pub misses: u64,
     /// Entries removed to make room.
     pub evictions: u64,
     /// Entries removed because their TTL had passed (lazily or by the active cycle).
@@ -76,8 +62,6 @@ impl ShardStatsSnapshot {
         self.tombstones += o.tombstones;
         self.used_bytes += o.used_bytes;
         self.volatile += o.volatile;
-        self.hits += o.hits;
-        self.misses += o.misses;
         self.evictions += o.evictions;
         self.expirations += o.expirations;
     }

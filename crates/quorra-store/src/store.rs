@@ -213,11 +213,6 @@ fn option_deadline(
     absolute_ms(t, unit_ms, rel.then_some(now)).ok_or(bad)
 }
 
-/// Redis's "expired" test: a deadline strictly before now.
-fn is_past(at_ms: u64, now: u64) -> bool {
-    at_ms < now
-}
-
 impl Store {
     /// A store with `config`, reading time from `clock`.
     pub fn new(config: StoreConfig, clock: Arc<dyn Clock>) -> Self {
@@ -365,8 +360,8 @@ impl Store {
                 slot: None,
             };
         };
-        let expired = sh.deadline(i).is_some_and(|at| is_past(at, now()));
-        match (sh.slot(i).state(), expired) {
+        let past_deadline = sh.deadline(i).is_some_and(|at| expired(at, now()));
+        match (sh.slot(i).state(), past_deadline) {
             (State::Live, false) => Found {
                 live: Some(i),
                 slot: Some(i),
@@ -388,9 +383,14 @@ impl Store {
         }
     }
 
-    /// Evicts one entry of `sh` not in `protect`; returns its accounted size.
+    /// Evicts one entry of `sh` not in `protect`; returns its accounted size. The
+    /// observer hears of it.
     fn evict_one(&self, sh: &mut Shard, cell: &Cell, protect: &[u32]) -> Option<u64> {
         let victim = sh.eviction_candidate(protect)?;
+        if let Some(observer) = &self.observer {
+            let slot = sh.slot(victim);
+            observer.on_evict(slot.key(), slot.version());
+        }
         let freed = sh.remove(victim);
         self.mem.release(freed);
         cell.stats.evicted();
@@ -541,43 +541,23 @@ impl Store {
 
     // ---- reads --------------------------------------------------------------------
 
-    /// GET: the value, promoting the entry to most recently used.
+    /// GET: the value, promoting the entry to most recently used. (Whether a read is a
+    /// keyspace hit or miss is counted by the node that answers the client, not here.)
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        let (h, s) = self.locate(key, AccessKind::Read);
-        let cell = &self.cells[s];
-        let mut sh = cell.shard.lock();
-        match self.find(&mut sh, cell, h, key, || self.now()).live {
-            Some(i) => {
-                sh.touch(i);
-                cell.stats.hit();
-                Some(Bytes::copy_from_slice(sh.slot(i).value()))
-            }
-            None => {
-                cell.stats.miss();
-                None
-            }
-        }
+        self.get_with(key, Bytes::copy_from_slice)
     }
 
     /// GET without a copy: calls `f` with the value while the shard is locked (promoting
-    /// the entry and counting a hit, like [`Store::get`]); `None` on a miss. For a server
-    /// that writes the value straight into its output buffer. `f` must be short and must
-    /// not call into the store.
+    /// the entry, like [`Store::get`]); `None` on a miss. For a server that writes the
+    /// value straight into its output buffer. `f` must be short and must not call into
+    /// the store.
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
         let (h, s) = self.locate(key, AccessKind::Read);
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        match self.find(&mut sh, cell, h, key, || self.now()).live {
-            Some(i) => {
-                sh.touch(i);
-                cell.stats.hit();
-                Some(f(sh.slot(i).value()))
-            }
-            None => {
-                cell.stats.miss();
-                None
-            }
-        }
+        let i = self.find(&mut sh, cell, h, key, || self.now()).live?;
+        sh.touch(i);
+        Some(f(sh.slot(i).value()))
     }
 
     /// Runs `f` on the live slot of `key` (after lazy expiry), under the lock, without
@@ -700,7 +680,7 @@ impl Store {
             let sh = cell.shard.lock();
             for i in sh.lru_order() {
                 let s = sh.slot(i);
-                if sh.deadline(i).is_some_and(|at| is_past(at, now)) {
+                if sh.deadline(i).is_some_and(|at| expired(at, now)) {
                     continue;
                 }
                 if glob_match(pattern, s.key()) {
@@ -727,7 +707,7 @@ impl Store {
                 let slot = sh.slot(i as u32);
                 visited += 1;
                 if slot.state() == State::Live
-                    && !sh.deadline(i as u32).is_some_and(|at| is_past(at, now))
+                    && !sh.deadline(i as u32).is_some_and(|at| expired(at, now))
                 {
                     found += 1;
                     if pattern.is_none_or(|p| glob_match(p, slot.key())) {
@@ -768,7 +748,7 @@ impl Store {
             }
             let alive = |i: u32| {
                 sh.slot(i).state() == State::Live
-                    && !sh.deadline(i).is_some_and(|at| is_past(at, now))
+                    && !sh.deadline(i).is_some_and(|at| expired(at, now))
             };
             for _ in 0..RANDOMKEY_PROBES {
                 let i = (self.next_random() % sh.slot_count() as u64) as u32;
@@ -900,10 +880,8 @@ impl Store {
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
         let Some(i) = self.find(&mut sh, cell, h, key, || now).live else {
-            cell.stats.miss();
             return Ok(None);
         };
-        cell.stats.hit();
         sh.touch(i);
         let value = Bytes::copy_from_slice(sh.slot(i).value());
         match (expiry, deadline) {
@@ -933,11 +911,7 @@ impl Store {
         let now = self.now();
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let Some(i) = self.find(&mut sh, cell, h, key, || now).live else {
-            cell.stats.miss();
-            return None;
-        };
-        cell.stats.hit();
+        let i = self.find(&mut sh, cell, h, key, || now).live?;
         let value = Bytes::copy_from_slice(sh.slot(i).value());
         self.delete_slot(&mut sh, cell, i, now);
         Some(value)
@@ -1464,10 +1438,7 @@ impl Store {
                     return Ok(ApplyOutcome::Duplicate);
                 }
             }
-            let dead = entry.tombstone
-                || entry
-                    .expire_at_ms
-                    .is_some_and(|t| is_past(t, now) || t == now);
+            let dead = entry.tombstone || entry.expire_at_ms.is_some_and(|at| expired(at, now));
             if dead {
                 if self.tombstone_grace_ms == 0 {
                     if let Some(i) = at {
@@ -1506,6 +1477,31 @@ impl Store {
         })
     }
 
+    /// The store's clock, ms since the epoch: what expiry is judged against.
+    pub fn now_ms(&self) -> u64 {
+        self.now()
+    }
+
+    /// Evicts `key` because another replica evicted it for memory at `version`: the entry
+    /// goes (no tombstone, and counted as an eviction) unless it is newer than `version`.
+    /// Replicas that drop together never copy the key back to one another. Returns true
+    /// if an entry went.
+    pub fn evict_replica(&self, key: &[u8], version: Version) -> bool {
+        let (h, s) = self.locate(key, AccessKind::Write);
+        let cell = &self.cells[s];
+        let mut sh = cell.shard.lock();
+        let Some(i) = sh.find(h, key) else {
+            return false;
+        };
+        let slot = sh.slot(i);
+        if slot.state() != State::Live || slot.version() > version {
+            return false;
+        }
+        cell.stats.evicted();
+        self.drop_slot(&mut sh, cell, i);
+        true
+    }
+
     /// Undoes a write: if `key` still holds the entry of version `written`, puts back
     /// `previous` (the entry it held before, `None` if it held none). A primary whose
     /// write no replica took uses it, so that a write its client was told failed does not
@@ -1541,13 +1537,29 @@ impl Store {
     }
 
     /// The entry for `key` including its version; tombstones are returned too (for read
-    /// repair). `None` when nothing is stored or the entry has expired.
+    /// repair). `None` when nothing is stored or the entry has expired. Does not promote
+    /// the entry: for replication's own bookkeeping (copying a write, anti-entropy).
     pub fn get_versioned(&self, key: &[u8]) -> Option<VersionedEntry> {
+        self.versioned(key, false)
+    }
+
+    /// [`get_versioned`](Self::get_versioned) for a client's read that a replica serves
+    /// (a quorum read): a live entry is promoted to most recently used, as a GET on a
+    /// single node would.
+    pub fn read_versioned(&self, key: &[u8]) -> Option<VersionedEntry> {
+        self.versioned(key, true)
+    }
+
+    fn versioned(&self, key: &[u8], promote: bool) -> Option<VersionedEntry> {
         let (h, s) = self.locate(key, AccessKind::Read);
         let now = self.now();
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let i = self.find(&mut sh, cell, h, key, || now).slot?;
+        let found = self.find(&mut sh, cell, h, key, || now);
+        let i = found.slot?;
+        if promote && found.live.is_some() {
+            sh.touch(i);
+        }
         let slot = sh.slot(i);
         let tombstone = slot.state() == State::Tombstone;
         Some(VersionedEntry {
@@ -1572,7 +1584,7 @@ impl Store {
                 }
                 let tombstone = s.state() == State::Tombstone;
                 let deadline = sh.deadline(i);
-                if !tombstone && deadline.is_some_and(|at| is_past(at, now)) {
+                if !tombstone && deadline.is_some_and(|at| expired(at, now)) {
                     continue;
                 }
                 f(EntryView {

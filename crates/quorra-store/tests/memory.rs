@@ -150,17 +150,18 @@ fn noeviction_does_not_evict_when_the_limit_is_lowered() {
 }
 
 #[test]
-fn stats_count_hits_misses_and_per_shard_totals() {
+fn stats_give_per_shard_totals() {
     let (s, _) = small_store(0, 8);
     for i in 0..40 {
         s.set(format!("k{i}").as_bytes(), b"v", SetOptions::default())
             .unwrap();
     }
-    for i in 0..50 {
-        s.get(format!("k{i}").as_bytes());
-    }
+    // (Keyspace hits and misses are counted by the node that answers the client.)
+    let found = (0..50)
+        .filter(|i| s.get(format!("k{i}").as_bytes()).is_some())
+        .count();
+    assert_eq!(found, 40);
     let st = s.stats();
-    assert_eq!((st.total.hits, st.total.misses), (40, 10));
     assert_eq!(st.shards.len(), 8);
     assert_eq!(st.shards.iter().map(|x| x.entries).sum::<u64>(), 40);
     assert_eq!(

@@ -453,6 +453,4 @@ fn get_with_reads_in_place_and_promotes() {
     assert_eq!(s.get_with(b"a", |v| v.to_vec()), Some(b"1".to_vec()));
     assert_eq!(s.lru_dump(0), vec![Bytes::from("a"), Bytes::from("b")]);
     assert_eq!(s.get_with(b"zz", |v| v.len()), None);
-    let st = s.stats().total;
-    assert_eq!((st.hits, st.misses), (1, 1));
 }

@@ -177,3 +177,75 @@ fn a_reverted_write_puts_back_what_was_there_unless_the_key_was_written_since() 
     assert_eq!(s.get(b"k"), Some(Bytes::from("later")));
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn a_quorum_read_promotes_the_entry_and_replication_bookkeeping_does_not() {
+    let (s, _) = common::small_store(0, 1);
+    s.set(b"a", b"1", SetOptions::default()).unwrap();
+    s.set(b"b", b"2", SetOptions::default()).unwrap();
+    // Most recent first: b, a. Copying or comparing leaves the order alone...
+    assert!(s.get_versioned(b"a").is_some());
+    assert_eq!(s.lru_dump(0), vec![Bytes::from("b"), Bytes::from("a")]);
+    // ...a client's read served by this replica promotes, as a GET would.
+    assert!(s.read_versioned(b"a").is_some());
+    assert_eq!(s.lru_dump(0), vec![Bytes::from("a"), Bytes::from("b")]);
+}
+
+#[test]
+fn one_expiry_rule_an_entry_lives_through_its_expiry_millisecond() {
+    let (s, clock) = store();
+    let now = s.now_ms();
+    let entry = |at: u64| VersionedEntry {
+        expire_at_ms: Some(at),
+        ..VersionedEntry::value("v", v(now, 1))
+    };
+    // Expiring exactly now: stored, live, and read as live.
+    assert_eq!(s.apply(b"k", entry(now)), Ok(ApplyOutcome::Applied));
+    assert_eq!(s.get(b"k"), Some(Bytes::from("v")));
+    assert!(s.get_versioned(b"k").unwrap().is_live(s.now_ms()));
+    clock.advance(Duration::from_millis(1));
+    assert!(!entry(now).is_live(s.now_ms()));
+    assert_eq!(s.get(b"k"), None);
+    assert!(!VersionedEntry::tombstone(v(now, 1)).is_live(now));
+}
+
+#[test]
+fn evictions_are_reported_and_a_replica_drops_what_another_evicted() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Evicted(Mutex<Vec<(Vec<u8>, Version)>>);
+    impl quorra_store::AccessObserver for Evicted {
+        fn on_evict(&self, key: &[u8], version: Version) {
+            self.0.lock().unwrap().push((key.to_vec(), version));
+        }
+    }
+    let evicted = Arc::new(Evicted::default());
+    let (s, _) = common::small_store(300, 1);
+    let s = s.with_observer(evicted.clone());
+    for i in 0..20 {
+        s.set(
+            format!("key{i}").as_bytes(),
+            b"value",
+            SetOptions::default(),
+        )
+        .unwrap();
+    }
+    let reported = evicted.0.lock().unwrap().clone();
+    assert!(!reported.is_empty());
+    assert_eq!(reported[0].0, b"key0");
+    assert_eq!(s.stats().total.evictions, reported.len() as u64);
+    // Another replica of key19 evicted it at its version: this one drops it too, unless
+    // it holds a newer write.
+    let (replica, _) = store();
+    let held = s.get_versioned(b"key19").unwrap();
+    replica.apply(b"key19", held.clone()).unwrap();
+    assert!(replica.evict_replica(b"key19", held.version));
+    assert_eq!(replica.get_versioned(b"key19"), None, "no tombstone left");
+    replica.set(b"newer", b"x", SetOptions::default()).unwrap();
+    let newer = replica.get_versioned(b"newer").unwrap().version;
+    assert!(
+        !replica.evict_replica(b"newer", v(1, 1)),
+        "an older eviction"
+    );
+    assert!(!replica.evict_replica(b"absent", newer));
+}
