@@ -36,6 +36,10 @@ pub enum Request {
         /// Keyspace commands (KEYS, SCAN, DBSIZE, RANDOMKEY) see only the keys whose
         /// primary the receiver is, so that replicated keys are counted once.
         primary_only: bool,
+        /// When the caller stops waiting, ms since the epoch on its clock. A receiver
+        /// that gets the request later (it was held up in the network) refuses it rather
+        /// than run writes its caller has already reported as failed.
+        deadline_ms: u64,
     },
     /// Count the receiver's live keys and keys with a TTL (for INFO keyspace); with
     /// `primary_only`, only the keys whose primary it is.
@@ -47,6 +51,9 @@ pub enum Request {
     Read {
         /// The keys.
         keys: Vec<Bytes>,
+        /// A client's read (a quorum read): the receiver promotes the entries in its LRU
+        /// as a GET would. Not for replication's own reads (anti-entropy).
+        promote: bool,
     },
     /// Anti-entropy: the receiver's digest of the entries it shares with the caller
     /// under `copies` copies per key.
@@ -66,6 +73,13 @@ pub enum Request {
     Apply {
         /// (key, entry) pairs.
         entries: Vec<(Bytes, WireEntry)>,
+    },
+    /// Another replica of these keys evicted them for memory: drop them too unless the
+    /// receiver holds a newer version ([`Response::Evicted`]), so that no replica copies
+    /// them back to another.
+    Evict {
+        /// (key, the evicted version's hybrid-logical timestamp, its node id).
+        entries: Vec<(Bytes, u64, u64)>,
     },
 }
 
@@ -114,8 +128,16 @@ impl From<WireEntry> for VersionedEntry {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     /// The replies to [`Request::Execute`], one per command: exactly the bytes a client
-    /// would have read.
-    Replies(Vec<Bytes>),
+    /// would have read; and the keyspace hits and misses the commands made, which the
+    /// node that answers the client counts.
+    Replies {
+        /// One reply per command.
+        replies: Vec<Bytes>,
+        /// Reads that found their key.
+        hits: u64,
+        /// Reads that did not.
+        misses: u64,
+    },
     /// The answer to [`Request::Read`]: one entry (or none) per key, in order.
     Entries(Vec<Option<WireEntry>>),
     /// The answer to [`Request::Digest`]: one word per bucket.
@@ -132,6 +154,11 @@ pub enum Response {
     /// The answer to [`Request::Apply`], one per entry in order: `None` if stored (or
     /// already held in that or a newer version), else why it was refused.
     Applied(Vec<Option<String>>),
+    /// The answer to [`Request::Evict`]: how many entries went.
+    Evicted {
+        /// Entries dropped.
+        dropped: u64,
+    },
 }
 
 /// A payload that does not decode as the message expected.
@@ -175,10 +202,19 @@ mod tests {
             ],
             replicate: Some(Level::Count(2)),
             primary_only: true,
+            deadline_ms: 1_800_000_000_000,
         };
         assert_eq!(Request::decode(&request.encode()).unwrap(), request);
-        let replies = Response::Replies(vec![Bytes::from_static(b"+OK\r\n"), Bytes::new()]);
+        let replies = Response::Replies {
+            replies: vec![Bytes::from_static(b"+OK\r\n"), Bytes::new()],
+            hits: 1,
+            misses: 2,
+        };
         assert_eq!(Response::decode(&replies.encode()).unwrap(), replies);
+        let evict = Request::Evict {
+            entries: vec![(Bytes::from_static(b"k"), 5, 9)],
+        };
+        assert_eq!(Request::decode(&evict.encode()).unwrap(), evict);
         let entry = VersionedEntry {
             value: Bytes::from_static(b"v"),
             expire_at_ms: Some(7),

@@ -157,11 +157,13 @@ pub trait Replicas: Send + Sync + 'static {
     ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>>;
 
     /// `node`'s entries for `keys`, in order, tombstones included; `None` where it holds
-    /// nothing. One request however many keys.
+    /// nothing. One request however many keys. With `promote` (a client's read), `node`
+    /// promotes the entries in its LRU as a GET would.
     fn read(
         &self,
         node: &NodeId,
         keys: Vec<Bytes>,
+        promote: bool,
     ) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, ReplicaError>>;
 }
 
@@ -446,19 +448,21 @@ impl Replicator {
         key: Bytes,
     ) -> Result<Option<VersionedEntry>, QuorumError> {
         let mut results = self
-            .read_many(vec![(key, targets.to_vec())], copies, level)
+            .read_many(vec![(key, targets.to_vec())], copies, level, true)
             .await;
         results.pop().expect("one result per key")
     }
 
     /// [`read`](Self::read) for many keys at once, each with its own replicas: every
     /// replica gets one request with all of its keys, and each key is answered as soon
-    /// as enough of its replicas have. Results are in the order of `reads`.
+    /// as enough of its replicas have. Results are in the order of `reads`. With
+    /// `promote`, the replicas promote the keys they read (see [`Replicas::read`]).
     pub async fn read_many(
         &self,
         reads: Vec<(Bytes, Vec<NodeId>)>,
         copies: usize,
         level: Level,
+        promote: bool,
     ) -> Vec<Result<Option<VersionedEntry>, QuorumError>> {
         let required = level.required(copies);
         let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
@@ -475,7 +479,7 @@ impl Replicator {
                 .collect();
             let (replicas, done) = (self.replicas.clone(), done.clone());
             tokio::spawn(async move {
-                let answer = replicas.read(&node, keys).await;
+                let answer = replicas.read(&node, keys, promote).await;
                 let _ = done.send((node, indices, answer));
             });
         }

@@ -115,6 +115,7 @@ impl Replicas for Network {
         &self,
         node: &NodeId,
         keys: Vec<Bytes>,
+        promote: bool,
     ) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, ReplicaError>> {
         let (store, node) = (self.reach(node), node.clone());
         Box::pin(async move {
@@ -122,7 +123,11 @@ impl Replicas for Network {
                 tokio::time::sleep(TIMEOUT).await;
                 return Err(unreachable(&node));
             };
-            Ok(keys.iter().map(|key| store.get_versioned(key)).collect())
+            let read = |key: &Bytes| match promote {
+                true => store.read_versioned(key),
+                false => store.get_versioned(key),
+            };
+            Ok(keys.iter().map(read).collect())
         })
     }
 }
@@ -270,6 +275,7 @@ async fn many_keys_are_read_in_one_request_per_replica_and_each_resolves_on_its_
             ],
             3,
             Level::Quorum,
+            true,
         )
         .await;
     assert_eq!(results[0].as_ref().unwrap().as_ref().unwrap().value, "k1");

@@ -32,12 +32,17 @@ use quorra_ring::NodeId;
 use quorra_store::{Version, VersionedEntry};
 use std::sync::atomic::Ordering;
 
+use crate::accounting;
 use crate::commands;
 use crate::config::{ClusterConfig, Config, check_node_id};
 use crate::connection::Session;
-use crate::replica::NodeReplicas;
+use crate::replica::{NodeReplicas, read_entry};
 use crate::routing::{Mode, keyspace_counts, run_here};
 use crate::shared::{Shared, unix_ms};
+
+/// How far nodes' clocks may disagree before a request that arrived in time is taken for
+/// one that arrived after its deadline (see [`Request::Execute`]'s `deadline_ms`).
+pub const CLOCK_SKEW_ALLOWANCE_MS: u64 = 1_000;
 
 /// How often a node publishes its figures (used memory, keys, ops/s) in gossip.
 pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
@@ -257,7 +262,13 @@ async fn answer_peer(
             commands,
             replicate,
             primary_only,
+            deadline_ms,
         } => {
+            if unix_ms() > deadline_ms.saturating_add(CLOCK_SKEW_ALLOWANCE_MS) {
+                return Err(format!(
+                    "request from {from} arrived after its deadline; not run"
+                ));
+            }
             let mut session = Session::new(shared.peer_client.clone(), false);
             session.protocol = if resp3 {
                 Protocol::Resp3
@@ -273,11 +284,18 @@ async fn answer_peer(
                 return Err(format!("empty command from {from}"));
             }
             let view = shared.cluster.as_ref().map(|node| node.view());
-            let replies = match &view {
+            let (replies, lookups) = match &view {
                 Some(view) => run_here(&shared, view, &mut session, &commands, mode).await,
-                None => commands::dispatch_each(&shared, &mut session, &commands),
+                None => commands::run_each(&shared, &mut session, &commands),
             };
-            Response::Replies(replies)
+            // The peer's node answers the client and counts the commands; here they
+            // count only as run for a peer.
+            accounting::peer_commands(&shared, replies.len());
+            Response::Replies {
+                replies,
+                hits: lookups.hits,
+                misses: lookups.misses,
+            }
         }
         Request::KeyspaceCounts { primary_only } => {
             let (keys, expires) = keyspace_counts(&shared, primary_only);
@@ -292,11 +310,18 @@ async fn answer_peer(
                 })
                 .collect(),
         ),
-        Request::Read { keys } => Response::Entries(
+        Request::Read { keys, promote } => Response::Entries(
             keys.iter()
-                .map(|key| shared.store.get_versioned(key).map(Into::into))
+                .map(|key| read_entry(&shared.store, key, promote).map(Into::into))
                 .collect(),
         ),
+        Request::Evict { entries } => {
+            let mut dropped = 0;
+            for (key, hlc, node) in entries {
+                dropped += u64::from(shared.store.evict_replica(&key, Version { hlc, node }));
+            }
+            Response::Evicted { dropped }
+        }
         Request::Digest { copies } => {
             let view = shared_view(&shared)?;
             Response::Digest(antientropy::digest(
@@ -391,7 +416,12 @@ impl antientropy::Peer for RpcPeer<'_> {
     }
 
     fn read(&self, keys: Vec<Bytes>) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, String>> {
-        let read = self.node.replicator.replicas().read(&self.peer, keys);
+        // Replication's own read: it must not promote what it compares.
+        let read = self
+            .node
+            .replicator
+            .replicas()
+            .read(&self.peer, keys, false);
         Box::pin(async move { read.await.map_err(|error| error.to_string()) })
     }
 

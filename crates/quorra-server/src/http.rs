@@ -51,7 +51,6 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use quorra_store::{SetExpiry, SetOptions, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -59,7 +58,7 @@ use crate::commands::CommandError;
 use crate::routing;
 use crate::shared::{Shared, constant_time_eq};
 use quorra_cluster::membership::{ClusterView, Member};
-use quorra_resp::Frame;
+use quorra_resp::{Frame, Limits, parse_frame};
 
 /// A JSON error response.
 struct ApiError(StatusCode, String);
@@ -70,11 +69,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A command error from the key's owner: 503 when it could not be reached, 507 when it
-/// is out of memory, 400 otherwise.
+/// A command's error reply: 503 when the cluster could not serve it (a node did not
+/// answer, too few replicas, not joined yet), 507 when out of memory, 400 otherwise.
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
-        let status = if error.0.starts_with("CLUSTERDOWN") {
+        let unavailable = ["CLUSTERDOWN", "NOQUORUM", "LOADING"];
+        let status = if unavailable.iter().any(|code| error.0.starts_with(code)) {
             StatusCode::SERVICE_UNAVAILABLE
         } else if error.0.starts_with("OOM") {
             StatusCode::INSUFFICIENT_STORAGE
@@ -98,19 +98,6 @@ fn unexpected(reply: Frame) -> ApiError {
 
 fn value_response(value: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], value).into_response()
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        let status = match error {
-            StoreError::OutOfMemory | StoreError::EntryTooLarge { .. } => {
-                StatusCode::INSUFFICIENT_STORAGE
-            }
-            StoreError::ValueTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        ApiError(status, error.to_string())
-    }
 }
 
 /// The admin router for a node.
@@ -274,17 +261,11 @@ async fn get_key(
         let key = key.strip_suffix("/owners").unwrap_or(&key);
         return owners(&shared, key).map(IntoResponse::into_response);
     }
-    let command = vec![Bytes::from_static(b"GET"), Bytes::from(key.clone())];
-    if let Some(reply) = routing::at_owner(&shared, command).await {
-        return match reply? {
-            Frame::Bulk(value) => Ok(value_response(value)),
-            Frame::Null => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
-            other => Err(unexpected(other)),
-        };
-    }
-    match shared.store.get(key.as_bytes()) {
-        Some(value) => Ok(value_response(value)),
-        None => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
+    let command = vec![Bytes::from_static(b"GET"), Bytes::from(key)];
+    match run(&shared, command).await? {
+        Frame::Bulk(value) => Ok(value_response(value)),
+        Frame::Null => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
+        other => Err(unexpected(other)),
     }
 }
 
@@ -299,55 +280,52 @@ async fn put_key(
     Query(params): Query<PutParams>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let expiry = match params.ttl.as_deref() {
-        None => SetExpiry::None,
-        Some(ttl) => match ttl.parse::<i64>() {
-            Ok(seconds) if seconds > 0 => SetExpiry::Ex(seconds),
+    let mut command = vec![Bytes::from_static(b"SET"), Bytes::from(key), body];
+    if let Some(ttl) = params.ttl.as_deref() {
+        match ttl.parse::<i64>() {
+            Ok(seconds) if seconds > 0 => {
+                command.extend([Bytes::from_static(b"EX"), Bytes::from(seconds.to_string())]);
+            }
             _ => {
                 return Err(ApiError(
                     StatusCode::BAD_REQUEST,
                     format!("ttl must be a whole number of seconds greater than 0, not {ttl:?}"),
                 ));
             }
-        },
-    };
-    let mut command = vec![
-        Bytes::from_static(b"SET"),
-        Bytes::from(key.clone()),
-        body.clone(),
-    ];
-    if let SetExpiry::Ex(seconds) = expiry {
-        command.extend([Bytes::from_static(b"EX"), Bytes::from(seconds.to_string())]);
+        }
     }
-    if let Some(reply) = routing::at_owner(&shared, command).await {
-        return match reply? {
-            Frame::Simple(_) => Ok(StatusCode::NO_CONTENT),
-            other => Err(unexpected(other)),
-        };
+    match run(&shared, command).await? {
+        Frame::Simple(_) => Ok(StatusCode::NO_CONTENT),
+        other => Err(unexpected(other)),
     }
-    let options = SetOptions {
-        expiry,
-        ..SetOptions::default()
-    };
-    shared.store.set(key.as_bytes(), &body, options)?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_key(
     State(shared): State<Arc<Shared>>,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let command = vec![Bytes::from_static(b"DEL"), Bytes::from(key.clone())];
-    let removed = match routing::at_owner(&shared, command).await {
-        Some(reply) => match reply? {
-            Frame::Integer(n) => n as u64,
-            other => return Err(unexpected(other)),
-        },
-        None => shared.store.del(&[key.as_bytes()]),
-    };
-    match removed {
-        0 => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
-        _ => Ok(StatusCode::NO_CONTENT),
+    let command = vec![Bytes::from_static(b"DEL"), Bytes::from(key)];
+    match run(&shared, command).await? {
+        Frame::Integer(0) => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
+        Frame::Integer(_) => Ok(StatusCode::NO_CONTENT),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// Runs a key command the way a RESP client's would run (same routing, same
+/// consistency levels, counted once) and returns its reply; an error reply becomes the
+/// [`ApiError`] that fits it.
+async fn run(shared: &Shared, command: Vec<Bytes>) -> Result<Frame, ApiError> {
+    let reply = routing::run_one(shared, command).await;
+    match parse_frame(&reply, &Limits::default()) {
+        Ok(Some((Frame::Error(text), _))) => {
+            Err(CommandError::new(String::from_utf8_lossy(&text).into_owned()).into())
+        }
+        Ok(Some((frame, _))) => Ok(frame),
+        _ => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the command's reply could not be read".into(),
+        )),
     }
 }
 
@@ -360,8 +338,8 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "maxmemory_policy": crate::config::policy_name(shared.store.policy()),
         "rss": crate::commands::server::rss_bytes(),
         "keys": store.total.entries,
-        "keyspace_hits": store.total.hits,
-        "keyspace_misses": store.total.misses,
+        "keyspace_hits": counters.keyspace_hits.load(Ordering::Relaxed),
+        "keyspace_misses": counters.keyspace_misses.load(Ordering::Relaxed),
         "evicted_keys": store.total.evictions,
         "expired_keys": store.total.expirations,
         "connected_clients": shared.clients.len(),
@@ -381,7 +359,9 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         shared.metrics.render(
             &shared.store,
-            crate::metrics::ClientFigures {
+            crate::metrics::NodeFigures {
+                keyspace_hits: shared.counters.keyspace_hits.load(Ordering::Relaxed),
+                keyspace_misses: shared.counters.keyspace_misses.load(Ordering::Relaxed),
                 auth_failures: shared.auth_log.failures(),
                 evicted: shared.clients.evicted(),
                 buffered: shared.clients.buffered(),

@@ -3,6 +3,7 @@
 //! # Components
 //!
 //! - [`config`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
+//! - [`accounting`]: what the node counts about its clients' commands, in one place.
 //! - [`auth_log`]: failed authentication counted, logged (rate-limited) and kept for
 //!   `ACL LOG`.
 //! - [`fd_limit`]: raises the open-files limit and fits `maxclients` to it.
@@ -18,6 +19,7 @@
 //!   commands, the published figures.
 //! - [`routing`]: proxy routing — which node runs a command, and how the replies of a
 //!   command split over several nodes merge.
+//! - [`evictions`]: a key evicted for memory by one replica is evicted by all.
 //! - [`replica`]: replication — the transport to replicas, copying what a primary
 //!   wrote, quorum reads.
 //! - [`http_listener`]: the admin port's listener: a connection cap and timeouts.
@@ -31,12 +33,14 @@
 //! Data types other than strings, MULTI/EXEC, Pub/Sub, Lua, persistence, ACL users other
 //! than the default one.
 
+pub mod accounting;
 pub mod auth_log;
 pub mod clients;
 pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod evictions;
 pub mod fd_limit;
 pub mod http;
 pub mod http_listener;

@@ -2,9 +2,9 @@
 //!
 //! Per-command counters and latency histograms are created once per command at start-up
 //! and kept in a vector indexed like the command table, so recording a command is a few
-//! atomic operations with no label lookup. Figures the store already counts (hits,
-//! misses, evictions, expirations, memory, keys) are copied in when `/metrics` is
-//! scraped rather than counted twice on the hot path.
+//! atomic operations with no label lookup. Figures counted elsewhere (the accounting's
+//! keyspace hits and misses; the store's evictions, expirations, memory, keys) are
+//! copied in when `/metrics` is scraped rather than counted twice on the hot path.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -79,9 +79,13 @@ struct State {
     state: &'static str,
 }
 
-/// Figures about clients that others count, copied in at each scrape.
+/// Figures the node counts outside the metrics, copied in at each scrape.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct ClientFigures {
+pub struct NodeFigures {
+    /// Keyspace hits of clients' commands.
+    pub keyspace_hits: u64,
+    /// Keyspace misses of clients' commands.
+    pub keyspace_misses: u64,
     /// Wrong passwords since start.
     pub auth_failures: u64,
     /// Clients closed for client memory since start.
@@ -330,12 +334,12 @@ impl Metrics {
         self.per_command[id.index()].rejected.inc();
     }
 
-    /// The text exposition, after copying in the store's figures, the clients' and, in
+    /// The text exposition, after copying in the store's figures, the node's and, in
     /// cluster mode, the view's.
     pub fn render(
         &self,
         store: &quorra_store::Store,
-        clients: ClientFigures,
+        figures: NodeFigures,
         cluster: Option<&ClusterNode>,
     ) -> String {
         let _scrape = self.scrape.lock();
@@ -343,16 +347,16 @@ impl Metrics {
         let catch_up = |counter: &Counter, value: u64| {
             counter.inc_by(value.saturating_sub(counter.get()));
         };
-        catch_up(&self.hits, stats.total.hits);
-        catch_up(&self.misses, stats.total.misses);
+        catch_up(&self.hits, figures.keyspace_hits);
+        catch_up(&self.misses, figures.keyspace_misses);
         catch_up(&self.evictions, stats.total.evictions);
         catch_up(&self.expirations, stats.total.expirations);
         self.used_memory.set(store.used_memory() as i64);
         self.maxmemory.set(store.maxmemory() as i64);
         self.keys.set(stats.total.entries as i64);
-        catch_up(&self.auth_failures, clients.auth_failures);
-        catch_up(&self.evicted_clients, clients.evicted);
-        self.client_buffers.set(clients.buffered as i64);
+        catch_up(&self.auth_failures, figures.auth_failures);
+        catch_up(&self.evicted_clients, figures.evicted);
+        self.client_buffers.set(figures.buffered as i64);
         if let Some(cluster) = cluster {
             let view = cluster.view();
             let stats = cluster.replicator.stats();

@@ -40,8 +40,9 @@ use quorra_resp::{Protocol, encode};
 use quorra_ring::NodeId;
 use quorra_store::{Version, VersionedEntry};
 
-use crate::commands::{self, CommandError};
-use crate::shared::{Shared, unix_ms};
+use crate::accounting::{Lookups, Outcome};
+use crate::commands::{self, CommandError, Ran};
+use crate::shared::Shared;
 
 /// Replicas of this node's cluster: its own store, and the other members over RPC.
 pub struct NodeReplicas {
@@ -160,6 +161,7 @@ impl Replicas for NodeReplicas {
         &self,
         node: &NodeId,
         keys: Vec<Bytes>,
+        promote: bool,
     ) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, ReplicaError>> {
         let shared = match self.shared(node) {
             Ok(shared) => shared,
@@ -168,12 +170,12 @@ impl Replicas for NodeReplicas {
         if is_self(&shared, node) {
             let entries = keys
                 .iter()
-                .map(|key| shared.store.get_versioned(key))
+                .map(|key| read_entry(&shared.store, key, promote))
                 .collect();
             return Box::pin(async move { Ok(entries) });
         }
         let expected = keys.len();
-        let call = self.call(node, Request::Read { keys });
+        let call = self.call(node, Request::Read { keys, promote });
         let node = node.clone();
         Box::pin(async move {
             match call.await? {
@@ -184,6 +186,18 @@ impl Replicas for NodeReplicas {
                 other => Err(refused(&node, format!("unexpected answer {other:?}"))),
             }
         })
+    }
+}
+
+/// A replica's entry for `key`, promoted in its LRU if the read is a client's.
+pub fn read_entry(
+    store: &quorra_store::Store,
+    key: &[u8],
+    promote: bool,
+) -> Option<VersionedEntry> {
+    match promote {
+        true => store.read_versioned(key),
+        false => store.get_versioned(key),
     }
 }
 
@@ -208,6 +222,8 @@ pub struct PrimaryWrite {
     pub args: Vec<Bytes>,
     /// Its reply, as the client gets it if the copies succeed.
     pub reply: Bytes,
+    /// How running it went, and its keyspace reads.
+    pub ran: Ran,
     /// Each key it writes with the entry the key held before it ran (`None`: no
     /// entry), to put back if no other replica takes the write.
     before: Vec<(Bytes, Option<VersionedEntry>)>,
@@ -258,18 +274,26 @@ pub fn run_primary_write(
         Some(refusal)
     });
     let mut before = Vec::new();
-    match refusal {
-        Some(error) => encode::error(&mut reply, &error.to_string()),
+    let ran = match refusal {
+        Some(error) => {
+            encode::error(&mut reply, &error.to_string());
+            Ran {
+                id: commands::lookup(&args[0]),
+                outcome: Outcome::Failed,
+                lookups: Lookups::default(),
+            }
+        }
         None => {
             before = written_keys(args)
                 .map(|key| (key.clone(), shared.store.get_versioned(key)))
                 .collect();
-            commands::dispatch(shared, session, &mut reply, args);
+            commands::run(shared, session, &mut reply, args)
         }
-    }
+    };
     PrimaryWrite {
         args: args.to_vec(),
         reply: reply.freeze(),
+        ran,
         before,
     }
 }
@@ -359,19 +383,27 @@ pub async fn replicate_writes(
 }
 
 /// Runs `commands` here, in order, as their keys' primary, then replicates what they
-/// wrote: one reply per command (see [`replicate_writes`]).
+/// wrote: one reply per command (see [`replicate_writes`]), and the keyspace reads they
+/// made. Nothing is counted here; the caller accounts for them.
 pub async fn run_as_primary<A: AsRef<[Bytes]>>(
     shared: &Shared,
     view: &ClusterView,
     session: &mut crate::connection::Session,
     commands: &[A],
     level: Level,
-) -> Vec<Bytes> {
+) -> (Vec<Bytes>, Lookups) {
     let writes: Vec<PrimaryWrite> = commands
         .iter()
         .map(|args| run_primary_write(shared, view, session, args.as_ref(), level))
         .collect();
-    replicate_writes(shared, view, &writes, level).await
+    let mut lookups = Lookups::default();
+    for write in &writes {
+        lookups.add(write.ran.lookups);
+    }
+    (
+        replicate_writes(shared, view, &writes, level).await,
+        lookups,
+    )
 }
 
 /// What a quorum read answers.
@@ -385,6 +417,15 @@ pub enum QuorumRead {
     Exists,
 }
 
+impl QuorumRead {
+    /// Whether the read promotes its keys in the replicas' LRU and counts as keyspace
+    /// hits and misses, as the command does on a single node (GET and MGET do, EXISTS
+    /// does not).
+    pub fn promotes(self) -> bool {
+        self != QuorumRead::Exists
+    }
+}
+
 /// The keys a quorum read of `args` reads, each with its replicas.
 pub fn quorum_reads(placement: &Placement<'_>, args: &[Bytes]) -> Vec<(Bytes, Vec<NodeId>)> {
     args[1..]
@@ -396,40 +437,43 @@ pub fn quorum_reads(placement: &Placement<'_>, args: &[Bytes]) -> Vec<(Bytes, Ve
         .collect()
 }
 
-/// Writes the reply of a quorum read from the entries of its keys, in order: the first
-/// quorum failure if any key had one.
+/// Writes the reply of a quorum read from the entries of its keys, in order, judging
+/// expiry at `now_ms` (the store's clock, by the one rule of
+/// [`VersionedEntry::is_live`]); returns the keyspace reads it counts (none for
+/// EXISTS), or the first quorum failure if any key had one.
 pub fn write_read_reply(
     kind: QuorumRead,
     entries: Vec<Result<Option<VersionedEntry>, QuorumError>>,
     protocol: Protocol,
+    now_ms: u64,
     out: &mut BytesMut,
-) -> Result<(), CommandError> {
-    let now = unix_ms();
+) -> Result<Lookups, CommandError> {
     let mut values = Vec::with_capacity(entries.len());
     for entry in entries {
         let entry = entry.map_err(|error| CommandError::new(error.to_string()))?;
-        values.push(
-            entry.filter(|entry| !entry.tombstone && entry.expire_at_ms.is_none_or(|at| at > now)),
-        );
+        values.push(entry.filter(|entry| entry.is_live(now_ms)));
     }
-    match kind {
-        QuorumRead::Get => match &values[0] {
+    let mut lookups = Lookups::default();
+    let mut bulk = |value: &Option<VersionedEntry>, out: &mut BytesMut| {
+        lookups.found(value.is_some());
+        match value {
             Some(entry) => encode::bulk(out, &entry.value),
             None => encode::null(out, protocol),
-        },
+        }
+    };
+    match kind {
+        QuorumRead::Get => bulk(&values[0], out),
         QuorumRead::Mget => {
             encode::array_header(out, values.len());
             for value in &values {
-                match value {
-                    Some(entry) => encode::bulk(out, &entry.value),
-                    None => encode::null(out, protocol),
-                }
+                bulk(value, out);
             }
         }
-        QuorumRead::Exists => encode::integer(
-            out,
-            values.iter().filter(|value| value.is_some()).count() as i64,
-        ),
+        QuorumRead::Exists => {
+            let found = values.iter().filter(|value| value.is_some()).count();
+            encode::integer(out, found as i64);
+            return Ok(Lookups::default());
+        }
     }
-    Ok(())
+    Ok(lookups)
 }

@@ -50,11 +50,12 @@ use quorra_cluster::rpc::RpcError;
 use quorra_resp::{Frame, Limits, Protocol, encode, parse_frame};
 use quorra_ring::{NodeId, TokenRange};
 
+use crate::accounting::{self, Lookups, Outcome};
 use crate::cluster::ClusterNode;
-use crate::commands::{self, CommandError, error_reply};
+use crate::commands::{self, CommandError, CommandId, error_reply};
 use crate::connection::Session;
 use crate::replica::{self, PrimaryWrite, QuorumRead};
-use crate::shared::Shared;
+use crate::shared::{Shared, unix_ms};
 
 /// What routing works with: the node, its cluster machinery and the view the batch is
 /// routed by.
@@ -314,12 +315,33 @@ impl Deferred {
 }
 
 enum Slot {
-    /// The reply of a command that ran here.
+    /// The reply of a command that ran here (and was counted then).
     Local(Bytes),
     /// The next reply of this batch.
-    Forwarded(usize),
+    Forwarded(usize, Pending),
     /// The outcome of this deferred operation.
-    Deferred(usize),
+    Deferred(usize, Pending),
+}
+
+/// A client's command whose reply comes with the flush, to be counted then.
+struct Pending {
+    id: Option<CommandId>,
+    started: Instant,
+}
+
+impl Pending {
+    fn of(args: &[Bytes]) -> Pending {
+        Pending {
+            id: commands::lookup(&args[0]),
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts the command, whose reply is `reply`, as ended `now`.
+    fn account(&self, shared: &Shared, reply: &[u8], now: Instant) {
+        let took = now.duration_since(self.started);
+        accounting::command(shared, self.id, Outcome::of_reply(reply), took);
+    }
 }
 
 impl Pipeline {
@@ -353,7 +375,7 @@ impl Pipeline {
                     }
                 };
                 self.batches[batch].1.push(args.to_vec());
-                self.slots.push(Slot::Forwarded(batch));
+                self.slots.push(Slot::Forwarded(batch, Pending::of(args)));
                 self.flush_if_full(cx, session, args, out).await;
             }
             Plan::InOrder => {
@@ -365,13 +387,14 @@ impl Pipeline {
                 Box::pin(self.run(cx, session, args, out)).await;
             }
             Plan::PrimaryWrite => {
+                let pending = Pending::of(args);
                 let level = session.write_level(cx.node);
                 let write = replica::run_primary_write(cx.shared, cx.view, session, args, level);
-                self.defer(Deferred::Replicate(write));
+                self.defer(Deferred::Replicate(write), pending);
                 self.flush_if_full(cx, session, args, out).await;
             }
             Plan::QuorumRead(kind) => {
-                self.defer(Deferred::Read(kind, args.to_vec()));
+                self.defer(Deferred::Read(kind, args.to_vec()), Pending::of(args));
                 self.flush_if_full(cx, session, args, out).await;
             }
             Plan::Spread(spread) => {
@@ -398,8 +421,9 @@ impl Pipeline {
         }
     }
 
-    fn defer(&mut self, operation: Deferred) {
-        self.slots.push(Slot::Deferred(self.deferred.len()));
+    fn defer(&mut self, operation: Deferred, pending: Pending) {
+        self.slots
+            .push(Slot::Deferred(self.deferred.len(), pending));
         self.deferred.push(operation);
     }
 
@@ -420,9 +444,10 @@ impl Pipeline {
     }
 
     /// Sends the queued commands, one request per owner, all at once, and writes every
-    /// kept reply to `out` in order. A batch whose owner did not answer gives each of
-    /// its commands the error — unless keys are replicated and the owner could not even
-    /// be connected to: then each command is run by the next replica that can be.
+    /// kept reply to `out` in order, counting each command as it is answered. A batch
+    /// whose owner did not answer gives each of its commands the error — unless keys are
+    /// replicated and the owner could not even be connected to: then each command is run
+    /// by the next replica that can be.
     pub async fn flush(&mut self, cx: Cx<'_>, session: &Session, out: &mut BytesMut) {
         if self.slots.is_empty() {
             return;
@@ -439,35 +464,63 @@ impl Pipeline {
                     let fallbacks = commands
                         .into_iter()
                         .map(|args| forward_to_replicas(cx, owner, args, mode));
-                    Ok(join_all(fallbacks).await)
+                    let mut lookups = Lookups::default();
+                    let replies = join_all(fallbacks)
+                        .await
+                        .into_iter()
+                        .map(|(reply, reads)| {
+                            lookups.add(reads);
+                            reply
+                        })
+                        .collect();
+                    Ok((replies, lookups))
                 }
                 Err(error) => Err(error.error),
             }
         }));
-        let (results, deferred) = futures_util::join!(forwarded, deferred);
+        let (results, (deferred, deferred_lookups)) = futures_util::join!(forwarded, deferred);
+        let mut lookups = deferred_lookups;
         let mut results: Vec<_> = results
             .into_iter()
-            .map(|result| result.map(Vec::into_iter))
+            .map(|result| {
+                result.map(|(replies, reads)| {
+                    lookups.add(reads);
+                    replies.into_iter()
+                })
+            })
             .collect();
+        let now = Instant::now();
         for slot in self.slots.drain(..) {
             match slot {
                 Slot::Local(reply) => out.extend_from_slice(&reply),
-                Slot::Forwarded(batch) => match &mut results[batch] {
+                Slot::Forwarded(batch, pending) => match &mut results[batch] {
                     Ok(replies) => {
-                        out.extend_from_slice(&replies.next().expect("one reply per command"))
+                        let reply = replies.next().expect("one reply per command");
+                        pending.account(cx.shared, &reply, now);
+                        out.extend_from_slice(&reply);
                     }
-                    Err(error) => encode::error(out, &error.0),
+                    Err(error) => {
+                        let start = out.len();
+                        encode::error(out, &error.0);
+                        pending.account(cx.shared, &out[start..], now);
+                    }
                 },
-                Slot::Deferred(index) => out.extend_from_slice(&deferred[index]),
+                Slot::Deferred(index, pending) => {
+                    pending.account(cx.shared, &deferred[index], now);
+                    out.extend_from_slice(&deferred[index]);
+                }
             }
         }
+        accounting::lookups(cx.shared, lookups);
         self.queued_bytes = 0;
     }
 }
 
-/// Runs a flush's deferred operations together and returns their replies in order: the
-/// quorum reads as one [`Replicator::read_many`](quorra_cluster::replication::Replicator::read_many)
-/// (one request per replica), and the copying of writes as one
+/// Runs a flush's deferred operations together and returns their replies in order, with
+/// the keyspace reads they made: the quorum reads as one
+/// [`Replicator::read_many`](quorra_cluster::replication::Replicator::read_many) (one
+/// request per replica; GET and MGET promote the keys on the replicas, EXISTS does not,
+/// as on a single node), and the copying of writes as one
 /// [`Replicator::write_many`](quorra_cluster::replication::Replicator::write_many)
 /// (one request per replica too), side by side.
 async fn run_deferred(
@@ -475,17 +528,21 @@ async fn run_deferred(
     session: &Session,
     mode: Mode,
     deferred: Vec<Deferred>,
-) -> Vec<Bytes> {
+) -> (Vec<Bytes>, Lookups) {
     let (read_level, protocol) = (session.read_level(cx.node), session.protocol);
     let placement = cx.node.placement(cx.view);
-    let mut reads = Vec::new();
+    let (mut promoting, mut plain) = (Vec::new(), Vec::new());
     let mut writes = Vec::new();
     // Per operation: a read's kind and key count, or `None` for a write.
     let mut order = Vec::with_capacity(deferred.len());
     for operation in deferred {
         match operation {
             Deferred::Read(kind, args) => {
-                reads.extend(replica::quorum_reads(&placement, &args));
+                let reads = replica::quorum_reads(&placement, &args);
+                match kind.promotes() {
+                    true => promoting.extend(reads),
+                    false => plain.extend(reads),
+                }
                 order.push(Some((kind, args.len() - 1)));
             }
             Deferred::Replicate(write) => {
@@ -494,28 +551,43 @@ async fn run_deferred(
             }
         }
     }
-    let read_all = cx
-        .node
-        .replicator
-        .read_many(reads, placement.copies(), read_level);
+    let replicator = &cx.node.replicator;
+    let copies = placement.copies();
+    let read_promoting = replicator.read_many(promoting, copies, read_level, true);
+    let read_plain = replicator.read_many(plain, copies, read_level, false);
     let level = mode.replicate.unwrap_or(Level::One);
     let replicate_all = replica::replicate_writes(cx.shared, cx.view, &writes, level);
-    let (entries, replicated) = futures_util::join!(read_all, replicate_all);
-    let (mut entries, mut replicated) = (entries.into_iter(), replicated.into_iter());
-    order
+    let (promoted, unpromoted, replicated) =
+        futures_util::join!(read_promoting, read_plain, replicate_all);
+    let (mut promoted, mut unpromoted) = (promoted.into_iter(), unpromoted.into_iter());
+    let mut replicated = replicated.into_iter();
+    let mut lookups = Lookups::default();
+    for write in &writes {
+        lookups.add(write.ran.lookups);
+    }
+    let now = cx.shared.store.now_ms();
+    let replies = order
         .into_iter()
         .map(|operation| match operation {
             Some((kind, keys)) => {
-                let mine: Vec<_> = entries.by_ref().take(keys).collect();
+                let entries = match kind.promotes() {
+                    true => promoted.by_ref(),
+                    false => unpromoted.by_ref(),
+                };
+                let mine: Vec<_> = entries.take(keys).collect();
                 let mut reply = BytesMut::new();
-                match replica::write_read_reply(kind, mine, protocol, &mut reply) {
-                    Ok(()) => reply.freeze(),
+                match replica::write_read_reply(kind, mine, protocol, now, &mut reply) {
+                    Ok(reads) => {
+                        lookups.add(reads);
+                        reply.freeze()
+                    }
                     Err(error) => error_reply(&error.0),
                 }
             }
             None => replicated.next().expect("one reply per write"),
         })
-        .collect()
+        .collect();
+    (replies, lookups)
 }
 
 /// True if the command `args` and one of `others` have a key in common.
@@ -525,7 +597,8 @@ fn shares_a_key<'a>(args: &[Bytes], mut others: impl Iterator<Item = &'a [Bytes]
         && others.any(|command| commands::keys_of(command).any(|key| keys.contains(&key)))
 }
 
-/// Runs a command that involves several nodes and appends its reply to `out`.
+/// Runs a command that involves several nodes, appends its reply to `out`, and counts
+/// it.
 async fn execute(
     cx: Cx<'_>,
     session: &mut Session,
@@ -542,24 +615,31 @@ async fn execute(
         Spread::Info => info(cx, session, args, out).await,
         Spread::Refuse(text) => Err(CommandError::new(text)),
     };
-    let ok = result.is_ok();
-    if let Err(error) = result {
-        encode::error(out, &error.0);
-    }
-    if let Some(id) = commands::lookup(&args[0]) {
-        cx.shared.metrics.command_done(id, ok, started.elapsed());
-    }
+    let outcome = match result {
+        Ok(lookups) => {
+            accounting::lookups(cx.shared, lookups);
+            Outcome::Ok
+        }
+        Err(error) => {
+            encode::error(out, &error.0);
+            Outcome::Failed
+        }
+    };
+    let id = commands::lookup(&args[0]);
+    accounting::command(cx.shared, id, outcome, started.elapsed());
 }
 
+/// A reply to one command, with the keyspace reads it made.
+type Answer = (Bytes, Lookups);
+
 /// Runs `args` on `target` in `mode`: here through [`run_here`], elsewhere over RPC.
-/// Returns the reply bytes (which may be an error reply).
 async fn run_on(
     cx: Cx<'_>,
     session: &mut Session,
     target: &NodeId,
     args: Vec<Bytes>,
     mode: Mode,
-) -> Result<Bytes, CommandError> {
+) -> Result<Answer, CommandError> {
     if *target == cx.view.self_id {
         return Ok(one(
             run_here(cx.shared, cx.view, session, &[args], mode).await
@@ -571,26 +651,27 @@ async fn run_on(
 /// Runs `commands` on this node, in order, in `mode`, as [`Request::Execute`] runs them
 /// for a peer: as the keys' primary when writes are replicated (their writes copied
 /// together after all of them ran), with keyspace commands limited to the keys this
-/// node is primary for when asked. One reply per command.
+/// node is primary for when asked. One reply per command, and the keyspace reads they
+/// made; nothing is counted here (the caller accounts for them).
 pub async fn run_here<A: AsRef<[Bytes]>>(
     shared: &Shared,
     view: &ClusterView,
     session: &mut Session,
     commands: &[A],
     mode: Mode,
-) -> Vec<Bytes> {
+) -> (Vec<Bytes>, Lookups) {
     session.primary_only = mode.primary_only;
     let replies = match mode.replicate {
         Some(level) => replica::run_as_primary(shared, view, session, commands, level).await,
-        None => commands::dispatch_each(shared, session, commands),
+        None => commands::run_each(shared, session, commands),
     };
     session.primary_only = false;
     replies
 }
 
 /// The reply of a batch of one.
-fn one(mut replies: Vec<Bytes>) -> Bytes {
-    replies.pop().expect("one reply per command")
+fn one((mut replies, lookups): (Vec<Bytes>, Lookups)) -> Answer {
+    (replies.pop().expect("one reply per command"), lookups)
 }
 
 /// Why a call to another node failed, and whether it can have run there.
@@ -610,22 +691,27 @@ impl From<CallError> for CommandError {
 }
 
 /// Runs `commands` in order on the other node `target` over RPC; returns one reply's
-/// bytes per command.
+/// bytes per command, and the keyspace reads they made there.
 async fn forward(
     cx: Cx<'_>,
     target: &NodeId,
     commands: Vec<Vec<Bytes>>,
     mode: Mode,
-) -> Result<Vec<Bytes>, CallError> {
+) -> Result<(Vec<Bytes>, Lookups), CallError> {
     let expected = commands.len();
     let request = Request::Execute {
         resp3: mode.protocol == Protocol::Resp3,
         commands,
         replicate: mode.replicate,
         primary_only: mode.primary_only,
+        deadline_ms: unix_ms() + cx.node.timeout.as_millis() as u64,
     };
     match call(cx, target, request).await? {
-        Response::Replies(replies) if replies.len() == expected => Ok(replies),
+        Response::Replies {
+            replies,
+            hits,
+            misses,
+        } if replies.len() == expected => Ok((replies, Lookups { hits, misses })),
         other => Err(CallError {
             error: peer_error(cx.view, target, format!("unexpected answer {other:?}")),
             not_run: false,
@@ -639,15 +725,14 @@ async fn forward_one(
     target: &NodeId,
     args: Vec<Bytes>,
     mode: Mode,
-) -> Result<Bytes, CallError> {
-    let mut replies = forward(cx, target, vec![args], mode).await?;
-    Ok(replies.pop().expect("forward checks the count"))
+) -> Result<Answer, CallError> {
+    Ok(one(forward(cx, target, vec![args], mode).await?))
 }
 
 /// With replication, when the key's primary (`failed`) could not be reached at all:
 /// runs the command on the next serving replica that can be, as acting primary (it
 /// copies the write to the others, leaving a hint for the primary).
-async fn forward_to_replicas(cx: Cx<'_>, failed: &NodeId, args: Vec<Bytes>, mode: Mode) -> Bytes {
+async fn forward_to_replicas(cx: Cx<'_>, failed: &NodeId, args: Vec<Bytes>, mode: Mode) -> Answer {
     let placement = cx.node.placement(cx.view);
     let mut last = None;
     let standing_in = placement
@@ -666,52 +751,36 @@ async fn forward_to_replicas(cx: Cx<'_>, failed: &NodeId, args: Vec<Bytes>, mode
             forward_one(cx, target, args.clone(), mode).await
         };
         match outcome {
-            Ok(reply) => return reply,
+            Ok(answer) => return answer,
             Err(error) if error.not_run => last = Some(error.error),
-            Err(error) => return error_reply(&error.error.0),
+            Err(error) => return (error_reply(&error.error.0), Lookups::default()),
         }
     }
     let last = last.unwrap_or_else(|| CommandError::new("CLUSTERDOWN no replica answered"));
-    error_reply(&last.0)
+    (error_reply(&last.0), Lookups::default())
 }
 
-/// For the HTTP API: runs the one-key command `args` on the key's owner if that is
-/// another node, or here as primary when keys are replicated, returning its RESP2
-/// reply; `None` if the node can simply serve the key from its own store (a single
-/// node, or a key of its own without replication).
-pub async fn at_owner(shared: &Shared, args: Vec<Bytes>) -> Option<Result<Frame, CommandError>> {
-    let node = shared.cluster.as_ref()?;
-    let view = node.view();
-    if !view.joined {
-        return Some(Err(CommandError::new(NOT_JOINED)));
-    }
-    let Some(owner) = node.placement(&view).primary(&args[1]).cloned() else {
-        return Some(Err(CommandError::new(NO_REPLICA)));
-    };
-    let cx = Cx {
-        shared,
-        node,
-        view: &view,
-    };
+/// Runs one command the way a client's connection would (through a [`Pipeline`] in
+/// cluster mode, so with the same routing and consistency, and counted once) and
+/// returns its RESP2 reply. The admin HTTP API's key routes use it.
+pub async fn run_one(shared: &Shared, args: Vec<Bytes>) -> Bytes {
     let mut session = Session::new(shared.peer_client.clone(), false);
-    let mode = Mode::of(cx, &session, false);
-    let reply = if owner != view.self_id {
-        forward_one(cx, &owner, args, mode)
-            .await
-            .map_err(CommandError::from)
-    } else if let Some(level) = mode.replicate {
-        Ok(one(replica::run_as_primary(
-            shared,
-            &view,
-            &mut session,
-            &[args],
-            level,
-        )
-        .await))
-    } else {
-        return None;
-    };
-    Some(reply.and_then(|reply| parse_reply(&reply)))
+    let mut out = BytesMut::new();
+    match &shared.cluster {
+        Some(node) => {
+            let view = node.view();
+            let cx = Cx {
+                shared,
+                node,
+                view: &view,
+            };
+            let mut pipeline = Pipeline::default();
+            pipeline.run(cx, &mut session, &args, &mut out).await;
+            pipeline.flush(cx, &session, &mut out).await;
+        }
+        None => commands::dispatch(shared, &mut session, &mut out, &args),
+    }
+    out.freeze()
 }
 
 /// Sends `request` to another node, counting the call in the metrics.
@@ -760,7 +829,7 @@ async fn run_parts(
     session: &mut Session,
     parts: Vec<(NodeId, Vec<Bytes>)>,
     mode: Mode,
-) -> Result<Vec<Bytes>, CommandError> {
+) -> Result<(Vec<Bytes>, Lookups), CommandError> {
     let mut local = None;
     let mut remote = Vec::new();
     for (position, (target, args)) in parts.into_iter().enumerate() {
@@ -788,12 +857,20 @@ async fn run_parts(
         }
     };
     let (remote_replies, local_reply) = futures_util::join!(calls, here);
-    let mut replies: Vec<(usize, Bytes)> = local_reply.into_iter().collect();
+    let mut replies: Vec<(usize, Answer)> = local_reply.into_iter().collect();
     for (position, reply) in remote_replies {
         replies.push((position, reply?));
     }
     replies.sort_by_key(|(position, _)| *position);
-    Ok(replies.into_iter().map(|(_, reply)| reply).collect())
+    let mut lookups = Lookups::default();
+    let replies = replies
+        .into_iter()
+        .map(|(_, (reply, reads))| {
+            lookups.add(reads);
+            reply
+        })
+        .collect();
+    Ok((replies, lookups))
 }
 
 async fn split(
@@ -803,7 +880,7 @@ async fn split(
     merge: Merge,
     step: usize,
     out: &mut BytesMut,
-) -> Result<(), CommandError> {
+) -> Result<Lookups, CommandError> {
     // Per owner: the sub-command and the positions of its keys in the caller's order.
     let mut by_owner: HashMap<NodeId, (Vec<Bytes>, Vec<usize>)> = HashMap::new();
     let placement = cx.node.placement(cx.view);
@@ -822,7 +899,7 @@ async fn split(
         .map(|(owner, (sub, positions))| ((owner, sub), positions))
         .unzip();
     let mode = Mode::of(cx, session, false);
-    let replies = run_parts(cx, session, parts, mode).await?;
+    let (replies, lookups) = run_parts(cx, session, parts, mode).await?;
     match merge {
         Merge::Values => {
             let mut values = vec![Bytes::new(); args[1..].len() / step];
@@ -839,9 +916,9 @@ async fn split(
             }
             encode::array_header(out, values.len());
             values.iter().for_each(|value| out.extend_from_slice(value));
-            Ok(())
+            Ok(lookups)
         }
-        merge => combine(&replies, merge, out),
+        merge => combine(&replies, merge, out).map(|()| lookups),
     }
 }
 
@@ -851,14 +928,14 @@ async fn everywhere(
     args: &[Bytes],
     merge: Merge,
     out: &mut BytesMut,
-) -> Result<(), CommandError> {
+) -> Result<Lookups, CommandError> {
     let parts = serving(cx.view)
         .into_iter()
         .map(|member| (member.id.clone(), args.to_vec()))
         .collect();
     let mode = Mode::of(cx, session, true);
-    let replies = run_parts(cx, session, parts, mode).await?;
-    combine(&replies, merge, out)
+    let (replies, lookups) = run_parts(cx, session, parts, mode).await?;
+    combine(&replies, merge, out).map(|()| lookups)
 }
 
 /// Combines whole replies: concatenated arrays, summed integers, or one `OK`. The first
@@ -898,30 +975,30 @@ async fn scan(
     session: &mut Session,
     args: &[Bytes],
     out: &mut BytesMut,
-) -> Result<(), CommandError> {
+) -> Result<Lookups, CommandError> {
     let Some(cursor) = std::str::from_utf8(&args[1])
         .ok()
         .and_then(|text| text.parse::<u64>().ok())
     else {
         // Not a number: the local SCAN gives Redis's error.
         commands::dispatch(cx.shared, session, out, args);
-        return Ok(());
+        return Ok(Lookups::default());
     };
     let nodes = serving(cx.view);
     let index = (cursor >> SCAN_NODE_SHIFT) as usize;
     let Some(member) = nodes.get(index) else {
         // A cursor from before the cluster shrank: the scan is over.
         write_scan_reply(out, 0, &[]);
-        return Ok(());
+        return Ok(Lookups::default());
     };
     let mut sub = args.to_vec();
     let local_cursor = cursor & ((1 << SCAN_NODE_SHIFT) - 1);
     sub[1] = Bytes::from(local_cursor.to_string());
     let mode = Mode::of(cx, session, true);
-    let reply = run_on(cx, session, &member.id, sub, mode).await?;
+    let (reply, _) = run_on(cx, session, &member.id, sub, mode).await?;
     if reply.first() == Some(&b'-') {
         out.extend_from_slice(&reply);
-        return Ok(());
+        return Ok(Lookups::default());
     }
     let Frame::Array(mut parts) = parse_reply(&reply)? else {
         return Err(unexpected_reply());
@@ -941,7 +1018,7 @@ async fn scan(
         0
     };
     write_scan_reply(out, next, &keys);
-    Ok(())
+    Ok(Lookups::default())
 }
 
 fn write_scan_reply(out: &mut BytesMut, cursor: u64, keys: &[Frame]) {
@@ -960,20 +1037,20 @@ async fn random_key(
     session: &mut Session,
     args: &[Bytes],
     out: &mut BytesMut,
-) -> Result<(), CommandError> {
+) -> Result<Lookups, CommandError> {
     let mut nodes = serving(cx.view);
     let start = rand::random_range(0..nodes.len().max(1));
     nodes.rotate_left(start);
     let mode = Mode::of(cx, session, true);
     for member in nodes {
-        let reply = run_on(cx, session, &member.id, args.to_vec(), mode).await?;
+        let (reply, _) = run_on(cx, session, &member.id, args.to_vec(), mode).await?;
         if parse_reply(&reply)? != Frame::Null {
             out.extend_from_slice(&reply);
-            return Ok(());
+            return Ok(Lookups::default());
         }
     }
     encode::null(out, session.protocol);
-    Ok(())
+    Ok(Lookups::default())
 }
 
 async fn info(
@@ -981,7 +1058,7 @@ async fn info(
     session: &mut Session,
     args: &[Bytes],
     out: &mut BytesMut,
-) -> Result<(), CommandError> {
+) -> Result<Lookups, CommandError> {
     let primary_only = Mode::of(cx, session, true).primary_only;
     let mut totals = (0u64, 0u64);
     let counts = join_all(
@@ -1005,7 +1082,7 @@ async fn info(
     session.cluster_keyspace = Some(totals);
     commands::dispatch(cx.shared, session, out, args);
     session.cluster_keyspace = None;
-    Ok(())
+    Ok(Lookups::default())
 }
 
 /// This node's live keys and keys with a TTL; with `primary_only`, only those it is the

@@ -189,6 +189,13 @@ pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
             stop.clone(),
         ));
         tasks.spawn(crate::cluster::replay_hints(node.clone(), stop.clone()));
+        if let Some(feed) = &shared.evictions {
+            tasks.spawn(crate::evictions::propagate(
+                feed.clone(),
+                node.clone(),
+                stop.clone(),
+            ));
+        }
         if let Some(interval) = shared
             .config
             .cluster

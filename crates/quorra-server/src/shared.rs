@@ -13,6 +13,7 @@ use crate::auth_log::AuthLog;
 use crate::clients::{ClientInfo, ClientRegistry};
 use crate::cluster::ClusterNode;
 use crate::config::Config;
+use crate::evictions::EvictionFeed;
 use crate::metrics::Metrics;
 
 /// Settings CONFIG SET may change while the server runs.
@@ -46,6 +47,12 @@ pub struct ServerCounters {
     pub net_input_bytes: AtomicU64,
     /// Bytes written to clients.
     pub net_output_bytes: AtomicU64,
+    /// Keyspace reads of clients' commands that found their key, wherever they ran.
+    pub keyspace_hits: AtomicU64,
+    /// Keyspace reads of clients' commands that did not.
+    pub keyspace_misses: AtomicU64,
+    /// Commands run here for a peer's client (the peer counts them as its own).
+    pub peer_commands_processed: AtomicU64,
 }
 
 impl ServerCounters {
@@ -84,12 +91,19 @@ pub struct Shared {
     /// Limits the log lines about requests that look like another protocol (HTTP sent
     /// to the RESP port).
     pub cross_protocol_log: LogLimiter,
+    /// With copies: the store's evictions, waiting to be told to the other replicas.
+    pub evictions: Option<Arc<EvictionFeed>>,
 }
 
 impl Shared {
     /// Creates the shared state for a node listening on `resp_addr`, in cluster mode if
     /// `cluster` is given.
     pub fn new(config: Config, resp_addr: SocketAddr, cluster: Option<Arc<ClusterNode>>) -> Self {
+        // With copies, the store's evictions are told to the keys' other replicas.
+        let evictions = cluster
+            .as_ref()
+            .filter(|node| node.consistency.replicas > 1)
+            .map(|_| Arc::new(EvictionFeed::default()));
         let store = Store::new(
             StoreConfig {
                 shards: config.shards,
@@ -108,6 +122,10 @@ impl Shared {
             },
             Arc::new(SystemClock),
         );
+        let store = match &evictions {
+            Some(feed) => store.with_observer(feed.clone()),
+            None => store,
+        };
         let settings = RuntimeSettings {
             requirepass: config.requirepass.clone(),
             timeout_secs: config.timeout.map_or(0, |timeout| timeout.as_secs()),
@@ -130,6 +148,7 @@ impl Shared {
             config,
             auth_log: AuthLog::default(),
             cross_protocol_log: LogLimiter::new(10_000),
+            evictions,
         }
     }
 }

@@ -321,6 +321,10 @@ impl RpcClient {
         };
         let stream = TcpStream::connect(peer).await.map_err(unreachable)?;
         stream.set_nodelay(true).map_err(unreachable)?;
+        // Closing a connection (it went silent, or the client stops) resets it and drops
+        // whatever is still queued to send: a request whose caller gave up must not be
+        // delivered when the network comes back.
+        stream.set_zero_linger().map_err(unreachable)?;
         let (rd, mut wr) = match config.tls.as_ref().and_then(|tls| tls.cluster_connector()) {
             None => tcp_halves(stream),
             Some(connector) => tls_halves(

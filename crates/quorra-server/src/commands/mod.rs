@@ -2,12 +2,13 @@
 //!
 //! The command table — every command with what COMMAND reports about it (arity, flags,
 //! key positions, group) — lives in [`quorra_resp::command`], shared with clients and
-//! the load generator; [`handler`] maps each entry to its handler. [`dispatch`] does
-//! what Redis's `processCommand`
-//! does before a handler runs — look the name up, check the arity, check
-//! authentication — then runs it, counts it and times it. Handlers write their reply into
-//! the connection's output buffer through [`Ctx`] and return a [`CommandError`] with
-//! Redis's error text when they refuse.
+//! the load generator; [`handler`] maps each entry to its handler. [`run`] does what
+//! Redis's `processCommand` does before a handler runs — look the name up, check the
+//! arity, check authentication — then runs it, and says how it ended and what keyspace
+//! reads it made; [`dispatch`] also counts it, for a command of this node's own client
+//! ([`crate::accounting`]). Handlers write their reply into the connection's output
+//! buffer through [`Ctx`], report their reads with [`Ctx::read_result`], and return a
+//! [`CommandError`] with Redis's error text when they refuse.
 //!
 //! Handlers are grouped like Redis's documentation: [`keyspace`] (generic key
 //! commands), [`strings`], [`connection`], [`server`]; [`cluster`] holds quorra's own
@@ -26,8 +27,9 @@ use bytes::{Bytes, BytesMut};
 use quorra_resp::{Protocol, encode};
 use quorra_store::StoreError;
 
+use crate::accounting::{self, Lookups, Outcome};
 use crate::connection::Session;
-use crate::shared::{ServerCounters, Shared};
+use crate::shared::Shared;
 
 pub use quorra_resp::command::{COMMANDS, CommandId, CommandInfo, arity_ok, keys_of, lookup};
 
@@ -152,6 +154,8 @@ pub struct Ctx<'a> {
     pub session: &'a mut Session,
     /// Replies go here; the connection writes them out after the batch.
     pub out: &'a mut BytesMut,
+    /// The keyspace reads the command made.
+    pub lookups: Lookups,
 }
 
 impl Ctx<'_> {
@@ -168,6 +172,13 @@ impl Ctx<'_> {
     /// A bulk string.
     pub fn bulk(&mut self, bytes: &[u8]) {
         encode::bulk(self.out, bytes);
+    }
+
+    /// The reply to a keyspace read of one key: its value, or null; counted as a hit or
+    /// a miss.
+    pub fn read_result(&mut self, value: Option<&[u8]>) {
+        self.lookups.found(value.is_some());
+        self.bulk_or_null(value);
     }
 
     /// A bulk string, or null.
@@ -194,7 +205,70 @@ impl Ctx<'_> {
     }
 }
 
-/// Runs one command, writing its reply to `out`. Returns after counting and timing it.
+/// What running one command did, for the accounting.
+#[derive(Clone, Copy, Debug)]
+pub struct Ran {
+    /// The command, if its name is in the table.
+    pub id: Option<CommandId>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The keyspace reads it made.
+    pub lookups: Lookups,
+}
+
+/// Runs one command, writing its reply to `out`, without counting it: checks the name,
+/// the arity and authentication, then runs the handler.
+pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[Bytes]) -> Ran {
+    let Some(id) = lookup(&args[0]) else {
+        encode::error(out, &unknown_command_message(args));
+        return Ran {
+            id: None,
+            outcome: Outcome::Rejected,
+            lookups: Lookups::default(),
+        };
+    };
+    let spec = id.info();
+    session.note_command(id);
+    let refusal = if !arity_ok(spec.arity, args.len()) {
+        Some(CommandError::arity(spec.name))
+    } else if !session.authenticated
+        && !spec.has_flag("no-auth")
+        && shared.settings.read().requirepass.is_some()
+    {
+        Some(CommandError::new("NOAUTH Authentication required."))
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        encode::error(out, &refusal.0);
+        return Ran {
+            id: Some(id),
+            outcome: Outcome::Rejected,
+            lookups: Lookups::default(),
+        };
+    }
+    let mut ctx = Ctx {
+        shared,
+        session,
+        out,
+        lookups: Lookups::default(),
+    };
+    let result = handler(id)(&mut ctx, args);
+    let outcome = match result {
+        Ok(()) => Outcome::Ok,
+        Err(error) => {
+            encode::error(ctx.out, &error.0);
+            Outcome::Failed
+        }
+    };
+    Ran {
+        id: Some(id),
+        outcome,
+        lookups: ctx.lookups,
+    }
+}
+
+/// Runs one command of this node's client, writing its reply to `out`, and counts it.
 pub fn dispatch(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[Bytes]) {
     dispatch_timed(shared, session, out, args, Instant::now());
 }
@@ -210,62 +284,31 @@ pub fn dispatch_timed(
     args: &[Bytes],
     started: Instant,
 ) -> Instant {
-    let counters = &shared.counters;
-    let Some(id) = lookup(&args[0]) else {
-        ServerCounters::bump(&counters.rejected_calls);
-        encode::error(out, &unknown_command_message(args));
-        return Instant::now();
-    };
-    let spec = id.info();
-    session.note_command(id);
-    let refusal = if !arity_ok(spec.arity, args.len()) {
-        Some(CommandError::arity(spec.name))
-    } else if !session.authenticated
-        && !spec.has_flag("no-auth")
-        && shared.settings.read().requirepass.is_some()
-    {
-        Some(CommandError::new("NOAUTH Authentication required."))
-    } else {
-        None
-    };
-    if let Some(refusal) = refusal {
-        ServerCounters::bump(&counters.rejected_calls);
-        shared.metrics.command_rejected(id);
-        encode::error(out, &refusal.0);
-        return Instant::now();
-    }
-    ServerCounters::bump(&counters.commands_processed);
-    let mut ctx = Ctx {
-        shared,
-        session,
-        out,
-    };
-    let outcome = handler(id)(&mut ctx, args);
-    if let Err(error) = &outcome {
-        ServerCounters::bump(&counters.failed_calls);
-        encode::error(ctx.out, &error.0);
-    }
+    let ran = run(shared, session, out, args);
     let ended = Instant::now();
-    shared
-        .metrics
-        .command_done(id, outcome.is_ok(), ended.duration_since(started));
+    accounting::command(shared, ran.id, ran.outcome, ended.duration_since(started));
+    accounting::lookups(shared, ran.lookups);
     ended
 }
 
-/// Runs `commands` one after another, each into a reply of its own.
-pub fn dispatch_each<A: AsRef<[Bytes]>>(
+/// Runs `commands` one after another without counting them (they are a peer's, or
+/// parts of a client command counted as a whole), each into a reply of its own; with
+/// the keyspace reads they made together.
+pub fn run_each<A: AsRef<[Bytes]>>(
     shared: &Shared,
     session: &mut Session,
     commands: &[A],
-) -> Vec<Bytes> {
-    commands
+) -> (Vec<Bytes>, Lookups) {
+    let mut lookups = Lookups::default();
+    let replies = commands
         .iter()
         .map(|args| {
             let mut reply = BytesMut::new();
-            dispatch(shared, session, &mut reply, args.as_ref());
+            lookups.add(run(shared, session, &mut reply, args.as_ref()).lookups);
             reply.freeze()
         })
-        .collect()
+        .collect();
+    (replies, lookups)
 }
 
 /// An error reply with this text, as its own buffer.

@@ -500,7 +500,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
                  expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
-                 rejected_calls:{}\r\nfailed_calls:{}\r\nacl_access_denied_auth:{}\r\nevicted_clients:{}\r\n",
+                 rejected_calls:{}\r\nfailed_calls:{}\r\nacl_access_denied_auth:{}\r\nevicted_clients:{}\r\n\
+                 quorra_peer_commands_processed:{}\r\n",
                 load(&counters.connections_received),
                 load(&counters.commands_processed),
                 load(&counters.net_input_bytes),
@@ -508,12 +509,13 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&counters.rejected_connections),
                 stats.expirations,
                 stats.evictions,
-                stats.hits,
-                stats.misses,
+                load(&counters.keyspace_hits),
+                load(&counters.keyspace_misses),
                 load(&counters.rejected_calls),
                 load(&counters.failed_calls),
                 shared.auth_log.failures(),
                 shared.clients.evicted(),
+                load(&counters.peer_commands_processed),
             )
         }
         "cluster" => {
@@ -536,7 +538,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                          quorra_anti_entropy_buckets:{}\r\nquorra_anti_entropy_keys:{}\r\n\
                          quorra_gossip_accepted:{}\r\nquorra_gossip_dropped_forged:{}\r\n\
                          quorra_gossip_dropped_replayed:{}\r\nquorra_gossip_dropped_stale:{}\r\n\
-                         quorra_gossip_dropped_malformed:{}\r\n",
+                         quorra_gossip_dropped_malformed:{}\r\nquorra_evictions_sent:{}\r\n",
                         view.self_id,
                         u8::from(view.joined),
                         view.members.len(),
@@ -562,6 +564,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                         load(&node.gossip_stats.replayed),
                         load(&node.gossip_stats.stale),
                         load(&node.gossip_stats.malformed),
+                        shared.evictions.as_ref().map_or(0, |feed| load(&feed.sent)),
                     )
                 }
             }

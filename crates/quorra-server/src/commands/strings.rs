@@ -16,6 +16,7 @@ pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         .shared
         .store
         .get_with(&args[1], |value| quorra_resp::encode::bulk(out, value));
+    ctx.lookups.found(found.is_some());
     if found.is_none() {
         quorra_resp::encode::null(ctx.out, ctx.session.protocol);
     }
@@ -147,14 +148,14 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         .store
         .getex(&args[1], expiry)
         .map_err(|error| rename_expire_error(error, "getex"))?;
-    ctx.bulk_or_null(value.as_deref());
+    ctx.read_result(value.as_deref());
     Ok(())
 }
 
 /// GETDEL key
 pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let value = ctx.shared.store.getdel(&args[1]);
-    ctx.bulk_or_null(value.as_deref());
+    ctx.read_result(value.as_deref());
     Ok(())
 }
 
@@ -170,7 +171,7 @@ pub fn mget(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let values = ctx.shared.store.mget(&args[1..]);
     ctx.array(values.len());
     for value in &values {
-        ctx.bulk_or_null(value.as_deref());
+        ctx.read_result(value.as_deref());
     }
     Ok(())
 }

@@ -385,6 +385,7 @@ async fn a_peer_without_the_secret_is_refused() {
         commands: vec![vec!["FLUSHALL".into()]],
         replicate: None,
         primary_only: false,
+        deadline_ms: u64::MAX,
     };
     let refused = impostor
         .call(cluster_addr(&nodes[0]), request.encode())
@@ -581,4 +582,30 @@ async fn a_value_larger_than_the_default_rpc_frame_travels_through_a_non_owner()
         .await
         .unwrap();
     assert!(back == value, "20 MiB value came back changed");
+}
+
+#[tokio::test]
+async fn a_forwarded_command_that_arrives_after_its_deadline_is_not_run() {
+    let nodes = start_cluster(2).await;
+    let peer = quorra_cluster::rpc::RpcClient::new(quorra_cluster::rpc::RpcConfig::new(
+        "late-peer",
+        quorra_cluster::rpc::ClusterSecret::new(SECRET),
+    ));
+    // A request its sender gave up on long ago, held up in the network until now.
+    let request = quorra_cluster::message::Request::Execute {
+        resp3: false,
+        commands: vec![vec!["SET".into(), "late".into(), "write".into()]],
+        replicate: None,
+        primary_only: false,
+        deadline_ms: 1,
+    };
+    let refused = peer
+        .call(cluster_addr(&nodes[0]), request.encode())
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("after its deadline"),
+        "{refused}"
+    );
+    assert_eq!(nodes[0].shared.store.get(b"late"), None);
 }

@@ -17,6 +17,7 @@ use crate::common::fresh_data_dir;
 use crate::netns::{ip, netns_tests_enabled, redis_cli_in};
 
 const SECRET: &str = "netns cluster secret";
+const HTTP_TOKEN: &str = "netns-http-token";
 
 /// Three host namespaces `<tag>h0..2` (10.232.X.1..3) on a bridge in `<tag>hub`.
 struct Hosts {
@@ -94,6 +95,8 @@ impl Hosts {
             // Gossip drops a dead node's state after a second, so the partition below
             // outlasts every membership timeout many times over.
             .args(["--dead-node-grace-ms", "1000"])
+            // The admin API answers other hosts' (the test's) requests only with a token.
+            .args(["--http-token", HTTP_TOKEN])
             .env("QUORRA_CLUSTER_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -143,7 +146,7 @@ impl Hosts {
     /// inside the host's namespace).
     fn local_keys(&self, i: usize) -> u64 {
         let script = format!(
-            "exec 3<>/dev/tcp/{}/7380; printf 'GET /v1/stats HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3",
+            "exec 3<>/dev/tcp/{}/7380; printf 'GET /v1/stats HTTP/1.0\\r\\nAuthorization: Bearer {HTTP_TOKEN}\\r\\n\\r\\n' >&3; cat <&3",
             self.addr(i)
         );
         let output = Command::new("ip")

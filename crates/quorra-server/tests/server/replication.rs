@@ -363,3 +363,92 @@ async fn two_of_three_gone_longer_than_every_membership_timeout_leave_no_quorum_
     let hints = survivor.shared.cluster.as_ref().unwrap().replicator.hints();
     assert_eq!(hints.len(), 0);
 }
+
+/// A figure of `INFO stats`, asked over `con`.
+async fn stat(con: &mut redis::aio::MultiplexedConnection, field: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The sum of the latency histogram's counts over every command, from /metrics.
+async fn timed_commands(node: &RunningServer) -> u64 {
+    let (status, body) = crate::http::http(node.http_addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+    String::from_utf8(body)
+        .unwrap()
+        .lines()
+        .filter(|line| line.starts_with("quorra_command_duration_seconds_count"))
+        .map(|line| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[tokio::test]
+async fn every_client_command_is_counted_once_at_the_node_that_answered_it() {
+    for copies in [1, 3] {
+        let nodes = start_cluster_with(3, |config| config.consistency.replicas = copies).await;
+        let mut con = connect(&nodes[0]).await;
+        let mut others = Vec::new();
+        for node in &nodes[1..] {
+            others.push(connect(node).await);
+        }
+        // Keys on every owner, so that commands run here, are forwarded, are quorum
+        // reads or replicated writes, and split over owners.
+        let keys: Vec<String> = (0..12).map(|i| format!("key:{i}")).collect();
+        let before_processed = stat(&mut con, "total_commands_processed").await;
+        let before_timed = timed_commands(&nodes[0]).await;
+        let mut before_others = Vec::new();
+        for other in &mut others {
+            before_others.push(stat(other, "total_commands_processed").await);
+        }
+        let mut ran = 0;
+        for key in &keys {
+            ok(&mut con, &["SET", key, "1"]).await;
+            ok(&mut con, &["GET", key]).await;
+            ok(&mut con, &["INCR", key]).await;
+            ran += 3;
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("GET").arg(key).cmd("EXPIRE").arg(key).arg(100);
+            ran += 2;
+        }
+        let _: Vec<redis::Value> = pipe.query_async(&mut con).await.unwrap();
+        let mut mget = vec!["MGET"];
+        mget.extend(keys.iter().map(String::as_str));
+        ok(&mut con, &mget).await;
+        ok(&mut con, &["DBSIZE"]).await;
+        ok(&mut con, &["PING"]).await;
+        ran += 3;
+        // Refused before running: not processed, not timed.
+        let _ = run(&mut con, &["NOSUCHCOMMAND"]).await;
+        let _ = run(&mut con, &["GET"]).await;
+        // The INFO that read the "before" figure counts too (after it answered).
+        let processed = stat(&mut con, "total_commands_processed").await - before_processed;
+        assert_eq!(processed, ran + 1, "N={copies}: processed once each");
+        let timed = timed_commands(&nodes[0]).await - before_timed;
+        assert_eq!(timed, ran + 1, "N={copies}: timed once each");
+        for (other, before) in others.iter_mut().zip(before_others) {
+            // Only the INFO that read "before": the commands they ran for node 0 are
+            // node 0's.
+            let processed = stat(other, "total_commands_processed").await - before;
+            assert_eq!(processed, 1, "N={copies}: a peer's commands were counted");
+        }
+        let mut peer_commands = 0;
+        for other in &mut others {
+            peer_commands += stat(other, "quorra_peer_commands_processed").await;
+        }
+        assert!(
+            peer_commands > 0,
+            "N={copies}: the others ran none of node 0's"
+        );
+    }
+}

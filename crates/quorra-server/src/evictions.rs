@@ -1,0 +1,102 @@
+//! Eviction under replication: when one replica evicts a key for memory, the key's other
+//! replicas drop it too.
+//!
+//! With several copies of each key, every replica has its own LRU and its own memory
+//! limit. If replicas evicted on their own and kept quiet, a key evicted on one would
+//! still be held by the others, and read repair, hints or anti-entropy would copy it
+//! back — onto a node short of memory, which then evicts something else: the cluster
+//! would churn keys back and forth. So the rule is: **a key evicted for memory by any of
+//! its replicas is evicted by all of them** (unless one holds a newer write). Reads
+//! promote a key on every replica they ask, so the replicas' LRU orders agree and they
+//! mostly evict the same keys anyway; the messages keep them in step, and nothing is
+//! left behind to copy back.
+//!
+//! The store reports each eviction to an [`EvictionFeed`] (under its shard lock, so it
+//! only queues the key); [`propagate`] sends the queue every [`FLUSH_INTERVAL`], one
+//! `Evict` request per replica, without waiting for answers. An eviction that a replica
+//! misses (down, or the queue full) leaves one stale copy, which anti-entropy may copy
+//! back once; it is evicted again when memory runs short.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use quorra_cluster::message::Request;
+use quorra_ring::NodeId;
+use quorra_store::{AccessObserver, Version};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterNode;
+
+/// How often queued evictions are sent to the other replicas.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Most evictions queued between two sends; beyond it they are dropped and counted.
+pub const MAX_QUEUED: usize = 100_000;
+
+/// The evictions of this node's store, waiting to be sent.
+#[derive(Debug, Default)]
+pub struct EvictionFeed {
+    queued: Mutex<Vec<(Bytes, Version)>>,
+    /// Evictions not sent because the queue was full.
+    pub dropped: AtomicU64,
+    /// Evictions sent to other replicas (one per key and replica).
+    pub sent: AtomicU64,
+}
+
+impl AccessObserver for EvictionFeed {
+    fn on_evict(&self, key: &[u8], version: Version) {
+        let mut queued = self.queued.lock();
+        if queued.len() < MAX_QUEUED {
+            queued.push((Bytes::copy_from_slice(key), version));
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Sends the feed's evictions to each key's other serving replicas every
+/// [`FLUSH_INTERVAL`] until `stop`.
+pub async fn propagate(feed: Arc<EvictionFeed>, node: Arc<ClusterNode>, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(FLUSH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let evicted = std::mem::take(&mut *feed.queued.lock());
+        if evicted.is_empty() {
+            continue;
+        }
+        let view = node.view();
+        let placement = node.placement(&view);
+        if !placement.replicated() {
+            continue;
+        }
+        let mut by_replica: HashMap<NodeId, Vec<(Bytes, u64, u64)>> = HashMap::new();
+        for (key, version) in evicted {
+            for replica in placement.replicas(&key) {
+                if *replica != view.self_id && view.is_serving(replica) {
+                    let entry = (key.clone(), version.hlc, version.node);
+                    by_replica.entry(replica.clone()).or_default().push(entry);
+                }
+            }
+        }
+        for (replica, entries) in by_replica {
+            let Some(member) = view.member(&replica) else {
+                continue;
+            };
+            feed.sent.fetch_add(entries.len() as u64, Ordering::Relaxed);
+            let (rpc, addr) = (node.rpc.clone(), member.addresses.cluster);
+            let request = Request::Evict { entries }.encode();
+            tokio::spawn(async move {
+                if let Err(error) = rpc.call(addr, request).await {
+                    tracing::debug!(%replica, %error, "evictions not delivered");
+                }
+            });
+        }
+    }
+}
