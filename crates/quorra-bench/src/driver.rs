@@ -124,7 +124,9 @@ impl Plan {
 
     fn encode_set(&self, buf: &mut BytesMut, key: &[u8], len: usize) {
         let options = SetOptions {
-            expiry: self.ttl.map_or(SetExpiry::None, SetExpiry::Seconds),
+            expiry: self.ttl.map_or(SetExpiry::None, |ttl| {
+                SetExpiry::Ex(ttl.min(i64::MAX as u64) as i64)
+            }),
             ..SetOptions::default()
         };
         Command::Set {

@@ -224,45 +224,124 @@ where
     keys.iter().step_by(step.max(1) as usize)
 }
 
-/// When SET writes (Redis's `NX` / `XX`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+// SET's and GETEX's options: one family, which clients encode (`Command::Set`), the
+// server parses into and the store executes (`quorra_store` re-exports them).
+
+/// SET's `NX` / `XX` condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SetCondition {
-    /// Always.
+    /// Write unconditionally.
     #[default]
     Always,
-    /// Only if the key does not exist (`NX`).
+    /// `NX`: only if the key does not exist.
     IfAbsent,
-    /// Only if the key exists (`XX`).
+    /// `XX`: only if the key exists.
     IfPresent,
 }
 
-/// The expiry SET gives the key.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// SET's expiry option. Relative and absolute times must be > 0 (Redis's rule, which
+/// the store checks and answers with `ERR invalid expire time`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SetExpiry {
-    /// None: the key loses any TTL it had.
+    /// No option: the new value has no TTL (an old TTL is discarded).
     #[default]
     None,
-    /// In this many seconds (`EX`).
-    Seconds(u64),
-    /// In this many milliseconds (`PX`).
-    Millis(u64),
-    /// At this Unix time in seconds (`EXAT`).
-    AtSeconds(u64),
-    /// At this Unix time in milliseconds (`PXAT`).
-    AtMillis(u64),
-    /// Keep the TTL the key has (`KEEPTTL`).
-    Keep,
+    /// `KEEPTTL`: keep the existing TTL, if any.
+    KeepTtl,
+    /// `EX` seconds.
+    Ex(i64),
+    /// `PX` milliseconds.
+    Px(i64),
+    /// `EXAT` Unix seconds.
+    ExAt(i64),
+    /// `PXAT` Unix milliseconds.
+    PxAt(i64),
 }
 
 /// SET's options.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SetOptions {
     /// `NX` / `XX`.
     pub condition: SetCondition,
     /// `EX` / `PX` / `EXAT` / `PXAT` / `KEEPTTL`.
     pub expiry: SetExpiry,
-    /// `GET`: reply with the old value instead of `OK`.
+    /// `GET`: reply with the previous value instead of `OK`.
     pub get: bool,
+}
+
+/// Why a command's options do not parse (the server answers with Redis's text for each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionError {
+    /// An unknown, repeated or conflicting option, or one missing its value
+    /// (`ERR syntax error`).
+    Syntax,
+    /// An option's value is not an integer (`ERR value is not an integer or out of
+    /// range`).
+    NotAnInteger,
+}
+
+/// The value after an option such as `EX`: the next argument, as an integer.
+fn option_value<A: AsRef<[u8]>>(
+    rest: &mut std::slice::Iter<'_, A>,
+    make: fn(i64) -> SetExpiry,
+) -> Result<SetExpiry, OptionError> {
+    let value = rest.next().ok_or(OptionError::Syntax)?;
+    let value = crate::number::parse_i64(value.as_ref()).ok_or(OptionError::NotAnInteger)?;
+    Ok(make(value))
+}
+
+impl SetOptions {
+    /// Parses SET's options (the arguments after the key and the value) as Redis does:
+    /// each at most once, `NX` and `XX` exclusive, one expiry. The inverse of how
+    /// [`Command::Set`] encodes them.
+    pub fn parse<A: AsRef<[u8]>>(options: &[A]) -> Result<SetOptions, OptionError> {
+        let mut parsed = SetOptions::default();
+        let mut rest = options.iter();
+        while let Some(option) = rest.next() {
+            let option = option.as_ref();
+            let is = |word: &str| option.eq_ignore_ascii_case(word.as_bytes());
+            let no_expiry_yet = parsed.expiry == SetExpiry::None;
+            let always = parsed.condition == SetCondition::Always;
+            if is("NX") && always {
+                parsed.condition = SetCondition::IfAbsent;
+            } else if is("XX") && always {
+                parsed.condition = SetCondition::IfPresent;
+            } else if is("GET") && !parsed.get {
+                parsed.get = true;
+            } else if is("KEEPTTL") && no_expiry_yet {
+                parsed.expiry = SetExpiry::KeepTtl;
+            } else if is("EX") && no_expiry_yet {
+                parsed.expiry = option_value(&mut rest, SetExpiry::Ex)?;
+            } else if is("PX") && no_expiry_yet {
+                parsed.expiry = option_value(&mut rest, SetExpiry::Px)?;
+            } else if is("EXAT") && no_expiry_yet {
+                parsed.expiry = option_value(&mut rest, SetExpiry::ExAt)?;
+            } else if is("PXAT") && no_expiry_yet {
+                parsed.expiry = option_value(&mut rest, SetExpiry::PxAt)?;
+            } else {
+                return Err(OptionError::Syntax);
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// GETEX's expiry option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GetExExpiry {
+    /// No option: leave the TTL alone.
+    #[default]
+    Keep,
+    /// `PERSIST`: remove the TTL.
+    Persist,
+    /// `EX` seconds.
+    Ex(i64),
+    /// `PX` milliseconds.
+    Px(i64),
+    /// `EXAT` Unix seconds.
+    ExAt(i64),
+    /// `PXAT` Unix milliseconds.
+    PxAt(i64),
 }
 
 /// The unit of an EXPIRE-family TTL.
@@ -443,13 +522,13 @@ fn encode_set(buf: &mut BytesMut, name: &str, key: &[u8], value: &[u8], options:
         SetCondition::IfAbsent => Some(b"NX"),
         SetCondition::IfPresent => Some(b"XX"),
     };
-    let (unit, amount): (Option<&[u8]>, Option<u64>) = match options.expiry {
+    let (unit, amount): (Option<&[u8]>, Option<i64>) = match options.expiry {
         SetExpiry::None => (None, None),
-        SetExpiry::Seconds(n) => (Some(b"EX"), Some(n)),
-        SetExpiry::Millis(n) => (Some(b"PX"), Some(n)),
-        SetExpiry::AtSeconds(n) => (Some(b"EXAT"), Some(n)),
-        SetExpiry::AtMillis(n) => (Some(b"PXAT"), Some(n)),
-        SetExpiry::Keep => (Some(b"KEEPTTL"), None),
+        SetExpiry::Ex(n) => (Some(b"EX"), Some(n)),
+        SetExpiry::Px(n) => (Some(b"PX"), Some(n)),
+        SetExpiry::ExAt(n) => (Some(b"EXAT"), Some(n)),
+        SetExpiry::PxAt(n) => (Some(b"PXAT"), Some(n)),
+        SetExpiry::KeepTtl => (Some(b"KEEPTTL"), None),
     };
     let len = 3
         + usize::from(condition.is_some())

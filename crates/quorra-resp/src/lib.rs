@@ -35,7 +35,7 @@ pub mod encode;
 mod error;
 mod frame;
 mod limits;
-mod number;
+pub mod number;
 pub mod request;
 
 pub use command::{Command, CommandId, CommandInfo};

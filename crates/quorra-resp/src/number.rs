@@ -2,7 +2,7 @@
 //! then digits, no `+`, no spaces, no leading zeros (except `0` itself), fits in an i64.
 
 /// Parses `digits` as Redis's `string2ll` would; `None` if it would refuse.
-pub(crate) fn parse_i64(digits: &[u8]) -> Option<i64> {
+pub fn parse_i64(digits: &[u8]) -> Option<i64> {
     let (negative, magnitude) = match digits {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, digits),

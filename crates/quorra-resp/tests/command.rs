@@ -79,7 +79,7 @@ fn every_variant_encodes_the_redis_form() {
                 value: b"v",
                 options: SetOptions {
                     condition: SetCondition::IfAbsent,
-                    expiry: SetExpiry::Millis(1500),
+                    expiry: SetExpiry::Px(1500),
                     get: true,
                 },
             },
@@ -91,7 +91,7 @@ fn every_variant_encodes_the_redis_form() {
                 value: b"v",
                 options: SetOptions {
                     condition: SetCondition::IfPresent,
-                    expiry: SetExpiry::Keep,
+                    expiry: SetExpiry::KeepTtl,
                     get: false,
                 },
             },
@@ -167,11 +167,11 @@ fn keys_of_an_encoded_command_are_its_keys() {
 fn expiry() -> impl Strategy<Value = SetExpiry> {
     prop_oneof![
         Just(SetExpiry::None),
-        any::<u64>().prop_map(SetExpiry::Seconds),
-        any::<u64>().prop_map(SetExpiry::Millis),
-        any::<u64>().prop_map(SetExpiry::AtSeconds),
-        any::<u64>().prop_map(SetExpiry::AtMillis),
-        Just(SetExpiry::Keep),
+        any::<i64>().prop_map(SetExpiry::Ex),
+        any::<i64>().prop_map(SetExpiry::Px),
+        any::<i64>().prop_map(SetExpiry::ExAt),
+        any::<i64>().prop_map(SetExpiry::PxAt),
+        Just(SetExpiry::KeepTtl),
     ]
 }
 
@@ -219,12 +219,31 @@ proptest! {
         }
         match expiry {
             SetExpiry::None => {}
-            SetExpiry::Seconds(n) => expected.extend(["EX".to_owned(), n.to_string()]),
-            SetExpiry::Millis(n) => expected.extend(["PX".to_owned(), n.to_string()]),
-            SetExpiry::AtSeconds(n) => expected.extend(["EXAT".to_owned(), n.to_string()]),
-            SetExpiry::AtMillis(n) => expected.extend(["PXAT".to_owned(), n.to_string()]),
-            SetExpiry::Keep => expected.push("KEEPTTL".to_owned()),
+            SetExpiry::Ex(n) => expected.extend(["EX".to_owned(), n.to_string()]),
+            SetExpiry::Px(n) => expected.extend(["PX".to_owned(), n.to_string()]),
+            SetExpiry::ExAt(n) => expected.extend(["EXAT".to_owned(), n.to_string()]),
+            SetExpiry::PxAt(n) => expected.extend(["PXAT".to_owned(), n.to_string()]),
+            SetExpiry::KeepTtl => expected.push("KEEPTTL".to_owned()),
         }
         prop_assert_eq!(options, expected);
+        // And the server's parser reads back exactly the options that were encoded.
+        prop_assert_eq!(SetOptions::parse(&args[3..]), Ok(SetOptions { condition, expiry, get }));
     }
+}
+
+#[test]
+fn set_options_refuse_what_redis_refuses() {
+    use quorra_resp::command::OptionError;
+    let parse = |text: &str| {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        SetOptions::parse(&words)
+    };
+    assert_eq!(parse("nx get ex 10").unwrap().expiry, SetExpiry::Ex(10));
+    assert_eq!(parse("NX XX"), Err(OptionError::Syntax));
+    assert_eq!(parse("EX 1 PX 2"), Err(OptionError::Syntax));
+    assert_eq!(parse("GET GET"), Err(OptionError::Syntax));
+    assert_eq!(parse("EX"), Err(OptionError::Syntax));
+    assert_eq!(parse("EX ten"), Err(OptionError::NotAnInteger));
+    assert_eq!(parse("EX 010"), Err(OptionError::NotAnInteger));
+    assert_eq!(parse("KEEPTTL EXAT 5"), Err(OptionError::Syntax));
 }

@@ -1,6 +1,7 @@
 //! Public value types: options of the Redis commands, replication entries, views.
 
 use bytes::Bytes;
+pub use quorra_resp::command::{GetExExpiry, SetCondition, SetExpiry, SetOptions};
 
 use crate::version::Version;
 
@@ -80,47 +81,6 @@ pub struct EntryView<'a> {
     pub tombstone: bool,
 }
 
-/// SET's NX / XX condition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SetCondition {
-    /// Write unconditionally.
-    #[default]
-    Always,
-    /// NX: only if the key does not exist.
-    IfAbsent,
-    /// XX: only if the key exists.
-    IfPresent,
-}
-
-/// SET's expiry option. Relative and absolute times must be > 0 (Redis rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SetExpiry {
-    /// No option: the new value has no TTL (an old TTL is discarded).
-    #[default]
-    None,
-    /// KEEPTTL: keep the existing TTL, if any.
-    KeepTtl,
-    /// EX seconds.
-    Ex(i64),
-    /// PX milliseconds.
-    Px(i64),
-    /// EXAT unix-seconds.
-    ExAt(i64),
-    /// PXAT unix-milliseconds.
-    PxAt(i64),
-}
-
-/// Options of SET.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SetOptions {
-    /// NX / XX.
-    pub condition: SetCondition,
-    /// EX / PX / EXAT / PXAT / KEEPTTL.
-    pub expiry: SetExpiry,
-    /// GET: return the previous value.
-    pub get: bool,
-}
-
 /// Result of SET.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetOutcome {
@@ -128,24 +88,6 @@ pub struct SetOutcome {
     pub written: bool,
     /// The previous value, when [`SetOptions::get`] was set and the key existed.
     pub previous: Option<Bytes>,
-}
-
-/// GETEX's expiry option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum GetExExpiry {
-    /// No option: leave the TTL alone.
-    #[default]
-    Keep,
-    /// PERSIST: remove the TTL.
-    Persist,
-    /// EX seconds.
-    Ex(i64),
-    /// PX milliseconds.
-    Px(i64),
-    /// EXAT unix-seconds.
-    ExAt(i64),
-    /// PXAT unix-milliseconds.
-    PxAt(i64),
 }
 
 /// EXPIRE's NX / XX / GT / LT options. XX may be combined with GT or LT.

@@ -13,36 +13,10 @@
 
 use crate::error::StoreError;
 
-/// Parses a stored value or argument as an `i64` with Redis's strict rules.
+/// Parses a stored value or argument as an `i64` with Redis's strict rules (those of
+/// the protocol's own numbers, [`quorra_resp::number::parse_i64`]).
 pub fn parse_i64(s: &[u8]) -> Result<i64, StoreError> {
-    let (neg, digits) = match s {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, s),
-    };
-    let ok_shape = match digits {
-        [] => false,
-        [b'0'] => !neg,
-        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    if !ok_shape || s.len() > 20 {
-        return Err(StoreError::NotAnInteger);
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        let d = i64::from(d - b'0');
-        v = v
-            .checked_mul(10)
-            .and_then(|v| {
-                if neg {
-                    v.checked_sub(d)
-                } else {
-                    v.checked_add(d)
-                }
-            })
-            .ok_or(StoreError::NotAnInteger)?;
-    }
-    Ok(v)
+    quorra_resp::number::parse_i64(s).ok_or(StoreError::NotAnInteger)
 }
 
 /// Parses a stored value or argument as a finite-or-infinite, non-NaN float.

@@ -24,6 +24,7 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use quorra_resp::command::OptionError;
 use quorra_resp::{Protocol, encode};
 use quorra_store::StoreError;
 
@@ -131,6 +132,15 @@ impl CommandError {
     /// An error with this exact text.
     pub fn new(text: impl Into<Cow<'static, str>>) -> Self {
         CommandError(text.into())
+    }
+}
+
+impl From<OptionError> for CommandError {
+    fn from(error: OptionError) -> Self {
+        match error {
+            OptionError::Syntax => CommandError::syntax(),
+            OptionError::NotAnInteger => CommandError::not_integer(),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use quorra_store::numeric::parse_f64;
-use quorra_store::{GetExExpiry, SetCondition, SetExpiry, SetOptions};
+use quorra_store::{GetExExpiry, SetExpiry, SetOptions};
 
 use super::{CommandError, Ctx, int_arg, is};
 
@@ -25,35 +25,7 @@ pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 
 /// `SET key value [NX | XX] [GET] [EX s | PX ms | EXAT s | PXAT ms | KEEPTTL]`
 pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let mut options = SetOptions::default();
-    let mut rest = args[3..].iter();
-    while let Some(option) = rest.next() {
-        let mut expiry = |make: fn(i64) -> SetExpiry| -> Result<SetExpiry, CommandError> {
-            let value = rest.next().ok_or_else(CommandError::syntax)?;
-            Ok(make(int_arg(value)?))
-        };
-        let no_expiry_yet = options.expiry == SetExpiry::None;
-        let always = options.condition == SetCondition::Always;
-        if is(option, "NX") && always {
-            options.condition = SetCondition::IfAbsent;
-        } else if is(option, "XX") && always {
-            options.condition = SetCondition::IfPresent;
-        } else if is(option, "GET") && !options.get {
-            options.get = true;
-        } else if is(option, "KEEPTTL") && no_expiry_yet {
-            options.expiry = SetExpiry::KeepTtl;
-        } else if is(option, "EX") && no_expiry_yet {
-            options.expiry = expiry(SetExpiry::Ex)?;
-        } else if is(option, "PX") && no_expiry_yet {
-            options.expiry = expiry(SetExpiry::Px)?;
-        } else if is(option, "EXAT") && no_expiry_yet {
-            options.expiry = expiry(SetExpiry::ExAt)?;
-        } else if is(option, "PXAT") && no_expiry_yet {
-            options.expiry = expiry(SetExpiry::PxAt)?;
-        } else {
-            return Err(CommandError::syntax());
-        }
-    }
+    let options = SetOptions::parse(&args[3..]).map_err(CommandError::from)?;
     let outcome = ctx.shared.store.set(&args[1], &args[2], options)?;
     if options.get {
         ctx.bulk_or_null(outcome.previous.as_deref());

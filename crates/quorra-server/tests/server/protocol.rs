@@ -214,7 +214,7 @@ async fn typed_commands_from_quorra_resp_are_served() {
                 b"v2",
                 SetOptions {
                     condition: SetCondition::IfPresent,
-                    expiry: SetExpiry::Seconds(100),
+                    expiry: SetExpiry::Ex(100),
                     get: true,
                 },
             ),
@@ -243,7 +243,7 @@ async fn typed_commands_from_quorra_resp_are_served() {
                 b"k",
                 b"v4",
                 SetOptions {
-                    expiry: SetExpiry::Keep,
+                    expiry: SetExpiry::KeepTtl,
                     ..SetOptions::default()
                 },
             ),
