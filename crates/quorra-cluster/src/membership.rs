@@ -216,6 +216,28 @@ impl ClusterView {
         }
     }
 
+    /// A joined view, as `self_id` would see it, of `members` (whatever their states),
+    /// all of them counted in the ring with `vnodes` virtual nodes each. Views that do not
+    /// come from gossip: in-process clusters, in tests of routing and replication.
+    pub fn of_members(self_id: NodeId, mut members: Vec<Member>, vnodes: u32) -> ClusterView {
+        members.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut ring = ring_with_vnodes(vnodes);
+        for member in &members {
+            let mut spec = NodeSpec::new(member.id.clone());
+            if let Some(zone) = &member.zone {
+                spec = spec.with_zone(zone.as_str());
+            }
+            ring.add_node(spec).expect("member ids are distinct");
+        }
+        ClusterView {
+            self_id,
+            members,
+            ring,
+            ring_version: 0,
+            joined: true,
+        }
+    }
+
     /// The member with this id.
     pub fn member(&self, id: &NodeId) -> Option<&Member> {
         self.members

@@ -6,7 +6,7 @@
 //! (`total_commands_processed`, `rejected_calls`, `failed_calls`, the per-command
 //! counters and latency histogram); [`lookups`] counts the keyspace hits and misses its
 //! reads made, wherever they ran (a node that runs commands for a peer returns their
-//! lookups to it instead of counting them; see [`crate::cluster`]). Commands run for a
+//! lookups to it instead of counting them; see [`crate::peer_handler`]). Commands run for a
 //! peer are counted only as such (`quorra_peer_commands_processed`): the peer's node
 //! accounts for them.
 

@@ -18,7 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use crate::clients::ClientInfo;
-use crate::shared::{LogLimiter, unix_ms};
+use crate::log_limiter::LogLimiter;
+use crate::wall_clock::unix_ms;
 
 /// Entries `ACL LOG` keeps, as Redis's default `acllog-max-len`.
 pub const MAX_ENTRIES: usize = 128;
@@ -133,6 +134,12 @@ impl AuthLog {
     pub fn reset(&self) {
         self.entries.lock().recent.clear();
     }
+}
+
+/// Compares without stopping at the first difference, so response time does not reveal
+/// how much of a guessed password or token was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

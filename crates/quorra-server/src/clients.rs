@@ -18,7 +18,10 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::shared::unix_ms;
+use quorra_resp::Protocol;
+use quorra_resp::command::COMMANDS;
+
+use crate::wall_clock::unix_ms;
 
 /// One connected client.
 #[derive(Debug)]
@@ -48,11 +51,17 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// Records the protocol the client now speaks (HELLO, RESET).
+    pub fn set_protocol(&self, protocol: Protocol) {
+        let version = if protocol == Protocol::Resp3 { 3 } else { 2 };
+        self.resp.store(version, Ordering::Relaxed);
+    }
+
     /// The CLIENT INFO / CLIENT LIST line for this client (without the newline).
     pub fn describe(&self, now_ms: u64) -> String {
         let command = match self.last_command.load(Ordering::Relaxed) {
             usize::MAX => "NULL".to_owned(),
-            index => crate::commands::COMMANDS[index].name.to_owned(),
+            index => COMMANDS[index].name.to_owned(),
         };
         let (lib_name, lib_ver) = self.lib.lock().clone();
         let mut line = String::new();

@@ -29,7 +29,7 @@ use quorra_ring::NodeId;
 use quorra_store::{AccessObserver, Version};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::ClusterNode;
+use crate::cluster_node::ClusterNode;
 
 /// How often queued evictions are sent to the other replicas.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
@@ -86,15 +86,13 @@ pub async fn propagate(feed: Arc<EvictionFeed>, node: Arc<ClusterNode>, stop: Ca
             }
         }
         for (replica, entries) in by_replica {
-            let Some(member) = view.member(&replica) else {
-                continue;
-            };
             feed.sent.fetch_add(entries.len() as u64, Ordering::Relaxed);
-            let (rpc, addr) = (node.rpc.clone(), member.addresses.cluster);
-            let request = Request::Evict { entries }.encode();
+            let call = node
+                .peers
+                .call(&view, &replica, &Request::Evict { entries });
             tokio::spawn(async move {
-                if let Err(error) = rpc.call(addr, request).await {
-                    tracing::debug!(%replica, %error, "evictions not delivered");
+                if let Err(error) = call.await {
+                    tracing::debug!(%error, "evictions not delivered");
                 }
             });
         }

@@ -54,9 +54,10 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth_log::constant_time_eq;
 use crate::commands::CommandError;
-use crate::routing;
-use crate::shared::{Shared, constant_time_eq};
+use crate::pipeline;
+use crate::shared::Shared;
 use quorra_cluster::membership::{ClusterView, Member};
 use quorra_resp::{Frame, Limits, parse_frame};
 
@@ -316,7 +317,7 @@ async fn delete_key(
 /// consistency levels, counted once) and returns its reply; an error reply becomes the
 /// [`ApiError`] that fits it.
 async fn run(shared: &Shared, command: Vec<Bytes>) -> Result<Frame, ApiError> {
-    let reply = routing::run_one(shared, command).await;
+    let reply = pipeline::run_one(shared, command).await;
     match parse_frame(&reply, &Limits::default()) {
         Ok(Some((Frame::Error(text), _))) => {
             Err(CommandError::new(String::from_utf8_lossy(&text).into_owned()).into())
@@ -352,6 +353,8 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
+    let view = shared.cluster.as_ref().map(|node| node.view());
+    let cluster = shared.cluster.as_ref().zip(view.as_deref());
     (
         [(
             header::CONTENT_TYPE,
@@ -366,7 +369,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
                 evicted: shared.clients.evicted(),
                 buffered: shared.clients.buffered(),
             },
-            shared.cluster.as_deref(),
+            cluster.map(|(node, view)| node.figures(view)),
         ),
     )
 }

@@ -2,29 +2,41 @@
 //!
 //! # Components
 //!
-//! - [`config`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
-//! - [`accounting`]: what the node counts about its clients' commands, in one place.
-//! - [`auth_log`]: failed authentication counted, logged (rate-limited) and kept for
-//!   `ACL LOG`.
-//! - [`fd_limit`]: raises the open-files limit and fits `maxclients` to it.
+//! The path of a client's command, in order:
+//!
 //! - [`server`]: the listeners, the accept loop with `maxclients` and protected mode,
 //!   the active-expiry ticker, graceful shutdown; [`server::start`] runs a node inside
 //!   the caller's tokio runtime (tests start nodes on port 0 this way).
-//! - [`connection`]: one client: read, parse every buffered command, execute, write all
-//!   replies with one write (pipelining), idle timeout.
-//! - [`commands`]: one handler per command of quorra-resp's command table (name, arity,
-//!   flags, key positions — what COMMAND reports), with Redis's replies and error texts,
-//!   and the dispatch that checks a request against the table before it runs.
-//! - [`cluster`]: cluster mode — gossip membership, the RPC server that runs peers'
-//!   commands, the published figures.
-//! - [`routing`]: proxy routing — which node runs a command, and how the replies of a
-//!   command split over several nodes merge.
+//! - [`resp_client`]: one RESP client: read, parse every buffered command, run them,
+//!   write all replies with one write (pipelining), idle timeout, client memory.
+//! - [`session`]: the state a client's commands read and change.
+//! - [`pipeline`]: in cluster mode, a client's commands planned, run with as few round
+//!   trips as order allows, answered in order.
+//! - [`plan`]: where a command runs — a pure function of the command and the placement.
+//! - [`executor`]: runs commands here or on a peer, in a mode (as primary, counting
+//!   only primary keys).
+//! - [`scatter`]: commands over several nodes, split and merged.
+//! - [`quorum_read`], [`primary_write`]: reads and writes with copies.
+//! - [`commands`]: one handler per command of quorra-resp's command table, with Redis's
+//!   replies and error texts, and the dispatch that checks a request against the table
+//!   before it runs.
+//! - [`accounting`]: what the node counts about its clients' commands, in one place.
+//!
+//! Around it:
+//!
+//! - [`cluster_node`]: cluster mode's machinery — membership, the view, the replicator.
+//! - [`peer`]: the one client every request to a peer goes through, and its typed error.
+//! - [`peer_handler`]: what the node answers its peers.
+//! - [`node_replicas`]: how the replicator reaches a key's replicas.
 //! - [`evictions`]: a key evicted for memory by one replica is evicted by all.
-//! - [`replica`]: replication — the transport to replicas, copying what a primary
-//!   wrote, quorum reads.
-//! - [`http_listener`]: the admin port's listener: a connection cap and timeouts.
-//! - [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`, `/healthz`, `/readyz`,
-//!   `/metrics`).
+//! - [`cluster_tasks`]: anti-entropy, hint delivery, published figures.
+//! - [`shared`]: the state every task shares.
+//! - [`config`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
+//! - [`clients`]: the client registry; [`auth_log`]: failed authentication counted and
+//!   kept for `ACL LOG`; [`log_limiter`]: rate-limited log lines; [`wall_clock`]:
+//!   wall-clock time; [`fd_limit`]: the open-files limit and `maxclients`.
+//! - [`http_listener`], [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`,
+//!   `/healthz`, `/readyz`, `/metrics`).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`up`]: `quorra up`, a local cluster of separate node processes.
 //!
@@ -36,20 +48,31 @@
 pub mod accounting;
 pub mod auth_log;
 pub mod clients;
-pub mod cluster;
+pub mod cluster_node;
+pub mod cluster_tasks;
 pub mod commands;
 pub mod config;
-pub mod connection;
 pub mod evictions;
+pub mod executor;
 pub mod fd_limit;
 pub mod http;
 pub mod http_listener;
+pub mod log_limiter;
 pub mod metrics;
-pub mod replica;
-pub mod routing;
+pub mod node_replicas;
+pub mod peer;
+pub mod peer_handler;
+pub mod pipeline;
+pub mod plan;
+pub mod primary_write;
+pub mod quorum_read;
+pub mod resp_client;
+pub mod scatter;
 pub mod server;
+pub mod session;
 pub mod shared;
 pub mod up;
+pub mod wall_clock;
 
 pub use config::{Config, Settings};
 pub use server::{RunningServer, start};

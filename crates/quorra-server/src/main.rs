@@ -52,13 +52,14 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run_server(config: quorra_server::Config) -> std::process::ExitCode {
-    let server = match quorra_server::start(config).await {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("quorra: cannot start: {error}");
-            return std::process::ExitCode::from(1);
-        }
-    };
+    let server =
+        match quorra_server::start(config, std::sync::Arc::new(quorra_store::SystemClock)).await {
+            Ok(server) => server,
+            Err(error) => {
+                eprintln!("quorra: cannot start: {error}");
+                return std::process::ExitCode::from(1);
+            }
+        };
     // `quorra up` reads this line to learn the node's cluster port.
     let scheme = match &server.shared.config.tls {
         Some(tls) if tls.http => "https",

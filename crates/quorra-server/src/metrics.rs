@@ -36,11 +36,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use quorra_cluster::membership::MemberState;
+use quorra_cluster::gossip_auth::GossipAuthStats;
+use quorra_cluster::membership::{ClusterView, MemberState};
+use quorra_cluster::replication::ReplicationStats;
 
-use crate::cluster::ClusterNode;
-
-use crate::commands::{COMMANDS, CommandId};
+use quorra_resp::command::{COMMANDS, CommandId};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandOutcome {
@@ -92,6 +92,19 @@ pub struct NodeFigures {
     pub evicted: u64,
     /// Bytes all clients' buffers hold now.
     pub buffered: u64,
+}
+
+/// Cluster figures copied in at each scrape, in cluster mode.
+#[derive(Clone, Copy)]
+pub struct ClusterFigures<'a> {
+    /// The node's current view.
+    pub view: &'a ClusterView,
+    /// What replication did.
+    pub replication: &'a ReplicationStats,
+    /// Writes kept for unreachable replicas.
+    pub hints_pending: usize,
+    /// Gossip packets accepted and dropped.
+    pub gossip: &'a GossipAuthStats,
 }
 
 /// Handles for one command, cloned out of the families at start-up.
@@ -340,7 +353,7 @@ impl Metrics {
         &self,
         store: &quorra_store::Store,
         figures: NodeFigures,
-        cluster: Option<&ClusterNode>,
+        cluster: Option<ClusterFigures<'_>>,
     ) -> String {
         let _scrape = self.scrape.lock();
         let stats = store.stats();
@@ -358,8 +371,7 @@ impl Metrics {
         catch_up(&self.evicted_clients, figures.evicted);
         self.client_buffers.set(figures.buffered as i64);
         if let Some(cluster) = cluster {
-            let view = cluster.view();
-            let stats = cluster.replicator.stats();
+            let (view, stats) = (cluster.view, cluster.replication);
             let load = |counter: &std::sync::atomic::AtomicU64| {
                 counter.load(std::sync::atomic::Ordering::Relaxed)
             };
@@ -374,9 +386,8 @@ impl Metrics {
             ] {
                 catch_up(&self.replication.get_or_create(&Event { event }), value);
             }
-            self.hints_pending
-                .set(cluster.replicator.hints().len() as i64);
-            let gossip = &cluster.gossip_stats;
+            self.hints_pending.set(cluster.hints_pending as i64);
+            let gossip = cluster.gossip;
             for (reason, value) in [
                 ("forged", load(&gossip.forged)),
                 ("replayed", load(&gossip.replayed)),

@@ -14,13 +14,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorra_cluster::tls::{TlsError, TlsMaterial};
+use quorra_ring::NodeId;
+use quorra_store::Clock;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster_node::{ClientPorts, ClusterParts, resolve_node_id};
 use crate::config::Config;
-use crate::shared::{LogLimiter, ServerCounters, Shared, unix_ms};
+use crate::log_limiter::LogLimiter;
+use crate::peer_handler::HandlerSlot;
+use crate::shared::{NodeParts, ServerCounters, Shared};
 
 /// Sent to a client refused by protected mode, before the connection is closed.
 pub const PROTECTED_MODE_MESSAGE: &str = "-DENIED quorra is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to quorra you may adopt one of the following solutions: 1) Set a password with --requirepass (or 'CONFIG SET requirepass <password>' from the loopback interface) and use AUTH. 2) Disable protected mode with 'CONFIG SET protected-mode no' from the loopback interface, making sure quorra is not reachable from the internet. 3) Restart the server with '--protected-mode false'. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
@@ -97,9 +102,11 @@ impl RunningServer {
     }
 }
 
-/// Binds the ports and starts the node. Fails if a port cannot be bound. In cluster
-/// mode the node gossips from here on and joins the ring (`up`) once it serves.
-pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
+/// Binds the ports and starts the node, whose store reads time from `clock` (the
+/// binary passes the system clock; tests pass one they move). Fails if a port cannot be
+/// bound. In cluster mode the node gossips from here on and joins the ring (`up`) once
+/// it serves.
+pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result<RunningServer> {
     config.maxclients =
         crate::fd_limit::fit(config.maxclients, config.http_max_connections).maxclients;
     let tls = match &config.tls {
@@ -128,22 +135,45 @@ pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
         (None, None) => unreachable!("tls-only is refused without a TLS port"),
     };
     let http_addr = http_listener.local_addr()?;
-    let starting = match &config.cluster {
-        Some(cluster) => {
+    let node_id = match &config.cluster {
+        Some(cluster) => Some(NodeId::from(resolve_node_id(cluster)?)),
+        None => None,
+    };
+    let parts = NodeParts::new(&config, node_id.as_ref(), clock);
+    // Peers' requests need the node's state, which holds the cluster machinery: the RPC
+    // server starts with a handler that answers once the state exists.
+    let peer_handler = HandlerSlot::default();
+    let cluster = match (&config.cluster, node_id) {
+        (Some(cluster), Some(node_id)) => {
             let cluster_tls = tls
                 .clone()
                 .filter(|_| config.tls.as_ref().is_some_and(|t| t.cluster));
-            Some(crate::cluster::start(&config, cluster, resp_addr, http_addr, cluster_tls).await?)
+            let cluster_parts = ClusterParts {
+                store: parts.store.clone(),
+                metrics: parts.metrics.clone(),
+                timeout: cluster.timeout,
+                consistency: cluster.consistency,
+                max_hints: cluster.max_hints,
+            };
+            let node = crate::cluster_node::start(
+                &config,
+                cluster,
+                node_id,
+                ClientPorts {
+                    resp: resp_addr,
+                    http: http_addr,
+                },
+                cluster_tls,
+                cluster_parts,
+                peer_handler.handler(),
+            )
+            .await?;
+            Some(Arc::new(node))
         }
-        None => None,
+        _ => None,
     };
-    let node = starting.as_ref().map(|starting| starting.node.clone());
-    let shared = Arc::new(Shared::new(config, resp_addr, node));
-    let cluster = starting.map(|starting| starting.serve(&shared));
-    shared
-        .metrics
-        .maxmemory
-        .set(shared.store.maxmemory() as i64);
+    let shared = Arc::new(Shared::new(config, resp_addr, parts, cluster.clone()));
+    peer_handler.serve(&shared);
     let stop = CancellationToken::new();
     let tasks = TaskTracker::new();
 
@@ -183,12 +213,15 @@ pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
         tasks.clone(),
     ));
     if let Some(node) = &cluster {
-        tasks.spawn(crate::cluster::publish_stats(
+        tasks.spawn(crate::cluster_tasks::publish_stats(
             shared.clone(),
             node.clone(),
             stop.clone(),
         ));
-        tasks.spawn(crate::cluster::replay_hints(node.clone(), stop.clone()));
+        tasks.spawn(crate::cluster_tasks::replay_hints(
+            node.clone(),
+            stop.clone(),
+        ));
         if let Some(feed) = &shared.evictions {
             tasks.spawn(crate::evictions::propagate(
                 feed.clone(),
@@ -202,14 +235,14 @@ pub async fn start(mut config: Config) -> std::io::Result<RunningServer> {
             .as_ref()
             .and_then(|c| c.anti_entropy_interval)
         {
-            tasks.spawn(crate::cluster::anti_entropy(
+            tasks.spawn(crate::cluster_tasks::anti_entropy(
                 shared.clone(),
                 node.clone(),
                 interval,
                 stop.clone(),
             ));
         }
-        tasks.spawn(crate::cluster::serve_when_joined(
+        tasks.spawn(crate::cluster_tasks::serve_when_joined(
             node.clone(),
             stop.clone(),
         ));
@@ -308,7 +341,7 @@ async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let info = shared.clients.connect(peer, laddr);
     shared.metrics.connected_clients.inc();
-    crate::connection::serve(shared, stream, info, stop).await;
+    crate::resp_client::serve(shared, stream, info, stop).await;
 }
 
 /// Runs the store's active expiry cycle `hz` times a second.
@@ -321,6 +354,6 @@ async fn expiry_ticker(shared: Arc<Shared>, stop: CancellationToken) {
             _ = interval.tick() => {}
             () = stop.cancelled() => return,
         }
-        shared.store.tick(unix_ms());
+        shared.store.tick(shared.store.now_ms());
     }
 }

@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
-use quorra_store::{Store, StoreConfig, SystemClock};
+use quorra_ring::NodeId;
+use quorra_store::{Clock, Store, StoreConfig};
 
 use crate::auth_log::AuthLog;
 use crate::clients::{ClientInfo, ClientRegistry};
-use crate::cluster::ClusterNode;
+use crate::cluster_node::ClusterNode;
 use crate::config::Config;
 use crate::evictions::EvictionFeed;
+use crate::log_limiter::LogLimiter;
 use crate::metrics::Metrics;
 
 /// Settings CONFIG SET may change while the server runs.
@@ -62,6 +64,52 @@ impl ServerCounters {
     }
 }
 
+/// What a node is built from before its cluster machinery, which needs them: the store
+/// (with copies, reporting its evictions to a feed) and the metrics.
+pub struct NodeParts {
+    /// The data.
+    pub store: Arc<Store>,
+    /// With copies: the store's evictions, waiting to be told to the other replicas.
+    pub evictions: Option<Arc<EvictionFeed>>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl NodeParts {
+    /// The store and metrics of a node configured by `config`, whose cluster id is
+    /// `node_id` (`None` for a single node), reading time from `clock`.
+    pub fn new(config: &Config, node_id: Option<&NodeId>, clock: Arc<dyn Clock>) -> NodeParts {
+        let replicated = config
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| cluster.consistency.replicas > 1);
+        // With copies, the store's evictions are told to the keys' other replicas.
+        let evictions = replicated.then(|| Arc::new(EvictionFeed::default()));
+        let store = Store::new(
+            StoreConfig {
+                shards: config.shards,
+                maxmemory: config.maxmemory,
+                policy: config.maxmemory_policy,
+                max_string_len: config.proto_max_bulk_len,
+                node_id: node_id.map_or(0, numeric_node_id),
+                // Tombstones only matter when replicas exchange writes; a single node
+                // (or a cluster without copies) frees a deleted key's memory at once.
+                tombstone_grace_ms: if replicated { TOMBSTONE_GRACE_MS } else { 0 },
+            },
+            clock,
+        );
+        let store = match &evictions {
+            Some(feed) => store.with_observer(feed.clone()),
+            None => store,
+        };
+        NodeParts {
+            store: Arc::new(store),
+            evictions,
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
 /// Everything a node's tasks share. Held in an `Arc`.
 pub struct Shared {
     /// The data.
@@ -75,7 +123,7 @@ pub struct Shared {
     /// INFO counters.
     pub counters: ServerCounters,
     /// Prometheus metrics.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// Random id of this run, as Redis's `run_id`.
     pub run_id: String,
     /// When the node started, for uptime.
@@ -96,36 +144,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Creates the shared state for a node listening on `resp_addr`, in cluster mode if
-    /// `cluster` is given.
-    pub fn new(config: Config, resp_addr: SocketAddr, cluster: Option<Arc<ClusterNode>>) -> Self {
-        // With copies, the store's evictions are told to the keys' other replicas.
-        let evictions = cluster
-            .as_ref()
-            .filter(|node| node.consistency.replicas > 1)
-            .map(|_| Arc::new(EvictionFeed::default()));
-        let store = Store::new(
-            StoreConfig {
-                shards: config.shards,
-                maxmemory: config.maxmemory,
-                policy: config.maxmemory_policy,
-                max_string_len: config.proto_max_bulk_len,
-                node_id: cluster
-                    .as_ref()
-                    .map_or(0, |node| numeric_node_id(node.node_id())),
-                // Tombstones only matter when replicas exchange writes; a single node
-                // (or a cluster without copies) frees a deleted key's memory at once.
-                tombstone_grace_ms: match &cluster {
-                    Some(node) if node.consistency.replicas > 1 => TOMBSTONE_GRACE_MS,
-                    _ => 0,
-                },
-            },
-            Arc::new(SystemClock),
-        );
-        let store = match &evictions {
-            Some(feed) => store.with_observer(feed.clone()),
-            None => store,
-        };
+    /// The shared state of a node listening on `resp_addr`, built from `parts`, in
+    /// cluster mode if `cluster` is given.
+    pub fn new(
+        config: Config,
+        resp_addr: SocketAddr,
+        parts: NodeParts,
+        cluster: Option<Arc<ClusterNode>>,
+    ) -> Self {
         let settings = RuntimeSettings {
             requirepass: config.requirepass.clone(),
             timeout_secs: config.timeout.map_or(0, |timeout| timeout.as_secs()),
@@ -134,21 +160,22 @@ impl Shared {
         };
         let clients = ClientRegistry::default();
         let peer_client = clients.unlisted(resp_addr, resp_addr);
+        parts.metrics.maxmemory.set(parts.store.maxmemory() as i64);
         Shared {
-            store: Arc::new(store),
+            store: parts.store,
             cluster,
             peer_client,
             settings: RwLock::new(settings),
             clients,
             counters: ServerCounters::default(),
-            metrics: Metrics::new(),
+            metrics: parts.metrics,
             run_id: random_run_id(),
             started: Instant::now(),
             resp_addr,
             config,
             auth_log: AuthLog::default(),
             cross_protocol_log: LogLimiter::new(10_000),
-            evictions,
+            evictions: parts.evictions,
         }
     }
 }
@@ -178,58 +205,6 @@ pub const TOMBSTONE_GRACE_MS: u64 = 10 * 60 * 1000;
 
 /// The numeric id a node stamps into its versions (the tie-break between two writes in
 /// the same millisecond): xxh3 of its id, so every node derives the same number.
-pub fn numeric_node_id(id: &quorra_ring::NodeId) -> u64 {
+pub fn numeric_node_id(id: &NodeId) -> u64 {
     quorra_ring::key_token(id.as_str().as_bytes())
-}
-
-/// Lets a log line through at most once per interval, and counts the ones it held back,
-/// so that what a remote party can trigger (failed passwords, forged requests, accept
-/// errors when out of file descriptors) cannot flood the log.
-#[derive(Debug)]
-pub struct LogLimiter {
-    interval_ms: u64,
-    last_ms: AtomicU64,
-    held_back: AtomicU64,
-}
-
-impl LogLimiter {
-    /// A limiter letting one line through per `interval_ms`.
-    pub const fn new(interval_ms: u64) -> LogLimiter {
-        LogLimiter {
-            interval_ms,
-            last_ms: AtomicU64::new(0),
-            held_back: AtomicU64::new(0),
-        }
-    }
-
-    /// `Some(n)` if a line may be logged now, `n` being the lines held back since the
-    /// last one; `None` if this one must be held back.
-    pub fn admit(&self) -> Option<u64> {
-        let now = unix_ms();
-        let last = self.last_ms.load(Ordering::Relaxed);
-        let due = now.saturating_sub(last) >= self.interval_ms
-            && self
-                .last_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
-        if due {
-            Some(self.held_back.swap(0, Ordering::Relaxed))
-        } else {
-            self.held_back.fetch_add(1, Ordering::Relaxed);
-            None
-        }
-    }
-}
-
-/// Compares without stopping at the first difference, so response time does not reveal
-/// how much of a guessed password or token was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Milliseconds since the Unix epoch, from the system clock.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }

@@ -1,13 +1,13 @@
 //! Connection commands: PING, ECHO, HELLO, AUTH, SELECT, QUIT, RESET, CLIENT.
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use quorra_resp::{Protocol, encode};
 
 use super::{CommandError, Ctx, int_arg, is};
-use crate::shared::{constant_time_eq, unix_ms};
+use crate::auth_log::constant_time_eq;
+use crate::wall_clock::unix_ms;
 
 /// The Redis version quorra's command set and replies follow; clients that gate features
 /// on the server version read it from HELLO and INFO.
@@ -285,10 +285,4 @@ fn client_list(ctx: &mut Ctx<'_>, options: &[Bytes]) -> Result<(), CommandError>
     }
     encode::verbatim_text(ctx.out, text.as_bytes(), ctx.protocol());
     Ok(())
-}
-
-/// Keeps the registry's view of the protocol in step with the session's.
-pub(crate) fn store_protocol(info: &crate::clients::ClientInfo, protocol: Protocol) {
-    let version = if protocol == Protocol::Resp3 { 3 } else { 2 };
-    info.resp.store(version, Ordering::Relaxed);
 }

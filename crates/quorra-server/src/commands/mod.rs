@@ -11,12 +11,12 @@
 //! [`CommandError`] with Redis's error text when they refuse.
 //!
 //! Handlers are grouped like Redis's documentation: [`keyspace`] (generic key
-//! commands), [`strings`], [`connection`], [`server`]; [`cluster`] holds quorra's own
+//! commands), [`strings`], [`connection`], [`server`]; [`quorra`] holds quorra's own
 //! `QUORRA` family.
 
-pub mod cluster;
 pub mod connection;
 pub mod keyspace;
+pub mod quorra;
 pub mod server;
 pub mod strings;
 
@@ -29,7 +29,7 @@ use quorra_resp::{Protocol, encode};
 use quorra_store::StoreError;
 
 use crate::accounting::{self, Lookups, Outcome};
-use crate::connection::Session;
+use crate::session::Session;
 use crate::shared::Shared;
 
 pub use quorra_resp::command::{COMMANDS, CommandId, CommandInfo, arity_ok, keys_of, lookup};
@@ -105,7 +105,7 @@ pub fn handler(id: CommandId) -> Handler {
         Time => server::time,
         Acl => server::acl,
         // quorra's own.
-        Quorra => cluster::quorra,
+        Quorra => quorra::quorra,
     }
 }
 

@@ -6,12 +6,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use quorra_cluster::membership::MemberState;
 use quorra_resp::encode;
+use quorra_ring::TokenRange;
 use quorra_store::glob::glob_match;
 
 use super::connection::REDIS_COMPATIBLE_VERSION;
 use super::{COMMANDS, CommandError, CommandId, CommandInfo, Ctx, int_arg, is, lookup};
 use crate::config::{parse_bytes, parse_policy, policy_name};
-use crate::shared::unix_ms;
+use crate::shared::Shared;
+use crate::wall_clock::unix_ms;
 
 /// `COMMAND [COUNT | LIST | INFO name... | DOCS name...]`
 pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
@@ -271,7 +273,7 @@ fn apply_config_change(ctx: &mut Ctx<'_>, change: ConfigChange) {
 /// DBSIZE
 pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     let keys = if ctx.session.primary_only {
-        crate::routing::keyspace_counts(ctx.shared, true).0
+        keyspace_counts(ctx.shared, true).0
     } else {
         ctx.shared.store.dbsize()
     };
@@ -406,6 +408,30 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     }
     encode::verbatim_text(ctx.out, text.as_bytes(), ctx.protocol());
     Ok(())
+}
+
+/// This node's live keys and keys with a TTL; with `primary_only`, only those it is the
+/// primary for (a pass over the store, instead of reading two counters).
+pub fn keyspace_counts(shared: &Shared, primary_only: bool) -> (u64, u64) {
+    match shared.cluster.as_ref().filter(|_| primary_only) {
+        None => {
+            let stats = shared.store.stats().total;
+            (stats.entries, stats.volatile)
+        }
+        Some(node) => {
+            let view = node.view();
+            let placement = node.placement(&view);
+            let mut counts = (0, 0);
+            let whole_ring = TokenRange { start: 0, end: 0 };
+            shared.store.visit_range(whole_ring, |entry| {
+                if !entry.tombstone && placement.primary(entry.key) == Some(&view.self_id) {
+                    counts.0 += 1;
+                    counts.1 += u64::from(entry.expire_at_ms.is_some());
+                }
+            });
+            counts
+        }
+    }
 }
 
 /// Resident set size of this process, bytes, from /proc (0 where there is no /proc).

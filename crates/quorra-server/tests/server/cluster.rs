@@ -78,7 +78,7 @@ pub(crate) async fn until(
     what: &str,
     check: impl Fn(&ClusterView) -> bool,
 ) -> Arc<ClusterView> {
-    let mut views = node.shared.cluster.as_ref().unwrap().membership.subscribe();
+    let mut views = node.shared.cluster.as_ref().unwrap().subscribe();
     let wait = async {
         loop {
             let view = views.borrow_and_update().clone();
@@ -351,7 +351,7 @@ async fn a_node_leaving_gracefully_is_dropped_without_failure_detection() {
     let mut nodes = start_cluster(3).await;
     let leaving = nodes.pop().unwrap();
     let watcher = nodes[0].shared.cluster.as_ref().unwrap().clone();
-    let mut views = watcher.membership.subscribe();
+    let mut views = watcher.subscribe();
     let shutdown = tokio::spawn(leaving.shutdown());
     // The first view without n2 in the ring still lists it as leaving, not down: the
     // peers were told, they did not have to notice its silence.

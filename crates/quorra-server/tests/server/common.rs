@@ -15,7 +15,9 @@ pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> RunningServe
         ..Config::default()
     };
     adjust(&mut config);
-    quorra_server::start(config).await.expect("node starts")
+    quorra_server::start(config, std::sync::Arc::new(quorra_store::SystemClock))
+        .await
+        .expect("node starts")
 }
 
 /// Starts a node with the default configuration on free ports.

@@ -151,13 +151,15 @@ async fn maxclients_refuses_with_redis_text() {
 #[test]
 fn protected_mode_refuses_remote_clients_without_a_password() {
     use quorra_server::server::refusal;
-    use quorra_server::shared::Shared;
+    use quorra_server::shared::{NodeParts, Shared};
     use std::net::IpAddr;
-    let shared = Shared::new(
-        quorra_server::Config::default(),
-        "127.0.0.1:0".parse().unwrap(),
+    let config = quorra_server::Config::default();
+    let parts = NodeParts::new(
+        &config,
         None,
+        std::sync::Arc::new(quorra_store::SystemClock),
     );
+    let shared = Shared::new(config, "127.0.0.1:0".parse().unwrap(), parts, None);
     let remote: IpAddr = "192.0.2.7".parse().unwrap();
     let refused = refusal(&shared, remote).expect("remote client refused");
     assert!(refused.starts_with("-DENIED") && refused.contains("--requirepass"));

@@ -83,7 +83,10 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             .as_ref()
             .expect("view() checked cluster mode");
         let id = NodeId::from(String::from_utf8_lossy(&args[2]).as_ref());
-        node.membership
+        let membership = node.membership.as_ref().ok_or_else(|| {
+            CommandError::new("ERR this node's membership is not gossiped; nothing to forget")
+        })?;
+        membership
             .forget(&id)
             .map_err(|error| CommandError::new(format!("ERR {error}")))?;
         ctx.ok();
@@ -119,8 +122,14 @@ fn consistency(ctx: &mut Ctx<'_>, options: &[Bytes]) -> Result<(), CommandError>
             let pairs = [
                 ("replicas", node.consistency.replicas.to_string()),
                 ("copies", node.placement(&view).copies().to_string()),
-                ("write", ctx.session.write_level(node).to_string()),
-                ("read", ctx.session.read_level(node).to_string()),
+                (
+                    "write",
+                    ctx.session.write_level(&node.consistency).to_string(),
+                ),
+                (
+                    "read",
+                    ctx.session.read_level(&node.consistency).to_string(),
+                ),
             ];
             ctx.map(pairs.len());
             for (name, value) in pairs {

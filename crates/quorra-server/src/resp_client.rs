@@ -27,16 +27,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use quorra_resp::{Limits, Protocol, RequestParser, encode};
+use quorra_resp::{Limits, RequestParser, encode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::ClientInfo;
-use crate::cluster::ClusterNode;
-use crate::commands::{self, connection::store_protocol};
-use crate::routing::{Cx, Pipeline};
-use crate::shared::{Shared, unix_ms};
-use quorra_cluster::replication::Level;
+use crate::commands;
+use crate::executor::Cx;
+use crate::pipeline::Pipeline;
+use crate::session::Session;
+use crate::shared::Shared;
 
 /// Reserve at least this much free space before each read, bytes.
 const READ_CHUNK: usize = 16 * 1024;
@@ -54,75 +54,6 @@ enum Closing {
     /// The client broke the protocol: Redis's text is sent, then the connection closes,
     /// since the byte stream can no longer be trusted.
     ProtocolError(String),
-}
-
-/// Per-connection state that commands read and change.
-pub struct Session {
-    /// RESP2 until HELLO 3.
-    pub protocol: Protocol,
-    /// Whether the client may run commands other than AUTH, HELLO and QUIT.
-    pub authenticated: bool,
-    /// This client's entry in the registry.
-    pub info: Arc<ClientInfo>,
-    /// Set by QUIT: close after this batch's replies are written.
-    pub close: bool,
-    /// Keys and keys with a TTL over the whole cluster, set by routing while INFO runs.
-    pub cluster_keyspace: Option<(u64, u64)>,
-    /// Set while a keyspace command runs for a peer that wants each replicated key
-    /// counted once: only keys this node is primary for are seen.
-    pub primary_only: bool,
-    /// This connection's write level (QUORRA CONSISTENCY), over the node's default.
-    pub write_level: Option<Level>,
-    /// This connection's read level, over the node's default.
-    pub read_level: Option<Level>,
-    /// Failed AUTH attempts on this connection.
-    pub auth_failures: u32,
-}
-
-impl Session {
-    /// A fresh session: authenticated if no password is required.
-    pub fn new(info: Arc<ClientInfo>, password_required: bool) -> Self {
-        Session {
-            protocol: Protocol::Resp2,
-            authenticated: !password_required,
-            info,
-            close: false,
-            cluster_keyspace: None,
-            primary_only: false,
-            write_level: None,
-            read_level: None,
-            auth_failures: 0,
-        }
-    }
-
-    /// Records that command `id` is running, for CLIENT LIST's `cmd`.
-    pub fn note_command(&mut self, id: commands::CommandId) {
-        self.info.last_command.store(id.index(), Ordering::Relaxed);
-    }
-
-    /// Records that the client sent something now, for CLIENT LIST's `idle`. Once per
-    /// read, not per command: `idle` counts whole seconds.
-    pub fn note_interaction(&mut self) {
-        self.info
-            .last_interaction_ms
-            .store(unix_ms(), Ordering::Relaxed);
-    }
-
-    /// The write level of this connection's commands.
-    pub fn write_level(&self, node: &ClusterNode) -> Level {
-        self.write_level.unwrap_or(node.consistency.write)
-    }
-
-    /// The read level of this connection's commands.
-    pub fn read_level(&self, node: &ClusterNode) -> Level {
-        self.read_level.unwrap_or(node.consistency.read)
-    }
-
-    /// Switches the protocol (HELLO, RESET).
-    pub fn set_protocol(&mut self, protocol: Protocol) {
-        self.protocol = protocol;
-        store_protocol(&self.info, protocol);
-    }
 }
 
 /// Serves one client until it leaves, errs, idles out or the server stops.
@@ -284,7 +215,8 @@ fn buffered(input: &BytesMut, output: &BytesMut) -> u64 {
 }
 
 /// Limits the log lines about clients closed for client memory.
-static CLIENT_EVICTIONS_LOG: crate::shared::LogLimiter = crate::shared::LogLimiter::new(10_000);
+static CLIENT_EVICTIONS_LOG: crate::log_limiter::LogLimiter =
+    crate::log_limiter::LogLimiter::new(10_000);
 
 /// Reports this connection's buffers; if all clients together now hold more than
 /// `maxmemory-clients`, closes the client holding the most. True if that is this one.

@@ -1,0 +1,228 @@
+//! A cluster node's background tasks: anti-entropy passes, publishing the node's
+//! figures in gossip, delivering hints to replicas that came back, and marking the node
+//! `up` once it has joined. The server spawns them in cluster mode; each runs until its
+//! stop token is cancelled.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quorra_cluster::antientropy::{self, BucketEntry};
+use quorra_cluster::membership::{ClusterView, MemberState, MemberStats};
+use quorra_cluster::message::{Request, Response};
+use quorra_cluster::rpc::BoxFuture;
+use quorra_ring::NodeId;
+use quorra_store::{Version, VersionedEntry};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster_node::ClusterNode;
+use crate::shared::Shared;
+
+/// How often a node publishes its figures (used memory, keys, ops/s) in gossip.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How often hints for returned replicas are replayed.
+pub const HINT_REPLAY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The other node of an anti-entropy exchange, reached through the peer client.
+struct AntiEntropyPeer<'a> {
+    node: &'a ClusterNode,
+    peer: NodeId,
+    copies: u32,
+}
+
+impl AntiEntropyPeer<'_> {
+    fn call(&self, request: Request) -> BoxFuture<Result<Response, String>> {
+        let view = self.node.view();
+        let call = self.node.peers.call(&view, &self.peer, &request);
+        Box::pin(async move { call.await.map_err(|error| error.to_string()) })
+    }
+}
+
+impl antientropy::Peer for AntiEntropyPeer<'_> {
+    fn digest(&self) -> BoxFuture<Result<Vec<u64>, String>> {
+        let call = self.call(Request::Digest {
+            copies: self.copies,
+        });
+        Box::pin(async move {
+            match call.await? {
+                Response::Digest(digest) => Ok(digest),
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        })
+    }
+
+    fn bucket_versions(&self, buckets: Vec<usize>) -> BoxFuture<Result<Vec<BucketEntry>, String>> {
+        let call = self.call(Request::BucketVersions {
+            copies: self.copies,
+            buckets: buckets.into_iter().map(|bucket| bucket as u32).collect(),
+        });
+        Box::pin(async move {
+            match call.await? {
+                Response::Versions(versions) => Ok(versions
+                    .into_iter()
+                    .map(|(bucket, key, hlc, node)| (bucket as usize, key, Version { hlc, node }))
+                    .collect()),
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        })
+    }
+
+    fn read(&self, keys: Vec<Bytes>) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, String>> {
+        // Replication's own read: it must not promote what it compares.
+        let read = self
+            .node
+            .replicator
+            .replicas()
+            .read(&self.peer, keys, false);
+        Box::pin(async move { read.await.map_err(|error| error.to_string()) })
+    }
+
+    fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<(), String>> {
+        let apply = self.node.replicator.replicas().apply(&self.peer, entries);
+        Box::pin(async move {
+            let outcomes = apply.await.map_err(|error| error.to_string())?;
+            match outcomes.into_iter().find_map(Result::err) {
+                Some(refused) => Err(refused.to_string()),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+/// Runs an anti-entropy pass with every serving peer whose id is above this node's
+/// (one side of each pair starts the exchange) every `interval`, until `stop`; sooner
+/// ([`antientropy::BACKLOG_DELAY`]) after a pass that stopped at its key budget or
+/// failed, and after a node joined the ring, when there is most to repair.
+pub async fn anti_entropy(
+    shared: Arc<Shared>,
+    node: Arc<ClusterNode>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut views = node.subscribe();
+    let serving_count = |view: &ClusterView| view.serving().count();
+    let mut serving = serving_count(&views.borrow());
+    let mut next = tokio::time::Instant::now() + interval;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            changed = views.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                // A node joined or came back: it has the most to catch up on.
+                let now_serving = serving_count(&views.borrow_and_update());
+                if now_serving > serving {
+                    next = next.min(tokio::time::Instant::now() + antientropy::BACKLOG_DELAY);
+                }
+                serving = now_serving;
+                continue;
+            }
+            () = stop.cancelled() => return,
+        }
+        next = tokio::time::Instant::now() + interval;
+        let view = node.view();
+        let copies = node.placement(&view).copies();
+        if copies < 2 {
+            continue;
+        }
+        let peers: Vec<NodeId> = view
+            .serving()
+            .map(|member| member.id.clone())
+            .filter(|id| *id > view.self_id)
+            .collect();
+        for peer in peers {
+            let remote = AntiEntropyPeer {
+                node: &node,
+                peer: peer.clone(),
+                copies: copies as u32,
+            };
+            match antientropy::sync_with(&shared.store, &view, &peer, &remote, copies).await {
+                Ok(report) => {
+                    let stats = node.replicator.stats();
+                    let moved = (report.pulled + report.pushed) as u64;
+                    stats
+                        .anti_entropy_buckets
+                        .fetch_add(report.buckets_compared as u64, Ordering::Relaxed);
+                    stats.anti_entropy_keys.fetch_add(moved, Ordering::Relaxed);
+                    if moved > 0 {
+                        tracing::info!(%peer, pulled = report.pulled, pushed = report.pushed,
+                            differing_buckets = report.buckets_differing, "anti-entropy repaired");
+                    }
+                    if report.truncated {
+                        next = tokio::time::Instant::now() + antientropy::BACKLOG_DELAY;
+                    }
+                }
+                Err(error) => {
+                    // Most often a peer that just came back, whose connection is still
+                    // in reconnect backoff: try again soon rather than in an interval.
+                    tracing::debug!(%peer, %error, "anti-entropy exchange failed");
+                    next = next.min(tokio::time::Instant::now() + antientropy::BACKLOG_DELAY);
+                }
+            }
+        }
+    }
+}
+
+/// Publishes this node's figures every [`STATS_INTERVAL`] until `stop` is cancelled.
+pub async fn publish_stats(shared: Arc<Shared>, node: Arc<ClusterNode>, stop: CancellationToken) {
+    let Some(membership) = &node.membership else {
+        return;
+    };
+    let mut interval = tokio::time::interval(STATS_INTERVAL);
+    let mut last_commands = 0;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let commands = shared.counters.commands_processed.load(Ordering::Relaxed);
+        let stats = shared.store.stats().total;
+        membership
+            .publish_stats(MemberStats {
+                used_memory: stats.used_bytes,
+                keys: stats.entries,
+                ops_per_sec: (commands - last_commands) / STATS_INTERVAL.as_secs(),
+            })
+            .await;
+        last_commands = commands;
+    }
+}
+
+/// Delivers the hints kept for replicas that were unreachable, once they serve again;
+/// checks every [`HINT_REPLAY_INTERVAL`] until `stop` is cancelled.
+pub async fn replay_hints(node: Arc<ClusterNode>, stop: CancellationToken) {
+    let mut interval = tokio::time::interval(HINT_REPLAY_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let view = node.view();
+        for target in node.replicator.hints().nodes() {
+            if view.is_serving(&target) {
+                let delivered = node.replicator.replay_hints(&target).await;
+                if delivered > 0 {
+                    tracing::info!(node = %target, delivered, "hinted writes delivered");
+                }
+            }
+        }
+    }
+}
+
+/// Marks the node `up` (counted, and serving its keys) once it has joined its cluster:
+/// at once for a node that starts a cluster, after it has heard from another member
+/// otherwise.
+pub async fn serve_when_joined(node: Arc<ClusterNode>, stop: CancellationToken) {
+    let Some(membership) = &node.membership else {
+        return;
+    };
+    tokio::select! {
+        () = membership.until_joined() => {
+            membership.set_state(MemberState::Up).await;
+        }
+        () = stop.cancelled() => {}
+    }
+}

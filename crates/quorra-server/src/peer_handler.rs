@@ -1,0 +1,178 @@
+//! What a node answers its peers: every [`Request`] another node sends it.
+//!
+//! A peer's [`Request::Execute`] runs through the same executor as a local client's
+//! commands ([`run_here`]), on a session that is authenticated (the peer proved it knows
+//! the cluster secret) and speaks the RESP version of the client the peer coordinates
+//! for. Its commands are counted here only as run for a peer; their keyspace reads go
+//! back with the replies, for the peer to count ([`crate::accounting`]). A request that
+//! arrives after its deadline (plus [`CLOCK_SKEW_ALLOWANCE_MS`]) is refused unrun: its
+//! sender has already told its client it failed.
+//!
+//! The other requests serve replication: `Apply` and `Read` (a replica's entries),
+//! `Evict` (an eviction by another replica), `Digest` and `BucketVersions`
+//! (anti-entropy), `KeyspaceCounts` (INFO's keyspace section).
+//!
+//! The RPC server starts before the node's state exists (the state holds the cluster
+//! machinery); [`HandlerSlot`] is the handler the server is given, which answers once
+//! [`HandlerSlot::serve`] has connected it to the state.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use bytes::Bytes;
+use quorra_cluster::antientropy;
+use quorra_cluster::membership::ClusterView;
+use quorra_cluster::message::{Request, Response};
+use quorra_resp::Protocol;
+use quorra_ring::NodeId;
+use quorra_store::Version;
+
+use crate::accounting;
+use crate::commands::{self, server::keyspace_counts};
+use crate::executor::{Mode, run_here};
+use crate::node_replicas::read_entry;
+use crate::session::Session;
+use crate::shared::Shared;
+use crate::wall_clock::unix_ms;
+
+/// How far nodes' clocks may disagree before a request that arrived in time is taken for
+/// one that arrived after its deadline (see [`Request::Execute`]'s `deadline_ms`).
+pub const CLOCK_SKEW_ALLOWANCE_MS: u64 = 1_000;
+
+/// The handler of a node's RPC server, answering once it is connected to the node's
+/// state (and while the state lives). Clones share the connection.
+#[derive(Clone, Default)]
+pub struct HandlerSlot {
+    shared: Arc<OnceLock<Weak<Shared>>>,
+}
+
+impl HandlerSlot {
+    /// Connects the handler to the node's state: peers' requests are served from now.
+    pub fn serve(&self, shared: &Arc<Shared>) {
+        let _ = self.shared.set(Arc::downgrade(shared));
+    }
+
+    /// The RPC handler.
+    pub fn handler(
+        &self,
+    ) -> impl Fn(NodeId, Bytes) -> quorra_cluster::rpc::BoxFuture<Result<Bytes, String>>
+    + Clone
+    + Send
+    + Sync
+    + 'static {
+        let slot = self.shared.clone();
+        move |from, payload| {
+            let shared = slot.get().and_then(Weak::upgrade);
+            Box::pin(async move {
+                let shared = shared.ok_or("node is starting or stopping")?;
+                answer(shared, from, payload).await
+            })
+        }
+    }
+}
+
+/// Serves one request from the authenticated peer `from`.
+pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result<Bytes, String> {
+    let request = Request::decode(&payload).map_err(|error| error.to_string())?;
+    let response = match request {
+        Request::Execute {
+            resp3,
+            commands,
+            replicate,
+            primary_only,
+            deadline_ms,
+        } => {
+            if unix_ms() > deadline_ms.saturating_add(CLOCK_SKEW_ALLOWANCE_MS) {
+                return Err(format!(
+                    "request from {from} arrived after its deadline; not run"
+                ));
+            }
+            let mut session = Session::new(shared.peer_client.clone(), false);
+            session.protocol = if resp3 {
+                Protocol::Resp3
+            } else {
+                Protocol::Resp2
+            };
+            let mode = Mode {
+                protocol: session.protocol,
+                replicate,
+                primary_only,
+            };
+            if commands.iter().any(Vec::is_empty) {
+                return Err(format!("empty command from {from}"));
+            }
+            let view = shared.cluster.as_ref().map(|node| node.view());
+            let (replies, lookups) = match &view {
+                Some(view) => run_here(&shared, view, &mut session, &commands, mode).await,
+                None => commands::run_each(&shared, &mut session, &commands),
+            };
+            // The peer's node answers the client and counts the commands; here they
+            // count only as run for a peer.
+            accounting::peer_commands(&shared, replies.len());
+            Response::Replies {
+                replies,
+                hits: lookups.hits,
+                misses: lookups.misses,
+            }
+        }
+        Request::KeyspaceCounts { primary_only } => {
+            let (keys, expires) = keyspace_counts(&shared, primary_only);
+            Response::KeyspaceCounts { keys, expires }
+        }
+        Request::Apply { entries } => Response::Applied(
+            entries
+                .into_iter()
+                .map(|(key, entry)| {
+                    let outcome = shared.store.apply(&key, entry.into());
+                    outcome.err().map(|error| error.to_string())
+                })
+                .collect(),
+        ),
+        Request::Read { keys, promote } => Response::Entries(
+            keys.iter()
+                .map(|key| read_entry(&shared.store, key, promote).map(Into::into))
+                .collect(),
+        ),
+        Request::Evict { entries } => {
+            let mut dropped = 0;
+            for (key, hlc, node) in entries {
+                dropped += u64::from(shared.store.evict_replica(&key, Version { hlc, node }));
+            }
+            Response::Evicted { dropped }
+        }
+        Request::Digest { copies } => {
+            let view = shared_view(&shared)?;
+            Response::Digest(antientropy::digest(
+                &shared.store,
+                &view,
+                &from,
+                copies as usize,
+            ))
+        }
+        Request::BucketVersions { copies, buckets } => {
+            let view = shared_view(&shared)?;
+            let buckets: Vec<usize> = buckets.into_iter().map(|bucket| bucket as usize).collect();
+            let versions = antientropy::bucket_versions(
+                &shared.store,
+                &view,
+                &from,
+                copies as usize,
+                &buckets,
+            );
+            Response::Versions(
+                versions
+                    .into_iter()
+                    .map(|(bucket, key, version)| (bucket as u32, key, version.hlc, version.node))
+                    .collect(),
+            )
+        }
+    };
+    Ok(response.encode())
+}
+
+fn shared_view(shared: &Shared) -> Result<Arc<ClusterView>, String> {
+    shared
+        .cluster
+        .as_ref()
+        .map(|node| node.view())
+        .ok_or_else(|| "not in cluster mode".to_owned())
+}

@@ -1,0 +1,219 @@
+//! The plan: where a command runs, decided by a pure function of the command, whether
+//! its client is authenticated, and the placement of keys under one view.
+//!
+//! Any node accepts any command. [`plan`] reads the command table's key positions:
+//!
+//! - one key, or several keys with one owner: on the owner — here ([`Plan::Local`]), or
+//!   forwarded whole ([`Plan::Forward`]) and the owner's reply bytes passed back
+//!   unchanged;
+//! - MGET, MSET, DEL, UNLINK, EXISTS, TOUCH over several owners: split by owner
+//!   ([`Spread::Split`]), the parts run at the same time, the replies merged in the
+//!   caller's order. MSET is atomic per owner, not across owners;
+//! - RENAME, RENAMENX, COPY, LCS, MSETNX over keys of different owners: refused with a
+//!   `CROSSSLOT` error, as Redis Cluster refuses keys in different slots;
+//! - DBSIZE, KEYS, FLUSHALL, FLUSHDB, RANDOMKEY, SCAN and the keyspace section of INFO:
+//!   asked of every serving node and combined ([`Spread`]);
+//! - everything else (connection and server commands) runs here, in order
+//!   ([`Plan::InOrder`]).
+//!
+//! With copies (N > 1) GET, MGET and EXISTS become quorum reads by this node
+//! ([`Plan::QuorumRead`]), and writes run at the key's primary: here
+//! ([`Plan::PrimaryWrite`]) or forwarded, the primary copying what it wrote to the
+//! replicas.
+//!
+//! Commands that would be refused anyway — unknown, wrong arity, not authenticated —
+//! run here so that the refusal is this node's. On a node that has not joined its
+//! cluster, commands on keys are refused ([`NOT_JOINED`]): it cannot tell which keys are
+//! its own.
+//!
+//! How each plan is carried out is [`crate::executor`]'s, [`crate::scatter`]'s and
+//! [`crate::pipeline`]'s business; this module only decides.
+
+use bytes::Bytes;
+use quorra_cluster::placement::Placement;
+use quorra_resp::command::{arity_ok, lookup};
+use quorra_ring::NodeId;
+
+use crate::commands::server::info_wants_keyspace;
+
+/// The error for keys of one command that have different owners.
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same node";
+
+/// The refusal of key commands on a node that has not joined its cluster yet.
+pub const NOT_JOINED: &str = "LOADING this node has not joined its cluster yet";
+
+/// The refusal of a command on a key none of whose replicas serves.
+pub const NO_REPLICA: &str = "CLUSTERDOWN no replica of the key is serving";
+
+/// Where a command runs.
+#[derive(Debug, PartialEq)]
+pub enum Plan {
+    /// Here: its keys are this node's. May run before forwarded commands that came
+    /// earlier in the pipeline (their keys are other nodes', so nothing can tell).
+    Local,
+    /// Whole, on this other node.
+    Forward(NodeId),
+    /// Here, after everything before it in the pipeline: commands without keys
+    /// (connection and server commands, which may change the session) and commands that
+    /// will be refused.
+    InOrder,
+    /// With copies: GET, MGET or EXISTS answered from a quorum of replicas.
+    QuorumRead(QuorumRead),
+    /// With copies: a write on keys this node is primary for, run here and copied to the
+    /// replicas before it is answered.
+    PrimaryWrite,
+    /// On several nodes, after everything before it in the pipeline.
+    Spread(Spread),
+}
+
+/// What a quorum read answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuorumRead {
+    /// GET key
+    Get,
+    /// MGET key [key ...]
+    Mget,
+    /// EXISTS key [key ...]
+    Exists,
+}
+
+impl QuorumRead {
+    /// Whether the read promotes its keys in the replicas' LRU and counts as keyspace
+    /// hits and misses, as the command does on a single node (GET and MGET do, EXISTS
+    /// does not).
+    pub fn promotes(self) -> bool {
+        self != QuorumRead::Exists
+    }
+}
+
+/// A command that involves several nodes.
+#[derive(Debug, PartialEq)]
+pub enum Spread {
+    /// Split by owner; keys are every `step`-th argument from the first, each followed
+    /// by `step - 1` values.
+    Split {
+        /// How the parts' replies combine.
+        merge: Merge,
+        /// Arguments per key (1, or 2 for MSET's key-value pairs).
+        step: usize,
+    },
+    /// On every serving node.
+    Everywhere(Merge),
+    /// SCAN, node by node.
+    Scan,
+    /// RANDOMKEY: nodes in random order until one has a key.
+    RandomKey,
+    /// INFO with the keyspace section summed over the cluster.
+    Info,
+    /// Refused with this error.
+    Refuse(&'static str),
+}
+
+/// How the replies of the parts of a split or scattered command combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Arrays: MGET's values go back to their keys' positions; KEYS's are concatenated.
+    Values,
+    /// Integers are added (DEL, EXISTS, TOUCH, DBSIZE).
+    Sum,
+    /// Every part answers `OK` (MSET, FLUSHALL).
+    AllOk,
+}
+
+/// Where the command `args` (name first, at least one element) of a client that is
+/// `authenticated` (or needs no password) runs, with keys placed by `placement`.
+pub fn plan(args: &[Bytes], authenticated: bool, placement: &Placement<'_>) -> Plan {
+    let plan = plan_joined(args, authenticated, placement);
+    if !placement.view().joined && !matches!(plan, Plan::InOrder | Plan::Spread(Spread::Info)) {
+        return Plan::Spread(Spread::Refuse(NOT_JOINED));
+    }
+    plan
+}
+
+/// The primary shared by all these keys: `Err` with the refusal if they have several or
+/// one has none.
+fn one_primary<'v, 'k>(
+    placement: &Placement<'v>,
+    mut keys: impl Iterator<Item = &'k Bytes>,
+) -> Result<&'v NodeId, &'static str> {
+    let first = placement
+        .primary(keys.next().ok_or(CROSSSLOT)?)
+        .ok_or(NO_REPLICA)?;
+    for key in keys {
+        if placement.primary(key).ok_or(NO_REPLICA)? != first {
+            return Err(CROSSSLOT);
+        }
+    }
+    Ok(first)
+}
+
+fn plan_joined(args: &[Bytes], authenticated: bool, placement: &Placement<'_>) -> Plan {
+    let Some(id) = lookup(&args[0]) else {
+        return Plan::InOrder;
+    };
+    let spec = id.info();
+    if !arity_ok(spec.arity, args.len()) || !authenticated {
+        return Plan::InOrder;
+    }
+    let view = placement.view();
+    let replicated = placement.replicated();
+    if replicated {
+        match spec.name {
+            "get" => return Plan::QuorumRead(QuorumRead::Get),
+            "mget" => return Plan::QuorumRead(QuorumRead::Mget),
+            "exists" => return Plan::QuorumRead(QuorumRead::Exists),
+            _ => {}
+        }
+    }
+    let writes = spec.writes();
+    let on = |owner: &NodeId| {
+        if *owner != view.self_id {
+            Plan::Forward(owner.clone())
+        } else if replicated && writes {
+            Plan::PrimaryWrite
+        } else {
+            Plan::Local
+        }
+    };
+    let spread = match (spec.keys, spec.name) {
+        ((1, 1, 1), _) => match placement.primary(&args[1]) {
+            Some(owner) => return on(owner),
+            None => Spread::Refuse(NO_REPLICA),
+        },
+        ((1, 2, 1), _) => match one_primary(placement, args[1..3].iter()) {
+            Ok(owner) => return on(owner),
+            Err(refusal) => Spread::Refuse(refusal),
+        },
+        ((1, -1, step), name) => {
+            let step = step as usize;
+            match one_primary(placement, args[1..].iter().step_by(step)) {
+                Ok(owner) => return on(owner),
+                Err(NO_REPLICA) => return Plan::Spread(Spread::Refuse(NO_REPLICA)),
+                Err(_) => {}
+            }
+            match name {
+                "mget" => Spread::Split {
+                    merge: Merge::Values,
+                    step,
+                },
+                "mset" => Spread::Split {
+                    merge: Merge::AllOk,
+                    step,
+                },
+                "del" | "unlink" | "exists" | "touch" => Spread::Split {
+                    merge: Merge::Sum,
+                    step,
+                },
+                _ => Spread::Refuse(CROSSSLOT),
+            }
+        }
+        (_, "dbsize") => Spread::Everywhere(Merge::Sum),
+        (_, "keys") => Spread::Everywhere(Merge::Values),
+        (_, "flushall" | "flushdb") => Spread::Everywhere(Merge::AllOk),
+        (_, "scan") => Spread::Scan,
+        (_, "randomkey") => Spread::RandomKey,
+        (_, "info") if info_wants_keyspace(&args[1..]) => Spread::Info,
+        _ => return Plan::InOrder,
+    };
+    Plan::Spread(spread)
+}

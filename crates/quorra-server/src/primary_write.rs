@@ -1,0 +1,228 @@
+//! Writes with copies: a command runs at its keys' primary, exactly as on a single
+//! node, so read-modify-write commands (INCR, APPEND, SET NX, GETSET, ...) see one
+//! sequence of values; then what it wrote is copied to the key's replicas.
+//!
+//! [`run_primary_write`] runs a command here as its keys' primary — or refuses it
+//! unrun when too few of its keys' replicas serve for the write level
+//! ([`quorum_out_of_reach`]). [`replicate_writes`] then sends the resulting entry of
+//! every key the commands wrote — value or tombstone, absolute expiry, version — to all
+//! N replicas, one request per replica for all of them (a key written twice goes once,
+//! as it is now), and answers once W of them (the primary included) hold it; otherwise
+//! the client gets `NOQUORUM ...`, and a write that no other replica took is undone.
+//! If the primary cannot be connected to at all, [`crate::executor`] asks the next
+//! replica to act as primary; a primary that times out is not bypassed, since it may
+//! have run the command.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use bytes::{Bytes, BytesMut};
+use quorra_cluster::membership::ClusterView;
+use quorra_cluster::placement::Placement;
+use quorra_cluster::replication::{Level, QuorumError};
+use quorra_resp::encode;
+use quorra_ring::NodeId;
+use quorra_store::{Version, VersionedEntry};
+
+use crate::accounting::{Lookups, Outcome};
+use crate::commands::{self, Ran};
+use crate::session::Session;
+use crate::shared::Shared;
+
+/// The keys a write command writes, from the command table's key positions; none for a
+/// command that does not write.
+fn written_keys(args: &[Bytes]) -> impl Iterator<Item = &Bytes> {
+    let writes = commands::lookup(&args[0]).is_some_and(|id| id.info().writes());
+    commands::keys_of(args).filter(move |_| writes)
+}
+
+/// A command this node ran as its keys' primary, whose writes wait to be copied to the
+/// replicas.
+pub struct PrimaryWrite {
+    /// The command.
+    pub args: Vec<Bytes>,
+    /// Its reply, as the client gets it if the copies succeed.
+    pub reply: Bytes,
+    /// How running it went, and its keyspace reads.
+    pub ran: Ran,
+    /// Each key it writes with the entry the key held before it ran (`None`: no
+    /// entry), to put back if no other replica takes the write.
+    before: Vec<(Bytes, Option<VersionedEntry>)>,
+}
+
+/// The quorum failure the write command `args` is bound to meet, found before it runs:
+/// fewer of one of its keys' replicas serve than `level` needs. Such a write is refused
+/// instead of run, so that it leaves nothing on this node that could later overwrite
+/// writes acknowledged on the other side of a partition. (A replica that failed but is
+/// not yet known to be down is still counted: a write in that window runs here, and is
+/// undone if no other replica takes it; see [`replicate_writes`].)
+pub fn quorum_out_of_reach(
+    placement: &Placement<'_>,
+    args: &[Bytes],
+    level: Level,
+) -> Option<QuorumError> {
+    if !placement.replicated() {
+        return None;
+    }
+    let required = level.required(placement.copies());
+    written_keys(args).find_map(|key| {
+        let serving = placement.serving_replicas(key);
+        (serving < required).then_some(QuorumError {
+            required,
+            answered: serving,
+            level,
+        })
+    })
+}
+
+/// Runs the command `args` here as its keys' primary — or, for a write whose quorum is
+/// out of reach ([`quorum_out_of_reach`]), refuses it without running it. The result
+/// waits for [`replicate_writes`].
+pub fn run_primary_write(
+    shared: &Shared,
+    view: &ClusterView,
+    session: &mut Session,
+    args: &[Bytes],
+    level: Level,
+) -> PrimaryWrite {
+    let mut reply = BytesMut::new();
+    let refusal = shared.cluster.as_ref().and_then(|node| {
+        let refusal = quorum_out_of_reach(&node.placement(view), args, level)?;
+        node.replicator
+            .stats()
+            .quorum_failures
+            .fetch_add(1, Ordering::Relaxed);
+        Some(refusal)
+    });
+    let mut before = Vec::new();
+    let ran = match refusal {
+        Some(error) => {
+            encode::error(&mut reply, &error.to_string());
+            Ran {
+                id: commands::lookup(&args[0]),
+                outcome: Outcome::Failed,
+                lookups: Lookups::default(),
+            }
+        }
+        None => {
+            before = written_keys(args)
+                .map(|key| (key.clone(), shared.store.get_versioned(key)))
+                .collect();
+            commands::run(shared, session, &mut reply, args)
+        }
+    };
+    PrimaryWrite {
+        args: args.to_vec(),
+        reply: reply.freeze(),
+        ran,
+        before,
+    }
+}
+
+/// Copies the entry of every key that `writes` (commands run here as their keys'
+/// primary) wrote to the key's replicas under `view`, waiting for `level` of them per
+/// key, and returns each command's final reply: its own, or `NOQUORUM ...` if one of its
+/// keys reached too few replicas. Each replica gets one request for all of them, and a
+/// key written by several of the commands goes once, as it is now. Nothing to do for
+/// read-only commands, error replies, or keys that left no entry (a DEL of a missing
+/// key).
+///
+/// A write that failed and that no replica but this one stored is undone: the key's
+/// previous entry is put back and the hints for the others are dropped, so the client
+/// that was told it failed never sees it win over writes acknowledged elsewhere.
+pub async fn replicate_writes(
+    shared: &Shared,
+    view: &ClusterView,
+    writes: &[PrimaryWrite],
+    level: Level,
+) -> Vec<Bytes> {
+    let mut replies: Vec<Bytes> = writes.iter().map(|write| write.reply.clone()).collect();
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return replies;
+    };
+    let placement = cluster.placement(view);
+    if !placement.replicated() {
+        return replies;
+    }
+    // Each key once, with the commands that wrote it (the first one's `before` is the
+    // entry to put back).
+    let mut writers: Vec<(Bytes, Vec<usize>)> = Vec::new();
+    let mut position: HashMap<Bytes, usize> = HashMap::new();
+    for (command, write) in writes.iter().enumerate() {
+        if write.reply.first() == Some(&b'-') {
+            continue;
+        }
+        for (key, _) in &write.before {
+            let at = *position.entry(key.clone()).or_insert_with(|| {
+                writers.push((key.clone(), Vec::new()));
+                writers.len() - 1
+            });
+            writers[at].1.push(command);
+        }
+    }
+    let (batch, commands): (Vec<_>, Vec<_>) = writers
+        .into_iter()
+        .filter_map(|(key, commands)| {
+            let entry = shared.store.get_versioned(&key)?;
+            let targets: Vec<NodeId> = placement.replicas(&key).into_iter().cloned().collect();
+            Some(((key, entry, targets), commands))
+        })
+        .unzip();
+    let written: Vec<(Bytes, Version, Vec<NodeId>)> = batch
+        .iter()
+        .map(|(key, entry, targets)| (key.clone(), entry.version, targets.clone()))
+        .collect();
+    let results = cluster
+        .replicator
+        .write_many(batch, placement.copies(), level)
+        .await;
+    for ((result, commands), (key, version, targets)) in
+        results.into_iter().zip(commands).zip(written)
+    {
+        let Err(error) = result else {
+            continue;
+        };
+        if error.answered <= 1 {
+            let before = writes[commands[0]]
+                .before
+                .iter()
+                .find(|(written, _)| *written == key)
+                .and_then(|(_, before)| before.as_ref());
+            if let Err(store_error) = shared.store.revert(&key, version, before) {
+                tracing::warn!(%store_error, "could not undo a write that failed its quorum");
+            }
+            cluster.replicator.withdraw(&key, version, &targets);
+        }
+        let refusal = commands::error_reply(&error.to_string());
+        for command in commands {
+            if !replies[command].starts_with(b"-") {
+                replies[command] = refusal.clone();
+            }
+        }
+    }
+    replies
+}
+
+/// Runs `commands` here, in order, as their keys' primary, then replicates what they
+/// wrote: one reply per command (see [`replicate_writes`]), and the keyspace reads they
+/// made. Nothing is counted here; the caller accounts for them.
+pub async fn run_as_primary<A: AsRef<[Bytes]>>(
+    shared: &Shared,
+    view: &ClusterView,
+    session: &mut Session,
+    commands: &[A],
+    level: Level,
+) -> (Vec<Bytes>, Lookups) {
+    let writes: Vec<PrimaryWrite> = commands
+        .iter()
+        .map(|args| run_primary_write(shared, view, session, args.as_ref(), level))
+        .collect();
+    let mut lookups = Lookups::default();
+    for write in &writes {
+        lookups.add(write.ran.lookups);
+    }
+    (
+        replicate_writes(shared, view, &writes, level).await,
+        lookups,
+    )
+}

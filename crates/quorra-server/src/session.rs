@@ -1,0 +1,82 @@
+//! A client's session: the state its commands read and change (protocol, authentication,
+//! consistency levels), whether the client came over RESP, over HTTP, or is a peer
+//! whose client this node runs commands for.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use quorra_cluster::replication::{Consistency, Level};
+use quorra_resp::Protocol;
+use quorra_resp::command::CommandId;
+
+use crate::clients::ClientInfo;
+use crate::wall_clock::unix_ms;
+
+/// Per-connection state that commands read and change.
+pub struct Session {
+    /// RESP2 until HELLO 3.
+    pub protocol: Protocol,
+    /// Whether the client may run commands other than AUTH, HELLO and QUIT.
+    pub authenticated: bool,
+    /// This client's entry in the registry.
+    pub info: Arc<ClientInfo>,
+    /// Set by QUIT: close after this batch's replies are written.
+    pub close: bool,
+    /// Keys and keys with a TTL over the whole cluster, set by routing while INFO runs.
+    pub cluster_keyspace: Option<(u64, u64)>,
+    /// Set while a keyspace command runs for a peer that wants each replicated key
+    /// counted once: only keys this node is primary for are seen.
+    pub primary_only: bool,
+    /// This connection's write level (QUORRA CONSISTENCY), over the node's default.
+    pub write_level: Option<Level>,
+    /// This connection's read level, over the node's default.
+    pub read_level: Option<Level>,
+    /// Failed AUTH attempts on this connection.
+    pub auth_failures: u32,
+}
+
+impl Session {
+    /// A fresh session: authenticated if no password is required.
+    pub fn new(info: Arc<ClientInfo>, password_required: bool) -> Self {
+        Session {
+            protocol: Protocol::Resp2,
+            authenticated: !password_required,
+            info,
+            close: false,
+            cluster_keyspace: None,
+            primary_only: false,
+            write_level: None,
+            read_level: None,
+            auth_failures: 0,
+        }
+    }
+
+    /// Records that command `id` is running, for CLIENT LIST's `cmd`.
+    pub fn note_command(&mut self, id: CommandId) {
+        self.info.last_command.store(id.index(), Ordering::Relaxed);
+    }
+
+    /// Records that the client sent something now, for CLIENT LIST's `idle`. Once per
+    /// read, not per command: `idle` counts whole seconds.
+    pub fn note_interaction(&mut self) {
+        self.info
+            .last_interaction_ms
+            .store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// The write level of this connection's commands.
+    pub fn write_level(&self, defaults: &Consistency) -> Level {
+        self.write_level.unwrap_or(defaults.write)
+    }
+
+    /// The read level of this connection's commands.
+    pub fn read_level(&self, defaults: &Consistency) -> Level {
+        self.read_level.unwrap_or(defaults.read)
+    }
+
+    /// Switches the protocol (HELLO, RESET).
+    pub fn set_protocol(&mut self, protocol: Protocol) {
+        self.protocol = protocol;
+        self.info.set_protocol(protocol);
+    }
+}
