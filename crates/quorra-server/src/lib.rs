@@ -57,12 +57,16 @@ pub mod executor;
 pub mod fd_limit;
 pub mod http;
 pub mod http_listener;
+#[cfg(test)]
+mod in_memory_cluster;
 pub mod log_limiter;
 pub mod metrics;
 pub mod node_replicas;
 pub mod peer;
 pub mod peer_handler;
 pub mod pipeline;
+#[cfg(test)]
+mod pipeline_tests;
 pub mod plan;
 pub mod primary_write;
 pub mod quorum_read;

@@ -217,3 +217,234 @@ fn plan_joined(args: &[Bytes], authenticated: bool, placement: &Placement<'_>) -
     };
     Plan::Spread(spread)
 }
+
+#[cfg(test)]
+mod tests {
+    use quorra_cluster::membership::{ClusterView, MemberState};
+
+    use super::*;
+    use crate::in_memory_cluster::{node_id, view};
+
+    const UP3: [MemberState; 3] = [MemberState::Up; 3];
+
+    fn args(command: &str) -> Vec<Bytes> {
+        command
+            .split(' ')
+            .map(|arg| Bytes::copy_from_slice(arg.as_bytes()))
+            .collect()
+    }
+
+    /// A key whose first replica under `view` is node `owner`.
+    fn key_of(view: &ClusterView, owner: usize, prefix: &str) -> String {
+        let placement = Placement::new(view, 1);
+        (0..)
+            .map(|n| format!("{prefix}{n}"))
+            .find(|key| placement.primary(key.as_bytes()) == Some(&node_id(owner)))
+            .unwrap()
+    }
+
+    fn plan_at(view: &ClusterView, copies: usize, command: &str) -> Plan {
+        plan(&args(command), true, &Placement::new(view, copies))
+    }
+
+    #[test]
+    fn commands_that_will_be_refused_run_here_in_order() {
+        let view = view(0, &UP3);
+        let placement = Placement::new(&view, 1);
+        let elsewhere = key_of(&view, 1, "k");
+        for command in ["NOSUCH x", "GET", "SET onlykey"] {
+            assert_eq!(
+                plan(&args(command), true, &placement),
+                Plan::InOrder,
+                "{command}"
+            );
+        }
+        // Not authenticated: the refusal is this node's, wherever the key lives.
+        let get = args(&format!("GET {elsewhere}"));
+        assert_eq!(plan(&get, false, &placement), Plan::InOrder);
+    }
+
+    #[test]
+    fn a_key_command_runs_on_the_keys_owner() {
+        let view = view(0, &UP3);
+        let here = key_of(&view, 0, "k");
+        let there = key_of(&view, 2, "k");
+        assert_eq!(plan_at(&view, 1, &format!("GET {here}")), Plan::Local);
+        assert_eq!(plan_at(&view, 1, &format!("INCR {here}")), Plan::Local);
+        assert_eq!(
+            plan_at(&view, 1, &format!("SET {there} v")),
+            Plan::Forward(node_id(2))
+        );
+        assert_eq!(
+            plan_at(&view, 1, &format!("TTL {there}")),
+            Plan::Forward(node_id(2))
+        );
+    }
+
+    #[test]
+    fn commands_without_keys_run_here_in_order() {
+        let view = view(0, &UP3);
+        for command in [
+            "PING",
+            "ECHO hi",
+            "HELLO 3",
+            "CLIENT ID",
+            "CONFIG GET maxmemory",
+            "INFO server",
+            "TIME",
+            "QUORRA NODES",
+        ] {
+            assert_eq!(plan_at(&view, 1, command), Plan::InOrder, "{command}");
+        }
+    }
+
+    #[test]
+    fn two_key_commands_run_on_one_owner_or_are_refused() {
+        let view = view(0, &UP3);
+        let (a1, a2) = (key_of(&view, 1, "a"), key_of(&view, 1, "b"));
+        let other = key_of(&view, 2, "c");
+        assert_eq!(
+            plan_at(&view, 1, &format!("RENAME {a1} {a2}")),
+            Plan::Forward(node_id(1))
+        );
+        for command in ["RENAME", "RENAMENX", "COPY", "LCS"] {
+            assert_eq!(
+                plan_at(&view, 1, &format!("{command} {a1} {other}")),
+                Plan::Spread(Spread::Refuse(CROSSSLOT)),
+                "{command}"
+            );
+        }
+    }
+
+    #[test]
+    fn multi_key_commands_over_several_owners_are_split_and_merged() {
+        let view = view(0, &UP3);
+        let (a, b) = (key_of(&view, 1, "a"), key_of(&view, 2, "b"));
+        let split = |merge, step| Plan::Spread(Spread::Split { merge, step });
+        assert_eq!(
+            plan_at(&view, 1, &format!("MGET {a} {b}")),
+            split(Merge::Values, 1)
+        );
+        assert_eq!(
+            plan_at(&view, 1, &format!("MSET {a} 1 {b} 2")),
+            split(Merge::AllOk, 2)
+        );
+        for command in ["DEL", "UNLINK", "EXISTS", "TOUCH"] {
+            assert_eq!(
+                plan_at(&view, 1, &format!("{command} {a} {b}")),
+                split(Merge::Sum, 1),
+                "{command}"
+            );
+        }
+        // MSETNX must be atomic: it cannot be split.
+        assert_eq!(
+            plan_at(&view, 1, &format!("MSETNX {a} 1 {b} 2")),
+            Plan::Spread(Spread::Refuse(CROSSSLOT))
+        );
+        // Keys of one owner: the whole command goes there.
+        let a2 = key_of(&view, 1, "c");
+        assert_eq!(
+            plan_at(&view, 1, &format!("MGET {a} {a2}")),
+            Plan::Forward(node_id(1))
+        );
+    }
+
+    #[test]
+    fn keyspace_commands_are_asked_of_every_node() {
+        let view = view(0, &UP3);
+        let cases = [
+            ("DBSIZE", Spread::Everywhere(Merge::Sum)),
+            ("KEYS *", Spread::Everywhere(Merge::Values)),
+            ("FLUSHALL", Spread::Everywhere(Merge::AllOk)),
+            ("FLUSHDB", Spread::Everywhere(Merge::AllOk)),
+            ("SCAN 0", Spread::Scan),
+            ("RANDOMKEY", Spread::RandomKey),
+            ("INFO", Spread::Info),
+            ("INFO keyspace", Spread::Info),
+        ];
+        for (command, spread) in cases {
+            assert_eq!(
+                plan_at(&view, 1, command),
+                Plan::Spread(spread),
+                "{command}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_copies_reads_are_quorum_reads_and_writes_run_at_the_primary() {
+        let view = view(0, &UP3);
+        let placement = Placement::new(&view, 3);
+        let primary_key = |owner| {
+            (0..)
+                .map(|n| format!("k{n}"))
+                .find(|key| placement.primary(key.as_bytes()) == Some(&node_id(owner)))
+                .unwrap()
+        };
+        let (here, there) = (primary_key(0), primary_key(1));
+        for (command, kind) in [
+            ("GET", QuorumRead::Get),
+            ("MGET", QuorumRead::Mget),
+            ("EXISTS", QuorumRead::Exists),
+        ] {
+            assert_eq!(
+                plan_at(&view, 3, &format!("{command} {there}")),
+                Plan::QuorumRead(kind)
+            );
+        }
+        assert_eq!(
+            plan_at(&view, 3, &format!("SET {here} v")),
+            Plan::PrimaryWrite
+        );
+        assert_eq!(
+            plan_at(&view, 3, &format!("SET {there} v")),
+            Plan::Forward(node_id(1))
+        );
+        // Other reads run at the primary, as on a single node, without copying.
+        assert_eq!(plan_at(&view, 3, &format!("TTL {here}")), Plan::Local);
+        assert_eq!(
+            plan_at(&view, 3, &format!("STRLEN {there}")),
+            Plan::Forward(node_id(1))
+        );
+    }
+
+    #[test]
+    fn a_key_whose_replicas_are_all_down_is_refused() {
+        let mut states = UP3;
+        states[1] = MemberState::Down;
+        states[2] = MemberState::Down;
+        let view = view(0, &states);
+        // With three copies every key has node 0 as a replica, so it always has a
+        // primary; with one copy a key moves to a serving node. Two copies out of three
+        // nodes leave keys whose two replicas are both down.
+        let placement = Placement::new(&view, 2);
+        let orphan = (0..)
+            .map(|n| format!("k{n}"))
+            .find(|key| placement.primary(key.as_bytes()).is_none())
+            .unwrap();
+        assert_eq!(
+            plan_at(&view, 2, &format!("SET {orphan} v")),
+            Plan::Spread(Spread::Refuse(NO_REPLICA))
+        );
+        assert_eq!(
+            plan_at(&view, 2, &format!("DEL {orphan} other")),
+            Plan::Spread(Spread::Refuse(NO_REPLICA))
+        );
+    }
+
+    #[test]
+    fn a_node_that_has_not_joined_refuses_key_commands_only() {
+        let mut view = view(0, &UP3);
+        view.joined = false;
+        assert_eq!(
+            plan_at(&view, 1, "GET k"),
+            Plan::Spread(Spread::Refuse(NOT_JOINED))
+        );
+        assert_eq!(
+            plan_at(&view, 1, "DBSIZE"),
+            Plan::Spread(Spread::Refuse(NOT_JOINED))
+        );
+        assert_eq!(plan_at(&view, 1, "PING"), Plan::InOrder);
+        assert_eq!(plan_at(&view, 1, "INFO"), Plan::Spread(Spread::Info));
+    }
+}

@@ -1,21 +1,31 @@
 //! Starting nodes and talking to them.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use quorra_server::{Config, RunningServer};
+use quorra_store::{Clock, SystemClock};
 use redis::aio::MultiplexedConnection;
 use redis::{RedisError, Value};
 
 /// Starts a node on free ports with the default configuration changed by `adjust`.
 pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> RunningServer {
+    start_on_clock(adjust, Arc::new(SystemClock)).await
+}
+
+/// [`start_with`], the node's keys expiring by `clock`.
+pub(crate) async fn start_on_clock(
+    adjust: impl FnOnce(&mut Config),
+    clock: Arc<dyn Clock>,
+) -> RunningServer {
     let mut config = Config {
         port: 0,
         http_port: 0,
         ..Config::default()
     };
     adjust(&mut config);
-    quorra_server::start(config, std::sync::Arc::new(quorra_store::SystemClock))
+    quorra_server::start(config, clock)
         .await
         .expect("node starts")
 }

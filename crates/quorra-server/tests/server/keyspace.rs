@@ -1,7 +1,10 @@
 //! Generic key commands and expiry through a real client.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
+use quorra_store::MockClock;
 use redis::Value;
 
 use crate::common::*;
@@ -201,9 +204,40 @@ async fn expire_family_follows_redis_rules() {
     // A time in the past deletes the key.
     assert_eq!(ok(&mut c, &["EXPIRE", "k", "-1"]).await, int(1));
     assert_eq!(ok(&mut c, &["EXISTS", "k"]).await, int(0));
-    // A short TTL really expires.
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn keys_expire_by_the_nodes_clock_lazily_and_actively() {
+    let clock = MockClock::new(1_700_000_000_000);
+    let server = start_on_clock(|_| {}, Arc::new(clock.clone())).await;
+    let mut c = connect(&server).await;
     ok(&mut c, &["SET", "short", "v", "PX", "30"]).await;
-    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    ok(&mut c, &["SET", "long", "v", "EX", "100"]).await;
+    ok(&mut c, &["SET", "unread", "v", "PX", "500"]).await;
+    // At its deadline a key still lives; a millisecond later it is gone.
+    clock.advance(Duration::from_millis(30));
+    assert_eq!(
+        ok(&mut c, &["GET", "short"]).await,
+        Value::BulkString(b"v".to_vec())
+    );
+    clock.advance(Duration::from_millis(1));
     assert_eq!(ok(&mut c, &["GET", "short"]).await, Value::Nil);
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(ok(&mut c, &["TTL", "long"]).await, int(60));
+    // Nobody reads "unread": the active-expiry ticker removes it, by the same clock.
+    let stored = || server.shared.store.stats().total.entries;
+    let removed = async {
+        while stored() > 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), removed)
+        .await
+        .expect("the active-expiry ticker removes an expired key nobody reads");
+    assert_eq!(
+        ok(&mut c, &["KEYS", "*"]).await,
+        Value::Array(vec![Value::BulkString(b"long".to_vec())])
+    );
     server.shutdown().await;
 }
