@@ -54,11 +54,11 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth_log::constant_time_eq;
-use crate::commands::CommandError;
-use crate::pipeline;
-use crate::shared::Shared;
 use quorra_cluster::membership::{ClusterView, Member};
+use quorra_node::auth_log::constant_time_eq;
+use quorra_node::commands::CommandError;
+use quorra_node::pipeline;
+use quorra_node::shared::Shared;
 use quorra_resp::{Frame, Limits, parse_frame};
 
 /// A JSON error response.
@@ -336,8 +336,8 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     Json(json!({
         "used_memory": shared.store.used_memory(),
         "maxmemory": shared.store.maxmemory(),
-        "maxmemory_policy": crate::config::policy_name(shared.store.policy()),
-        "rss": crate::commands::server::rss_bytes(),
+        "maxmemory_policy": quorra_node::config::policy_name(shared.store.policy()),
+        "rss": quorra_node::commands::server::rss_bytes(),
         "keys": store.total.entries,
         "keyspace_hits": counters.keyspace_hits.load(Ordering::Relaxed),
         "keyspace_misses": counters.keyspace_misses.load(Ordering::Relaxed),
@@ -362,7 +362,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         shared.metrics.render(
             &shared.store,
-            crate::metrics::NodeFigures {
+            quorra_node::metrics::NodeFigures {
                 keyspace_hits: shared.counters.keyspace_hits.load(Ordering::Relaxed),
                 keyspace_misses: shared.counters.keyspace_misses.load(Ordering::Relaxed),
                 auth_failures: shared.auth_log.failures(),

@@ -32,7 +32,7 @@ use tower::ServiceExt;
 
 use quorra_cluster::tls::TlsMaterial;
 
-use crate::log_limiter::LogLimiter;
+use quorra_node::log_limiter::LogLimiter;
 
 /// How long the loop waits after an accept error (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);

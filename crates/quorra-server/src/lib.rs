@@ -1,82 +1,28 @@
-//! The quorra node: everything between a socket and the store.
+//! The quorra server: a node's edges — its listeners, its client connections, the admin
+//! HTTP API, the settings of the binary, and `quorra up`. Everything between a parsed
+//! command and the store is [`quorra_node`]'s.
 //!
 //! # Components
 //!
-//! The path of a client's command, in order:
-//!
 //! - [`server`]: the listeners, the accept loop with `maxclients` and protected mode,
-//!   the active-expiry ticker, graceful shutdown; [`server::start`] runs a node inside
-//!   the caller's tokio runtime (tests start nodes on port 0 this way).
-//! - [`resp_client`]: one RESP client: read, parse every buffered command, run them,
-//!   write all replies with one write (pipelining), idle timeout, client memory.
-//! - [`session`]: the state a client's commands read and change.
-//! - [`pipeline`]: in cluster mode, a client's commands planned, run with as few round
-//!   trips as order allows, answered in order.
-//! - [`plan`]: where a command runs — a pure function of the command and the placement.
-//! - [`executor`]: runs commands here or on a peer, in a mode (as primary, counting
-//!   only primary keys).
-//! - [`scatter`]: commands over several nodes, split and merged.
-//! - [`quorum_read`], [`primary_write`]: reads and writes with copies.
-//! - [`commands`]: one handler per command of quorra-resp's command table, with Redis's
-//!   replies and error texts, and the dispatch that checks a request against the table
-//!   before it runs.
-//! - [`accounting`]: what the node counts about its clients' commands, in one place.
-//!
-//! Around it:
-//!
-//! - [`cluster_node`]: cluster mode's machinery — membership, the view, the replicator.
-//! - [`peer`]: the one client every request to a peer goes through, and its typed error.
-//! - [`peer_handler`]: what the node answers its peers.
-//! - [`node_replicas`]: how the replicator reaches a key's replicas.
-//! - [`evictions`]: a key evicted for memory by one replica is evicted by all.
-//! - [`cluster_tasks`]: anti-entropy, hint delivery, published figures.
-//! - [`shared`]: the state every task shares.
-//! - [`config`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
-//! - [`clients`]: the client registry; [`auth_log`]: failed authentication counted and
-//!   kept for `ACL LOG`; [`log_limiter`]: rate-limited log lines; [`wall_clock`]:
-//!   wall-clock time; [`fd_limit`]: the open-files limit and `maxclients`.
+//!   the active-expiry ticker, the cluster's background tasks, graceful shutdown;
+//!   [`server::start`] runs a node inside the caller's tokio runtime, on the clock it is
+//!   given (tests start nodes on port 0, some on a mock clock).
+//! - [`resp_client`]: one RESP client: read, parse every buffered command, run them
+//!   ([`quorra_node::commands`] on a single node, [`quorra_node::pipeline`] in a
+//!   cluster), write all replies with one write, idle timeout, client memory.
 //! - [`http_listener`], [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`,
 //!   `/healthz`, `/readyz`, `/metrics`).
-//! - [`metrics`]: Prometheus metrics.
+//! - [`settings`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
 //! - [`up`]: `quorra up`, a local cluster of separate node processes.
-//!
-//! # Non-goals (for now)
-//!
-//! Data types other than strings, MULTI/EXEC, Pub/Sub, Lua, persistence, ACL users other
-//! than the default one.
 
-pub mod accounting;
-pub mod auth_log;
-pub mod clients;
-pub mod cluster_node;
-pub mod cluster_tasks;
-pub mod commands;
-pub mod config;
-pub mod evictions;
-pub mod executor;
-pub mod fd_limit;
 pub mod http;
 pub mod http_listener;
-#[cfg(test)]
-mod in_memory_cluster;
-pub mod log_limiter;
-pub mod metrics;
-pub mod node_replicas;
-pub mod peer;
-pub mod peer_handler;
-pub mod pipeline;
-#[cfg(test)]
-mod pipeline_tests;
-pub mod plan;
-pub mod primary_write;
-pub mod quorum_read;
 pub mod resp_client;
-pub mod scatter;
 pub mod server;
-pub mod session;
-pub mod shared;
+pub mod settings;
 pub mod up;
-pub mod wall_clock;
 
-pub use config::{Config, Settings};
+pub use quorra_node::config::Config;
 pub use server::{RunningServer, start};
+pub use settings::Settings;

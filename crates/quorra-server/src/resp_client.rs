@@ -31,12 +31,12 @@ use quorra_resp::{Limits, RequestParser, encode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::ClientInfo;
-use crate::commands;
-use crate::executor::Cx;
-use crate::pipeline::Pipeline;
-use crate::session::Session;
-use crate::shared::Shared;
+use quorra_node::clients::ClientInfo;
+use quorra_node::commands;
+use quorra_node::executor::Cx;
+use quorra_node::pipeline::Pipeline;
+use quorra_node::session::Session;
+use quorra_node::shared::Shared;
 
 /// Reserve at least this much free space before each read, bytes.
 const READ_CHUNK: usize = 16 * 1024;
@@ -215,8 +215,8 @@ fn buffered(input: &BytesMut, output: &BytesMut) -> u64 {
 }
 
 /// Limits the log lines about clients closed for client memory.
-static CLIENT_EVICTIONS_LOG: crate::log_limiter::LogLimiter =
-    crate::log_limiter::LogLimiter::new(10_000);
+static CLIENT_EVICTIONS_LOG: quorra_node::log_limiter::LogLimiter =
+    quorra_node::log_limiter::LogLimiter::new(10_000);
 
 /// Reports this connection's buffers; if all clients together now hold more than
 /// `maxmemory-clients`, closes the client holding the most. True if that is this one.

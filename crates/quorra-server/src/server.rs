@@ -21,11 +21,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster_node::{ClientPorts, ClusterParts, resolve_node_id};
-use crate::config::Config;
-use crate::log_limiter::LogLimiter;
-use crate::peer_handler::HandlerSlot;
-use crate::shared::{NodeParts, ServerCounters, Shared};
+use quorra_node::cluster_node::{ClientPorts, ClusterParts, resolve_node_id};
+use quorra_node::config::Config;
+use quorra_node::log_limiter::LogLimiter;
+use quorra_node::peer_handler::HandlerSlot;
+use quorra_node::shared::{NodeParts, ServerCounters, Shared};
 
 /// Sent to a client refused by protected mode, before the connection is closed.
 pub const PROTECTED_MODE_MESSAGE: &str = "-DENIED quorra is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to quorra you may adopt one of the following solutions: 1) Set a password with --requirepass (or 'CONFIG SET requirepass <password>' from the loopback interface) and use AUTH. 2) Disable protected mode with 'CONFIG SET protected-mode no' from the loopback interface, making sure quorra is not reachable from the internet. 3) Restart the server with '--protected-mode false'. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
@@ -108,7 +108,7 @@ impl RunningServer {
 /// it serves.
 pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result<RunningServer> {
     config.maxclients =
-        crate::fd_limit::fit(config.maxclients, config.http_max_connections).maxclients;
+        quorra_node::fd_limit::fit(config.maxclients, config.http_max_connections).maxclients;
     let tls = match &config.tls {
         Some(tls) => Some(Arc::new(
             TlsMaterial::load(tls.files.clone(), tls.client_certificates, tls.cluster)
@@ -155,7 +155,7 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
                 consistency: cluster.consistency,
                 max_hints: cluster.max_hints,
             };
-            let node = crate::cluster_node::start(
+            let node = quorra_node::cluster_node::start(
                 &config,
                 cluster,
                 node_id,
@@ -213,17 +213,17 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
         tasks.clone(),
     ));
     if let Some(node) = &cluster {
-        tasks.spawn(crate::cluster_tasks::publish_stats(
+        tasks.spawn(quorra_node::cluster_tasks::publish_stats(
             shared.clone(),
             node.clone(),
             stop.clone(),
         ));
-        tasks.spawn(crate::cluster_tasks::replay_hints(
+        tasks.spawn(quorra_node::cluster_tasks::replay_hints(
             node.clone(),
             stop.clone(),
         ));
         if let Some(feed) = &shared.evictions {
-            tasks.spawn(crate::evictions::propagate(
+            tasks.spawn(quorra_node::evictions::propagate(
                 feed.clone(),
                 node.clone(),
                 stop.clone(),
@@ -235,14 +235,14 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
             .as_ref()
             .and_then(|c| c.anti_entropy_interval)
         {
-            tasks.spawn(crate::cluster_tasks::anti_entropy(
+            tasks.spawn(quorra_node::cluster_tasks::anti_entropy(
                 shared.clone(),
                 node.clone(),
                 interval,
                 stop.clone(),
             ));
         }
-        tasks.spawn(crate::cluster_tasks::serve_when_joined(
+        tasks.spawn(quorra_node::cluster_tasks::serve_when_joined(
             node.clone(),
             stop.clone(),
         ));

@@ -36,7 +36,7 @@ pub struct UpArgs {
 
     /// RESP port of node 0; node i uses base+i for RESP, base+1000+i for HTTP and
     /// base+2000+i for the cluster port. 0 lets every node pick free ports.
-    #[arg(long, default_value_t = crate::config::DEFAULT_PORT)]
+    #[arg(long, default_value_t = quorra_node::config::DEFAULT_PORT)]
     pub base_port: u16,
 
     /// Memory limit of each node, e.g. `100mb` [default: unlimited].

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::replication::Consistency;
+use quorra_node::config::ClusterConfig;
 use quorra_server::RunningServer;
-use quorra_server::config::ClusterConfig;
 use redis::Value;
 
 use crate::common::*;

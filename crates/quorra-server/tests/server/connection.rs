@@ -227,7 +227,7 @@ async fn command_info_config() {
     let Value::Int(count) = ok(&mut c, &["COMMAND", "COUNT"]).await else {
         panic!()
     };
-    assert_eq!(count as usize, quorra_server::commands::COMMANDS.len());
+    assert_eq!(count as usize, quorra_node::commands::COMMANDS.len());
     let Value::Array(info) = ok(&mut c, &["COMMAND", "INFO", "set", "nosuch"]).await else {
         panic!()
     };

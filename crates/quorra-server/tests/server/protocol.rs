@@ -150,8 +150,8 @@ async fn maxclients_refuses_with_redis_text() {
 
 #[test]
 fn protected_mode_refuses_remote_clients_without_a_password() {
+    use quorra_node::shared::{NodeParts, Shared};
     use quorra_server::server::refusal;
-    use quorra_server::shared::{NodeParts, Shared};
     use std::net::IpAddr;
     let config = quorra_server::Config::default();
     let parts = NodeParts::new(

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use quorra_node::config::ClusterConfig;
 use quorra_server::RunningServer;
-use quorra_server::config::ClusterConfig;
 use redis::Value;
 
 use crate::cluster::*;

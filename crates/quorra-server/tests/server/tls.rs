@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use quorra_cluster::tls::test_pki::TestCa;
 use quorra_cluster::tls::{ClientCertificates, TlsFiles};
-use quorra_server::config::TlsConfig;
+use quorra_node::config::TlsConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,10 +1,11 @@
-//! Configuration: a TOML file, overridden by `QUORRA_*` environment variables, overridden
-//! by command-line flags.
+//! Settings of the `quorra` binary: a TOML file, overridden by `QUORRA_*` environment
+//! variables, overridden by command-line flags.
 //!
 //! One struct, [`Settings`], is all three sources at once: clap reads flags and their
 //! environment variables into it, serde reads the file into another instance, and
 //! [`Settings::over`] lays the first over the second. Every field is optional there;
-//! [`Settings::resolve`] fills in the defaults and checks values, giving a [`Config`].
+//! [`Settings::resolve`] fills in the defaults ([`Config::default`]) and checks values,
+//! giving the node's [`Config`].
 //! A setting has the same name everywhere: `--maxmemory-policy` is `QUORRA_MAXMEMORY_POLICY`
 //! and `maxmemory-policy = "noeviction"` in the file.
 
@@ -14,15 +15,11 @@ use std::time::Duration;
 
 use quorra_cluster::replication::{Consistency, DEFAULT_MAX_HINTS, DEFAULT_REPLICAS, Level};
 use quorra_cluster::tls::{ClientCertificates, TlsFiles, TlsMaterial};
+use quorra_node::config::{
+    ClusterConfig, Config, TlsConfig, check_node_id, parse_bytes, parse_policy,
+};
 use quorra_store::MaxmemoryPolicy;
 use serde::Deserialize;
-
-/// Default RESP port. Not Redis's 6379, so quorra and a local Redis can run side by side.
-pub const DEFAULT_PORT: u16 = 7379;
-/// Default admin HTTP port.
-pub const DEFAULT_HTTP_PORT: u16 = 7380;
-/// Default most simultaneous clients, as Redis's `maxclients`.
-pub const DEFAULT_MAXCLIENTS: usize = 10_000;
 
 /// Settings of `quorra server`, from any source. Every flag can also be given as a
 /// `QUORRA_*` environment variable or in the `--config` TOML file (same name).
@@ -266,111 +263,6 @@ pub struct Settings {
     pub anti_entropy_interval_ms: Option<u64>,
 }
 
-/// A resolved configuration: every setting has a value that has been checked.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// The TOML file the settings came from, if any.
-    pub config_file: Option<PathBuf>,
-    /// Listen address.
-    pub bind: IpAddr,
-    /// RESP port (0 = any).
-    pub port: u16,
-    /// HTTP port (0 = any).
-    pub http_port: u16,
-    /// Memory limit, bytes; 0 = unlimited.
-    pub maxmemory: u64,
-    /// Eviction policy.
-    pub maxmemory_policy: MaxmemoryPolicy,
-    /// Client password.
-    pub requirepass: Option<String>,
-    /// HTTP bearer token.
-    pub http_token: Option<String>,
-    /// TLS; `None` when no certificate is configured.
-    pub tls: Option<TlsConfig>,
-    /// Idle client timeout; `None` = never.
-    pub timeout: Option<Duration>,
-    /// Most simultaneous clients (lowered at start to fit the file-descriptor limit).
-    pub maxclients: usize,
-    /// Failed AUTH attempts after which a connection is closed; 0 = never.
-    pub max_auth_failures: u32,
-    /// Most bytes of client buffers, all clients together; 0 = no limit.
-    pub maxmemory_clients: u64,
-    /// Most simultaneous admin HTTP connections.
-    pub http_max_connections: usize,
-    /// Time an HTTP request's headers, then its body, may take to arrive.
-    pub http_request_timeout: Duration,
-    /// Protected mode.
-    pub protected_mode: bool,
-    /// Longest argument, bytes.
-    pub proto_max_bulk_len: u64,
-    /// Most bytes per command in flight.
-    pub client_query_buffer_limit: u64,
-    /// Store shards.
-    pub shards: usize,
-    /// Active expiry cycles per second.
-    pub hz: u32,
-    /// Worker threads (at least 1).
-    pub threads: usize,
-    /// Cluster settings; `None` runs a single node.
-    pub cluster: Option<ClusterConfig>,
-}
-
-/// TLS settings (`--tls-cert-file` and `--tls-key-file` given).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TlsConfig {
-    /// Port for RESP over TLS; `None`: no TLS RESP port.
-    pub port: Option<u16>,
-    /// The certificate, key and CA files.
-    pub files: TlsFiles,
-    /// Whether RESP clients over TLS must present a certificate.
-    pub client_certificates: ClientCertificates,
-    /// No plaintext RESP port.
-    pub only: bool,
-    /// HTTPS on the admin port.
-    pub http: bool,
-    /// Mutual TLS between nodes.
-    pub cluster: bool,
-}
-
-/// Settings of cluster mode (`--cluster-port` given).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClusterConfig {
-    /// Node-to-node port (0 = any).
-    pub port: u16,
-    /// Cluster ports of nodes to join through.
-    pub seeds: Vec<String>,
-    /// The shared secret.
-    pub secret: String,
-    /// The node id, if given; otherwise it is read from or generated into `data_dir`.
-    pub node_id: Option<String>,
-    /// Where a generated node id is kept.
-    pub data_dir: PathBuf,
-    /// Zone.
-    pub zone: Option<String>,
-    /// Address published to peers and clients.
-    pub advertise: IpAddr,
-    /// Virtual nodes per node.
-    pub vnodes: u32,
-    /// Time between gossip rounds.
-    pub gossip_interval: Duration,
-    /// How long gossip keeps a dead node's state (the roster counts it after that too).
-    pub dead_node_grace: Duration,
-    /// Bound on one forwarded command.
-    pub timeout: Duration,
-    /// Copies per key and the default write and read levels.
-    pub consistency: Consistency,
-    /// Most hints kept for unreachable replicas.
-    pub max_hints: usize,
-    /// Time between anti-entropy passes; `None` = off.
-    pub anti_entropy_interval: Option<Duration>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Settings::default().resolve().expect("defaults are valid")
-    }
-}
-
 /// A setting that cannot be used, with the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -480,29 +372,34 @@ impl Settings {
             setting,
             reason: reason.to_owned(),
         };
-        let hz = self.hz.unwrap_or(10);
+        let defaults = Config::default();
+        let hz = self.hz.unwrap_or(defaults.hz);
         if !(1..=500).contains(&hz) {
             return Err(invalid("hz", "must be between 1 and 500, as in Redis"));
         }
-        let maxclients = self.maxclients.unwrap_or(DEFAULT_MAXCLIENTS);
+        let maxclients = self.maxclients.unwrap_or(defaults.maxclients);
         if maxclients == 0 {
             return Err(invalid("maxclients", "must be at least 1"));
         }
-        let http_max_connections = self.http_max_connections.unwrap_or(256);
+        let http_max_connections = self
+            .http_max_connections
+            .unwrap_or(defaults.http_max_connections);
         if !(1..=65_536).contains(&http_max_connections) {
             return Err(invalid(
                 "http-max-connections",
                 "must be between 1 and 65536",
             ));
         }
-        let http_request_timeout_ms = self.http_request_timeout_ms.unwrap_or(10_000);
+        let http_request_timeout_ms = self
+            .http_request_timeout_ms
+            .unwrap_or(defaults.http_request_timeout.as_millis() as u64);
         if !(100..=3_600_000).contains(&http_request_timeout_ms) {
             return Err(invalid(
                 "http-request-timeout-ms",
                 "must be between 100 and 3600000",
             ));
         }
-        let maxmemory = self.maxmemory.unwrap_or(0);
+        let maxmemory = self.maxmemory.unwrap_or(defaults.maxmemory);
         let maxmemory_clients = match self
             .maxmemory_clients
             .unwrap_or(BytesOrPercent::Percent(25))
@@ -510,23 +407,25 @@ impl Settings {
             BytesOrPercent::Bytes(bytes) => bytes,
             BytesOrPercent::Percent(percent) => maxmemory / 100 * u64::from(percent),
         };
-        let proto_max_bulk_len = self.proto_max_bulk_len.unwrap_or(512 * 1024 * 1024);
+        let proto_max_bulk_len = self
+            .proto_max_bulk_len
+            .unwrap_or(defaults.proto_max_bulk_len);
         if proto_max_bulk_len < 1024 * 1024 {
             return Err(invalid(
                 "proto-max-bulk-len",
                 "must be at least 1mb, as in Redis",
             ));
         }
-        let shards = self.shards.unwrap_or(quorra_store::store::DEFAULT_SHARDS);
+        let shards = self.shards.unwrap_or(defaults.shards);
         if !(1..=quorra_store::store::MAX_SHARDS).contains(&shards) {
             return Err(invalid("shards", "must be between 1 and 65536"));
         }
         let threads = match self.threads.unwrap_or(0) {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => defaults.threads,
             n if n > 1024 => return Err(invalid("threads", "must be at most 1024")),
             n => n,
         };
-        let bind = self.bind.unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let bind = self.bind.unwrap_or(defaults.bind);
         let cluster = self.cluster_config(bind)?;
         let tls = self.tls_config()?;
         Ok(Config {
@@ -534,10 +433,10 @@ impl Settings {
             cluster,
             config_file: self.config,
             bind,
-            port: self.port.unwrap_or(DEFAULT_PORT),
-            http_port: self.http_port.unwrap_or(DEFAULT_HTTP_PORT),
+            port: self.port.unwrap_or(defaults.port),
+            http_port: self.http_port.unwrap_or(defaults.http_port),
             maxmemory,
-            maxmemory_policy: self.maxmemory_policy.unwrap_or_default(),
+            maxmemory_policy: self.maxmemory_policy.unwrap_or(defaults.maxmemory_policy),
             requirepass: self.requirepass.filter(|password| !password.is_empty()),
             http_token: self.http_token.filter(|token| !token.is_empty()),
             tls,
@@ -546,13 +445,15 @@ impl Settings {
                 .filter(|&secs| secs > 0)
                 .map(Duration::from_secs),
             maxclients,
-            max_auth_failures: self.max_auth_failures.unwrap_or(10),
+            max_auth_failures: self.max_auth_failures.unwrap_or(defaults.max_auth_failures),
             maxmemory_clients,
             http_max_connections,
             http_request_timeout: Duration::from_millis(http_request_timeout_ms),
-            protected_mode: self.protected_mode.unwrap_or(true),
+            protected_mode: self.protected_mode.unwrap_or(defaults.protected_mode),
             proto_max_bulk_len,
-            client_query_buffer_limit: self.client_query_buffer_limit.unwrap_or(1024 * 1024 * 1024),
+            client_query_buffer_limit: self
+                .client_query_buffer_limit
+                .unwrap_or(defaults.client_query_buffer_limit),
             shards,
             hz,
         })
@@ -727,48 +628,6 @@ impl Settings {
     }
 }
 
-/// A node id is 1 to 255 bytes of letters, digits, `-`, `_`, `.` and `:` — it appears in
-/// replies, logs, metric labels and file names.
-pub fn check_node_id(id: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
-    if id.is_empty() || id.len() > quorra_cluster::rpc::MAX_NODE_ID_BYTES {
-        Err("must be 1 to 255 bytes long".to_owned())
-    } else if !id.chars().all(allowed) {
-        Err("may hold only letters, digits, '-', '_', '.' and ':'".to_owned())
-    } else {
-        Ok(())
-    }
-}
-
-/// Parses a memory size as Redis's `memtoull`: a number with an optional unit `b`,
-/// `k`/`kb`, `m`/`mb`, `g`/`gb` (case-insensitive; `k` = 1000, `kb` = 1024).
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let lower = text.trim().to_ascii_lowercase();
-    let split = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let (digits, unit) = lower.split_at(split);
-    let multiplier: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1_000,
-        "kb" => 1 << 10,
-        "m" => 1_000_000,
-        "mb" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" => 1 << 30,
-        _ => {
-            return Err(format!(
-                "unknown unit in {text:?}; use b, k, kb, m, mb, g or gb"
-            ));
-        }
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| format!("{text:?} is not a size such as 100mb or 1gb"))
-}
-
 /// A size given in bytes or as a share of another size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BytesOrPercent {
@@ -820,25 +679,6 @@ fn deserialize_level<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<L
     parse_level(&text)
         .map(Some)
         .map_err(serde::de::Error::custom)
-}
-
-/// Parses `allkeys-lru` or `noeviction`.
-pub fn parse_policy(text: &str) -> Result<MaxmemoryPolicy, String> {
-    match text.to_ascii_lowercase().as_str() {
-        "allkeys-lru" => Ok(MaxmemoryPolicy::AllKeysLru),
-        "noeviction" => Ok(MaxmemoryPolicy::NoEviction),
-        _ => Err(format!(
-            "{text:?} is not a supported policy (allkeys-lru, noeviction)"
-        )),
-    }
-}
-
-/// The name of a policy as CONFIG GET and INFO show it.
-pub fn policy_name(policy: MaxmemoryPolicy) -> &'static str {
-    match policy {
-        MaxmemoryPolicy::AllKeysLru => "allkeys-lru",
-        MaxmemoryPolicy::NoEviction => "noeviction",
-    }
 }
 
 /// A size in the file may be a number of bytes or a string such as "100mb".

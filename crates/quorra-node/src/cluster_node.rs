@@ -10,7 +10,7 @@
 //!
 //! A [`ClusterNode`] can also be built without gossip or sockets
 //! ([`ClusterNode::in_memory`]): its views are whatever the embedder sends, and its
-//! peers are reached over any [`Transport`](crate::peer::Transport). Routing and
+//! peers are reached over any [`Transport`]. Routing and
 //! pipeline tests run whole clusters in one process that way.
 
 use std::net::SocketAddr;

@@ -1,0 +1,211 @@
+//! A node's configuration: every setting with a checked value ([`Config`]), whatever
+//! it was read from — the binary's flags, environment and file (quorra-server's
+//! `Settings`), or a test. [`Config::default`] holds every default.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quorra_cluster::replication::Consistency;
+use quorra_cluster::tls::{ClientCertificates, TlsFiles};
+use quorra_store::MaxmemoryPolicy;
+
+/// Default RESP port. Not Redis's 6379, so quorra and a local Redis can run side by side.
+pub const DEFAULT_PORT: u16 = 7379;
+/// Default admin HTTP port.
+pub const DEFAULT_HTTP_PORT: u16 = 7380;
+/// Default most simultaneous clients, as Redis's `maxclients`.
+pub const DEFAULT_MAXCLIENTS: usize = 10_000;
+
+/// A resolved configuration: every setting has a value that has been checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The TOML file the settings came from, if any.
+    pub config_file: Option<PathBuf>,
+    /// Listen address.
+    pub bind: IpAddr,
+    /// RESP port (0 = any).
+    pub port: u16,
+    /// HTTP port (0 = any).
+    pub http_port: u16,
+    /// Memory limit, bytes; 0 = unlimited.
+    pub maxmemory: u64,
+    /// Eviction policy.
+    pub maxmemory_policy: MaxmemoryPolicy,
+    /// Client password.
+    pub requirepass: Option<String>,
+    /// HTTP bearer token.
+    pub http_token: Option<String>,
+    /// TLS; `None` when no certificate is configured.
+    pub tls: Option<TlsConfig>,
+    /// Idle client timeout; `None` = never.
+    pub timeout: Option<Duration>,
+    /// Most simultaneous clients (lowered at start to fit the file-descriptor limit).
+    pub maxclients: usize,
+    /// Failed AUTH attempts after which a connection is closed; 0 = never.
+    pub max_auth_failures: u32,
+    /// Most bytes of client buffers, all clients together; 0 = no limit.
+    pub maxmemory_clients: u64,
+    /// Most simultaneous admin HTTP connections.
+    pub http_max_connections: usize,
+    /// Time an HTTP request's headers, then its body, may take to arrive.
+    pub http_request_timeout: Duration,
+    /// Protected mode.
+    pub protected_mode: bool,
+    /// Longest argument, bytes.
+    pub proto_max_bulk_len: u64,
+    /// Most bytes per command in flight.
+    pub client_query_buffer_limit: u64,
+    /// Store shards.
+    pub shards: usize,
+    /// Active expiry cycles per second.
+    pub hz: u32,
+    /// Worker threads (at least 1).
+    pub threads: usize,
+    /// Cluster settings; `None` runs a single node.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// TLS settings (`--tls-cert-file` and `--tls-key-file` given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// Port for RESP over TLS; `None`: no TLS RESP port.
+    pub port: Option<u16>,
+    /// The certificate, key and CA files.
+    pub files: TlsFiles,
+    /// Whether RESP clients over TLS must present a certificate.
+    pub client_certificates: ClientCertificates,
+    /// No plaintext RESP port.
+    pub only: bool,
+    /// HTTPS on the admin port.
+    pub http: bool,
+    /// Mutual TLS between nodes.
+    pub cluster: bool,
+}
+
+/// Settings of cluster mode (`--cluster-port` given).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// Node-to-node port (0 = any).
+    pub port: u16,
+    /// Cluster ports of nodes to join through.
+    pub seeds: Vec<String>,
+    /// The shared secret.
+    pub secret: String,
+    /// The node id, if given; otherwise it is read from or generated into `data_dir`.
+    pub node_id: Option<String>,
+    /// Where a generated node id is kept.
+    pub data_dir: PathBuf,
+    /// Zone.
+    pub zone: Option<String>,
+    /// Address published to peers and clients.
+    pub advertise: IpAddr,
+    /// Virtual nodes per node.
+    pub vnodes: u32,
+    /// Time between gossip rounds.
+    pub gossip_interval: Duration,
+    /// How long gossip keeps a dead node's state (the roster counts it after that too).
+    pub dead_node_grace: Duration,
+    /// Bound on one forwarded command.
+    pub timeout: Duration,
+    /// Copies per key and the default write and read levels.
+    pub consistency: Consistency,
+    /// Most hints kept for unreachable replicas.
+    pub max_hints: usize,
+    /// Time between anti-entropy passes; `None` = off.
+    pub anti_entropy_interval: Option<Duration>,
+}
+
+impl Default for Config {
+    /// Every default: loopback, ports 7379 and 7380, no memory limit, LRU eviction,
+    /// protected mode, Redis's limits on arguments and queries, one worker thread per
+    /// core, a single node.
+    fn default() -> Self {
+        Config {
+            config_file: None,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: DEFAULT_PORT,
+            http_port: DEFAULT_HTTP_PORT,
+            maxmemory: 0,
+            maxmemory_policy: MaxmemoryPolicy::default(),
+            requirepass: None,
+            http_token: None,
+            tls: None,
+            timeout: None,
+            maxclients: DEFAULT_MAXCLIENTS,
+            max_auth_failures: 10,
+            // A quarter of maxmemory, and there is none.
+            maxmemory_clients: 0,
+            http_max_connections: 256,
+            http_request_timeout: Duration::from_secs(10),
+            protected_mode: true,
+            proto_max_bulk_len: 512 * 1024 * 1024,
+            client_query_buffer_limit: 1024 * 1024 * 1024,
+            shards: quorra_store::store::DEFAULT_SHARDS,
+            hz: 10,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cluster: None,
+        }
+    }
+}
+
+/// A node id is 1 to 255 bytes of letters, digits, `-`, `_`, `.` and `:` — it appears in
+/// replies, logs, metric labels and file names.
+pub fn check_node_id(id: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':');
+    if id.is_empty() || id.len() > quorra_cluster::rpc::MAX_NODE_ID_BYTES {
+        Err("must be 1 to 255 bytes long".to_owned())
+    } else if !id.chars().all(allowed) {
+        Err("may hold only letters, digits, '-', '_', '.' and ':'".to_owned())
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a memory size as Redis's `memtoull`: a number with an optional unit `b`,
+/// `k`/`kb`, `m`/`mb`, `g`/`gb` (case-insensitive; `k` = 1000, `kb` = 1024).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let multiplier: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit in {text:?}; use b, k, kb, m, mb, g or gb"
+            ));
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?} is not a size such as 100mb or 1gb"))
+}
+
+/// Parses `allkeys-lru` or `noeviction`.
+pub fn parse_policy(text: &str) -> Result<MaxmemoryPolicy, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "allkeys-lru" => Ok(MaxmemoryPolicy::AllKeysLru),
+        "noeviction" => Ok(MaxmemoryPolicy::NoEviction),
+        _ => Err(format!(
+            "{text:?} is not a supported policy (allkeys-lru, noeviction)"
+        )),
+    }
+}
+
+/// The name of a policy as CONFIG GET and INFO show it.
+pub fn policy_name(policy: MaxmemoryPolicy) -> &'static str {
+    match policy {
+        MaxmemoryPolicy::AllKeysLru => "allkeys-lru",
+        MaxmemoryPolicy::NoEviction => "noeviction",
+    }
+}

@@ -1,0 +1,69 @@
+//! The quorra node: everything between a parsed request and the store — the one path
+//! every command takes, whether it came over RESP or HTTP, runs here or on a peer, reads
+//! a quorum or writes copies.
+//!
+//! # The path of a command
+//!
+//! - [`session`]: the state a client's commands read and change.
+//! - [`pipeline`]: in cluster mode, a client's commands planned, run with as few round
+//!   trips as order allows, answered in order; [`pipeline::run_one`] for one command.
+//! - [`plan`]: where a command runs — a pure function of the command, whether its client
+//!   is authenticated, and the placement of keys.
+//! - [`executor`]: runs commands here or on a peer, in a mode (as the keys' primary,
+//!   counting only primary keys).
+//! - [`scatter`]: commands over several nodes, split and merged.
+//! - [`quorum_read`], [`primary_write`]: reads and writes with copies.
+//! - [`commands`]: one handler per command of quorra-resp's command table, with Redis's
+//!   replies and error texts, and the dispatch that checks a request against the table
+//!   before it runs.
+//! - [`accounting`]: what the node counts about its clients' commands, in one place.
+//!
+//! # Around it
+//!
+//! - [`cluster_node`]: cluster mode's machinery — membership, the view, the replicator.
+//! - [`peer`]: the one client every request to a peer goes through, and its typed error.
+//! - [`peer_handler`]: what the node answers its peers.
+//! - [`node_replicas`]: how the replicator reaches a key's replicas.
+//! - [`evictions`]: a key evicted for memory by one replica is evicted by all.
+//! - [`cluster_tasks`]: anti-entropy, hint delivery, published figures.
+//! - [`shared`]: the state every task of a node shares.
+//! - [`config`]: a node's checked configuration and its defaults.
+//! - [`clients`]: the client registry; [`auth_log`]: failed authentication counted and
+//!   kept for `ACL LOG`; [`log_limiter`]: rate-limited log lines; [`wall_clock`]:
+//!   wall-clock time; [`fd_limit`]: the open-files limit and `maxclients`.
+//! - [`metrics`]: Prometheus metrics.
+//!
+//! The listeners, the connection loop, the HTTP API and the binary are quorra-server's.
+//!
+//! # Non-goals (for now)
+//!
+//! Data types other than strings, MULTI/EXEC, Pub/Sub, Lua, persistence, ACL users other
+//! than the default one.
+
+pub mod accounting;
+pub mod auth_log;
+pub mod clients;
+pub mod cluster_node;
+pub mod cluster_tasks;
+pub mod commands;
+pub mod config;
+pub mod evictions;
+pub mod executor;
+pub mod fd_limit;
+#[cfg(test)]
+mod in_memory_cluster;
+pub mod log_limiter;
+pub mod metrics;
+pub mod node_replicas;
+pub mod peer;
+pub mod peer_handler;
+pub mod pipeline;
+#[cfg(test)]
+mod pipeline_tests;
+pub mod plan;
+pub mod primary_write;
+pub mod quorum_read;
+pub mod scatter;
+pub mod session;
+pub mod shared;
+pub mod wall_clock;
