@@ -11,11 +11,14 @@
 //! `timeout` idle seconds, or when the server shuts down (between batches, so no
 //! command is cut in half).
 //!
-//! The bytes a connection's buffers hold count against `maxmemory-clients`, all
-//! clients together: after each read a connection reports them, and past the budget the
-//! client holding the most is closed (itself, or another told through
-//! [`ClientInfo::kill`]), as Redis's client eviction does. Buffers that grew for a large
-//! request or reply are given back once they are empty.
+//! The bytes a connection's buffers hold beyond [`UNCOUNTED_BUFFER_BYTES`] count against
+//! `maxmemory-clients`, all clients together: after each read a connection reports them,
+//! and past the budget the client holding the most is closed (itself, or another told
+//! through [`ClientInfo::kill`]), as Redis's client eviction does. The first 64 KiB are
+//! what every connection holds however it is used (a 16 KiB read buffer and the output
+//! of a batch); counting them would make a small `maxmemory` refuse a few dozen
+//! ordinary clients. Buffers that grew for a large request or reply are given back once
+//! they are empty.
 //!
 //! A request that is an HTTP request line or header (`POST / HTTP/1.1`, `Host: ...`)
 //! closes the connection before it or anything after it runs, as Redis does: a browser
@@ -44,6 +47,9 @@ const READ_CHUNK: usize = 16 * 1024;
 /// after the batch, so that a storm of large values does not leave every connection
 /// holding megabytes.
 const SHRINK_ABOVE: usize = 64 * 1024;
+/// Buffer bytes of one connection that `maxmemory-clients` does not count: what an
+/// ordinary connection holds (see the module doc).
+pub const UNCOUNTED_BUFFER_BYTES: u64 = 64 * 1024;
 /// Write the replies out once this many bytes are waiting, even mid-batch.
 const FLUSH_THRESHOLD: usize = 64 * 1024;
 
@@ -209,9 +215,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shared.metrics.connected_clients.dec();
 }
 
-/// Bytes a connection's buffers hold.
+/// Bytes a connection's buffers hold beyond [`UNCOUNTED_BUFFER_BYTES`].
 fn buffered(input: &BytesMut, output: &BytesMut) -> u64 {
-    (input.capacity() + output.capacity()) as u64
+    ((input.capacity() + output.capacity()) as u64).saturating_sub(UNCOUNTED_BUFFER_BYTES)
 }
 
 /// Limits the log lines about clients closed for client memory.

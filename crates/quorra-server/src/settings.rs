@@ -121,10 +121,11 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_MAX_AUTH_FAILURES")]
     pub max_auth_failures: Option<u32>,
 
-    /// Most bytes all clients' buffers may hold together (requests still arriving,
-    /// replies not yet sent), e.g. `64mb`, or a share of maxmemory, e.g. `25%`; past
-    /// it the client holding the most is disconnected, as Redis's maxmemory-clients
-    /// does; 0 turns it off [default: 25%, off when maxmemory is unlimited].
+    /// Most bytes all clients' buffers may hold together beyond the first 64 KiB of
+    /// each (requests still arriving, replies not yet sent), e.g. `64mb`, or a share of
+    /// maxmemory, e.g. `25%`; past it the client holding the most is disconnected, as
+    /// Redis's maxmemory-clients does; 0 turns it off [default: 25%, off when maxmemory
+    /// is unlimited].
     #[arg(long, env = "QUORRA_MAXMEMORY_CLIENTS", value_parser = parse_bytes_or_percent)]
     #[serde(default, deserialize_with = "deserialize_bytes_or_percent")]
     pub maxmemory_clients: Option<BytesOrPercent>,

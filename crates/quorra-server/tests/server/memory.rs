@@ -91,3 +91,27 @@ async fn noeviction_answers_oom() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn fifty_ordinary_clients_fit_the_client_budget_of_a_small_maxmemory() {
+    // maxmemory 1mb: the default client budget is 256 KiB, less than what 50 idle
+    // connections' buffers hold; only what grows beyond each one's first 64 KiB counts.
+    let server = start_with(|config| {
+        config.maxmemory = 1 << 20;
+        config.maxmemory_clients = 256 << 10;
+    })
+    .await;
+    let mut clients = Vec::new();
+    for i in 0..50 {
+        let mut c = connect(&server).await;
+        ok(&mut c, &["SET", &format!("k{i}"), &"v".repeat(100)]).await;
+        clients.push(c);
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let reply = ok(c, &["GET", &format!("k{i}")]).await;
+        assert_ne!(reply, Value::Nil, "client {i}");
+    }
+    assert_eq!(server.shared.clients.evicted(), 0);
+    assert_eq!(server.shared.clients.len(), 50);
+    server.shutdown().await;
+}
