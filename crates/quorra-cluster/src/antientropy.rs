@@ -30,7 +30,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use quorra_ring::{NodeId, TokenRange};
-use quorra_store::{Store, Version, VersionedEntry};
+use quorra_store::{ApplyOutcome, Store, Version, VersionedEntry};
 
 use crate::membership::ClusterView;
 use crate::placement::Placement;
@@ -141,8 +141,9 @@ pub trait Peer: Send + Sync {
     /// The peer's entries for `keys`, in order (`None` where it holds nothing), in one
     /// request.
     fn read(&self, keys: Vec<Bytes>) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, String>>;
-    /// Stores each entry at the peer if newer, in one request.
-    fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<(), String>>;
+    /// Stores each entry at the peer if newer, in one request; how many it took (a peer
+    /// does not take back what it evicted for memory).
+    fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<usize, String>>;
 }
 
 /// What one exchange did.
@@ -228,11 +229,7 @@ pub async fn sync_with(
             .filter_map(|key| store.get_versioned(&key).map(|entry| (key, entry)))
             .collect();
         let pushed = futures_util::stream::iter(entry_batches(entries))
-            .map(|batch| {
-                let count = batch.len();
-                let apply = peer.apply(batch);
-                async move { apply.await.map(|()| count) }
-            })
+            .map(|batch| peer.apply(batch))
             .buffer_unordered(CONCURRENT_TRANSFERS)
             .collect::<Vec<_>>()
             .await;
@@ -243,7 +240,7 @@ pub async fn sync_with(
     Ok(report)
 }
 
-/// Copies the peer's entries for `keys` here; how many it had.
+/// Copies the peer's entries for `keys` here; how many this node took.
 async fn pull(store: &Store, peer: &dyn Peer, keys: Vec<Bytes>) -> Result<usize, String> {
     let entries = peer.read(keys.clone()).await?;
     let mut pulled = 0;
@@ -251,10 +248,11 @@ async fn pull(store: &Store, peer: &dyn Peer, keys: Vec<Bytes>) -> Result<usize,
         let Some(entry) = entry else {
             continue;
         };
-        store
+        let outcome = store
             .apply(&key, entry)
             .map_err(|error| format!("cannot store {key:?}: {error}"))?;
-        pulled += 1;
+        // Not what this node holds a newer version of, nor what it evicted.
+        pulled += usize::from(outcome == ApplyOutcome::Applied);
     }
     Ok(pulled)
 }

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use quorra_cluster::replication::{Level, ReplicaError, Replicas, Replicator};
 use quorra_cluster::rpc::BoxFuture;
 use quorra_ring::NodeId;
-use quorra_store::{MockClock, Store, StoreConfig, VersionedEntry};
+use quorra_store::{ApplyOutcome, MockClock, Store, StoreConfig, VersionedEntry};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 const START_MS: u64 = 1_800_000_000_000;
@@ -484,11 +484,14 @@ mod anti_entropy {
                 .collect();
             Box::pin(async move { Ok(entries) })
         }
-        fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<(), String>> {
+        fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<usize, String>> {
             *self.requests.lock() += 1;
-            let outcome = entries
-                .iter()
-                .try_for_each(|(key, entry)| self.store.apply(key, entry.clone()).map(|_| ()));
+            let outcome = entries.iter().try_fold(0, |taken, (key, entry)| {
+                let outcome = self.store.apply(key, entry.clone())?;
+                Ok::<_, quorra_store::StoreError>(
+                    taken + usize::from(outcome == ApplyOutcome::Applied),
+                )
+            });
             Box::pin(async move { outcome.map_err(|error| error.to_string()) })
         }
     }

@@ -79,14 +79,13 @@ impl antientropy::Peer for AntiEntropyPeer<'_> {
         Box::pin(async move { read.await.map_err(|error| error.to_string()) })
     }
 
-    fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<(), String>> {
+    fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<usize, String>> {
         let apply = self.node.replicator.replicas().apply(&self.peer, entries);
         Box::pin(async move {
             let outcomes = apply.await.map_err(|error| error.to_string())?;
-            match outcomes.into_iter().find_map(Result::err) {
-                Some(refused) => Err(refused.to_string()),
-                None => Ok(()),
-            }
+            // A refusal (the peer evicted the key for memory, or is out of memory) is
+            // not an error of the exchange: that entry is simply not copied.
+            Ok(outcomes.iter().filter(|outcome| outcome.is_ok()).count())
         })
     }
 }

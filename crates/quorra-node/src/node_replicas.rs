@@ -10,7 +10,7 @@ use quorra_cluster::message::{Request, Response};
 use quorra_cluster::replication::{ReplicaError, Replicas};
 use quorra_cluster::rpc::BoxFuture;
 use quorra_ring::NodeId;
-use quorra_store::{Store, VersionedEntry};
+use quorra_store::{ApplyOutcome, Store, VersionedEntry};
 use tokio::sync::watch;
 
 use crate::peer::{PeerClient, PeerError};
@@ -64,10 +64,7 @@ impl Replicas for NodeReplicas {
             let outcomes = entries
                 .into_iter()
                 .map(|(key, entry)| {
-                    let outcome = self.store.apply(&key, entry);
-                    outcome
-                        .map(|_| ())
-                        .map_err(|error| refused(&node, error.to_string()))
+                    apply_entry(&self.store, &key, entry).map_err(|why| refused(&node, why))
                 })
                 .collect();
             return Box::pin(async move { Ok(outcomes) });
@@ -117,6 +114,16 @@ impl Replicas for NodeReplicas {
                 other => Err(refused(&node, format!("unexpected answer {other:?}"))),
             }
         })
+    }
+}
+
+/// Stores a replica's copy of `key`, unless the store holds a newer version or evicted
+/// the key for memory: `Err` with why it was not taken.
+pub fn apply_entry(store: &Store, key: &[u8], entry: VersionedEntry) -> Result<(), String> {
+    match store.apply(key, entry) {
+        Ok(ApplyOutcome::Evicted) => Err("the key was evicted here for memory".to_owned()),
+        Ok(_) => Ok(()),
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -29,7 +29,7 @@ use quorra_store::Version;
 use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
 use crate::executor::{Mode, run_here};
-use crate::node_replicas::read_entry;
+use crate::node_replicas::{apply_entry, read_entry};
 use crate::session::Session;
 use crate::shared::Shared;
 use crate::wall_clock::unix_ms;
@@ -121,10 +121,7 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
         Request::Apply { entries } => Response::Applied(
             entries
                 .into_iter()
-                .map(|(key, entry)| {
-                    let outcome = shared.store.apply(&key, entry.into());
-                    outcome.err().map(|error| error.to_string())
-                })
+                .map(|(key, entry)| apply_entry(&shared.store, &key, entry.into()).err())
                 .collect(),
         ),
         Request::Read { keys, promote } => Response::Entries(

@@ -62,6 +62,9 @@ pub enum ApplyOutcome {
     Stale,
     /// The store holds exactly this version already; nothing changed (idempotent).
     Duplicate,
+    /// The store evicted this key for memory holding this version or a newer one, and
+    /// does not take it back from a replica; nothing changed.
+    Evicted,
 }
 
 /// A borrowed view of one stored entry, given to [`crate::Store::visit_range`].

@@ -249,3 +249,31 @@ fn evictions_are_reported_and_a_replica_drops_what_another_evicted() {
     );
     assert!(!replica.evict_replica(b"absent", newer));
 }
+
+#[test]
+fn what_a_store_evicted_for_memory_is_not_copied_back_but_a_newer_write_is() {
+    let (s, _) = common::small_store(300, 1);
+    s.set(b"key0", b"value", SetOptions::default()).unwrap();
+    let held = s.get_versioned(b"key0").unwrap();
+    for i in 1..20 {
+        let key = format!("key{i}");
+        s.set(key.as_bytes(), b"value", SetOptions::default())
+            .unwrap();
+    }
+    // key0 went for memory; a replica still holding it offers it back (read repair,
+    // anti-entropy, a hint): refused, nothing stored.
+    assert_eq!(s.get_versioned(b"key0"), None);
+    assert_eq!(s.apply(b"key0", held.clone()), Ok(ApplyOutcome::Evicted));
+    assert_eq!(s.get_versioned(b"key0"), None);
+    // A newer write of the key is taken as usual.
+    let newer = VersionedEntry::value("newer", v(common::T0 + 10_000, 1));
+    assert_eq!(s.apply(b"key0", newer), Ok(ApplyOutcome::Applied));
+    assert_eq!(s.get(b"key0"), Some(Bytes::from("newer")));
+    // A key dropped because another replica evicted it is remembered the same way.
+    let (replica, _) = store();
+    let entry = VersionedEntry::value("x", v(common::T0, 2));
+    replica.apply(b"shared", entry.clone()).unwrap();
+    assert!(replica.evict_replica(b"shared", entry.version));
+    assert_eq!(replica.apply(b"shared", entry), Ok(ApplyOutcome::Evicted));
+    s.check_invariants().unwrap();
+}

@@ -1,0 +1,105 @@
+//! Upkeep: the active expiry cycle ([`crate::expiry`] samples, this runs it shard by
+//! shard within its time budget), the lock-free counters, and the invariant checks
+//! tests run.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{MaxmemoryPolicy, Store};
+use crate::entry::ExpireCycleReport;
+use crate::expiry;
+use crate::shard::State;
+use crate::stats::StoreStats;
+
+impl Store {
+    /// Runs one active expiry cycle at time `now_ms` (see [`crate::expiry`]).
+    pub fn tick(&self, now_ms: u64) -> ExpireCycleReport {
+        let n = self.cells.len();
+        let first = self.expire_rr.load(Ordering::Relaxed) % n;
+        let started = self.now();
+        let mut report = ExpireCycleReport::default();
+        for k in 0..n {
+            let s = (first + k) % n;
+            let cell = &self.cells[s];
+            let mut loops = 0;
+            loop {
+                let mut sh = cell.shard.lock();
+                let step = expiry::sample_shard(&mut sh, now_ms, |sh, i, live| {
+                    if live {
+                        cell.stats.expired();
+                    }
+                    self.drop_slot(sh, cell, i);
+                });
+                drop(sh);
+                report.sampled += step.sampled;
+                report.expired += step.expired;
+                report.purged_tombstones += step.purged;
+                loops += 1;
+                if !expiry::should_repeat(&step) {
+                    break;
+                }
+                if loops >= expiry::ACTIVE_EXPIRE_MAX_LOOPS_PER_SHARD
+                    || self.now().saturating_sub(started) >= expiry::ACTIVE_EXPIRE_CYCLE_BUDGET_MS
+                {
+                    report.budget_exhausted = true;
+                    self.expire_rr.store(s, Ordering::Relaxed);
+                    return report;
+                }
+            }
+        }
+        self.expire_rr.store(first + 1, Ordering::Relaxed);
+        report
+    }
+
+    /// Counters, without taking any lock.
+    pub fn stats(&self) -> StoreStats {
+        let shards = self.cells.iter().map(|c| c.stats.snapshot()).collect();
+        StoreStats::from_shards(shards, self.mem.limit(), self.mem.used())
+    }
+
+    /// Checks every internal invariant with all shards locked: each shard's structure,
+    /// the per-shard counters, accounted total = sum of entry sizes ≤ maxmemory (when
+    /// set). For tests; O(entries).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let guards: Vec<_> = self.cells.iter().map(|c| c.shard.lock()).collect();
+        let mut total = 0;
+        for (s, sh) in guards.iter().enumerate() {
+            sh.check().map_err(|e| format!("shard {s}: {e}"))?;
+            let st = self.cells[s].stats.snapshot();
+            let volatile = (0..sh.slot_count() as u32)
+                .filter(|&i| sh.slot(i).state() == State::Live && sh.deadline(i).is_some())
+                .count() as u64;
+            if (st.entries, st.tombstones, st.used_bytes, st.volatile)
+                != (sh.live(), sh.tombstones(), sh.bytes(), volatile)
+            {
+                return Err(format!("shard {s}: counters disagree with contents"));
+            }
+            for i in 0..sh.slot_count() as u32 {
+                if sh.slot(i).state() != State::Free && self.shard_of_hash(sh.slot(i).hash()) != s {
+                    return Err(format!("shard {s}: slot {i} is in the wrong shard"));
+                }
+            }
+            total += sh.bytes();
+        }
+        let used = self.mem.used();
+        if used != total {
+            return Err(format!("accounted {used} != sum of entries {total}"));
+        }
+        let limit = self.mem.limit();
+        if limit != 0 && used > limit && self.policy() == MaxmemoryPolicy::AllKeysLru {
+            return Err(format!("accounted {used} > maxmemory {limit}"));
+        }
+        Ok(())
+    }
+
+    /// Keys of shard `shard` from most to least recently used (test introspection).
+    #[doc(hidden)]
+    pub fn lru_dump(&self, shard: usize) -> Vec<Bytes> {
+        let sh = self.cells[shard].shard.lock();
+        sh.lru_order()
+            .map(|i| Bytes::copy_from_slice(sh.slot(i).key()))
+            .collect()
+    }
+}

@@ -1,0 +1,252 @@
+//! Reads: GET and its relatives, TTL queries, and the commands that walk the keyspace
+//! (KEYS, SCAN, RANDOMKEY). Only GET, GETEX and TOUCH promote an entry in the LRU; the
+//! others look without touching.
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::{RANDOMKEY_PROBES, SCAN_VISITS_PER_COUNT, Store};
+use crate::entry::{AccessKind, KeyType, expired};
+use crate::glob::glob_match;
+use crate::shard::{Shard, State};
+
+impl Store {
+    /// GET: the value, promoting the entry to most recently used. (Whether a read is a
+    /// keyspace hit or miss is counted by the node that answers the client, not here.)
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.get_with(key, Bytes::copy_from_slice)
+    }
+
+    /// GET without a copy: calls `f` with the value while the shard is locked (promoting
+    /// the entry, like [`Store::get`]); `None` on a miss. For a server that writes the
+    /// value straight into its output buffer. `f` must be short and must not call into
+    /// the store.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        let (h, s) = self.locate(key, AccessKind::Read);
+        let cell = &self.cells[s];
+        let mut sh = cell.shard.lock();
+        let i = self.find(&mut sh, cell, h, key, || self.now()).live?;
+        sh.touch(i);
+        Some(f(sh.slot(i).value()))
+    }
+
+    /// Runs `f` on the live slot of `key` (after lazy expiry), under the lock, without
+    /// promoting it or counting a hit.
+    fn peek<T>(&self, key: &[u8], f: impl FnOnce(&Shard, Option<u32>) -> T) -> T {
+        let (h, s) = self.locate(key, AccessKind::Read);
+        let cell = &self.cells[s];
+        let mut sh = cell.shard.lock();
+        let found = self.find(&mut sh, cell, h, key, || self.now()).live;
+        f(&sh, found)
+    }
+
+    /// MGET: one GET per key (each atomic on its own; the batch is not a snapshot).
+    pub fn mget<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Option<Bytes>> {
+        keys.iter().map(|k| self.get(k.as_ref())).collect()
+    }
+
+    /// EXISTS: how many of `keys` exist (a key named twice counts twice).
+    pub fn exists<K: AsRef<[u8]>>(&self, keys: &[K]) -> u64 {
+        keys.iter()
+            .filter(|k| self.peek(k.as_ref(), |_, i| i.is_some()))
+            .count() as u64
+    }
+
+    /// TOUCH: how many of `keys` exist; each existing one becomes most recently used.
+    pub fn touch<K: AsRef<[u8]>>(&self, keys: &[K]) -> u64 {
+        let mut n = 0;
+        for k in keys {
+            let key = k.as_ref();
+            let (h, s) = self.locate(key, AccessKind::Read);
+            let now = self.now();
+            let cell = &self.cells[s];
+            let mut sh = cell.shard.lock();
+            if let Some(i) = self.find(&mut sh, cell, h, key, || now).live {
+                sh.touch(i);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// TYPE.
+    pub fn key_type(&self, key: &[u8]) -> KeyType {
+        if self.peek(key, |_, i| i.is_some()) {
+            KeyType::String
+        } else {
+            KeyType::None
+        }
+    }
+
+    /// STRLEN: length of the value, 0 when missing.
+    pub fn strlen(&self, key: &[u8]) -> u64 {
+        self.peek(key, |sh, i| {
+            i.map_or(0, |i| sh.slot(i).value().len() as u64)
+        })
+    }
+
+    /// GETRANGE with Redis 8 index rules: negative indices count from the end; an end
+    /// that is still negative after that, or a start past the end of the string, gives
+    /// an empty string (Redis PR #12272); the end is clamped to the last byte.
+    pub fn getrange(&self, key: &[u8], start: i64, end: i64) -> Bytes {
+        self.peek(key, |sh, i| {
+            let Some(i) = i else { return Bytes::new() };
+            let v = sh.slot(i).value();
+            match getrange_bounds(v.len(), start, end) {
+                Some((a, b)) => Bytes::copy_from_slice(&v[a..=b]),
+                None => Bytes::new(),
+            }
+        })
+    }
+
+    /// TTL in seconds (rounded to nearest): -2 if missing, -1 if no expiry.
+    pub fn ttl(&self, key: &[u8]) -> i64 {
+        let ms = self.pttl(key);
+        if ms < 0 { ms } else { (ms + 500) / 1000 }
+    }
+
+    /// PTTL in milliseconds: -2 if missing, -1 if no expiry.
+    pub fn pttl(&self, key: &[u8]) -> i64 {
+        let now = self.now();
+        self.peek(key, |sh, i| match i {
+            None => -2,
+            Some(i) => sh.deadline(i).map_or(-1, |at| {
+                i64::try_from(at.saturating_sub(now)).unwrap_or(i64::MAX)
+            }),
+        })
+    }
+
+    /// EXPIRETIME: absolute expiry in unix seconds; -2 missing, -1 no expiry.
+    pub fn expiretime(&self, key: &[u8]) -> i64 {
+        let ms = self.pexpiretime(key);
+        if ms < 0 { ms } else { ms / 1000 }
+    }
+
+    /// PEXPIRETIME: absolute expiry in unix ms; -2 missing, -1 no expiry.
+    pub fn pexpiretime(&self, key: &[u8]) -> i64 {
+        self.peek(key, |sh, i| match i {
+            None => -2,
+            Some(i) => sh
+                .deadline(i)
+                .map_or(-1, |at| i64::try_from(at).unwrap_or(i64::MAX)),
+        })
+    }
+
+    /// DBSIZE: live entries (from the counters; entries past their TTL that nobody has
+    /// touched yet are still counted, as in Redis).
+    pub fn dbsize(&self) -> u64 {
+        self.cells
+            .iter()
+            .map(|c| c.stats.entries.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// KEYS: every live key matching the glob `pattern`. O(n); holds one shard lock at a
+    /// time.
+    pub fn keys(&self, pattern: &[u8]) -> Vec<Bytes> {
+        let now = self.now();
+        let mut out = Vec::new();
+        for cell in self.cells.iter() {
+            let sh = cell.shard.lock();
+            for i in sh.lru_order() {
+                let s = sh.slot(i);
+                if sh.deadline(i).is_some_and(|at| expired(at, now)) {
+                    continue;
+                }
+                if glob_match(pattern, s.key()) {
+                    out.push(Bytes::copy_from_slice(s.key()));
+                }
+            }
+        }
+        out
+    }
+
+    /// SCAN: visits slots from `cursor`, returning the next cursor (0 when done) and the
+    /// live keys found that match `pattern`. Stops after `count` keys or
+    /// `count * SCAN_VISITS_PER_COUNT` slots. See the module docs for the guarantee.
+    pub fn scan(&self, cursor: u64, pattern: Option<&[u8]>, count: usize) -> (u64, Vec<Bytes>) {
+        let now = self.now();
+        let count = count.max(1);
+        let max_visits = count.saturating_mul(SCAN_VISITS_PER_COUNT);
+        let (mut s, mut i) = ((cursor >> 32) as usize, (cursor & 0xffff_ffff) as usize);
+        let (mut found, mut visited) = (0usize, 0usize);
+        let mut out = Vec::new();
+        while s < self.cells.len() {
+            let sh = self.cells[s].shard.lock();
+            while i < sh.slot_count() {
+                let slot = sh.slot(i as u32);
+                visited += 1;
+                if slot.state() == State::Live
+                    && !sh.deadline(i as u32).is_some_and(|at| expired(at, now))
+                {
+                    found += 1;
+                    if pattern.is_none_or(|p| glob_match(p, slot.key())) {
+                        out.push(Bytes::copy_from_slice(slot.key()));
+                    }
+                }
+                i += 1;
+                if found >= count || visited >= max_visits {
+                    return (((s as u64) << 32) | i as u64, out);
+                }
+            }
+            drop(sh);
+            s += 1;
+            i = 0;
+        }
+        (0, out)
+    }
+
+    fn next_random(&self) -> u64 {
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.store(x, Ordering::Relaxed);
+        x
+    }
+
+    /// RANDOMKEY: some live key, or `None` when the store is empty. Roughly uniform
+    /// over shards with live entries, then over a shard's slots.
+    pub fn random_key(&self) -> Option<Bytes> {
+        let now = self.now();
+        let n = self.cells.len();
+        let start = self.next_random() as usize;
+        for k in 0..n {
+            let sh = self.cells[(start + k) % n].shard.lock();
+            if sh.live() == 0 {
+                continue;
+            }
+            let alive = |i: u32| {
+                sh.slot(i).state() == State::Live
+                    && !sh.deadline(i).is_some_and(|at| expired(at, now))
+            };
+            for _ in 0..RANDOMKEY_PROBES {
+                let i = (self.next_random() % sh.slot_count() as u64) as u32;
+                if alive(i) {
+                    return Some(Bytes::copy_from_slice(sh.slot(i).key()));
+                }
+            }
+            if let Some(i) = sh.lru_order().find(|&i| alive(i)) {
+                return Some(Bytes::copy_from_slice(sh.slot(i).key()));
+            }
+        }
+        None
+    }
+}
+
+/// GETRANGE bounds (inclusive) for a string of `len` bytes, or `None` for empty.
+fn getrange_bounds(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
+    let len = i64::try_from(len).ok()?;
+    if len == 0 || (start < 0 && end < 0 && start > end) {
+        return None;
+    }
+    let mut start = if start < 0 { len + start } else { start };
+    let mut end = if end < 0 { len + end } else { end };
+    start = start.max(0);
+    if start >= len || end < start {
+        return None;
+    }
+    end = end.min(len - 1);
+    Some((start as usize, end as usize))
+}
