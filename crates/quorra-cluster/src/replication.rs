@@ -464,6 +464,10 @@ impl Replicator {
         level: Level,
         promote: bool,
     ) -> Vec<Result<Option<VersionedEntry>, QuorumError>> {
+        if reads.is_empty() {
+            // Nothing to ask, and no repair task to start.
+            return Vec::new();
+        }
         let required = level.required(copies);
         let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
         for (index, (_, targets)) in reads.iter().enumerate() {

@@ -47,7 +47,11 @@ impl From<PeerError> for ReplicaError {
 }
 
 impl NodeReplicas {
-    fn call(&self, node: &NodeId, request: &Request) -> BoxFuture<Result<Response, PeerError>> {
+    fn call(
+        &self,
+        node: &NodeId,
+        request: &Request,
+    ) -> impl Future<Output = Result<Response, PeerError>> + Send + use<> {
         let view = self.views.borrow().clone();
         self.peers.call(&view, node, request)
     }

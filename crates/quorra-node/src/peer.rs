@@ -141,7 +141,7 @@ impl PeerClient {
         view: &ClusterView,
         node: &NodeId,
         request: &Request,
-    ) -> BoxFuture<Result<Response, PeerError>> {
+    ) -> impl Future<Output = Result<Response, PeerError>> + Send + use<> {
         let member = view.member(node);
         let addr = member.map(|member| member.addresses.cluster);
         let fail = move |node: NodeId, failure| PeerError {
@@ -160,10 +160,10 @@ impl PeerClient {
                 .send(member.addresses.cluster, request.encode())),
         };
         let metrics = self.metrics.clone();
-        Box::pin(async move {
+        async move {
             let started = Instant::now();
             let outcome = sent?.await;
-            metrics.rpc_done(node.as_str(), outcome.is_ok(), started.elapsed());
+            metrics.rpc_done(&node, outcome.is_ok(), started.elapsed());
             let payload = outcome.map_err(|error| fail(node.clone(), PeerFailure::Rpc(error)))?;
             Response::decode(&payload).map_err(|error| {
                 fail(
@@ -171,6 +171,6 @@ impl PeerClient {
                     PeerFailure::UnexpectedAnswer(format!("that does not decode: {error}")),
                 )
             })
-        })
+        }
     }
 }

@@ -293,6 +293,10 @@ async fn run_deferred(
     mode: Mode,
     deferred: Vec<Deferred>,
 ) -> (Vec<Bytes>, Lookups) {
+    if deferred.is_empty() {
+        // Most flushes without copies: no replica to ask or copy to.
+        return (Vec::new(), Lookups::default());
+    }
     let (read_level, protocol) = (session.read_level(&cx.node.consistency), session.protocol);
     let placement = cx.node.placement(cx.view);
     let (mut promoting, mut plain) = (Vec::new(), Vec::new());
