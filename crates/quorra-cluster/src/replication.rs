@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use parking_lot::Mutex;
 use quorra_ring::NodeId;
 use quorra_store::{Version, VersionedEntry};
@@ -366,9 +367,10 @@ impl Replicator {
                     .map(|&index| (writes[index].0.clone(), writes[index].1.clone()))
                     .collect();
                 let (replicator, node, done) = (self.clone(), node.clone(), done.clone());
-                // Spawned, so that late acks still land after the caller has its quorum.
-                tokio::spawn(async move {
-                    let stored = replicator.send_many(node, entries).await;
+                // Run apart from the caller, so that late acks still land after the
+                // caller has its quorum.
+                let send = Box::pin(async move { replicator.send_many(node, entries).await });
+                run_to_completion(send, move |stored| {
                     let _ = done.send((indices, stored));
                 });
             }
@@ -481,9 +483,9 @@ impl Replicator {
                 .iter()
                 .map(|&index| reads[index].0.clone())
                 .collect();
-            let (replicas, done) = (self.replicas.clone(), done.clone());
-            tokio::spawn(async move {
-                let answer = replicas.read(&node, keys, promote).await;
+            let read = self.replicas.read(&node, keys, promote);
+            let done = done.clone();
+            run_to_completion(read, move |answer| {
                 let _ = done.send((node, indices, answer));
             });
         }
@@ -615,6 +617,22 @@ impl Replicator {
             }
         }
         delivered
+    }
+}
+
+/// Runs `work` to its end and hands the outcome to `then`, apart from the caller: on
+/// the spot if it is ready at once (this node's own replica answers without waiting),
+/// otherwise in a task of its own. A task for an answer that is already there would cost
+/// more than the read it carries.
+fn run_to_completion<T: Send + 'static>(
+    mut work: BoxFuture<T>,
+    then: impl FnOnce(T) + Send + 'static,
+) {
+    match (&mut work).now_or_never() {
+        Some(outcome) => then(outcome),
+        None => {
+            tokio::spawn(async move { then(work.await) });
+        }
     }
 }
 
