@@ -52,6 +52,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run_server(config: quorra_server::Config) -> std::process::ExitCode {
+    // Before the node says it is listening: a SIGHUP sent as soon as that line appears
+    // must reach the reload, not the default action, which ends the process.
+    let mut signals = Signals::install();
     let server =
         match quorra_server::start(config, std::sync::Arc::new(quorra_store::SystemClock)).await {
             Ok(server) => server,
@@ -76,28 +79,43 @@ async fn run_server(config: quorra_server::Config) -> std::process::ExitCode {
         line.push_str(&format!(" TLS {tls}"));
     }
     println!("{line}");
-    wait_for_signal(&server).await;
+    signals.serve(&server).await;
     tracing::info!("shutting down");
     server.shutdown().await;
     std::process::ExitCode::SUCCESS
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM; on SIGHUP, reloads the TLS files.
-async fn wait_for_signal(server: &quorra_server::RunningServer) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler");
-    loop {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => return,
-            _ = terminate.recv() => return,
-            _ = hangup.recv() => match server.reload_tls() {
-                Ok(()) if server.shared.config.tls.is_none() => {
-                    tracing::info!("SIGHUP: nothing to reload (no TLS configured)");
-                }
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and CA files reloaded"),
-                Err(error) => tracing::error!(%error, "SIGHUP: TLS files not reloaded; the previous ones stay in use"),
-            },
+/// The signals a running node answers.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            terminate: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            hangup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
+        }
+    }
+
+    /// Resolves on SIGINT (Ctrl-C) or SIGTERM; on SIGHUP, reloads the TLS files.
+    async fn serve(&mut self, server: &quorra_server::RunningServer) {
+        loop {
+            tokio::select! {
+                _ = self.interrupt.recv() => return,
+                _ = self.terminate.recv() => return,
+                _ = self.hangup.recv() => match server.reload_tls() {
+                    Ok(()) if server.shared.config.tls.is_none() => {
+                        tracing::info!("SIGHUP: nothing to reload (no TLS configured)");
+                    }
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificate, key and CA files reloaded"),
+                    Err(error) => tracing::error!(%error, "SIGHUP: TLS files not reloaded; the previous ones stay in use"),
+                },
+            }
         }
     }
 }
