@@ -163,8 +163,15 @@ pub enum Response {
 
 /// A payload that does not decode as the message expected.
 #[derive(Debug, thiserror::Error)]
-#[error("undecodable cluster message: {0}")]
-pub struct DecodeError(#[from] postcard::Error);
+pub enum DecodeError {
+    /// Not a message of this type.
+    #[error("undecodable cluster message: {0}")]
+    Malformed(#[from] postcard::Error),
+    /// A whole message followed by bytes that belong to none: a peer that sends them is
+    /// not speaking this protocol version, so nothing of it is believed.
+    #[error("undecodable cluster message: {0} bytes after its end")]
+    TrailingBytes(usize),
+}
 
 macro_rules! codec {
     ($type:ty) => {
@@ -174,9 +181,12 @@ macro_rules! codec {
                 Bytes::from(postcard::to_stdvec(self).expect("messages always serialize"))
             }
 
-            /// Decodes from the wire.
+            /// Decodes from the wire: exactly one message, nothing after it.
             pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
-                Ok(postcard::from_bytes(payload)?)
+                match postcard::take_from_bytes(payload)? {
+                    (message, []) => Ok(message),
+                    (_, rest) => Err(DecodeError::TrailingBytes(rest.len())),
+                }
             }
         }
     };
@@ -245,5 +255,17 @@ mod tests {
         assert!(Request::decode(&[]).is_err());
         // An Execute that announces more commands than the payload holds.
         assert!(Request::decode(&[0, 1, 0xff, 0xff, 0x03]).is_err());
+    }
+
+    #[test]
+    fn a_message_followed_by_more_bytes_is_refused() {
+        let request = Request::KeyspaceCounts { primary_only: true };
+        let mut payload = request.encode().to_vec();
+        assert_eq!(Request::decode(&payload).unwrap(), request);
+        payload.extend_from_slice(&[0, 0]);
+        assert!(matches!(
+            Request::decode(&payload),
+            Err(DecodeError::TrailingBytes(2))
+        ));
     }
 }

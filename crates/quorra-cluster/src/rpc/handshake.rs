@@ -108,6 +108,9 @@ impl Hello {
             .get(fixed..fixed + id_len)
             .filter(|_| p.len() == fixed + id_len)
             .ok_or("malformed hello: bad node id length")?;
+        if id.is_empty() {
+            return Err("malformed hello: empty node id".into());
+        }
         let id = std::str::from_utf8(id).map_err(|_| "malformed hello: node id not UTF-8")?;
         Ok(Hello {
             version,
@@ -450,5 +453,13 @@ mod tests {
         let mut bad = h.encode().to_vec();
         bad.push(0);
         assert!(Hello::decode(&bad).is_err());
+        let nameless = Hello {
+            node_id: NodeId::from(""),
+            ..h
+        };
+        assert_eq!(
+            Hello::decode(&nameless.encode()).err().as_deref(),
+            Some("malformed hello: empty node id")
+        );
     }
 }
