@@ -1,0 +1,347 @@
+//! The file shapes of origins and namespaces, as the TOML config spells them, and
+//! [`check`], which turns them into a [`Catalog`] or refuses them naming the field.
+//!
+//! ```toml
+//! [origins.main]
+//! url = "sqlite:///var/lib/quorra/demo.db"   # or "postgres://app@127.0.0.1:5432/app"
+//! pool = 16
+//! timeout = "2s"
+//!
+//! [[namespaces]]
+//! name = "users"
+//! prefix = "user:"
+//! ttl = "10m"
+//! ttl-jitter = 0.1
+//! negative-ttl = "5s"
+//! origin = "main"
+//! load = "SELECT v FROM users WHERE k = $1"
+//! ```
+//!
+//! Every field and its default is listed in `docs/namespaces.md`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::namespace::{Catalog, Namespace, OriginConfig, OriginKind};
+
+/// Default connections per origin.
+pub const DEFAULT_POOL: usize = 16;
+/// Default time a load may take before the client gets an error.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default lifetime of a loaded value.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
+/// Default TTL jitter: each TTL is `ttl * (1 ± 0.1)`.
+pub const DEFAULT_TTL_JITTER: f64 = 0.1;
+/// Default time the origin's "no such row" is remembered.
+pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// Most connections an origin's pool may have.
+pub const MAX_POOL: usize = 1024;
+
+/// `[origins.NAME]`: a database that namespaces load from.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OriginSpec {
+    /// `sqlite:///path/to/file.db` or `postgres://user@host:port/db`.
+    pub url: String,
+    /// Most connections [default: 16].
+    pub pool: Option<usize>,
+    /// Longest a load may take, e.g. `2s` or `500ms` [default: 2s].
+    pub timeout: Option<String>,
+}
+
+/// `[[namespaces]]`: a key prefix with a policy.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NamespaceSpec {
+    /// Its name, unique; shown by `QUORRA NAMESPACES`, INFO and metrics.
+    pub name: String,
+    /// Keys that start with it belong here; the longest matching prefix wins.
+    pub prefix: String,
+    /// Lifetime of a loaded value [default: 10m].
+    pub ttl: Option<String>,
+    /// Each TTL is `ttl * (1 ± ttl-jitter)`, uniformly; 0 to 1 [default: 0.1].
+    pub ttl_jitter: Option<f64>,
+    /// How long the origin's "no such row" is remembered; `0s` turns it off
+    /// [default: 5s].
+    pub negative_ttl: Option<String>,
+    /// The `[origins.NAME]` it loads from.
+    pub origin: String,
+    /// The query that loads a key: `$1` is the key without the prefix; it returns no
+    /// row, or one row of one text or blob column.
+    pub load: String,
+    /// `none` only, in this version [default: none].
+    pub write: Option<String>,
+    /// Not supported yet; refused when set.
+    pub stale_while_revalidate: Option<String>,
+}
+
+/// A configuration refused, naming the field.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ConfigError {
+    /// The field, as the file spells it: `namespaces.users.origin`.
+    pub field: String,
+    /// Why.
+    pub reason: String,
+}
+
+fn refuse(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn duration(field: &str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some(text) => humantime::parse_duration(text).map_err(|error| {
+            refuse(
+                field,
+                format!("{error}; write a duration such as \"10m\", \"2s\" or \"500ms\""),
+            )
+        }),
+    }
+}
+
+/// Where an origin URL points.
+fn origin_kind(field: &str, url: &str) -> Result<OriginKind, ConfigError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() {
+            return Err(refuse(
+                field,
+                "a SQLite origin needs a file: sqlite:///path/to/file.db",
+            ));
+        }
+        return Ok(OriginKind::Sqlite(PathBuf::from(path)));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(OriginKind::Postgres(url.to_owned()));
+    }
+    Err(refuse(
+        field,
+        format!(
+            "unsupported origin {url:?}: use sqlite:///path/file.db or postgres://user@host:port/db"
+        ),
+    ))
+}
+
+/// Checks the origins and namespaces of a config file, giving the catalog a node runs
+/// with, or the first field that is wrong.
+pub fn check(
+    origins: &BTreeMap<String, OriginSpec>,
+    namespaces: &[NamespaceSpec],
+) -> Result<Catalog, ConfigError> {
+    let mut checked_origins = Vec::with_capacity(origins.len());
+    for (name, spec) in origins {
+        let field = |leaf: &str| format!("origins.{name}.{leaf}");
+        let pool = spec.pool.unwrap_or(DEFAULT_POOL);
+        if !(1..=MAX_POOL).contains(&pool) {
+            return Err(refuse(
+                field("pool"),
+                format!("must be between 1 and {MAX_POOL}"),
+            ));
+        }
+        let timeout = duration(&field("timeout"), spec.timeout.as_deref(), DEFAULT_TIMEOUT)?;
+        if timeout.is_zero() {
+            return Err(refuse(field("timeout"), "must be more than 0"));
+        }
+        checked_origins.push(OriginConfig {
+            name: name.clone(),
+            kind: origin_kind(&field("url"), &spec.url)?,
+            pool,
+            timeout,
+        });
+    }
+    let mut names = HashSet::new();
+    let mut prefixes = HashSet::new();
+    let mut checked = Vec::with_capacity(namespaces.len());
+    for (position, spec) in namespaces.iter().enumerate() {
+        let label = if spec.name.is_empty() {
+            format!("namespaces[{position}]")
+        } else {
+            format!("namespaces.{}", spec.name)
+        };
+        let field = |leaf: &str| format!("{label}.{leaf}");
+        if spec.name.is_empty() {
+            return Err(refuse(field("name"), "every namespace needs a name"));
+        }
+        if !spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(refuse(
+                field("name"),
+                "use letters, digits, '-' and '_' (it becomes a metrics label)",
+            ));
+        }
+        if !names.insert(spec.name.as_str()) {
+            return Err(refuse(field("name"), "another namespace has this name"));
+        }
+        if !prefixes.insert(spec.prefix.as_str()) {
+            return Err(refuse(field("prefix"), "another namespace has this prefix"));
+        }
+        let Some(origin) = checked_origins.iter().position(|o| o.name == spec.origin) else {
+            return Err(refuse(
+                field("origin"),
+                format!("no [origins.{}] in the file", spec.origin),
+            ));
+        };
+        if spec.load.trim().is_empty() {
+            return Err(refuse(
+                field("load"),
+                "a namespace with an origin needs a load query",
+            ));
+        }
+        let ttl = duration(&field("ttl"), spec.ttl.as_deref(), DEFAULT_TTL)?;
+        if ttl.is_zero() {
+            return Err(refuse(field("ttl"), "must be more than 0"));
+        }
+        let ttl_jitter = spec.ttl_jitter.unwrap_or(DEFAULT_TTL_JITTER);
+        if !(0.0..=1.0).contains(&ttl_jitter) {
+            return Err(refuse(field("ttl-jitter"), "must be between 0 and 1"));
+        }
+        let negative_ttl = duration(
+            &field("negative-ttl"),
+            spec.negative_ttl.as_deref(),
+            DEFAULT_NEGATIVE_TTL,
+        )?;
+        match spec.write.as_deref() {
+            None | Some("none") => {}
+            Some("through" | "behind") => {
+                return Err(refuse(
+                    field("write"),
+                    "write-through and write-behind are not built yet; only \"none\" is accepted",
+                ));
+            }
+            Some(other) => {
+                return Err(refuse(
+                    field("write"),
+                    format!("{other:?} is not one of none, through, behind"),
+                ));
+            }
+        }
+        if spec.stale_while_revalidate.is_some() {
+            return Err(refuse(
+                field("stale-while-revalidate"),
+                "stale-while-revalidate is not built yet",
+            ));
+        }
+        checked.push(Namespace {
+            name: spec.name.clone(),
+            prefix: Bytes::copy_from_slice(spec.prefix.as_bytes()),
+            ttl,
+            ttl_jitter,
+            negative_ttl,
+            origin,
+            load: spec.load.clone(),
+        });
+    }
+    Ok(Catalog::new(checked_origins, checked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(url: &str) -> BTreeMap<String, OriginSpec> {
+        BTreeMap::from([(
+            "main".to_owned(),
+            OriginSpec {
+                url: url.to_owned(),
+                ..OriginSpec::default()
+            },
+        )])
+    }
+
+    fn users() -> NamespaceSpec {
+        NamespaceSpec {
+            name: "users".into(),
+            prefix: "user:".into(),
+            origin: "main".into(),
+            load: "SELECT v FROM users WHERE k = $1".into(),
+            ..NamespaceSpec::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let catalog = check(&origin("sqlite:///tmp/demo.db"), &[users()]).unwrap();
+        let namespace = &catalog.namespaces()[0];
+        assert_eq!(namespace.ttl, DEFAULT_TTL);
+        assert_eq!(namespace.ttl_jitter, DEFAULT_TTL_JITTER);
+        assert_eq!(namespace.negative_ttl, DEFAULT_NEGATIVE_TTL);
+        let origin = &catalog.origins()[namespace.origin];
+        assert_eq!(origin.pool, DEFAULT_POOL);
+        assert_eq!(origin.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(origin.kind, OriginKind::Sqlite("/tmp/demo.db".into()));
+    }
+
+    #[test]
+    fn a_bad_field_is_refused_by_name() {
+        let sqlite = origin("sqlite:///tmp/demo.db");
+        let cases: Vec<(BTreeMap<String, OriginSpec>, NamespaceSpec, &str)> = vec![
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    origin: "nosuch".into(),
+                    ..users()
+                },
+                "namespaces.users.origin",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    ttl: Some("ten minutes".into()),
+                    ..users()
+                },
+                "namespaces.users.ttl",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    ttl_jitter: Some(1.5),
+                    ..users()
+                },
+                "namespaces.users.ttl-jitter",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    write: Some("behind".into()),
+                    ..users()
+                },
+                "namespaces.users.write",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    load: " ".into(),
+                    ..users()
+                },
+                "namespaces.users.load",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    name: "a b".into(),
+                    ..users()
+                },
+                "namespaces.a b.name",
+            ),
+            (origin("mysql://x"), users(), "origins.main.url"),
+            (origin("sqlite://"), users(), "origins.main.url"),
+        ];
+        for (origins, namespace, field) in cases {
+            let error = check(&origins, &[namespace]).unwrap_err();
+            assert_eq!(error.field, field, "{error}");
+        }
+        let twice = check(&sqlite, &[users(), users()]).unwrap_err();
+        assert_eq!(twice.field, "namespaces.users.name");
+    }
+}

@@ -1,0 +1,161 @@
+//! Checked namespaces and origins ([`Catalog`]), the lookup of a key's namespace, and
+//! TTL jitter.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// What kind of database an origin is, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginKind {
+    /// An SQLite file, opened by the node itself.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server: its connection URL.
+    Postgres(String),
+}
+
+/// A checked `[origins.NAME]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginConfig {
+    /// Its name in the file.
+    pub name: String,
+    /// What and where.
+    pub kind: OriginKind,
+    /// Most connections.
+    pub pool: usize,
+    /// Longest a load may take.
+    pub timeout: Duration,
+}
+
+/// A checked `[[namespaces]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Namespace {
+    /// Its name.
+    pub name: String,
+    /// Keys that start with it are the namespace's.
+    pub prefix: Bytes,
+    /// Lifetime of a loaded value, before jitter.
+    pub ttl: Duration,
+    /// Each TTL is `ttl * (1 ± ttl_jitter)`.
+    pub ttl_jitter: f64,
+    /// How long the origin's "no such row" is remembered; zero: not at all.
+    pub negative_ttl: Duration,
+    /// Index of its origin in [`Catalog::origins`].
+    pub origin: usize,
+    /// The load query; `$1` is the key without the prefix.
+    pub load: String,
+}
+
+impl Namespace {
+    /// The TTL of one loaded value, given `unit`, a random number in `[0, 1)`: spread
+    /// uniformly over `ttl * (1 - jitter) ..= ttl * (1 + jitter)`, so that keys loaded
+    /// together do not all expire together. Never below a millisecond.
+    pub fn jittered_ttl(&self, unit: f64) -> Duration {
+        let factor = 1.0 - self.ttl_jitter + 2.0 * self.ttl_jitter * unit.clamp(0.0, 1.0);
+        self.ttl.mul_f64(factor).max(Duration::from_millis(1))
+    }
+
+    /// The part of `key` the load query receives as `$1`.
+    pub fn origin_key<'k>(&self, key: &'k [u8]) -> &'k [u8] {
+        &key[self.prefix.len()..]
+    }
+}
+
+/// Every origin and namespace of a node, checked. Namespaces are kept longest prefix
+/// first, so the first that matches a key is the longest.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    origins: Vec<OriginConfig>,
+    namespaces: Vec<Namespace>,
+}
+
+impl Catalog {
+    /// A catalog of these origins and namespaces (whose `origin` fields index `origins`).
+    pub fn new(origins: Vec<OriginConfig>, mut namespaces: Vec<Namespace>) -> Catalog {
+        namespaces.sort_by_key(|namespace| std::cmp::Reverse(namespace.prefix.len()));
+        Catalog {
+            origins,
+            namespaces,
+        }
+    }
+
+    /// True when there is no namespace: every key behaves as in a plain store.
+    pub fn is_empty(&self) -> bool {
+        self.namespaces.is_empty()
+    }
+
+    /// The origins.
+    pub fn origins(&self) -> &[OriginConfig] {
+        &self.origins
+    }
+
+    /// The namespaces, longest prefix first.
+    pub fn namespaces(&self) -> &[Namespace] {
+        &self.namespaces
+    }
+
+    /// The index of `key`'s namespace in [`Catalog::namespaces`]: the one with the
+    /// longest prefix of it.
+    pub fn namespace_of(&self, key: &[u8]) -> Option<usize> {
+        self.namespaces
+            .iter()
+            .position(|namespace| key.starts_with(&namespace.prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespace(name: &str, prefix: &str) -> Namespace {
+        Namespace {
+            name: name.into(),
+            prefix: Bytes::copy_from_slice(prefix.as_bytes()),
+            ttl: Duration::from_secs(100),
+            ttl_jitter: 0.1,
+            negative_ttl: Duration::ZERO,
+            origin: 0,
+            load: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_longest_matching_prefix_wins() {
+        let catalog = Catalog::new(
+            Vec::new(),
+            vec![
+                namespace("all", ""),
+                namespace("users", "user:"),
+                namespace("admins", "user:admin:"),
+            ],
+        );
+        let name = |key: &str| {
+            catalog
+                .namespace_of(key.as_bytes())
+                .map(|i| catalog.namespaces()[i].name.as_str())
+        };
+        assert_eq!(name("user:admin:1"), Some("admins"));
+        assert_eq!(name("user:7"), Some("users"));
+        assert_eq!(name("order:7"), Some("all"));
+        let without_default = Catalog::new(Vec::new(), vec![namespace("users", "user:")]);
+        assert_eq!(without_default.namespace_of(b"order:7"), None);
+        assert_eq!(
+            without_default.namespaces()[0].origin_key(b"user:42"),
+            b"42"
+        );
+    }
+
+    #[test]
+    fn jitter_spreads_a_ttl_over_its_window() {
+        let users = namespace("users", "user:");
+        assert_eq!(users.jittered_ttl(0.0), Duration::from_secs(90));
+        assert_eq!(users.jittered_ttl(0.5), Duration::from_secs(100));
+        assert!(users.jittered_ttl(0.999_999) <= Duration::from_secs(110));
+        let fixed = Namespace {
+            ttl_jitter: 0.0,
+            ..users
+        };
+        assert_eq!(fixed.jittered_ttl(0.7), Duration::from_secs(100));
+    }
+}

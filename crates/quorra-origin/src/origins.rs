@@ -1,0 +1,186 @@
+//! A node's origins at run time: the drivers, each origin's health, the loads in flight,
+//! the negative cache, and per-namespace figures.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+
+use crate::config::ConfigError;
+use crate::flight::SingleFlight;
+use crate::namespace::{Catalog, OriginKind};
+use crate::negative::{DEFAULT_CAPACITY, NegativeCache};
+use crate::origin::{Origin, OriginError};
+use crate::postgres::Postgres;
+use crate::sqlite::Sqlite;
+
+/// What a load gives: the value, `None` when the origin has no such row, or why it
+/// failed.
+pub type Loaded = Result<Option<Bytes>, OriginError>;
+
+/// An origin's health, as the last check or load found it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Health {
+    /// Not checked yet.
+    Unknown,
+    /// Answering.
+    Up,
+    /// Not answering, with the reason.
+    Down(String),
+}
+
+/// Figures of one namespace since start.
+#[derive(Debug, Default)]
+pub struct NamespaceStats {
+    /// Loads run against the origin.
+    pub loads: AtomicU64,
+    /// Loads that failed (error or timeout).
+    pub load_errors: AtomicU64,
+    /// Loads that found no row.
+    pub origin_misses: AtomicU64,
+    /// Total time of the loads, microseconds.
+    pub load_micros: AtomicU64,
+    /// Misses that waited for a load already running instead of starting one.
+    pub singleflight_dedup: AtomicU64,
+    /// Misses answered from the negative cache, without a load.
+    pub negative_hits: AtomicU64,
+}
+
+impl NamespaceStats {
+    fn bump(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+/// The origins and namespaces of a node, ready to load.
+pub struct Origins {
+    catalog: Catalog,
+    drivers: Vec<Arc<dyn Origin>>,
+    health: Vec<RwLock<Health>>,
+    stats: Vec<NamespaceStats>,
+    /// Loads in flight, one per key.
+    pub flights: SingleFlight<Loaded>,
+    /// Keys the origin has no row for.
+    pub negative: NegativeCache,
+}
+
+impl Origins {
+    /// Drivers for every origin of `catalog`. Nothing connects yet: an origin that is
+    /// down shows in [`Origins::health`]. A URL the driver cannot read is refused,
+    /// naming its field.
+    pub fn open(catalog: Catalog) -> Result<Origins, ConfigError> {
+        let mut drivers: Vec<Arc<dyn Origin>> = Vec::with_capacity(catalog.origins().len());
+        for origin in catalog.origins() {
+            drivers.push(match &origin.kind {
+                OriginKind::Sqlite(path) => {
+                    Arc::new(Sqlite::new(&origin.name, path.clone(), origin.pool))
+                }
+                OriginKind::Postgres(url) => Arc::new(
+                    Postgres::new(&origin.name, url, origin.pool).map_err(|error| ConfigError {
+                        field: format!("origins.{}.url", origin.name),
+                        reason: error.to_string(),
+                    })?,
+                ),
+            });
+        }
+        Ok(Origins {
+            health: catalog
+                .origins()
+                .iter()
+                .map(|_| RwLock::new(Health::Unknown))
+                .collect(),
+            stats: catalog
+                .namespaces()
+                .iter()
+                .map(|_| NamespaceStats::default())
+                .collect(),
+            drivers,
+            catalog,
+            flights: SingleFlight::default(),
+            negative: NegativeCache::new(DEFAULT_CAPACITY),
+        })
+    }
+
+    /// The namespaces and origins.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The figures of the namespace at `index`.
+    pub fn stats(&self, namespace: usize) -> &NamespaceStats {
+        &self.stats[namespace]
+    }
+
+    /// Each origin's name and health.
+    pub fn health(&self) -> Vec<(&str, Health)> {
+        self.catalog
+            .origins()
+            .iter()
+            .zip(&self.health)
+            .map(|(origin, health)| (origin.name.as_str(), health.read().clone()))
+            .collect()
+    }
+
+    /// Asks every origin whether it answers, within its timeout, and records the
+    /// answers.
+    pub async fn check_all(&self) {
+        for (index, origin) in self.catalog.origins().iter().enumerate() {
+            let outcome = tokio::time::timeout(origin.timeout, self.drivers[index].check())
+                .await
+                .unwrap_or_else(|_| Err(self.timeout(index)));
+            self.record_health(index, &outcome.map(|()| None));
+        }
+    }
+
+    fn timeout(&self, origin: usize) -> OriginError {
+        let config = &self.catalog.origins()[origin];
+        OriginError::Timeout {
+            origin: config.name.clone(),
+            timeout: config.timeout,
+        }
+    }
+
+    fn record_health(&self, origin: usize, outcome: &Loaded) {
+        let health = match outcome {
+            Ok(_) | Err(OriginError::Query(_) | OriginError::Shape(_)) => Health::Up,
+            Err(error) => Health::Down(error.to_string()),
+        };
+        let current = &self.health[origin];
+        if *current.read() != health {
+            *current.write() = health;
+        }
+    }
+
+    /// Loads `key` of the namespace at `namespace` from its origin, within the origin's
+    /// timeout, counting it. Single-flight and the negative cache are the caller's: this
+    /// always queries.
+    pub async fn load(&self, namespace: usize, key: &[u8]) -> Loaded {
+        let policy = &self.catalog.namespaces()[namespace];
+        let origin = policy.origin;
+        let timeout: Duration = self.catalog.origins()[origin].timeout;
+        let stats = &self.stats[namespace];
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(
+            timeout,
+            self.drivers[origin].load(&policy.load, policy.origin_key(key)),
+        )
+        .await
+        .unwrap_or_else(|_| Err(self.timeout(origin)));
+        NamespaceStats::bump(&stats.loads, 1);
+        NamespaceStats::bump(&stats.load_micros, started.elapsed().as_micros() as u64);
+        match &outcome {
+            Ok(None) => NamespaceStats::bump(&stats.origin_misses, 1),
+            Ok(Some(_)) => {}
+            Err(_) => NamespaceStats::bump(&stats.load_errors, 1),
+        }
+        self.record_health(origin, &outcome);
+        outcome
+    }
+}

@@ -1,0 +1,201 @@
+//! The embedded origin: an SQLite file, through rusqlite (SQLite compiled in, so the
+//! demo needs no database server).
+//!
+//! rusqlite is synchronous, so each query runs on tokio's blocking pool, on one of at
+//! most `pool` connections. Connections are opened when first needed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
+
+use crate::origin::{Origin, OriginError, not_bytes, too_many_rows, wrong_column_count};
+
+/// An SQLite file with a pool of connections.
+pub struct Sqlite {
+    name: String,
+    path: PathBuf,
+    idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Semaphore,
+}
+
+impl Sqlite {
+    /// The origin `name` on the file at `path`, with at most `pool` connections.
+    pub fn new(name: &str, path: PathBuf, pool: usize) -> Sqlite {
+        Sqlite {
+            name: name.to_owned(),
+            path,
+            idle: Arc::new(Mutex::new(Vec::new())),
+            permits: Semaphore::new(pool),
+        }
+    }
+
+    /// Runs `work` on a pooled connection, on the blocking pool.
+    async fn with_connection<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, OriginError> + Send + 'static,
+    ) -> Result<T, OriginError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let idle = self.idle.clone();
+        let (name, path) = (self.name.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let pooled = idle.lock().pop();
+            let connection = match pooled {
+                Some(connection) => connection,
+                None => open(&name, &path)?,
+            };
+            let outcome = work(&connection);
+            idle.lock().push(connection);
+            outcome
+        })
+        .await
+        .map_err(|error| OriginError::Query(format!("the query's task failed: {error}")))?
+    }
+}
+
+fn open(name: &str, path: &PathBuf) -> Result<Connection, OriginError> {
+    // Read-write without create: a missing file is a configuration error, not a new
+    // empty database.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection =
+        Connection::open_with_flags(path, flags).map_err(|error| OriginError::Unreachable {
+            origin: name.to_owned(),
+            reason: format!("{}: {error}", path.display()),
+        })?;
+    // Another connection writing (the application, or a second node) makes SQLite
+    // return SQLITE_BUSY at once; waiting a little is what callers expect.
+    connection
+        .busy_timeout(std::time::Duration::from_secs(1))
+        .map_err(|error| OriginError::Query(error.to_string()))?;
+    Ok(connection)
+}
+
+fn load_row(
+    connection: &Connection,
+    query: &str,
+    key: &[u8],
+) -> Result<Option<Bytes>, OriginError> {
+    let query_error = |error: rusqlite::Error| OriginError::Query(error.to_string());
+    let mut statement = connection.prepare_cached(query).map_err(query_error)?;
+    if statement.column_count() != 1 {
+        return Err(wrong_column_count(statement.column_count()));
+    }
+    // Keys are bound as text when they are UTF-8 (they then compare equal to text
+    // columns), as a blob otherwise.
+    let mut rows = match std::str::from_utf8(key) {
+        Ok(text) => statement.query([text]),
+        Err(_) => statement.query([key]),
+    }
+    .map_err(query_error)?;
+    let Some(row) = rows.next().map_err(query_error)? else {
+        return Ok(None);
+    };
+    let value = match row.get_ref(0).map_err(query_error)? {
+        ValueRef::Text(text) => Bytes::copy_from_slice(text),
+        ValueRef::Blob(blob) => Bytes::copy_from_slice(blob),
+        ValueRef::Null => return Err(not_bytes("NULL")),
+        ValueRef::Integer(_) => return Err(not_bytes("INTEGER")),
+        ValueRef::Real(_) => return Err(not_bytes("REAL")),
+    };
+    let mut extra = 0;
+    while rows.next().map_err(query_error)?.is_some() {
+        extra += 1;
+    }
+    if extra > 0 {
+        return Err(too_many_rows(extra + 1));
+    }
+    Ok(Some(value))
+}
+
+#[async_trait]
+impl Origin for Sqlite {
+    async fn load(&self, query: &str, key: &[u8]) -> Result<Option<Bytes>, OriginError> {
+        let (query, key) = (query.to_owned(), key.to_vec());
+        self.with_connection(move |connection| load_row(connection, &query, &key))
+            .await
+    }
+
+    async fn check(&self) -> Result<(), OriginError> {
+        self.with_connection(|connection| {
+            connection
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|error| OriginError::Query(error.to_string()))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> (tempfile::TempDir, Sqlite) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let connection = Connection::open(&path).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE t (k TEXT PRIMARY KEY, v, n INTEGER);
+                 INSERT INTO t VALUES ('a', 'alpha', 1), ('b', x'00ff', 2), ('c', NULL, 3);
+                 CREATE TABLE dup (k TEXT, v TEXT);
+                 INSERT INTO dup VALUES ('d', 'one'), ('d', 'two');",
+            )
+            .unwrap();
+        (dir, Sqlite::new("main", path, 2))
+    }
+
+    #[tokio::test]
+    async fn a_row_is_a_value_and_no_row_is_none() {
+        let (_dir, origin) = demo();
+        let load = "SELECT v FROM t WHERE k = $1";
+        assert_eq!(
+            origin.load(load, b"a").await.unwrap(),
+            Some(Bytes::from("alpha"))
+        );
+        assert_eq!(
+            origin.load(load, b"b").await.unwrap(),
+            Some(Bytes::from_static(b"\x00\xff"))
+        );
+        assert_eq!(origin.load(load, b"zz").await.unwrap(), None);
+        origin.check().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn answers_of_the_wrong_shape_are_errors() {
+        let (_dir, origin) = demo();
+        let shape = |result: Result<Option<Bytes>, OriginError>| match result {
+            Err(OriginError::Shape(text)) => text,
+            other => panic!("expected a shape error, got {other:?}"),
+        };
+        let text = shape(origin.load("SELECT n FROM t WHERE k = $1", b"a").await);
+        assert!(text.contains("INTEGER"), "{text}");
+        let text = shape(origin.load("SELECT v FROM t WHERE k = $1", b"c").await);
+        assert!(text.contains("NULL"), "{text}");
+        let text = shape(origin.load("SELECT v FROM dup WHERE k = $1", b"d").await);
+        assert!(text.contains("2 rows"), "{text}");
+        let text = shape(origin.load("SELECT k, v FROM t WHERE k = $1", b"a").await);
+        assert!(text.contains("2 columns"), "{text}");
+        assert!(matches!(
+            origin.load("SELECT v FROM nosuch WHERE k = $1", b"a").await,
+            Err(OriginError::Query(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_unreachable() {
+        let origin = Sqlite::new("main", "/nonexistent/dir/x.db".into(), 1);
+        assert!(matches!(
+            origin.check().await,
+            Err(OriginError::Unreachable { .. })
+        ));
+    }
+}
