@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use quorra_cluster::replication::Consistency;
 use quorra_cluster::tls::{ClientCertificates, TlsFiles};
+use quorra_origin::Catalog;
 use quorra_store::MaxmemoryPolicy;
 
 /// Default RESP port. Not Redis's 6379, so quorra and a local Redis can run side by side.
@@ -64,6 +65,8 @@ pub struct Config {
     pub threads: usize,
     /// Cluster settings; `None` runs a single node.
     pub cluster: Option<ClusterConfig>,
+    /// Namespaces and their origins; empty: every key is a plain cache key.
+    pub namespaces: Catalog,
 }
 
 /// TLS settings (`--tls-cert-file` and `--tls-key-file` given).
@@ -145,6 +148,7 @@ impl Default for Config {
             hz: 10,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             cluster: None,
+            namespaces: Catalog::default(),
         }
     }
 }

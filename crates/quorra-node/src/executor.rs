@@ -31,6 +31,7 @@ use crate::cluster_node::ClusterNode;
 use crate::commands::{self, CommandError, error_reply};
 use crate::peer::PeerError;
 use crate::primary_write;
+use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
 use crate::wall_clock::unix_ms;
@@ -100,12 +101,30 @@ pub async fn run_here<A: AsRef<[Bytes]>>(
     mode: Mode,
 ) -> (Vec<Bytes>, Lookups) {
     session.primary_only = mode.primary_only;
-    let replies = match mode.replicate {
+    let (mut replies, lookups) = match mode.replicate {
         Some(level) => primary_write::run_as_primary(shared, view, session, commands, level).await,
         None => commands::run_each(shared, session, commands),
     };
     session.primary_only = false;
-    replies
+    if shared.origins.is_some() {
+        // This node is the keys' owner: misses in namespaces with an origin load here.
+        for (args, reply) in commands.iter().zip(replies.iter_mut()) {
+            let args = args.as_ref();
+            if read_through::needs_load(shared, args, reply) {
+                let missed = std::mem::take(reply);
+                *reply = read_through::complete(
+                    shared,
+                    Some(view),
+                    mode.replicate,
+                    session,
+                    args,
+                    missed,
+                )
+                .await;
+            }
+        }
+    }
+    (replies, lookups)
 }
 
 /// The reply of a batch of one.

@@ -63,6 +63,7 @@ mod pipeline_tests;
 pub mod plan;
 pub mod primary_write;
 pub mod quorum_read;
+pub mod read_through;
 pub mod scatter;
 pub mod session;
 pub mod shared;

@@ -25,6 +25,11 @@
 //! | `quorra_replication_total` | counter | `event` = hint_stored / hint_replayed / hint_dropped / read_repair / quorum_failure / anti_entropy_key / anti_entropy_bucket |
 //! | `quorra_hints_pending` | gauge | |
 //! | `quorra_gossip_packets_dropped_total` | counter | `reason` = forged / replayed / stale / malformed |
+//! | `quorra_origin_loads_total`, `quorra_origin_load_errors_total`, `quorra_origin_misses_total` | counter | `namespace` |
+//! | `quorra_origin_load_duration_seconds` | histogram | `namespace` |
+//! | `quorra_singleflight_dedup_total` | counter | `namespace`: misses that waited for a load already running |
+//! | `quorra_negative_cache_hits_total` | counter | `namespace` |
+//! | `quorra_origin_up` | gauge | `origin`: 1 answering, 0 down or not checked yet |
 
 use std::time::Duration;
 
@@ -42,6 +47,8 @@ use quorra_cluster::gossip_auth::GossipAuthStats;
 use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::replication::ReplicationStats;
 
+use quorra_origin::Origins;
+use quorra_origin::origins::{Health, NamespaceStats};
 use quorra_resp::command::{COMMANDS, CommandId};
 use quorra_ring::NodeId;
 
@@ -89,6 +96,16 @@ struct Reason {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabel {
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OriginLabel {
+    origin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct State {
     state: &'static str,
 }
@@ -129,6 +146,12 @@ struct CommandMetrics {
     latency: Histogram,
 }
 
+/// Origin load buckets: 100 µs doubling up to ~6.5 s (past the longest sensible
+/// origin timeout).
+fn origin_load_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
 /// Latency buckets: 10 µs doubling up to ~0.33 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 2.0, 16))
@@ -162,6 +185,13 @@ pub struct Metrics {
     replication: Family<Event, Counter>,
     gossip_dropped: Family<Reason, Counter>,
     hints_pending: Gauge,
+    origin_loads: Family<NamespaceLabel, Counter>,
+    origin_load_errors: Family<NamespaceLabel, Counter>,
+    origin_misses: Family<NamespaceLabel, Counter>,
+    origin_load_durations: Family<NamespaceLabel, Histogram>,
+    singleflight_dedup: Family<NamespaceLabel, Counter>,
+    negative_hits: Family<NamespaceLabel, Counter>,
+    origin_up: Family<OriginLabel, Gauge>,
     /// Serialises scrapes, which bring the copied counters up to date.
     scrape: Mutex<()>,
 }
@@ -229,6 +259,15 @@ impl Metrics {
             replication: Family::default(),
             gossip_dropped: Family::default(),
             hints_pending: Gauge::default(),
+            origin_loads: Family::default(),
+            origin_load_errors: Family::default(),
+            origin_misses: Family::default(),
+            origin_load_durations: Family::new_with_constructor(
+                origin_load_histogram as fn() -> Histogram,
+            ),
+            singleflight_dedup: Family::default(),
+            negative_hits: Family::default(),
+            origin_up: Family::default(),
             scrape: Mutex::new(()),
             registry,
         };
@@ -330,6 +369,41 @@ impl Metrics {
             "Writes kept for unreachable replicas",
             metrics.hints_pending.clone(),
         );
+        registry.register(
+            "origin_loads",
+            "Loads from a namespace's origin",
+            metrics.origin_loads.clone(),
+        );
+        registry.register(
+            "origin_load_errors",
+            "Loads that failed or timed out",
+            metrics.origin_load_errors.clone(),
+        );
+        registry.register(
+            "origin_misses",
+            "Loads that found no row",
+            metrics.origin_misses.clone(),
+        );
+        registry.register(
+            "origin_load_duration_seconds",
+            "Time of a load from the origin",
+            metrics.origin_load_durations.clone(),
+        );
+        registry.register(
+            "singleflight_dedup",
+            "Misses that waited for a load already running instead of starting one",
+            metrics.singleflight_dedup.clone(),
+        );
+        registry.register(
+            "negative_cache_hits",
+            "Misses answered from the negative cache without a load",
+            metrics.negative_hits.clone(),
+        );
+        registry.register(
+            "origin_up",
+            "1 if the origin answered its last check or load, 0 otherwise",
+            metrics.origin_up.clone(),
+        );
         metrics
     }
 
@@ -348,6 +422,15 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Records a load from the origin of namespace `namespace` that took `took`.
+    pub fn origin_load(&self, namespace: &str, took: Duration) {
+        self.origin_load_durations
+            .get_or_create(&NamespaceLabel {
+                namespace: namespace.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
     /// Records a command that ran.
     pub fn command_done(&self, id: CommandId, ok: bool, took: Duration) {
         let command = &self.per_command[id.index()];
@@ -360,12 +443,13 @@ impl Metrics {
         self.per_command[id.index()].rejected.inc();
     }
 
-    /// The text exposition, after copying in the store's figures, the node's and, in
-    /// cluster mode, the view's.
+    /// The text exposition, after copying in the store's figures, the node's, the
+    /// namespaces' and, in cluster mode, the view's.
     pub fn render(
         &self,
         store: &quorra_store::Store,
         figures: NodeFigures,
+        origins: Option<&Origins>,
         cluster: Option<ClusterFigures<'_>>,
     ) -> String {
         let _scrape = self.scrape.lock();
@@ -383,6 +467,31 @@ impl Metrics {
         catch_up(&self.auth_failures, figures.auth_failures);
         catch_up(&self.evicted_clients, figures.evicted);
         self.client_buffers.set(figures.buffered as i64);
+        if let Some(origins) = origins {
+            for (index, namespace) in origins.catalog().namespaces().iter().enumerate() {
+                let stats = origins.stats(index);
+                let label = NamespaceLabel {
+                    namespace: namespace.name.clone(),
+                };
+                for (family, counter) in [
+                    (&self.origin_loads, &stats.loads),
+                    (&self.origin_load_errors, &stats.load_errors),
+                    (&self.origin_misses, &stats.origin_misses),
+                    (&self.singleflight_dedup, &stats.singleflight_dedup),
+                    (&self.negative_hits, &stats.negative_hits),
+                ] {
+                    catch_up(&family.get_or_create(&label), NamespaceStats::get(counter));
+                }
+            }
+            for (origin, health) in origins.health() {
+                let label = OriginLabel {
+                    origin: origin.to_owned(),
+                };
+                self.origin_up
+                    .get_or_create(&label)
+                    .set(i64::from(health == Health::Up));
+            }
+        }
         if let Some(cluster) = cluster {
             let (view, stats) = (cluster.view, cluster.replication);
             let load = |counter: &std::sync::atomic::AtomicU64| {

@@ -21,6 +21,7 @@ use crate::executor::{Cx, Mode, forward, forward_to_replicas, peer_failure};
 use crate::plan::{Plan, QuorumRead, plan};
 use crate::primary_write::{self, PrimaryWrite};
 use crate::quorum_read;
+use crate::read_through;
 use crate::scatter;
 use crate::session::Session;
 use crate::shared::Shared;
@@ -119,10 +120,36 @@ impl Pipeline {
             session.authenticated || cx.shared.settings.read().requirepass.is_none();
         match plan(args, authenticated, &cx.node.placement(cx.view)) {
             Plan::Local if self.slots.is_empty() => {
-                commands::dispatch(cx.shared, session, out, args)
+                let start = out.len();
+                commands::dispatch(cx.shared, session, out, args);
+                if cx.shared.origins.is_some() {
+                    read_through::complete_in(
+                        cx.shared,
+                        Some(cx.view),
+                        None,
+                        session,
+                        out,
+                        start,
+                        args,
+                    )
+                    .await;
+                }
             }
             Plan::Local => {
                 commands::dispatch(cx.shared, session, &mut self.local, args);
+                if cx.shared.origins.is_some() {
+                    let local = &mut self.local;
+                    read_through::complete_in(
+                        cx.shared,
+                        Some(cx.view),
+                        None,
+                        session,
+                        local,
+                        0,
+                        args,
+                    )
+                    .await;
+                }
                 self.slots.push(Slot::Local(self.local.split().freeze()));
             }
             Plan::Forward(_) if self.touches_deferred(args) => {
@@ -301,7 +328,7 @@ async fn run_deferred(
     let placement = cx.node.placement(cx.view);
     let (mut promoting, mut plain) = (Vec::new(), Vec::new());
     let mut writes = Vec::new();
-    // Per operation: a read's kind and key count, or `None` for a write.
+    // Per operation: a read's kind and command, or `None` for a write.
     let mut order = Vec::with_capacity(deferred.len());
     for operation in deferred {
         match operation {
@@ -311,7 +338,7 @@ async fn run_deferred(
                     true => promoting.extend(reads),
                     false => plain.extend(reads),
                 }
-                order.push(Some((kind, args.len() - 1)));
+                order.push(Some((kind, args)));
             }
             Deferred::Replicate(write) => {
                 writes.push(write);
@@ -334,18 +361,26 @@ async fn run_deferred(
         lookups.add(write.ran.lookups);
     }
     let now = cx.shared.store.now_ms();
-    let replies = order
-        .into_iter()
-        .map(|operation| match operation {
-            Some((kind, keys)) => {
+    let mut replies = Vec::with_capacity(order.len());
+    for operation in order {
+        let reply = match operation {
+            Some((kind, args)) => {
                 let entries = match kind.promotes() {
                     true => promoted.by_ref(),
                     false => unpromoted.by_ref(),
                 };
-                let mine: Vec<_> = entries.take(keys).collect();
+                let mut mine: Vec<_> = entries.take(args.len() - 1).collect();
+                // Keyspace reads count what the cache had, before read-through.
+                let reads = quorum_read::lookups_of(kind, &mine, now);
+                let filled = match kind.promotes() {
+                    true => quorum_read::fill_from_primaries(cx, &args, &mut mine, now).await,
+                    false => Ok(()),
+                };
                 let mut reply = BytesMut::new();
-                match quorum_read::write_read_reply(kind, mine, protocol, now, &mut reply) {
-                    Ok(reads) => {
+                match filled.map_err(commands::CommandError::new).and_then(|()| {
+                    quorum_read::write_read_reply(kind, mine, protocol, now, &mut reply)
+                }) {
+                    Ok(()) => {
                         lookups.add(reads);
                         reply.freeze()
                     }
@@ -353,8 +388,9 @@ async fn run_deferred(
                 }
             }
             None => replicated.next().expect("one reply per write"),
-        })
-        .collect();
+        };
+        replies.push(reply);
+    }
     (replies, lookups)
 }
 
@@ -383,7 +419,10 @@ pub async fn run_one(shared: &Shared, args: Vec<Bytes>) -> Bytes {
             pipeline.run(cx, &mut session, &args, &mut out).await;
             pipeline.flush(cx, &session, &mut out).await;
         }
-        None => commands::dispatch(shared, &mut session, &mut out, &args),
+        None => {
+            commands::dispatch(shared, &mut session, &mut out, &args);
+            read_through::complete_in(shared, None, None, &mut session, &mut out, 0, &args).await;
+        }
     }
     out.freeze()
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::RwLock;
+use quorra_origin::Origins;
 use quorra_ring::NodeId;
 use quorra_store::{Clock, Store, StoreConfig};
 
@@ -73,6 +74,8 @@ pub struct NodeParts {
     pub evictions: Option<Arc<EvictionFeed>>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// The namespaces' origins, if any namespace is configured.
+    pub origins: Option<Arc<Origins>>,
 }
 
 impl NodeParts {
@@ -106,6 +109,8 @@ impl NodeParts {
             store: Arc::new(store),
             evictions,
             metrics: Arc::new(Metrics::new()),
+            origins: (!config.namespaces.is_empty())
+                .then(|| Arc::new(Origins::open(config.namespaces.clone()))),
         }
     }
 }
@@ -141,6 +146,8 @@ pub struct Shared {
     pub cross_protocol_log: LogLimiter,
     /// With copies: the store's evictions, waiting to be told to the other replicas.
     pub evictions: Option<Arc<EvictionFeed>>,
+    /// The namespaces' origins, if any namespace is configured ([`crate::read_through`]).
+    pub origins: Option<Arc<Origins>>,
 }
 
 impl Shared {
@@ -176,6 +183,7 @@ impl Shared {
             auth_log: AuthLog::default(),
             cross_protocol_log: LogLimiter::new(10_000),
             evictions: parts.evictions,
+            origins: parts.origins,
         }
     }
 }

@@ -120,7 +120,11 @@ fn origin_kind(field: &str, url: &str) -> Result<OriginKind, ConfigError> {
         return Ok(OriginKind::Sqlite(PathBuf::from(path)));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(OriginKind::Postgres(url.to_owned()));
+        // Read now so that a URL the driver cannot use stops the node at start.
+        return match url.parse::<tokio_postgres::Config>() {
+            Ok(_) => Ok(OriginKind::Postgres(url.to_owned())),
+            Err(error) => Err(refuse(field, format!("invalid PostgreSQL URL: {error}"))),
+        };
     }
     Err(refuse(
         field,
@@ -336,6 +340,11 @@ mod tests {
             ),
             (origin("mysql://x"), users(), "origins.main.url"),
             (origin("sqlite://"), users(), "origins.main.url"),
+            (
+                origin("postgres://a@b:notaport/c"),
+                users(),
+                "origins.main.url",
+            ),
         ];
         for (origins, namespace, field) in cases {
             let error = check(&origins, &[namespace]).unwrap_err();

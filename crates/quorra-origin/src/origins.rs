@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::config::ConfigError;
 use crate::flight::SingleFlight;
 use crate::namespace::{Catalog, OriginKind};
 use crate::negative::{DEFAULT_CAPACITY, NegativeCache};
@@ -19,6 +18,10 @@ use crate::sqlite::Sqlite;
 /// What a load gives: the value, `None` when the origin has no such row, or why it
 /// failed.
 pub type Loaded = Result<Option<Bytes>, OriginError>;
+
+/// What every caller waiting for a key's flight is answered: the value, `None` when
+/// the origin has no such row, or the error text the client gets.
+pub type Answer = Result<Option<Bytes>, String>;
 
 /// An origin's health, as the last check or load found it.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,31 +69,27 @@ pub struct Origins {
     health: Vec<RwLock<Health>>,
     stats: Vec<NamespaceStats>,
     /// Loads in flight, one per key.
-    pub flights: SingleFlight<Loaded>,
+    pub flights: SingleFlight<Answer>,
     /// Keys the origin has no row for.
     pub negative: NegativeCache,
 }
 
 impl Origins {
     /// Drivers for every origin of `catalog`. Nothing connects yet: an origin that is
-    /// down shows in [`Origins::health`]. A URL the driver cannot read is refused,
-    /// naming its field.
-    pub fn open(catalog: Catalog) -> Result<Origins, ConfigError> {
+    /// down shows in [`Origins::health`].
+    pub fn open(catalog: Catalog) -> Origins {
         let mut drivers: Vec<Arc<dyn Origin>> = Vec::with_capacity(catalog.origins().len());
         for origin in catalog.origins() {
             drivers.push(match &origin.kind {
                 OriginKind::Sqlite(path) => {
                     Arc::new(Sqlite::new(&origin.name, path.clone(), origin.pool))
                 }
-                OriginKind::Postgres(url) => Arc::new(
-                    Postgres::new(&origin.name, url, origin.pool).map_err(|error| ConfigError {
-                        field: format!("origins.{}.url", origin.name),
-                        reason: error.to_string(),
-                    })?,
-                ),
+                OriginKind::Postgres(url) => {
+                    Arc::new(Postgres::new(&origin.name, url, origin.pool))
+                }
             });
         }
-        Ok(Origins {
+        Origins {
             health: catalog
                 .origins()
                 .iter()
@@ -105,7 +104,7 @@ impl Origins {
             catalog,
             flights: SingleFlight::default(),
             negative: NegativeCache::new(DEFAULT_CAPACITY),
-        })
+        }
     }
 
     /// The namespaces and origins.
@@ -182,5 +181,72 @@ impl Origins {
         }
         self.record_health(origin, &outcome);
         outcome
+    }
+}
+
+/// One namespace's policy and figures, as `QUORRA NAMESPACES`, INFO and the HTTP API
+/// show them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamespaceReport {
+    /// `(field, value)` pairs, in a fixed order: the policy, then the origin's health,
+    /// then the figures since start.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Origins {
+    /// Every namespace's policy and figures, longest prefix first.
+    pub fn report(&self) -> Vec<NamespaceReport> {
+        let health = self.health();
+        self.catalog
+            .namespaces()
+            .iter()
+            .enumerate()
+            .map(|(index, namespace)| {
+                let stats = &self.stats[index];
+                let loads = NamespaceStats::get(&stats.loads);
+                let average_us = NamespaceStats::get(&stats.load_micros)
+                    .checked_div(loads)
+                    .unwrap_or(0);
+                let status = match &health[namespace.origin].1 {
+                    Health::Unknown => "unknown".to_owned(),
+                    Health::Up => "up".to_owned(),
+                    Health::Down(reason) => format!("down: {reason}"),
+                };
+                let fields = vec![
+                    ("name", namespace.name.clone()),
+                    (
+                        "prefix",
+                        String::from_utf8_lossy(&namespace.prefix).into_owned(),
+                    ),
+                    ("origin", health[namespace.origin].0.to_owned()),
+                    ("origin_status", status),
+                    ("ttl_ms", namespace.ttl.as_millis().to_string()),
+                    ("ttl_jitter", namespace.ttl_jitter.to_string()),
+                    (
+                        "negative_ttl_ms",
+                        namespace.negative_ttl.as_millis().to_string(),
+                    ),
+                    ("loads", loads.to_string()),
+                    (
+                        "load_errors",
+                        NamespaceStats::get(&stats.load_errors).to_string(),
+                    ),
+                    (
+                        "origin_misses",
+                        NamespaceStats::get(&stats.origin_misses).to_string(),
+                    ),
+                    ("avg_load_us", average_us.to_string()),
+                    (
+                        "singleflight_dedup",
+                        NamespaceStats::get(&stats.singleflight_dedup).to_string(),
+                    ),
+                    (
+                        "negative_hits",
+                        NamespaceStats::get(&stats.negative_hits).to_string(),
+                    ),
+                ];
+                NamespaceReport { fields }
+            })
+            .collect()
     }
 }

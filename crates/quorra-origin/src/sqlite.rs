@@ -134,6 +134,56 @@ impl Origin for Sqlite {
     }
 }
 
+/// Rows of the demo database.
+pub const DEMO_ROWS: usize = 1000;
+
+/// The demo namespace of `quorra up`, as config-file text, for an SQLite file at
+/// `path` written by [`write_demo_database`].
+pub fn demo_config(path: &std::path::Path) -> String {
+    format!(
+        r#"# The demo namespace `quorra up` starts with: keys product:1 .. product:{DEMO_ROWS}
+# are read through from the SQLite file below on a miss.
+[origins.demo]
+url = "sqlite://{path}"
+pool = 4
+timeout = "2s"
+
+[[namespaces]]
+name = "products"
+prefix = "product:"
+ttl = "60s"
+ttl-jitter = 0.1
+negative-ttl = "5s"
+origin = "demo"
+load = "SELECT doc FROM products WHERE id = $1"
+"#,
+        path = path.display()
+    )
+}
+
+/// Creates (or recreates) the demo database at `path`: a `products` table of
+/// [`DEMO_ROWS`] rows, `id` `1`.. with a JSON document each.
+pub fn write_demo_database(path: &std::path::Path) -> rusqlite::Result<()> {
+    let mut connection = Connection::open(path)?;
+    let transaction = connection.transaction()?;
+    transaction.execute_batch(
+        "DROP TABLE IF EXISTS products;
+         CREATE TABLE products (id TEXT PRIMARY KEY, doc TEXT NOT NULL);",
+    )?;
+    {
+        let mut insert = transaction.prepare("INSERT INTO products (id, doc) VALUES (?1, ?2)")?;
+        for id in 1..=DEMO_ROWS {
+            let doc = format!(
+                r#"{{"id":{id},"name":"Product {id}","price_cents":{},"stock":{}}}"#,
+                199 + (id * 37) % 5000,
+                (id * 13) % 100
+            );
+            insert.execute((id.to_string(), doc))?;
+        }
+    }
+    transaction.commit()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +238,38 @@ mod tests {
             origin.load("SELECT v FROM nosuch WHERE k = $1", b"a").await,
             Err(OriginError::Query(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn the_demo_database_answers_the_demo_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("demo.db");
+        write_demo_database(&path).unwrap();
+        // Written twice (a second `quorra up` in the same directory): still one set.
+        write_demo_database(&path).unwrap();
+        let text = demo_config(&path);
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        struct File {
+            origins: std::collections::BTreeMap<String, crate::OriginSpec>,
+            namespaces: Vec<crate::NamespaceSpec>,
+        }
+        let file: File = toml::from_str(&text).unwrap();
+        let catalog = crate::config::check(&file.origins, &file.namespaces).unwrap();
+        let namespace = &catalog.namespaces()[0];
+        let origin = Sqlite::new("demo", path, 1);
+        let value = origin
+            .load(&namespace.load, namespace.origin_key(b"product:7"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(value.starts_with(br#"{"id":7,"#), "{value:?}");
+        let last = format!("product:{DEMO_ROWS}");
+        let key = namespace.origin_key(last.as_bytes());
+        assert!(origin.load(&namespace.load, key).await.unwrap().is_some());
+        let past = format!("product:{}", DEMO_ROWS + 1);
+        let key = namespace.origin_key(past.as_bytes());
+        assert_eq!(origin.load(&namespace.load, key).await.unwrap(), None);
     }
 
     #[tokio::test]

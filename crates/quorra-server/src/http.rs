@@ -9,9 +9,10 @@
 //! | `GET /v1/stats` | JSON: memory, keys, hits, misses, evictions, expirations, clients, commands |
 //! | `GET /v1/cluster` | JSON: every known member with its state, addresses, zone and figures |
 //! | `GET /v1/ring` | JSON: the ring's version and each node's vnodes and share of keys |
+//! | `GET /v1/namespaces` | JSON: each namespace's policy, its origin's health and this node's load figures |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /healthz` | 200 while the process serves HTTP |
-//! | `GET /readyz` | 200 when the node serves keys; 503 while it has not joined its cluster |
+//! | `GET /readyz` | 200 when the node serves keys; 503 while it has not joined its cluster; the body names each origin's health (a down origin does not make the node unready) |
 //!
 //! Keys are the rest of the path after `/v1/keys/`, percent-decoded, so they may contain
 //! `/`; a path that ends in a literal `/owners` asks for the owners of the key before it
@@ -37,8 +38,9 @@
 //!
 //! Errors are JSON `{"error": "..."}` with a status that fits, whatever produced them:
 //! 400 bad input, 401 missing or wrong token, 403 refused host, 404 no such key or
-//! route, 405 wrong method, 408 too slow, 413 body over `proto-max-bulk-len`, 503 a
-//! node that cannot be reached or has not joined, 507 out of memory under `noeviction`.
+//! route, 405 wrong method, 408 too slow, 413 body over `proto-max-bulk-len`, 502 a
+//! namespace's origin failed to load the key, 503 a node that cannot be reached or has
+//! not joined, 507 out of memory under `noeviction`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -59,6 +61,7 @@ use quorra_node::auth_log::constant_time_eq;
 use quorra_node::commands::CommandError;
 use quorra_node::pipeline;
 use quorra_node::shared::Shared;
+use quorra_origin::origins::Health;
 use quorra_resp::{Frame, Limits, parse_frame};
 
 /// A JSON error response.
@@ -71,12 +74,15 @@ impl IntoResponse for ApiError {
 }
 
 /// A command's error reply: 503 when the cluster could not serve it (a node did not
-/// answer, too few replicas, not joined yet), 507 when out of memory, 400 otherwise.
+/// answer, too few replicas, not joined yet), 502 when a namespace's origin failed, 507
+/// when out of memory, 400 otherwise.
 impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         let unavailable = ["CLUSTERDOWN", "NOQUORUM", "LOADING"];
         let status = if unavailable.iter().any(|code| error.0.starts_with(code)) {
             StatusCode::SERVICE_UNAVAILABLE
+        } else if error.0.starts_with("ORIGIN") {
+            StatusCode::BAD_GATEWAY
         } else if error.0.starts_with("OOM") {
             StatusCode::INSUFFICIENT_STORAGE
         } else {
@@ -112,6 +118,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/stats", get(stats))
         .route("/v1/cluster", get(cluster))
         .route("/v1/ring", get(ring))
+        .route("/v1/namespaces", get(namespaces))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(shared.clone(), admit));
     Router::new()
@@ -137,13 +144,60 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         .cluster
         .as_ref()
         .is_none_or(|node| node.view().joined);
+    // An origin that is down does not make the node unready: it still serves every
+    // cached key, which is when a cache matters most. The body names it.
+    let origins: serde_json::Map<String, serde_json::Value> = shared
+        .origins
+        .iter()
+        .flat_map(|origins| origins.health())
+        .map(|(name, health)| (name.to_owned(), health_json(&health)))
+        .collect();
     if joined {
-        Json(json!({ "status": "ready" })).into_response()
+        Json(json!({ "status": "ready", "origins": origins })).into_response()
     } else {
-        let body =
-            json!({ "status": "joining", "error": "this node has not joined its cluster yet" });
+        let body = json!({
+            "status": "joining",
+            "error": "this node has not joined its cluster yet",
+            "origins": origins,
+        });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
+}
+
+fn health_json(health: &Health) -> serde_json::Value {
+    match health {
+        Health::Unknown => json!({ "status": "unknown" }),
+        Health::Up => json!({ "status": "up" }),
+        Health::Down(reason) => json!({ "status": "down", "error": reason }),
+    }
+}
+
+/// Every namespace's policy, origin health and this node's figures.
+async fn namespaces(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let reports: Vec<serde_json::Value> = shared
+        .origins
+        .iter()
+        .flat_map(|origins| origins.report())
+        .map(|report| {
+            report
+                .fields
+                .into_iter()
+                .map(|(field, value)| {
+                    // Figures as JSON numbers; names and the prefix as text.
+                    let text = matches!(field, "name" | "prefix" | "origin" | "origin_status");
+                    let value = match (value.parse::<u64>(), value.parse::<f64>()) {
+                        _ if text => json!(value),
+                        (Ok(integer), _) => json!(integer),
+                        (_, Ok(number)) => json!(number),
+                        _ => json!(value),
+                    };
+                    (field.to_owned(), value)
+                })
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        })
+        .collect();
+    Json(json!({ "namespaces": reports }))
 }
 
 /// The access rule of the module docs: a token when one is configured; otherwise
@@ -369,6 +423,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
                 evicted: shared.clients.evicted(),
                 buffered: shared.clients.buffered(),
             },
+            shared.origins.as_deref(),
             cluster.map(|(node, view)| node.figures(view)),
         ),
     )

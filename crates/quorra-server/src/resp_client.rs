@@ -38,6 +38,7 @@ use quorra_node::clients::ClientInfo;
 use quorra_node::commands;
 use quorra_node::executor::Cx;
 use quorra_node::pipeline::Pipeline;
+use quorra_node::read_through;
 use quorra_node::session::Session;
 use quorra_node::shared::Shared;
 
@@ -157,6 +158,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     match cx {
                         None => {
+                            let start = output.len();
                             command_started = commands::dispatch_timed(
                                 &shared,
                                 &mut session,
@@ -164,6 +166,18 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                                 &args,
                                 command_started,
                             );
+                            if shared.origins.is_some() {
+                                read_through::complete_in(
+                                    &shared,
+                                    None,
+                                    None,
+                                    &mut session,
+                                    &mut output,
+                                    start,
+                                    &args,
+                                )
+                                .await;
+                            }
                         }
                         Some(cx) => pipeline.run(cx, &mut session, &args, &mut output).await,
                     }

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quorra_cluster::tls::{TlsError, TlsMaterial};
+use quorra_origin::Origins;
+use quorra_origin::origins::Health;
 use quorra_ring::NodeId;
 use quorra_store::Clock;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -196,6 +198,9 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
         ));
     }
     tasks.spawn(expiry_ticker(shared.clone(), stop.clone()));
+    if let Some(origins) = &shared.origins {
+        tasks.spawn(watch_origins(origins.clone(), stop.clone()));
+    }
     if !shared.config.bind.is_loopback() && shared.config.http_token.is_none() {
         tracing::warn!(%http_addr, "the admin HTTP API refuses clients on other hosts (only /healthz \
             and /readyz answer them) because no --http-token is set");
@@ -342,6 +347,32 @@ async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
     let info = shared.clients.connect(peer, laddr);
     shared.metrics.connected_clients.inc();
     crate::resp_client::serve(shared, stream, info, stop).await;
+}
+
+/// How often every origin is asked whether it answers.
+const ORIGIN_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Checks every origin at start and every [`ORIGIN_CHECK_INTERVAL`], logging each
+/// change of health, so that `/readyz`, INFO and metrics say which origin is down.
+async fn watch_origins(origins: Arc<Origins>, stop: CancellationToken) {
+    loop {
+        let before = origins.health();
+        origins.check_all().await;
+        for ((name, now), (_, then)) in origins.health().into_iter().zip(before) {
+            match (now, then) {
+                (now, then) if now == then => {}
+                (Health::Up, _) => tracing::info!(origin = name, "origin answers"),
+                (Health::Down(reason), _) => {
+                    tracing::warn!(origin = name, %reason, "origin is down")
+                }
+                (Health::Unknown, _) => {}
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(ORIGIN_CHECK_INTERVAL) => {}
+            () = stop.cancelled() => return,
+        }
+    }
 }
 
 /// Runs the store's active expiry cycle `hz` times a second.

@@ -9,6 +9,7 @@
 //! A setting has the same name everywhere: `--maxmemory-policy` is `QUORRA_MAXMEMORY_POLICY`
 //! and `maxmemory-policy = "noeviction"` in the file.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use quorra_cluster::tls::{ClientCertificates, TlsFiles, TlsMaterial};
 use quorra_node::config::{
     ClusterConfig, Config, TlsConfig, check_node_id, parse_bytes, parse_policy,
 };
+use quorra_origin::{NamespaceSpec, OriginSpec};
 use quorra_store::MaxmemoryPolicy;
 use serde::Deserialize;
 
@@ -262,6 +264,18 @@ pub struct Settings {
         help_heading = "Cluster"
     )]
     pub anti_entropy_interval_ms: Option<u64>,
+
+    /// `[origins.NAME]` tables: databases namespaces load from (file only; see
+    /// docs/namespaces.md).
+    #[arg(skip)]
+    #[serde(default)]
+    pub origins: BTreeMap<String, OriginSpec>,
+
+    /// `[[namespaces]]` entries: key prefixes with a policy (file only; see
+    /// docs/namespaces.md).
+    #[arg(skip)]
+    #[serde(default)]
+    pub namespaces: Vec<NamespaceSpec>,
 }
 
 /// A setting that cannot be used, with the reason.
@@ -283,6 +297,9 @@ pub enum ConfigError {
         /// What is wrong, from the TOML parser.
         message: String,
     },
+    /// A namespace or origin of the file is wrong.
+    #[error("invalid config: {0}")]
+    Namespace(#[from] quorra_origin::ConfigError),
     /// A value is out of its range.
     #[error("invalid value for {setting}: {reason}")]
     Invalid {
@@ -364,6 +381,17 @@ impl Settings {
             anti_entropy_interval_ms: self
                 .anti_entropy_interval_ms
                 .or(lower.anti_entropy_interval_ms),
+            // Only the file sets these.
+            origins: if self.origins.is_empty() {
+                lower.origins
+            } else {
+                self.origins
+            },
+            namespaces: if self.namespaces.is_empty() {
+                lower.namespaces
+            } else {
+                self.namespaces
+            },
         }
     }
 
@@ -429,7 +457,9 @@ impl Settings {
         let bind = self.bind.unwrap_or(defaults.bind);
         let cluster = self.cluster_config(bind)?;
         let tls = self.tls_config()?;
+        let namespaces = quorra_origin::config::check(&self.origins, &self.namespaces)?;
         Ok(Config {
+            namespaces,
             threads,
             cluster,
             config_file: self.config,

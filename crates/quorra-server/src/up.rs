@@ -9,6 +9,11 @@
 //! cluster port. Each node's logs go to `<log-dir>/node-i.log`, and its data directory
 //! (where it keeps the cluster's roster) is `<log-dir>/node-i`.
 //!
+//! Every node starts with the same config file, `--config`. Without one, `quorra up`
+//! writes the demo into the log directory: `demo.db`, an SQLite database of 1,000
+//! products, and `demo.toml`, whose `products` namespace reads keys `product:1` ..
+//! `product:1000` through from it.
+//!
 //! Once every node serves, the table of nodes is printed. Ctrl-C (SIGINT, which the
 //! terminal sends to the nodes as well) or SIGTERM stops every node gracefully. A node
 //! that exits by itself (or is killed, to see the cluster route around it) is reported
@@ -47,6 +52,12 @@ pub struct UpArgs {
     /// temporary directory].
     #[arg(long)]
     pub log_dir: Option<PathBuf>,
+
+    /// TOML file every node starts with (`quorra server --config`) [default: the demo:
+    /// a `products` namespace read through from an SQLite file created in the log
+    /// directory].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// A started node.
@@ -83,11 +94,21 @@ pub fn main(args: UpArgs) -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let config = match &args.config {
+        Some(config) => config.clone(),
+        None => match write_demo(&log_dir) {
+            Ok(config) => config,
+            Err(error) => {
+                eprintln!("quorra up: cannot write the demo database: {error}");
+                return ExitCode::from(1);
+            }
+        },
+    };
     let secret = generate_secret();
     let mut nodes: Vec<Node> = Vec::new();
     for index in 0..args.nodes {
         let seed = nodes.first().map(|node| node.cluster);
-        match start_node(&args, index, seed, &secret, &log_dir) {
+        match start_node(&args, index, seed, &secret, &log_dir, &config) {
             Ok(node) => nodes.push(node),
             Err(error) => {
                 eprintln!("quorra up: node-{index} did not start: {error}");
@@ -101,7 +122,7 @@ pub fn main(args: UpArgs) -> ExitCode {
         stop_all(&mut nodes);
         return ExitCode::from(1);
     }
-    print_table(&nodes, &log_dir);
+    print_table(&nodes, &log_dir, args.config.is_none());
     let outcome = runtime.block_on(wait_for_stop(&mut nodes));
     stop_all(&mut nodes);
     outcome
@@ -113,6 +134,7 @@ fn start_node(
     seed: Option<SocketAddr>,
     secret: &str,
     log_dir: &std::path::Path,
+    config: &std::path::Path,
 ) -> Result<Node, String> {
     let id = format!("node-{index}");
     let port = |offset: usize| match args.base_port {
@@ -131,6 +153,8 @@ fn start_node(
         .arg(&data_dir)
         .args(["--port", &port(0), "--http-port", &port(1000)])
         .args(["--cluster-port", &port(2000)])
+        .arg("--config")
+        .arg(config)
         .env("QUORRA_CLUSTER_SECRET", secret)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -237,7 +261,19 @@ fn info_field(addr: SocketAddr, field: &str) -> Option<String> {
         .map(|value| value.trim().to_owned())
 }
 
-fn print_table(nodes: &[Node], log_dir: &std::path::Path) {
+/// Writes the demo's SQLite database and config file into `dir`; returns the config
+/// file's path.
+fn write_demo(dir: &std::path::Path) -> Result<PathBuf, String> {
+    let database = dir.join("demo.db");
+    quorra_origin::sqlite::write_demo_database(&database)
+        .map_err(|error| format!("{}: {error}", database.display()))?;
+    let config = dir.join("demo.toml");
+    std::fs::write(&config, quorra_origin::sqlite::demo_config(&database))
+        .map_err(|error| format!("{}: {error}", config.display()))?;
+    Ok(config)
+}
+
+fn print_table(nodes: &[Node], log_dir: &std::path::Path, demo: bool) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "quorra up: {} nodes, one cluster\n", nodes.len());
     let _ = writeln!(
@@ -267,6 +303,18 @@ fn print_table(nodes: &[Node], log_dir: &std::path::Path) {
         "Cluster as JSON:          curl http://{}/v1/cluster",
         first.http
     );
+    if demo {
+        let _ = writeln!(
+            out,
+            "Read through from SQLite: redis-cli -p {} get product:42",
+            first.resp.port()
+        );
+        let _ = writeln!(
+            out,
+            "Namespace figures:        redis-cli -p {} quorra namespaces",
+            first.resp.port()
+        );
+    }
     let _ = writeln!(out, "Logs:                     {}", log_dir.display());
     let _ = writeln!(out, "Ctrl-C stops every node.");
     let _ = out.flush();

@@ -1,4 +1,4 @@
-//! The `QUORRA` command family: the cluster as this node sees it.
+//! The `QUORRA` command family: the cluster and the namespaces as this node sees them.
 //!
 //! - `QUORRA NODES`: one line per known member, as Redis's `CLUSTER NODES` prints one per
 //!   node: `<id> <state> resp=<addr> http=<addr> cluster=<addr> zone=<zone or -> ...`,
@@ -15,8 +15,12 @@
 //!   `QUORRA CONSISTENCY WRITE level [READ level]` (or `READ level`) one of them, and
 //!   `QUORRA CONSISTENCY DEFAULT` goes back to the node's. A level is `ONE`, `QUORUM`,
 //!   `ALL` or a number of replicas.
+//! - `QUORRA NAMESPACES`: one map per namespace ([`quorra_origin::Origins::report`]):
+//!   its policy, its origin's health and this node's figures. An empty array without
+//!   namespaces; it works on a single node too.
 //!
-//! A node without `--cluster-port` answers `ERR cluster mode is off ...`.
+//! The other subcommands, on a node without `--cluster-port`, answer
+//! `ERR cluster mode is off ...`.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -33,7 +37,7 @@ use super::{CommandError, Ctx, is};
 pub const CLUSTER_MODE_OFF: &str =
     "ERR cluster mode is off (start the node with --cluster-port and --cluster-secret)";
 
-/// `QUORRA NODES | RING | OWNERS key | FORGET node | CONSISTENCY ...`
+/// `QUORRA NODES | RING | OWNERS key | FORGET node | CONSISTENCY ... | NAMESPACES`
 pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = &args[1];
     let arity = |n: usize| {
@@ -93,9 +97,25 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     } else if is(sub, "CONSISTENCY") {
         view()?;
         consistency(ctx, &args[2..])?;
+    } else if is(sub, "NAMESPACES") {
+        arity(2)?;
+        let reports = ctx
+            .shared
+            .origins
+            .as_ref()
+            .map(|origins| origins.report())
+            .unwrap_or_default();
+        ctx.array(reports.len());
+        for report in reports {
+            ctx.map(report.fields.len());
+            for (field, value) in &report.fields {
+                ctx.bulk(field.as_bytes());
+                ctx.bulk(value.as_bytes());
+            }
+        }
     } else {
         return Err(CommandError::new(format!(
-            "ERR unknown subcommand '{}'. Try QUORRA NODES, RING, OWNERS key, FORGET node or CONSISTENCY.",
+            "ERR unknown subcommand '{}'. Try QUORRA NODES, RING, OWNERS key, FORGET node, CONSISTENCY or NAMESPACES.",
             String::from_utf8_lossy(sub)
         )));
     }

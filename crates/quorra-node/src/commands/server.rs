@@ -5,6 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use quorra_cluster::membership::MemberState;
+use quorra_origin::origins::Health;
 use quorra_resp::encode;
 use quorra_ring::TokenRange;
 use quorra_store::glob::glob_match;
@@ -370,7 +371,13 @@ pub fn time(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
 
 /// INFO sections quorra reports, in order; `default`, `all` and `everything` mean all.
 const INFO_SECTIONS: &[&str] = &[
-    "server", "clients", "memory", "stats", "cluster", "keyspace",
+    "server",
+    "clients",
+    "memory",
+    "stats",
+    "cluster",
+    "namespaces",
+    "keyspace",
 ];
 
 /// The sections `INFO <sections>` asks for, lower-cased: every one for no argument,
@@ -594,6 +601,32 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                     )
                 }
             }
+        }
+        "namespaces" => {
+            // This node's figures: loads run at each key's primary, so a namespace's
+            // loads over the cluster are the sum of every node's.
+            out.push_str("# Namespaces\r\n");
+            if let Some(origins) = &shared.origins {
+                for (origin, health) in origins.health() {
+                    let status = match health {
+                        Health::Unknown => "unknown".to_owned(),
+                        Health::Up => "up".to_owned(),
+                        Health::Down(reason) => format!("down ({})", reason.replace(',', ";")),
+                    };
+                    let _ = write!(out, "origin_{origin}:status={status}\r\n");
+                }
+                for report in origins.report() {
+                    let mut fields = report.fields.iter();
+                    let (_, name) = fields.next().expect("the name comes first");
+                    let _ = write!(out, "namespace_{name}:");
+                    let line: Vec<String> = fields
+                        .filter(|(field, _)| *field != "origin_status")
+                        .map(|(field, value)| format!("{field}={value}"))
+                        .collect();
+                    let _ = write!(out, "{}\r\n", line.join(","));
+                }
+            }
+            Ok(())
         }
         "keyspace" => {
             let stats = shared.store.stats().total;

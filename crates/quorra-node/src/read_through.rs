@@ -1,0 +1,241 @@
+//! Read-through: a GET or MGET that misses a key of a namespace with an origin loads
+//! the key from the origin, stores it with the namespace's TTL and jitter, and answers
+//! with it.
+//!
+//! It hooks into the one path after a command has run, and only when its reply is a
+//! miss on such a key, so hits pay one comparison. Loads run at the key's primary,
+//! where the node's [`SingleFlight`](quorra_origin::flight::SingleFlight) makes every
+//! concurrent miss of the key — from this node's clients, or forwarded by other nodes —
+//! wait for one load:
+//!
+//! - a single node, or a cluster without copies, runs GET at the key's owner, so the
+//!   owner completes the reply itself ([`complete_in`], [`complete`]);
+//! - with copies, GET is a quorum read by the node the client is connected to; on a
+//!   miss it sends `GET key` to the key's primary as a write-level command
+//!   ([`crate::quorum_read::fill_from_primaries`]), and the primary's own GET misses,
+//!   loads, and stores the value through [`crate::primary_write`], which copies it to
+//!   the replicas like any write.
+//!
+//! The leader of a flight checks the store before it loads (a flight that just ended
+//! stored its value) and the negative cache (the origin recently had no such row), and
+//! finishes only after the value is stored: whoever misses later finds it.
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
+use quorra_cluster::membership::ClusterView;
+use quorra_cluster::replication::Level;
+use quorra_origin::flight::Turn;
+use quorra_origin::origins::{Answer, Origins};
+use quorra_resp::encode;
+
+use crate::commands::{self, CommandId, error_reply};
+use crate::primary_write;
+use crate::session::Session;
+use crate::shared::Shared;
+
+/// True if the reply `reply` of the command `args` is a miss that read-through may
+/// fill: a GET of a namespace key that found nothing, or an MGET with a namespace key
+/// that is not in the store.
+pub fn needs_load(shared: &Shared, args: &[Bytes], reply: &[u8]) -> bool {
+    let Some(origins) = &shared.origins else {
+        return false;
+    };
+    let in_namespace = |key: &Bytes| origins.catalog().namespace_of(key).is_some();
+    match commands::lookup(&args[0]) {
+        Some(CommandId::Get) => args.len() == 2 && is_null(reply) && in_namespace(&args[1]),
+        Some(CommandId::Mget) => {
+            !reply.starts_with(b"-")
+                && args[1..]
+                    .iter()
+                    .any(|key| in_namespace(key) && !stored(shared, key))
+        }
+        _ => false,
+    }
+}
+
+/// True if `key` holds a value, without promoting it.
+fn stored(shared: &Shared, key: &Bytes) -> bool {
+    shared.store.exists(&[key]) == 1
+}
+
+fn is_null(reply: &[u8]) -> bool {
+    reply == b"$-1\r\n" || reply == b"_\r\n"
+}
+
+/// After a command ran here and wrote its reply to `out` from `start`: if the reply is
+/// a miss read-through can fill, replaces it with the filled reply. This node is the
+/// keys' owner; `view` is `None` on a single node, and `replicate` the write level
+/// when keys have copies.
+pub async fn complete_in(
+    shared: &Shared,
+    view: Option<&ClusterView>,
+    replicate: Option<Level>,
+    session: &mut Session,
+    out: &mut BytesMut,
+    start: usize,
+    args: &[Bytes],
+) {
+    if needs_load(shared, args, &out[start..]) {
+        let reply = out.split_off(start).freeze();
+        let filled = complete(shared, view, replicate, session, args, reply).await;
+        out.extend_from_slice(&filled);
+    }
+}
+
+/// The reply of `args` (GET or MGET, whose first `reply` missed) with its namespace
+/// keys loaded: the loaded value, or the first load error. See [`complete_in`].
+pub async fn complete(
+    shared: &Shared,
+    view: Option<&ClusterView>,
+    replicate: Option<Level>,
+    session: &mut Session,
+    args: &[Bytes],
+    reply: Bytes,
+) -> Bytes {
+    if !needs_load(shared, args, &reply) {
+        return reply;
+    }
+    if commands::lookup(&args[0]) == Some(CommandId::Get) {
+        return match load_here(shared, view, replicate, &args[1]).await {
+            Ok(Some(value)) => {
+                let mut out = BytesMut::with_capacity(value.len() + 16);
+                encode::bulk(&mut out, &value);
+                out.freeze()
+            }
+            Ok(None) => reply,
+            Err(text) => error_reply(&text),
+        };
+    }
+    let origins = shared.origins.as_ref().expect("needs_load saw origins");
+    let loads = args[1..]
+        .iter()
+        .filter(|key| origins.catalog().namespace_of(key).is_some() && !stored(shared, key));
+    let answers = join_all(loads.map(|key| load_here(shared, view, replicate, key))).await;
+    if let Some(Err(text)) = answers.into_iter().find(Result::is_err) {
+        return error_reply(&text);
+    }
+    // Every namespace key is stored now (or has no row): the MGET answers from the
+    // store, in the client's protocol.
+    let (mut replies, _) = commands::run_each(shared, session, &[args]);
+    replies.pop().expect("one reply per command")
+}
+
+/// `key`'s value, loaded from its namespace's origin here, at its primary, if no load
+/// of it runs yet; waits for the running load otherwise. Stores what it loads, with
+/// copies at `replicate` when keys have them.
+pub async fn load_here(
+    shared: &Shared,
+    view: Option<&ClusterView>,
+    replicate: Option<Level>,
+    key: &Bytes,
+) -> Answer {
+    let origins = shared.origins.as_ref().expect("read-through needs origins");
+    let Some(namespace) = origins.catalog().namespace_of(key) else {
+        return Ok(None);
+    };
+    loop {
+        match origins.flights.join(key) {
+            Turn::Follow(follower) => {
+                bump(&origins.stats(namespace).singleflight_dedup);
+                // `None`: the leader was cancelled before it finished; join again.
+                if let Some(answer) = follower.wait().await {
+                    return answer;
+                }
+            }
+            Turn::Lead(leader) => {
+                let answer = lead(shared, origins, view, replicate, namespace, key).await;
+                leader.finish(answer.clone());
+                return answer;
+            }
+        }
+    }
+}
+
+fn bump(counter: &std::sync::atomic::AtomicU64) {
+    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// A flight's work: the store, the negative cache, then the origin.
+async fn lead(
+    shared: &Shared,
+    origins: &Origins,
+    view: Option<&ClusterView>,
+    replicate: Option<Level>,
+    namespace: usize,
+    key: &Bytes,
+) -> Answer {
+    // A flight that ended between this caller's miss and now stored the value.
+    if let Some(value) = shared.store.get(key) {
+        return Ok(Some(value));
+    }
+    let policy = &origins.catalog().namespaces()[namespace];
+    let now = shared.store.now_ms();
+    if origins.negative.knows_missing(key, now) {
+        bump(&origins.stats(namespace).negative_hits);
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let loaded = origins.load(namespace, key).await;
+    shared.metrics.origin_load(&policy.name, started.elapsed());
+    match loaded {
+        Ok(Some(value)) => {
+            let ttl = policy.jittered_ttl(rand::random::<f64>());
+            store(shared, view, replicate, key, &value, ttl.as_millis() as u64)
+                .await
+                .map_err(|error| {
+                    format!(
+                        "ORIGIN {}: loaded {} bytes but could not cache them: {error}",
+                        policy.name,
+                        value.len()
+                    )
+                })?;
+            Ok(Some(value))
+        }
+        Ok(None) => {
+            if !policy.negative_ttl.is_zero() {
+                let until = now + policy.negative_ttl.as_millis() as u64;
+                origins.negative.remember(key.clone(), until, now);
+            }
+            Ok(None)
+        }
+        Err(error) => Err(format!("ORIGIN {}: {error}", policy.name)),
+    }
+}
+
+/// Stores a loaded value as `SET key value PX ttl_ms`, as the executor runs a write
+/// here: with copies, as the primary copying it to the replicas at `replicate`.
+async fn store(
+    shared: &Shared,
+    view: Option<&ClusterView>,
+    replicate: Option<Level>,
+    key: &Bytes,
+    value: &Bytes,
+    ttl_ms: u64,
+) -> Result<(), String> {
+    let set = [
+        Bytes::from_static(b"SET"),
+        key.clone(),
+        value.clone(),
+        Bytes::from_static(b"PX"),
+        Bytes::from(ttl_ms.max(1).to_string()),
+    ];
+    let mut session = Session::new(shared.peer_client.clone(), false);
+    let (mut replies, _) = match (view, replicate) {
+        (Some(view), Some(level)) => {
+            primary_write::run_as_primary(shared, view, &mut session, &[set], level).await
+        }
+        _ => commands::run_each(shared, &mut session, &[set]),
+    };
+    let reply = replies.pop().expect("one reply per command");
+    if reply.as_ref() == b"+OK\r\n" {
+        return Ok(());
+    }
+    Err(error_text(&reply))
+}
+
+/// The text of an error reply (`-TEXT\r\n`), or the reply as it is.
+fn error_text(reply: &[u8]) -> String {
+    let text = reply.strip_prefix(b"-").unwrap_or(reply);
+    let text = text.strip_suffix(b"\r\n").unwrap_or(text);
+    String::from_utf8_lossy(text).into_owned()
+}
