@@ -13,6 +13,8 @@
 //!   counting only primary keys).
 //! - [`scatter`]: commands over several nodes, split and merged.
 //! - [`quorum_read`], [`primary_write`]: reads and writes with copies.
+//! - [`read_through`]: a GET or MGET miss in a namespace with an origin, loaded once at
+//!   the key's primary (the policy and the drivers are quorra-origin's).
 //! - [`commands`]: one handler per command of quorra-resp's command table, with Redis's
 //!   replies and error texts, and the dispatch that checks a request against the table
 //!   before it runs.

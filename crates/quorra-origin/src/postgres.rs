@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{NoTls, Row};
 
@@ -58,6 +58,35 @@ impl Postgres {
             None if error.is_closed() => self.unreachable(error),
             None => OriginError::Query(error.to_string()),
         }
+    }
+}
+
+/// A pooled connection with a query in progress. Dropped before [`finished`]
+/// (the origin's timeout passed), it leaves the pool and the server is asked to cancel
+/// the query: the connection is not handed to the next load while still busy, and the
+/// cancel cannot reach that load's query.
+///
+/// [`finished`]: CancelOnDrop::finished
+struct CancelOnDrop(Option<Object>);
+
+impl CancelOnDrop {
+    /// The query ended: the connection goes back to the pool.
+    fn finished(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(client) = self.0.take() else {
+            return;
+        };
+        let cancel = client.cancel_token();
+        let detached = Object::take(client);
+        tokio::spawn(async move {
+            let _ = cancel.cancel_query(NoTls).await;
+            drop(detached);
+        });
     }
 }
 
@@ -123,6 +152,8 @@ impl Origin for Postgres {
             .get()
             .await
             .map_err(|error| self.unreachable(error))?;
+        let running = CancelOnDrop(Some(client));
+        let client = running.0.as_ref().expect("set above");
         let statement = client
             .prepare_cached(query)
             .await
@@ -135,8 +166,9 @@ impl Origin for Postgres {
         let key = key_parameter(kind, key)?;
         let rows = client
             .query(&statement, &[key.as_ref() as &(dyn ToSql + Sync)])
-            .await
-            .map_err(|error| self.failed(error))?;
+            .await;
+        running.finished();
+        let rows = rows.map_err(|error| self.failed(error))?;
         match rows.as_slice() {
             [] => Ok(None),
             [row] => value_of(row).map(Some),

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, InterruptHandle, OpenFlags};
 use tokio::sync::Semaphore;
 
 use crate::origin::{Origin, OriginError, not_bytes, too_many_rows, wrong_column_count};
@@ -35,7 +35,10 @@ impl Sqlite {
         }
     }
 
-    /// Runs `work` on a pooled connection, on the blocking pool.
+    /// Runs `work` on a pooled connection, on the blocking pool. If the caller stops
+    /// waiting (the origin's timeout), the statement is interrupted and its connection
+    /// closed, so that a slow query does not hold a connection after its answer stopped
+    /// mattering.
     async fn with_connection<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, OriginError> + Send + 'static,
@@ -47,18 +50,52 @@ impl Sqlite {
             .expect("the semaphore is never closed");
         let idle = self.idle.clone();
         let (name, path) = (self.name.clone(), self.path.clone());
-        tokio::task::spawn_blocking(move || {
+        let running = Arc::new(Mutex::new(Running::default()));
+        let guard = InterruptOnDrop(running.clone());
+        let outcome = tokio::task::spawn_blocking(move || {
             let pooled = idle.lock().pop();
             let connection = match pooled {
                 Some(connection) => connection,
                 None => open(&name, &path)?,
             };
+            running.lock().interrupt = Some(connection.get_interrupt_handle());
             let outcome = work(&connection);
-            idle.lock().push(connection);
+            let mut running = running.lock();
+            running.interrupt = None;
+            if !running.abandoned {
+                idle.lock().push(connection);
+            }
             outcome
         })
         .await
-        .map_err(|error| OriginError::Query(format!("the query's task failed: {error}")))?
+        .map_err(|error| OriginError::Query(format!("the query's task failed: {error}")))?;
+        // The statement has ended: dropping the guard interrupts nothing.
+        drop(guard);
+        outcome
+    }
+}
+
+/// A statement in progress, as its caller and its blocking task both see it.
+#[derive(Default)]
+struct Running {
+    /// Set while the statement runs.
+    interrupt: Option<InterruptHandle>,
+    /// The caller stopped waiting: the connection is closed, not pooled.
+    abandoned: bool,
+}
+
+/// Interrupts the statement if the load is dropped before it ends. The handle is used
+/// only under the lock, while the task still holds the connection, so it can never
+/// interrupt a statement of a later load.
+struct InterruptOnDrop(Arc<Mutex<Running>>);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        let mut running = self.0.lock();
+        running.abandoned = true;
+        if let Some(handle) = &running.interrupt {
+            handle.interrupt();
+        }
     }
 }
 
@@ -186,6 +223,8 @@ pub fn write_demo_database(path: &std::path::Path) -> rusqlite::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn demo() -> (tempfile::TempDir, Sqlite) {
@@ -270,6 +309,28 @@ mod tests {
         let past = format!("product:{}", DEMO_ROWS + 1);
         let key = namespace.origin_key(past.as_bytes());
         assert_eq!(origin.load(&namespace.load, key).await.unwrap(), None);
+    }
+
+    /// A load query that runs for minutes.
+    const SLOW_LOAD: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) \
+         SELECT v FROM t WHERE k = $1 AND (SELECT max(x) FROM (SELECT x FROM c LIMIT 10000000000)) > 0";
+
+    #[tokio::test]
+    async fn a_load_abandoned_at_its_timeout_frees_its_connection() {
+        let (dir, _) = demo();
+        let origin = Sqlite::new("main", dir.path().join("t.db"), 1);
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(50), origin.load(SLOW_LOAD, b"a")).await;
+        assert!(abandoned.is_err(), "the slow query cannot end in 50 ms");
+        // One connection in the pool: without the interrupt, this load would wait for the
+        // slow statement (minutes).
+        let next = tokio::time::timeout(
+            Duration::from_secs(30),
+            origin.load("SELECT v FROM t WHERE k = $1", b"a"),
+        )
+        .await
+        .expect("the slow statement was interrupted");
+        assert_eq!(next.unwrap(), Some(Bytes::from("alpha")));
     }
 
     #[tokio::test]

@@ -1,0 +1,172 @@
+//! A private PostgreSQL server for the tests: Debian's binaries, a new cluster in a
+//! temporary directory, on a free loopback port; stopped and removed when dropped.
+//! `scripts/test` installs the `postgresql` package.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A running PostgreSQL server.
+pub(crate) struct PgServer {
+    bin: PathBuf,
+    dir: PathBuf,
+    /// Its TCP port on 127.0.0.1.
+    pub(crate) port: u16,
+}
+
+/// The newest installed PostgreSQL's binaries.
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin"))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|version| version.file_name()?.to_str()?.parse::<u32>().ok())
+    });
+    versions.pop().expect(
+        "PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb); \
+         ./scripts/test installs Debian's postgresql package",
+    )
+}
+
+fn root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+impl PgServer {
+    /// Creates a cluster and starts it; panics with the server's log if it cannot.
+    pub(crate) fn start() -> PgServer {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "quorra-pg-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // PostgreSQL refuses to run as root: as root, the server runs as `postgres`.
+        if root() {
+            let status = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = PgServer {
+            bin: bin_dir(),
+            dir,
+            port,
+        };
+        let data = server.dir.join("data");
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                path(&data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            path(&server.dir)
+        );
+        let log = server.dir.join("server.log");
+        let started = server.command(
+            "pg_ctl",
+            &[
+                "-D",
+                path(&data),
+                "-o",
+                &options,
+                "-l",
+                path(&log),
+                "-w",
+                "start",
+            ],
+        );
+        assert!(
+            started.status.success(),
+            "PostgreSQL did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        server
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Output {
+        let binary = self.bin.join(program);
+        let mut command = if root() {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(binary);
+            command
+        } else {
+            Command::new(binary)
+        };
+        command.args(args).current_dir(&self.dir).output().unwrap()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let output = self.command(program, args);
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Runs SQL with psql and returns its unaligned, tuples-only output.
+    pub(crate) fn psql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        self.run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-At",
+                "-c",
+                sql,
+            ],
+        )
+    }
+
+    /// The URL quorra's origin config takes.
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = self.command("pg_ctl", &["-D", path(&data), "-m", "immediate", "stop"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

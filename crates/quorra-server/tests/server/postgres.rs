@@ -1,0 +1,172 @@
+//! Namespaces over a real PostgreSQL server ([`crate::pg`]): loads are counted at
+//! PostgreSQL itself, by a function the load query calls.
+
+use std::time::Duration;
+
+use redis::Value;
+
+use crate::common::*;
+use crate::namespaces::{
+    assert_ready_with_origin_main_down, figure, items_catalog, stampede, start_cluster_with_catalog,
+};
+use crate::pg::PgServer;
+
+/// `items` (`k<i>` → `value-<i>`), and `load_item(key, pause)`, which counts its calls
+/// in `loads`, sleeps `pause` seconds and returns the key's row.
+fn prepare(pg: &PgServer, rows: usize) {
+    pg.psql(&format!(
+        "CREATE TABLE items (k text PRIMARY KEY, v text NOT NULL, n int NOT NULL);
+         INSERT INTO items SELECT 'k' || i, 'value-' || i, i FROM generate_series(1, {rows}) i;
+         CREATE TABLE loads (calls bigint NOT NULL);
+         INSERT INTO loads VALUES (0);
+         CREATE FUNCTION load_item(key text, pause float8) RETURNS TABLE (v text)
+         LANGUAGE plpgsql AS $$
+         BEGIN
+           UPDATE loads SET calls = calls + 1;
+           PERFORM pg_sleep(pause);
+           RETURN QUERY SELECT items.v FROM items WHERE items.k = key;
+         END $$;"
+    ));
+}
+
+fn loads_at_postgres(pg: &PgServer) -> u64 {
+    pg.psql("SELECT calls FROM loads").parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stampede_on_three_nodes_is_one_query_at_postgres_also_when_the_ttl_runs_out() {
+    let pg = PgServer::start();
+    prepare(&pg, 10);
+    let catalog = items_catalog(&pg.url(), |namespace, _| {
+        // Each load takes 300 ms: the 1,000 GETs arrive while it runs.
+        namespace.load = "SELECT v FROM load_item($1, 0.3)".into();
+        namespace.ttl = Some("2s".into());
+        namespace.ttl_jitter = Some(0.0);
+    });
+    let nodes = start_cluster_with_catalog(3, 3, &catalog, |_| {}).await;
+    let values = stampede(&nodes, "item:k7", 1000).await;
+    assert_eq!(values.len(), 1000);
+    assert!(
+        values
+            .iter()
+            .all(|value| value.as_deref() == Some("value-7"))
+    );
+    assert_eq!(loads_at_postgres(&pg), 1);
+
+    // A steady read load across the key's expiry (2 s after it was stored): every read
+    // gets the value, and the expiry costs one more query.
+    let mut readers = tokio::task::JoinSet::new();
+    for (index, node) in nodes.iter().enumerate().cycle().take(30) {
+        let mut con = connect(node).await;
+        readers.spawn(async move {
+            let stop = tokio::time::Instant::now() + Duration::from_millis(3000);
+            let mut reads = 0;
+            while tokio::time::Instant::now() < stop {
+                let value: Option<String> = redis::cmd("GET")
+                    .arg("item:k7")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                assert_eq!(value.as_deref(), Some("value-7"), "reader {index}");
+                reads += 1;
+            }
+            reads
+        });
+    }
+    let reads: usize = readers.join_all().await.into_iter().sum();
+    println!("{reads} reads across the expiry");
+    assert_eq!(loads_at_postgres(&pg), 2);
+    let mut collapsed = 0;
+    for node in &nodes {
+        collapsed += figure(&mut connect(node).await, "singleflight_dedup").await;
+    }
+    assert!(collapsed > 0, "the GETs that waited are counted");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_failures_are_clear_errors_within_the_timeout() {
+    let pg = PgServer::start();
+    prepare(&pg, 3);
+    let cases = [
+        (
+            "SELECT v FROM load_item($1, 30)",
+            "item:k1",
+            "ORIGIN items: origin main did not answer within 300ms",
+        ),
+        (
+            "SELECT v FROM nosuch WHERE k = $1",
+            "item:k1",
+            "ORIGIN items: query failed: relation \"nosuch\" does not exist",
+        ),
+        (
+            "SELECT v FROM items WHERE k <> $1",
+            "item:k1",
+            "ORIGIN items: load query returned 2 rows; it must return at most one",
+        ),
+        (
+            "SELECT n FROM items WHERE k = $1",
+            "item:k1",
+            "ORIGIN items: load query returned a column of type int4; it must be text or blob (cast it in the query)",
+        ),
+        (
+            "SELECT v FROM items WHERE n = $1",
+            "item:one",
+            "ORIGIN items: the key is not an integer but $1 has type int4",
+        ),
+    ];
+    for (load, key, expected) in cases {
+        let catalog = items_catalog(&pg.url(), |namespace, origin| {
+            namespace.load = load.into();
+            origin.timeout = Some("300ms".into());
+            origin.pool = Some(1);
+        });
+        let node = start_with(|config| config.namespaces = catalog).await;
+        let mut con = connect(&node).await;
+        assert_eq!(err(&mut con, &["GET", key]).await, expected, "{load}");
+        node.shutdown().await;
+    }
+    // After a timeout, the pool's one connection is free again at once: the slow
+    // query was cancelled at PostgreSQL.
+    let catalog = items_catalog(&pg.url(), |namespace, origin| {
+        namespace.load =
+            "SELECT v FROM load_item($1, CASE WHEN $1 = 'k1' THEN 30 ELSE 0 END)".into();
+        origin.timeout = Some("300ms".into());
+        origin.pool = Some(1);
+    });
+    let node = start_with(|config| config.namespaces = catalog).await;
+    let mut con = connect(&node).await;
+    assert!(
+        err(&mut con, &["GET", "item:k1"])
+            .await
+            .contains("did not answer within 300ms")
+    );
+    assert_eq!(ok(&mut con, &["GET", "item:k2"]).await, bulk("value-2"));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_postgres_that_is_down_at_start_is_reported_by_name() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let catalog = items_catalog(
+        &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        |_, _| {},
+    );
+    let node = start_with(|config| config.namespaces = catalog).await;
+    let mut con = connect(&node).await;
+    let error = err(&mut con, &["GET", "item:k1"]).await;
+    assert!(
+        error.starts_with("ORIGIN items: origin main is unreachable: "),
+        "{error}"
+    );
+    assert_eq!(ok(&mut con, &["SET", "plain", "v"]).await, Value::Okay);
+    assert_ready_with_origin_main_down(&node).await;
+    node.shutdown().await;
+}
