@@ -107,7 +107,8 @@ pub async fn run_here<A: AsRef<[Bytes]>>(
     };
     session.primary_only = false;
     if shared.origins.is_some() {
-        // This node is the keys' owner: misses in namespaces with an origin load here.
+        // This node is the keys' owner: misses in namespaces with an origin load here,
+        // and stale hits queue a refresh.
         for (args, reply) in commands.iter().zip(replies.iter_mut()) {
             let args = args.as_ref();
             if read_through::needs_load(shared, args, reply) {
@@ -121,6 +122,8 @@ pub async fn run_here<A: AsRef<[Bytes]>>(
                     missed,
                 )
                 .await;
+            } else {
+                read_through::note_stale_reads(shared, args);
             }
         }
     }

@@ -29,6 +29,7 @@
 //! | `quorra_origin_load_duration_seconds` | histogram | `namespace` |
 //! | `quorra_singleflight_dedup_total` | counter | `namespace`: misses that waited for a load already running |
 //! | `quorra_negative_cache_hits_total` | counter | `namespace` |
+//! | `quorra_stale_served_total`, `quorra_origin_refreshes_total` | counter | `namespace`: reads of values in their stale window at the key's primary; background refreshes |
 //! | `quorra_origin_up` | gauge | `origin`: 1 answering, 0 down or not checked yet |
 
 use std::time::Duration;
@@ -191,6 +192,8 @@ pub struct Metrics {
     origin_load_durations: Family<NamespaceLabel, Histogram>,
     singleflight_dedup: Family<NamespaceLabel, Counter>,
     negative_hits: Family<NamespaceLabel, Counter>,
+    stale_served: Family<NamespaceLabel, Counter>,
+    refreshes: Family<NamespaceLabel, Counter>,
     origin_up: Family<OriginLabel, Gauge>,
     /// Serialises scrapes, which bring the copied counters up to date.
     scrape: Mutex<()>,
@@ -267,6 +270,8 @@ impl Metrics {
             ),
             singleflight_dedup: Family::default(),
             negative_hits: Family::default(),
+            stale_served: Family::default(),
+            refreshes: Family::default(),
             origin_up: Family::default(),
             scrape: Mutex::new(()),
             registry,
@@ -400,6 +405,16 @@ impl Metrics {
             metrics.negative_hits.clone(),
         );
         registry.register(
+            "stale_served",
+            "Reads at the key's primary that found a value in its stale window",
+            metrics.stale_served.clone(),
+        );
+        registry.register(
+            "origin_refreshes",
+            "Background reloads of values in their stale window",
+            metrics.refreshes.clone(),
+        );
+        registry.register(
             "origin_up",
             "1 if the origin answered its last check or load, 0 otherwise",
             metrics.origin_up.clone(),
@@ -479,6 +494,8 @@ impl Metrics {
                     (&self.origin_misses, &stats.origin_misses),
                     (&self.singleflight_dedup, &stats.singleflight_dedup),
                     (&self.negative_hits, &stats.negative_hits),
+                    (&self.stale_served, &stats.stale_served),
+                    (&self.refreshes, &stats.refreshes),
                 ] {
                     catch_up(&family.get_or_create(&label), NamespaceStats::get(counter));
                 }

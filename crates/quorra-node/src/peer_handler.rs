@@ -30,6 +30,7 @@ use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
 use crate::executor::{Mode, run_here};
 use crate::node_replicas::{apply_entry, read_entry};
+use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
 use crate::wall_clock::unix_ms;
@@ -124,11 +125,22 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
                 .map(|(key, entry)| apply_entry(&shared.store, &key, entry.into()).err())
                 .collect(),
         ),
-        Request::Read { keys, promote } => Response::Entries(
-            keys.iter()
-                .map(|key| read_entry(&shared.store, key, promote).map(Into::into))
-                .collect(),
-        ),
+        Request::Read { keys, promote } => {
+            let now = shared.store.now_ms();
+            Response::Entries(
+                keys.iter()
+                    .map(|key| {
+                        let entry = read_entry(&shared.store, key, promote);
+                        if promote {
+                            // A client's GET or MGET: at the key's primary, a stale
+                            // value queues its refresh.
+                            read_through::note_stale_entry(&shared, key, entry.as_ref(), now);
+                        }
+                        entry.map(Into::into)
+                    })
+                    .collect(),
+            )
+        }
         Request::Evict { entries } => {
             let mut dropped = 0;
             for (key, hlc, node) in entries {

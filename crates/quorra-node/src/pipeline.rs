@@ -370,6 +370,15 @@ async fn run_deferred(
                     false => unpromoted.by_ref(),
                 };
                 let mut mine: Vec<_> = entries.take(args.len() - 1).collect();
+                if kind.promotes() {
+                    // This node asked itself too; if it is a key's primary, a stale
+                    // value queues its refresh here (other primaries saw the read).
+                    for (key, entry) in args[1..].iter().zip(&mine) {
+                        if let Ok(entry) = entry {
+                            read_through::note_stale_entry(cx.shared, key, entry.as_ref(), now);
+                        }
+                    }
+                }
                 // Keyspace reads count what the cache had, before read-through.
                 let reads = quorum_read::lookups_of(kind, &mine, now);
                 let filled = match kind.promotes() {

@@ -19,6 +19,13 @@
 //! The leader of a flight checks the store before it loads (a flight that just ended
 //! stored its value) and the negative cache (the origin recently had no such row), and
 //! finishes only after the value is stored: whoever misses later finds it.
+//!
+//! Stale-while-revalidate: a value is stored for its TTL plus the namespace's stale
+//! window. A read at the key's primary that finds it inside the window
+//! ([`note_stale_reads`] at the owner, [`note_stale_entry`] for quorum reads) serves it
+//! and queues one refresh; [`refresh_stale`] runs them, each a flight of its own.
+
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
@@ -27,6 +34,10 @@ use quorra_cluster::replication::Level;
 use quorra_origin::flight::Turn;
 use quorra_origin::origins::{Answer, Origins};
 use quorra_resp::encode;
+use quorra_store::VersionedEntry;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::commands::{self, CommandId, error_reply};
 use crate::primary_write;
@@ -79,6 +90,8 @@ pub async fn complete_in(
         let reply = out.split_off(start).freeze();
         let filled = complete(shared, view, replicate, session, args, reply).await;
         out.extend_from_slice(&filled);
+    } else {
+        note_stale_reads(shared, args);
     }
 }
 
@@ -143,7 +156,12 @@ pub async fn load_here(
                 }
             }
             Turn::Lead(leader) => {
-                let answer = lead(shared, origins, view, replicate, namespace, key).await;
+                let owner = Owner {
+                    shared,
+                    view,
+                    replicate,
+                };
+                let answer = lead(owner, origins, namespace, key).await;
                 leader.finish(answer.clone());
                 return answer;
             }
@@ -155,46 +173,77 @@ fn bump(counter: &std::sync::atomic::AtomicU64) {
     counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// A flight's work: the store, the negative cache, then the origin.
-async fn lead(
-    shared: &Shared,
-    origins: &Origins,
-    view: Option<&ClusterView>,
+/// Where a loaded value is written: this node, the key's owner (its primary with
+/// copies), copying the write at `replicate` when keys have copies.
+#[derive(Clone, Copy)]
+struct Owner<'a> {
+    shared: &'a Shared,
+    view: Option<&'a ClusterView>,
     replicate: Option<Level>,
-    namespace: usize,
-    key: &Bytes,
-) -> Answer {
+}
+
+/// A flight's work: the store, the negative cache, then the origin.
+async fn lead(owner: Owner<'_>, origins: &Origins, namespace: usize, key: &Bytes) -> Answer {
     // A flight that ended between this caller's miss and now stored the value.
-    if let Some(value) = shared.store.get(key) {
+    if let Some(value) = owner.shared.store.get(key) {
         return Ok(Some(value));
     }
-    let policy = &origins.catalog().namespaces()[namespace];
-    let now = shared.store.now_ms();
-    if origins.negative.knows_missing(key, now) {
+    if origins
+        .negative
+        .knows_missing(key, owner.shared.store.now_ms())
+    {
         bump(&origins.stats(namespace).negative_hits);
         return Ok(None);
     }
+    load_and_store(owner, origins, namespace, key).await
+}
+
+/// Loads `key` from its origin and writes what it found: the value with the
+/// namespace's TTL (plus its stale window), or — the origin has no such row — the key
+/// remembered as missing and deleted if the cache still holds a stale value of it.
+async fn load_and_store(
+    owner: Owner<'_>,
+    origins: &Origins,
+    namespace: usize,
+    key: &Bytes,
+) -> Answer {
+    let policy = &origins.catalog().namespaces()[namespace];
     let started = std::time::Instant::now();
     let loaded = origins.load(namespace, key).await;
-    shared.metrics.origin_load(&policy.name, started.elapsed());
+    owner
+        .shared
+        .metrics
+        .origin_load(&policy.name, started.elapsed());
     match loaded {
         Ok(Some(value)) => {
-            let ttl = policy.jittered_ttl(rand::random::<f64>());
-            store(shared, view, replicate, key, &value, ttl.as_millis() as u64)
-                .await
-                .map_err(|error| {
-                    format!(
-                        "ORIGIN {}: loaded {} bytes but could not cache them: {error}",
-                        policy.name,
-                        value.len()
-                    )
-                })?;
+            let ttl_ms = policy.stored_ttl(rand::random::<f64>()).as_millis() as u64;
+            let set = [
+                Bytes::from_static(b"SET"),
+                key.clone(),
+                value.clone(),
+                Bytes::from_static(b"PX"),
+                Bytes::from(ttl_ms.max(1).to_string()),
+            ];
+            write(owner, set).await.map_err(|error| {
+                format!(
+                    "ORIGIN {}: loaded {} bytes but could not cache them: {error}",
+                    policy.name,
+                    value.len()
+                )
+            })?;
             Ok(Some(value))
         }
         Ok(None) => {
+            let now = owner.shared.store.now_ms();
             if !policy.negative_ttl.is_zero() {
                 let until = now + policy.negative_ttl.as_millis() as u64;
                 origins.negative.remember(key.clone(), until, now);
+            }
+            if stored(owner.shared, key) {
+                let delete = [Bytes::from_static(b"DEL"), key.clone()];
+                write(owner, delete)
+                    .await
+                    .map_err(|error| format!("ORIGIN {}: {error}", policy.name))?;
             }
             Ok(None)
         }
@@ -202,35 +251,147 @@ async fn lead(
     }
 }
 
-/// Stores a loaded value as `SET key value PX ttl_ms`, as the executor runs a write
-/// here: with copies, as the primary copying it to the replicas at `replicate`.
-async fn store(
-    shared: &Shared,
-    view: Option<&ClusterView>,
-    replicate: Option<Level>,
-    key: &Bytes,
-    value: &Bytes,
-    ttl_ms: u64,
-) -> Result<(), String> {
-    let set = [
-        Bytes::from_static(b"SET"),
-        key.clone(),
-        value.clone(),
-        Bytes::from_static(b"PX"),
-        Bytes::from(ttl_ms.max(1).to_string()),
-    ];
+/// Runs the write `command` here as the executor runs a write: with copies, as the
+/// primary copying it to the replicas. `Err` with the error reply's text.
+async fn write<const N: usize>(owner: Owner<'_>, command: [Bytes; N]) -> Result<(), String> {
+    let shared = owner.shared;
     let mut session = Session::new(shared.peer_client.clone(), false);
-    let (mut replies, _) = match (view, replicate) {
+    let (mut replies, _) = match (owner.view, owner.replicate) {
         (Some(view), Some(level)) => {
-            primary_write::run_as_primary(shared, view, &mut session, &[set], level).await
+            primary_write::run_as_primary(shared, view, &mut session, &[command], level).await
         }
-        _ => commands::run_each(shared, &mut session, &[set]),
+        _ => commands::run_each(shared, &mut session, &[command]),
     };
     let reply = replies.pop().expect("one reply per command");
-    if reply.as_ref() == b"+OK\r\n" {
-        return Ok(());
+    match reply.first() {
+        Some(b'-') => Err(error_text(&reply)),
+        _ => Ok(()),
     }
-    Err(error_text(&reply))
+}
+
+/// Notes the reads of a GET or MGET (`args`) that ran here, at the keys' owner, and
+/// found values in their stale window: each queues one refresh.
+pub fn note_stale_reads(shared: &Shared, args: &[Bytes]) {
+    let Some(origins) = shared.origins.as_ref().filter(|o| o.has_stale_windows()) else {
+        return;
+    };
+    if !matches!(
+        commands::lookup(&args[0]),
+        Some(CommandId::Get | CommandId::Mget)
+    ) {
+        return;
+    }
+    for key in &args[1..] {
+        if let Some(namespace) = origins.catalog().namespace_of(key) {
+            let policy = &origins.catalog().namespaces()[namespace];
+            if policy.is_stale(shared.store.pttl(key)) {
+                origins.serve_stale(namespace, key);
+            }
+        }
+    }
+}
+
+/// With copies: notes that a quorum read found `entry` for `key`; if this node is the
+/// key's primary and the value is in its stale window, queues one refresh. (Every
+/// quorum read asks the primary too, so the primary sees every stale read.)
+pub fn note_stale_entry(shared: &Shared, key: &Bytes, entry: Option<&VersionedEntry>, now_ms: u64) {
+    let Some(origins) = shared.origins.as_ref().filter(|o| o.has_stale_windows()) else {
+        return;
+    };
+    let (Some(entry), Some(node)) = (entry, &shared.cluster) else {
+        return;
+    };
+    let (Some(namespace), Some(expire_at)) =
+        (origins.catalog().namespace_of(key), entry.expire_at_ms)
+    else {
+        return;
+    };
+    let policy = &origins.catalog().namespaces()[namespace];
+    let remaining = i64::try_from(expire_at.saturating_sub(now_ms)).unwrap_or(i64::MAX);
+    if entry.is_live(now_ms) && policy.is_stale(remaining) {
+        let view = node.view();
+        if node.placement(&view).primary(key) == Some(&view.self_id) {
+            origins.serve_stale(namespace, key);
+        }
+    }
+}
+
+/// Refreshes the stale values queued by [`note_stale_reads`] and [`note_stale_entry`],
+/// several at a time, until `stop`.
+pub async fn refresh_stale(shared: Arc<Shared>, stop: CancellationToken) {
+    let Some(mut queue) = shared.origins.as_ref().and_then(|o| o.take_refresh_queue()) else {
+        return;
+    };
+    let running = Arc::new(Semaphore::new(CONCURRENT_REFRESHES));
+    let mut refreshes = JoinSet::new();
+    loop {
+        let key = tokio::select! {
+            key = queue.recv() => key,
+            () = stop.cancelled() => None,
+        };
+        let Some(key) = key else {
+            break;
+        };
+        let permit = running
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let shared = shared.clone();
+        refreshes.spawn(async move {
+            refresh(&shared, &key).await;
+            if let Some(origins) = &shared.origins {
+                origins.refresh_done(&key);
+            }
+            drop(permit);
+        });
+        // Reap the finished ones, so the set holds only what runs.
+        while refreshes.try_join_next().is_some() {}
+    }
+}
+
+/// Most refreshes running at once on a node.
+const CONCURRENT_REFRESHES: usize = 64;
+
+/// One refresh: if this node is still the key's primary, no load of it runs, and it is
+/// still stale, loads it again (a flight like a miss's, so misses that come meanwhile
+/// wait for it).
+async fn refresh(shared: &Shared, key: &Bytes) {
+    let origins = shared.origins.as_ref().expect("refreshes need origins");
+    let Some(namespace) = origins.catalog().namespace_of(key) else {
+        return;
+    };
+    let view = shared.cluster.as_ref().map(|node| node.view());
+    let replicate = match (&shared.cluster, &view) {
+        (Some(node), Some(view)) => {
+            let placement = node.placement(view);
+            if placement.primary(key) != Some(&view.self_id) {
+                return;
+            }
+            placement.replicated().then_some(node.consistency.write)
+        }
+        _ => None,
+    };
+    let owner = Owner {
+        shared,
+        view: view.as_deref(),
+        replicate,
+    };
+    let Turn::Lead(leader) = origins.flights.join(key) else {
+        return;
+    };
+    let policy = &origins.catalog().namespaces()[namespace];
+    if !policy.is_stale(shared.store.pttl(key)) {
+        // Refreshed (or gone) since it was queued.
+        leader.finish(Ok(shared.store.get(key)));
+        return;
+    }
+    origins.count_refresh(namespace);
+    let answer = load_and_store(owner, origins, namespace, key).await;
+    if let Err(error) = &answer {
+        tracing::debug!(%error, "refresh failed; the stale value stays until it expires");
+    }
+    leader.finish(answer);
 }
 
 /// The text of an error reply (`-TEXT\r\n`), or the reply as it is.

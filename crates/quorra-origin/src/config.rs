@@ -13,6 +13,7 @@
 //! ttl = "10m"
 //! ttl-jitter = 0.1
 //! negative-ttl = "5s"
+//! stale-while-revalidate = "30s"
 //! origin = "main"
 //! load = "SELECT v FROM users WHERE k = $1"
 //! ```
@@ -75,7 +76,8 @@ pub struct NamespaceSpec {
     pub load: String,
     /// `none` only, in this version [default: none].
     pub write: Option<String>,
-    /// Not supported yet; refused when set.
+    /// How long past its TTL a loaded value is still served while one background
+    /// refresh reloads it; `0s` turns it off [default: 0s].
     pub stale_while_revalidate: Option<String>,
 }
 
@@ -230,18 +232,18 @@ pub fn check(
                 ));
             }
         }
-        if spec.stale_while_revalidate.is_some() {
-            return Err(refuse(
-                field("stale-while-revalidate"),
-                "stale-while-revalidate is not built yet",
-            ));
-        }
+        let stale_while_revalidate = duration(
+            &field("stale-while-revalidate"),
+            spec.stale_while_revalidate.as_deref(),
+            Duration::ZERO,
+        )?;
         checked.push(Namespace {
             name: spec.name.clone(),
             prefix: Bytes::copy_from_slice(spec.prefix.as_bytes()),
             ttl,
             ttl_jitter,
             negative_ttl,
+            stale_while_revalidate,
             origin,
             load: spec.load.clone(),
         });

@@ -2,7 +2,8 @@
 //!
 //! A namespace is a key prefix with a policy ([`namespace`]): which origin backs it, the
 //! query that loads a key, how long a loaded value lives and how much that lifetime is
-//! jittered, how long the origin's "no such row" is remembered. On a miss, the key's
+//! jittered, how long past it a stale value is served while it is refreshed, how long
+//! the origin's "no such row" is remembered. On a miss, the key's
 //! primary loads it from the origin once, however many clients wait
 //! ([`flight::SingleFlight`]), stores it like any write and answers every waiter.
 //!
@@ -13,7 +14,7 @@
 //!   Time comes in as an argument, so it is tested deterministically;
 //! - the edge: the [`origin::Origin`] trait and its drivers, [`sqlite`] (embedded, via
 //!   rusqlite) and [`postgres`] (pooled tokio-postgres), and [`origins::Origins`], which
-//!   holds a node's drivers, flights, negative cache and origin health.
+//!   holds a node's drivers, flights, negative cache, refresh queue and origin health.
 //!
 //! Where a load runs, how its value is stored and replicated, and what the client sees
 //! is the node's business (quorra-node's `read_through`): this crate decides and loads.

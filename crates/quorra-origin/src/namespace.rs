@@ -41,6 +41,8 @@ pub struct Namespace {
     pub ttl_jitter: f64,
     /// How long the origin's "no such row" is remembered; zero: not at all.
     pub negative_ttl: Duration,
+    /// How long past its TTL a value is served while it is refreshed; zero: off.
+    pub stale_while_revalidate: Duration,
     /// Index of its origin in [`Catalog::origins`].
     pub origin: usize,
     /// The load query; `$1` is the key without the prefix.
@@ -54,6 +56,20 @@ impl Namespace {
     pub fn jittered_ttl(&self, unit: f64) -> Duration {
         let factor = 1.0 - self.ttl_jitter + 2.0 * self.ttl_jitter * unit.clamp(0.0, 1.0);
         self.ttl.mul_f64(factor).max(Duration::from_millis(1))
+    }
+
+    /// The TTL a loaded value is stored with: the jittered TTL ([`Self::jittered_ttl`])
+    /// plus the stale window, during which it is still served while it is refreshed.
+    pub fn stored_ttl(&self, unit: f64) -> Duration {
+        self.jittered_ttl(unit) + self.stale_while_revalidate
+    }
+
+    /// True if a value with `remaining_ms` left to live (as stored, with
+    /// [`Self::stored_ttl`]) is past its TTL, inside its stale window: serve it, and
+    /// refresh it.
+    pub fn is_stale(&self, remaining_ms: i64) -> bool {
+        let window = self.stale_while_revalidate.as_millis() as i64;
+        window > 0 && (0..=window).contains(&remaining_ms)
     }
 
     /// The part of `key` the load query receives as `$1`.
@@ -115,6 +131,7 @@ mod tests {
             ttl: Duration::from_secs(100),
             ttl_jitter: 0.1,
             negative_ttl: Duration::ZERO,
+            stale_while_revalidate: Duration::ZERO,
             origin: 0,
             load: String::new(),
         }
@@ -157,5 +174,24 @@ mod tests {
             ..users
         };
         assert_eq!(fixed.jittered_ttl(0.7), Duration::from_secs(100));
+    }
+
+    #[test]
+    fn a_value_is_stale_in_the_window_after_its_ttl() {
+        let users = Namespace {
+            stale_while_revalidate: Duration::from_secs(30),
+            ttl_jitter: 0.0,
+            ..namespace("users", "user:")
+        };
+        // Stored for 100 s + 30 s: fresh while more than 30 s remain.
+        assert_eq!(users.stored_ttl(0.5), Duration::from_secs(130));
+        assert!(!users.is_stale(30_001));
+        assert!(users.is_stale(30_000));
+        assert!(users.is_stale(0));
+        // Gone (-2) or without a TTL (-1): not stale.
+        assert!(!users.is_stale(-2));
+        assert!(!users.is_stale(-1));
+        let off = namespace("users", "user:");
+        assert!(!off.is_stale(10));
     }
 }

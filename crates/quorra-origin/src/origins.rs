@@ -1,12 +1,14 @@
 //! A node's origins at run time: the drivers, each origin's health, the loads in flight,
 //! the negative cache, and per-namespace figures.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::mpsc;
 
 use crate::flight::SingleFlight;
 use crate::namespace::{Catalog, OriginKind};
@@ -49,6 +51,10 @@ pub struct NamespaceStats {
     pub singleflight_dedup: AtomicU64,
     /// Misses answered from the negative cache, without a load.
     pub negative_hits: AtomicU64,
+    /// Reads at the key's primary that found a value in its stale window.
+    pub stale_served: AtomicU64,
+    /// Background refreshes of stale values that loaded from the origin.
+    pub refreshes: AtomicU64,
 }
 
 impl NamespaceStats {
@@ -72,7 +78,16 @@ pub struct Origins {
     pub flights: SingleFlight<Answer>,
     /// Keys the origin has no row for.
     pub negative: NegativeCache,
+    /// Keys queued or being refreshed, so that each is queued once.
+    refreshing: Mutex<HashSet<Bytes>>,
+    refresh_queue: mpsc::Sender<Bytes>,
+    refresh_receiver: Mutex<Option<mpsc::Receiver<Bytes>>>,
+    stale_windows: bool,
 }
+
+/// Most keys waiting for a refresh; stale reads beyond it do not queue one (the key
+/// is refreshed when a later read finds room, or loaded when it expires).
+pub const REFRESH_QUEUE: usize = 10_000;
 
 impl Origins {
     /// Drivers for every origin of `catalog`. Nothing connects yet: an origin that is
@@ -89,7 +104,15 @@ impl Origins {
                 }
             });
         }
+        let (refresh_queue, refresh_receiver) = mpsc::channel(REFRESH_QUEUE);
         Origins {
+            refreshing: Mutex::new(HashSet::new()),
+            refresh_queue,
+            refresh_receiver: Mutex::new(Some(refresh_receiver)),
+            stale_windows: catalog
+                .namespaces()
+                .iter()
+                .any(|namespace| !namespace.stale_while_revalidate.is_zero()),
             health: catalog
                 .origins()
                 .iter()
@@ -110,6 +133,43 @@ impl Origins {
     /// The namespaces and origins.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// True if some namespace serves stale values while it refreshes them.
+    pub fn has_stale_windows(&self) -> bool {
+        self.stale_windows
+    }
+
+    /// Notes that a read at `key`'s primary found its value (of the namespace at
+    /// `namespace`) in its stale window, and queues one refresh of it unless one is
+    /// queued or running. The node's refresh task takes the queue
+    /// ([`Origins::take_refresh_queue`]) and calls [`Origins::refresh_done`].
+    pub fn serve_stale(&self, namespace: usize, key: &Bytes) {
+        NamespaceStats::bump(&self.stats[namespace].stale_served, 1);
+        let mut refreshing = self.refreshing.lock();
+        if refreshing.contains(key) {
+            return;
+        }
+        if self.refresh_queue.try_send(key.clone()).is_ok() {
+            refreshing.insert(key.clone());
+        }
+    }
+
+    /// The queue of keys to refresh, for the one task that refreshes them; `None` after
+    /// the first call.
+    pub fn take_refresh_queue(&self) -> Option<mpsc::Receiver<Bytes>> {
+        self.refresh_receiver.lock().take()
+    }
+
+    /// The refresh of `key` ended (loaded, failed, or found nothing to do); a later
+    /// stale read may queue it again.
+    pub fn refresh_done(&self, key: &[u8]) {
+        self.refreshing.lock().remove(key);
+    }
+
+    /// Counts a refresh that loaded from the origin.
+    pub fn count_refresh(&self, namespace: usize) {
+        NamespaceStats::bump(&self.stats[namespace].refreshes, 1);
     }
 
     /// The figures of the namespace at `index`.
@@ -226,6 +286,10 @@ impl Origins {
                         "negative_ttl_ms",
                         namespace.negative_ttl.as_millis().to_string(),
                     ),
+                    (
+                        "stale_while_revalidate_ms",
+                        namespace.stale_while_revalidate.as_millis().to_string(),
+                    ),
                     ("loads", loads.to_string()),
                     (
                         "load_errors",
@@ -243,6 +307,14 @@ impl Origins {
                     (
                         "negative_hits",
                         NamespaceStats::get(&stats.negative_hits).to_string(),
+                    ),
+                    (
+                        "stale_served",
+                        NamespaceStats::get(&stats.stale_served).to_string(),
+                    ),
+                    (
+                        "refreshes",
+                        NamespaceStats::get(&stats.refreshes).to_string(),
                     ),
                 ];
                 NamespaceReport { fields }

@@ -200,6 +200,10 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
     tasks.spawn(expiry_ticker(shared.clone(), stop.clone()));
     if let Some(origins) = &shared.origins {
         tasks.spawn(watch_origins(origins.clone(), stop.clone()));
+        tasks.spawn(quorra_node::read_through::refresh_stale(
+            shared.clone(),
+            stop.clone(),
+        ));
     }
     if !shared.config.bind.is_loopback() && shared.config.http_token.is_none() {
         tracing::warn!(%http_addr, "the admin HTTP API refuses clients on other hosts (only /healthz \

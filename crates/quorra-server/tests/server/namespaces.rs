@@ -406,3 +406,44 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[tokio::test]
+async fn a_single_node_serves_a_stale_value_while_it_refreshes_it() {
+    let dir = tempfile_dir();
+    let database = items_database(&dir, 3);
+    let catalog = items_catalog(
+        &format!("sqlite://{}", database.display()),
+        |namespace, _| {
+            namespace.ttl = Some("300ms".into());
+            namespace.ttl_jitter = Some(0.0);
+            namespace.stale_while_revalidate = Some("60s".into());
+        },
+    );
+    let node = start_with_catalog(catalog).await;
+    let mut con = connect(&node).await;
+    assert_eq!(ok(&mut con, &["GET", "item:k1"]).await, bulk("value-1"));
+    rusqlite::Connection::open(&database)
+        .unwrap()
+        .execute("UPDATE items SET v = 'value-1-new' WHERE k = 'k1'", [])
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    // Past its TTL: the old value is served at once, and one refresh starts.
+    assert_eq!(ok(&mut con, &["GET", "item:k1"]).await, bulk("value-1"));
+    let mut value = Value::Nil;
+    for _ in 0..100 {
+        value = ok(&mut con, &["GET", "item:k1"]).await;
+        if value == bulk("value-1-new") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(value, bulk("value-1-new"));
+    assert_eq!(figure(&mut con, "loads").await, 2);
+    assert_eq!(figure(&mut con, "refreshes").await, 1);
+    // The refreshed value is fresh again: it is stored for its TTL plus the window.
+    let Value::Int(ttl_ms) = ok(&mut con, &["PTTL", "item:k1"]).await else {
+        panic!("PTTL answers an integer");
+    };
+    assert!(ttl_ms > 60_000, "{ttl_ms}");
+    node.shutdown().await;
+}

@@ -33,17 +33,27 @@ fn loads_at_postgres(pg: &PgServer) -> u64 {
     pg.psql("SELECT calls FROM loads").parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stampede_on_three_nodes_is_one_query_at_postgres_also_when_the_ttl_runs_out() {
+/// PostgreSQL with 10 items, and three nodes with three copies whose `items`
+/// namespace loads in 300 ms (so that concurrent GETs arrive while a load runs), with a
+/// 2 s TTL without jitter and the given stale window.
+async fn slow_loads_on_three_nodes(
+    stale_while_revalidate: Option<&str>,
+) -> (PgServer, Vec<quorra_server::RunningServer>) {
     let pg = PgServer::start();
     prepare(&pg, 10);
     let catalog = items_catalog(&pg.url(), |namespace, _| {
-        // Each load takes 300 ms: the 1,000 GETs arrive while it runs.
         namespace.load = "SELECT v FROM load_item($1, 0.3)".into();
         namespace.ttl = Some("2s".into());
         namespace.ttl_jitter = Some(0.0);
+        namespace.stale_while_revalidate = stale_while_revalidate.map(str::to_owned);
     });
     let nodes = start_cluster_with_catalog(3, 3, &catalog, |_| {}).await;
+    (pg, nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stampede_on_three_nodes_is_one_query_at_postgres_also_when_the_ttl_runs_out() {
+    let (pg, nodes) = slow_loads_on_three_nodes(None).await;
     let values = stampede(&nodes, "item:k7", 1000).await;
     assert_eq!(values.len(), 1000);
     assert!(
@@ -81,6 +91,80 @@ async fn a_stampede_on_three_nodes_is_one_query_at_postgres_also_when_the_ttl_ru
         collapsed += figure(&mut connect(node).await, "singleflight_dedup").await;
     }
     assert!(collapsed > 0, "the GETs that waited are counted");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// The sum over `nodes` of INFO's `keyspace_misses`.
+async fn keyspace_misses(nodes: &[quorra_server::RunningServer]) -> u64 {
+    let mut misses = 0;
+    for node in nodes {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut connect(node).await)
+            .await
+            .unwrap();
+        misses += info
+            .lines()
+            .find_map(|line| line.strip_prefix("keyspace_misses:"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap();
+    }
+    misses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_value_is_served_while_one_refresh_reloads_it() {
+    let (pg, nodes) = slow_loads_on_three_nodes(Some("10s")).await;
+    let mut con = connect(&nodes[0]).await;
+    assert_eq!(ok(&mut con, &["GET", "item:k7"]).await, bulk("value-7"));
+    assert_eq!(loads_at_postgres(&pg), 1);
+    pg.psql("UPDATE items SET v = 'value-7-new' WHERE k = 'k7'");
+    let misses_before = keyspace_misses(&nodes).await;
+
+    // Reads from every node, across the moment the value turns stale (2 s after it was
+    // stored) and for a second after; its stale window runs 10 s more.
+    let mut readers = tokio::task::JoinSet::new();
+    for node in nodes.iter().cycle().take(30) {
+        let mut con = connect(node).await;
+        readers.spawn(async move {
+            let stop = tokio::time::Instant::now() + Duration::from_millis(3300);
+            let mut values = std::collections::BTreeSet::new();
+            while tokio::time::Instant::now() < stop {
+                let value: Option<String> = redis::cmd("GET")
+                    .arg("item:k7")
+                    .query_async(&mut con)
+                    .await
+                    .unwrap();
+                values.insert(value.expect("no client sees a miss"));
+            }
+            values
+        });
+    }
+    let seen: std::collections::BTreeSet<String> =
+        readers.join_all().await.into_iter().flatten().collect();
+    assert_eq!(
+        keyspace_misses(&nodes).await,
+        misses_before,
+        "no read missed"
+    );
+    assert_eq!(loads_at_postgres(&pg), 2, "one refresh");
+    assert!(
+        seen.contains("value-7") && seen.contains("value-7-new"),
+        "{seen:?}"
+    );
+    assert_eq!(ok(&mut con, &["GET", "item:k7"]).await, bulk("value-7-new"));
+    let (mut stale_served, mut refreshes) = (0, 0);
+    for node in &nodes {
+        let mut con = connect(node).await;
+        stale_served += figure(&mut con, "stale_served").await;
+        refreshes += figure(&mut con, "refreshes").await;
+    }
+    assert!(stale_served > 0);
+    assert_eq!(refreshes, 1);
     for node in nodes {
         node.shutdown().await;
     }
