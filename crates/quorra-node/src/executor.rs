@@ -29,9 +29,9 @@ use quorra_ring::NodeId;
 use crate::accounting::Lookups;
 use crate::cluster_node::ClusterNode;
 use crate::commands::{self, CommandError, error_reply};
+use crate::origin_hooks;
 use crate::peer::PeerError;
 use crate::primary_write;
-use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
 use crate::wall_clock::unix_ms;
@@ -101,33 +101,18 @@ pub async fn run_here<A: AsRef<[Bytes]>>(
     mode: Mode,
 ) -> (Vec<Bytes>, Lookups) {
     session.primary_only = mode.primary_only;
-    let (mut replies, lookups) = match mode.replicate {
-        Some(level) => primary_write::run_as_primary(shared, view, session, commands, level).await,
-        None => commands::run_each(shared, session, commands),
+    let replies = match (mode.replicate, &shared.origins) {
+        // This node is the keys' owner: the namespaces' hooks run here.
+        (replicate, Some(_)) => {
+            origin_hooks::run_each(shared, view, replicate, session, commands).await
+        }
+        (Some(level), None) => {
+            primary_write::run_as_primary(shared, view, session, commands, level).await
+        }
+        (None, None) => commands::run_each(shared, session, commands),
     };
     session.primary_only = false;
-    if shared.origins.is_some() {
-        // This node is the keys' owner: misses in namespaces with an origin load here,
-        // and stale hits queue a refresh.
-        for (args, reply) in commands.iter().zip(replies.iter_mut()) {
-            let args = args.as_ref();
-            if read_through::needs_load(shared, args, reply) {
-                let missed = std::mem::take(reply);
-                *reply = read_through::complete(
-                    shared,
-                    Some(view),
-                    mode.replicate,
-                    session,
-                    args,
-                    missed,
-                )
-                .await;
-            } else {
-                read_through::note_stale_reads(shared, args);
-            }
-        }
-    }
-    (replies, lookups)
+    replies
 }
 
 /// The reply of a batch of one.

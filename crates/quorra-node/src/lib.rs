@@ -13,8 +13,10 @@
 //!   counting only primary keys).
 //! - [`scatter`]: commands over several nodes, split and merged.
 //! - [`quorum_read`], [`primary_write`]: reads and writes with copies.
-//! - [`read_through`]: a GET or MGET miss in a namespace with an origin, loaded once at
-//!   the key's primary (the policy and the drivers are quorra-origin's).
+//! - [`origin_hooks`]: the namespaces' hooks around a command run at its keys' owner:
+//!   [`write_through`] before it (SET and DEL reach the origin first), [`read_through`]
+//!   after it (a miss loaded once at the key's primary; a stale value refreshed). The
+//!   policy and the drivers are quorra-origin's.
 //! - [`commands`]: one handler per command of quorra-resp's command table, with Redis's
 //!   replies and error texts, and the dispatch that checks a request against the table
 //!   before it runs.
@@ -57,6 +59,7 @@ mod in_memory_cluster;
 pub mod log_limiter;
 pub mod metrics;
 pub mod node_replicas;
+pub mod origin_hooks;
 pub mod peer;
 pub mod peer_handler;
 pub mod pipeline;
@@ -70,3 +73,4 @@ pub mod scatter;
 pub mod session;
 pub mod shared;
 pub mod wall_clock;
+pub mod write_through;

@@ -18,6 +18,7 @@ use quorra_ring::NodeId;
 use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::{self, CommandId, error_reply};
 use crate::executor::{Cx, Mode, forward, forward_to_replicas, peer_failure};
+use crate::origin_hooks;
 use crate::plan::{Plan, QuorumRead, plan};
 use crate::primary_write::{self, PrimaryWrite};
 use crate::quorum_read;
@@ -25,6 +26,7 @@ use crate::read_through;
 use crate::scatter;
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::write_through;
 
 /// Most forwarded commands a [`Pipeline`] holds before it sends them.
 pub const PIPELINE_MAX_COMMANDS: usize = 512;
@@ -119,38 +121,23 @@ impl Pipeline {
         let authenticated =
             session.authenticated || cx.shared.settings.read().requirepass.is_none();
         match plan(args, authenticated, &cx.node.placement(cx.view)) {
-            Plan::Local if self.slots.is_empty() => {
-                let start = out.len();
-                commands::dispatch(cx.shared, session, out, args);
-                if cx.shared.origins.is_some() {
-                    read_through::complete_in(
-                        cx.shared,
-                        Some(cx.view),
-                        None,
-                        session,
-                        out,
-                        start,
-                        args,
-                    )
-                    .await;
-                }
-            }
             Plan::Local => {
-                commands::dispatch(cx.shared, session, &mut self.local, args);
-                if cx.shared.origins.is_some() {
-                    let local = &mut self.local;
-                    read_through::complete_in(
-                        cx.shared,
-                        Some(cx.view),
-                        None,
-                        session,
-                        local,
-                        0,
-                        args,
-                    )
-                    .await;
+                let out = match self.slots.is_empty() {
+                    true => out,
+                    false => &mut self.local,
+                };
+                match cx.shared.origins {
+                    None => commands::dispatch(cx.shared, session, out, args),
+                    Some(_) => {
+                        let started = Instant::now();
+                        let view = Some(cx.view);
+                        origin_hooks::dispatch(cx.shared, view, None, session, out, args, started)
+                            .await;
+                    }
                 }
-                self.slots.push(Slot::Local(self.local.split().freeze()));
+                if !self.slots.is_empty() {
+                    self.slots.push(Slot::Local(self.local.split().freeze()));
+                }
             }
             Plan::Forward(_) if self.touches_deferred(args) => {
                 self.flush(cx, session, out).await;
@@ -179,6 +166,18 @@ impl Pipeline {
             Plan::PrimaryWrite => {
                 let pending = Pending::of(args);
                 let level = session.write_level(&cx.node.consistency);
+                let rewritten = match write_through::before(cx.shared, args).await {
+                    Ok(rewritten) => rewritten,
+                    Err(error) => {
+                        // Refused before it ran: answered in its place, like a local
+                        // command.
+                        let reply = error_reply(&error.0);
+                        pending.account(cx.shared, &reply, Instant::now());
+                        self.push_local(reply, out);
+                        return;
+                    }
+                };
+                let args = rewritten.as_deref().unwrap_or(args);
                 let write =
                     primary_write::run_primary_write(cx.shared, cx.view, session, args, level);
                 self.defer(Deferred::Replicate(write), pending);
@@ -209,6 +208,15 @@ impl Pipeline {
         self.queued_bytes += args.iter().map(Bytes::len).sum::<usize>();
         if self.slots.len() >= PIPELINE_MAX_COMMANDS || self.queued_bytes >= PIPELINE_MAX_BYTES {
             self.flush(cx, session, out).await;
+        }
+    }
+
+    /// A reply ready now: written to `out` if nothing before it waits, kept for its
+    /// place otherwise.
+    fn push_local(&mut self, reply: Bytes, out: &mut BytesMut) {
+        match self.slots.is_empty() {
+            true => out.extend_from_slice(&reply),
+            false => self.slots.push(Slot::Local(reply)),
         }
     }
 
@@ -429,8 +437,9 @@ pub async fn run_one(shared: &Shared, args: Vec<Bytes>) -> Bytes {
             pipeline.flush(cx, &session, &mut out).await;
         }
         None => {
-            commands::dispatch(shared, &mut session, &mut out, &args);
-            read_through::complete_in(shared, None, None, &mut session, &mut out, 0, &args).await;
+            let started = Instant::now();
+            origin_hooks::dispatch(shared, None, None, &mut session, &mut out, &args, started)
+                .await;
         }
     }
     out.freeze()

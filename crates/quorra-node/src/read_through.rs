@@ -18,7 +18,11 @@
 //!
 //! The leader of a flight checks the store before it loads (a flight that just ended
 //! stored its value) and the negative cache (the origin recently had no such row), and
-//! finishes only after the value is stored: whoever misses later finds it.
+//! finishes only after the value is stored: whoever misses later finds it. A write to
+//! the key while the origin answers overtakes the flight ([`crate::write_through`]):
+//! the leader then answers from the cache and stores nothing, so an older row never
+//! replaces a newer write. (A write that lands between that check and the store — a
+//! window of microseconds, not of a load — can still be overwritten until the TTL.)
 //!
 //! Stale-while-revalidate: a value is stored for its TTL plus the namespace's stale
 //! window. A read at the key's primary that finds it inside the window
@@ -31,7 +35,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use quorra_cluster::membership::ClusterView;
 use quorra_cluster::replication::Level;
-use quorra_origin::flight::Turn;
+use quorra_origin::flight::{Leader, Turn};
 use quorra_origin::origins::{Answer, Origins};
 use quorra_resp::encode;
 use quorra_store::VersionedEntry;
@@ -106,6 +110,7 @@ pub async fn complete(
     reply: Bytes,
 ) -> Bytes {
     if !needs_load(shared, args, &reply) {
+        note_stale_reads(shared, args);
         return reply;
     }
     if commands::lookup(&args[0]) == Some(CommandId::Get) {
@@ -161,7 +166,7 @@ pub async fn load_here(
                     view,
                     replicate,
                 };
-                let answer = lead(owner, origins, namespace, key).await;
+                let answer = lead(owner, origins, namespace, key, &leader).await;
                 leader.finish(answer.clone());
                 return answer;
             }
@@ -183,7 +188,13 @@ struct Owner<'a> {
 }
 
 /// A flight's work: the store, the negative cache, then the origin.
-async fn lead(owner: Owner<'_>, origins: &Origins, namespace: usize, key: &Bytes) -> Answer {
+async fn lead(
+    owner: Owner<'_>,
+    origins: &Origins,
+    namespace: usize,
+    key: &Bytes,
+    flight: &Leader<'_, Answer>,
+) -> Answer {
     // A flight that ended between this caller's miss and now stored the value.
     if let Some(value) = owner.shared.store.get(key) {
         return Ok(Some(value));
@@ -195,7 +206,7 @@ async fn lead(owner: Owner<'_>, origins: &Origins, namespace: usize, key: &Bytes
         bump(&origins.stats(namespace).negative_hits);
         return Ok(None);
     }
-    load_and_store(owner, origins, namespace, key).await
+    load_and_store(owner, origins, namespace, key, flight).await
 }
 
 /// Loads `key` from its origin and writes what it found: the value with the
@@ -206,6 +217,7 @@ async fn load_and_store(
     origins: &Origins,
     namespace: usize,
     key: &Bytes,
+    flight: &Leader<'_, Answer>,
 ) -> Answer {
     let policy = &origins.catalog().namespaces()[namespace];
     let started = std::time::Instant::now();
@@ -214,6 +226,10 @@ async fn load_and_store(
         .shared
         .metrics
         .origin_load(&policy.name, started.elapsed());
+    if loaded.is_ok() && flight.overtaken() {
+        // The key was written while the origin answered: the cache has the newer value.
+        return Ok(owner.shared.store.get(key));
+    }
     match loaded {
         Ok(Some(value)) => {
             let ttl_ms = policy.stored_ttl(rand::random::<f64>()).as_millis() as u64;
@@ -387,7 +403,7 @@ async fn refresh(shared: &Shared, key: &Bytes) {
         return;
     }
     origins.count_refresh(namespace);
-    let answer = load_and_store(owner, origins, namespace, key).await;
+    let answer = load_and_store(owner, origins, namespace, key, &leader).await;
     if let Err(error) = &answer {
         tracing::debug!(%error, "refresh failed; the stale value stays until it expires");
     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::namespace::{Catalog, Namespace, OriginConfig, OriginKind};
+use crate::namespace::{Catalog, Namespace, OriginConfig, OriginKind, WriteMode};
 
 /// Default connections per origin.
 pub const DEFAULT_POOL: usize = 16;
@@ -74,8 +74,15 @@ pub struct NamespaceSpec {
     /// The query that loads a key: `$1` is the key without the prefix; it returns no
     /// row, or one row of one text or blob column.
     pub load: String,
-    /// `none` only, in this version [default: none].
+    /// `none`, or `through`: SET and DEL write the origin before the cache
+    /// (`behind` is refused: not built yet) [default: none].
     pub write: Option<String>,
+    /// With `write = "through"`: the statement that writes a key, `$1` the key without
+    /// the prefix, `$2` the value.
+    pub store: Option<String>,
+    /// With `write = "through"`: the statement that deletes a key, `$1` the key without
+    /// the prefix [default: none, DEL removes only the cached value].
+    pub delete: Option<String>,
     /// How long past its TTL a loaded value is still served while one background
     /// refresh reloads it; `0s` turns it off [default: 0s].
     pub stale_while_revalidate: Option<String>,
@@ -217,12 +224,13 @@ pub fn check(
             spec.negative_ttl.as_deref(),
             DEFAULT_NEGATIVE_TTL,
         )?;
-        match spec.write.as_deref() {
-            None | Some("none") => {}
-            Some("through" | "behind") => {
+        let write = match spec.write.as_deref() {
+            None | Some("none") => WriteMode::None,
+            Some("through") => WriteMode::Through,
+            Some("behind") => {
                 return Err(refuse(
                     field("write"),
-                    "write-through and write-behind are not built yet; only \"none\" is accepted",
+                    "write-behind is not built yet; use \"through\" or \"none\"",
                 ));
             }
             Some(other) => {
@@ -231,6 +239,24 @@ pub fn check(
                     format!("{other:?} is not one of none, through, behind"),
                 ));
             }
+        };
+        let store = spec.store.clone().filter(|text| !text.trim().is_empty());
+        let delete = spec.delete.clone().filter(|text| !text.trim().is_empty());
+        match write {
+            WriteMode::Through if store.is_none() => {
+                return Err(refuse(
+                    field("store"),
+                    "write = \"through\" needs a store statement ($1 the key, $2 the value)",
+                ));
+            }
+            WriteMode::None if store.is_some() || delete.is_some() => {
+                let which = if store.is_some() { "store" } else { "delete" };
+                return Err(refuse(
+                    field(which),
+                    "only used with write = \"through\"; set write, or remove it",
+                ));
+            }
+            _ => {}
         }
         let stale_while_revalidate = duration(
             &field("stale-while-revalidate"),
@@ -246,6 +272,9 @@ pub fn check(
             stale_while_revalidate,
             origin,
             load: spec.load.clone(),
+            write,
+            store,
+            delete,
         });
     }
     Ok(Catalog::new(checked_origins, checked))
@@ -323,6 +352,22 @@ mod tests {
                     ..users()
                 },
                 "namespaces.users.write",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    write: Some("through".into()),
+                    ..users()
+                },
+                "namespaces.users.store",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    delete: Some("DELETE FROM users WHERE k = $1".into()),
+                    ..users()
+                },
+                "namespaces.users.delete",
             ),
             (
                 sqlite.clone(),

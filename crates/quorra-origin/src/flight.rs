@@ -6,13 +6,17 @@
 //! stored the value, so a caller that comes after the flight ended finds the value in
 //! the cache (it checks before it loads) instead of loading again.
 //!
+//! A write to the key while its load runs ([`SingleFlight::overtake`]) marks the flight:
+//! the value loaded may predate the write, so the leader does not store it.
+//!
 //! A leader dropped before it finishes (its client went away, its task was cancelled)
 //! ends the flight without an outcome: each follower gets `None` from
 //! [`Follower::wait`] and joins again, and one of them leads the next flight. No one
 //! waits for a load that nobody runs.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -20,8 +24,15 @@ use tokio::sync::watch;
 
 /// Loads in flight, by key, each sharing its outcome `V` with everyone waiting.
 pub struct SingleFlight<V> {
-    flights: Mutex<HashMap<Bytes, watch::Receiver<Option<V>>>>,
+    flights: Mutex<HashMap<Bytes, Flight<V>>>,
     collapsed: AtomicU64,
+}
+
+/// A load in flight: its outcome, when it comes, and whether a write to its key
+/// arrived meanwhile.
+struct Flight<V> {
+    outcome: watch::Receiver<Option<V>>,
+    overtaken: Arc<AtomicBool>,
 }
 
 impl<V> Default for SingleFlight<V> {
@@ -46,6 +57,7 @@ pub struct Leader<'f, V> {
     flights: &'f SingleFlight<V>,
     key: Bytes,
     outcome: watch::Sender<Option<V>>,
+    overtaken: Arc<AtomicBool>,
 }
 
 /// A caller waiting for a flight's outcome.
@@ -57,19 +69,36 @@ impl<V: Clone> SingleFlight<V> {
     /// Joins `key`'s flight: leads it if none runs, follows the running one otherwise.
     pub fn join(&self, key: &Bytes) -> Turn<'_, V> {
         let mut flights = self.flights.lock();
-        if let Some(outcome) = flights.get(key) {
+        if let Some(flight) = flights.get(key) {
             self.collapsed.fetch_add(1, Ordering::Relaxed);
             return Turn::Follow(Follower {
-                outcome: outcome.clone(),
+                outcome: flight.outcome.clone(),
             });
         }
         let (sender, receiver) = watch::channel(None);
-        flights.insert(key.clone(), receiver);
+        let overtaken = Arc::new(AtomicBool::new(false));
+        flights.insert(
+            key.clone(),
+            Flight {
+                outcome: receiver,
+                overtaken: overtaken.clone(),
+            },
+        );
         Turn::Lead(Leader {
             flights: self,
             key: key.clone(),
             outcome: sender,
+            overtaken,
         })
+    }
+
+    /// Notes that `key` is being written: a load of it in flight read the origin
+    /// before the write, so its leader must not store what it loaded
+    /// ([`Leader::overtaken`]).
+    pub fn overtake(&self, key: &[u8]) {
+        if let Some(flight) = self.flights.lock().get(key) {
+            flight.overtaken.store(true, Ordering::Release);
+        }
     }
 
     /// Callers that waited for another caller's load instead of loading, since start.
@@ -84,6 +113,12 @@ impl<V: Clone> SingleFlight<V> {
 }
 
 impl<V> Leader<'_, V> {
+    /// True if the key was written since the flight began: what it loaded may be older
+    /// than the cache, so the leader answers from the cache instead of storing it.
+    pub fn overtaken(&self) -> bool {
+        self.overtaken.load(Ordering::Acquire)
+    }
+
     /// Ends the flight with `outcome`, which every follower receives. Call it after the
     /// value is stored: from then on, callers find it in the cache.
     pub fn finish(self, outcome: V) {
@@ -140,6 +175,24 @@ mod tests {
         assert_eq!(flights.in_flight(), 0);
         // After the flight, the next caller leads a new one (it finds the value stored).
         assert!(matches!(flights.join(&key("k")), Turn::Lead(_)));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_during_a_flight_overtakes_it() {
+        let flights = SingleFlight::<u32>::default();
+        let Turn::Lead(leader) = flights.join(&key("k")) else {
+            panic!("the first caller leads");
+        };
+        flights.overtake(b"other");
+        assert!(!leader.overtaken());
+        flights.overtake(b"k");
+        assert!(leader.overtaken());
+        leader.finish(1);
+        // The next flight starts clean.
+        let Turn::Lead(next) = flights.join(&key("k")) else {
+            panic!("no flight runs");
+        };
+        assert!(!next.overtaken());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -5,7 +5,8 @@
 //! jittered, how long past it a stale value is served while it is refreshed, how long
 //! the origin's "no such row" is remembered. On a miss, the key's
 //! primary loads it from the origin once, however many clients wait
-//! ([`flight::SingleFlight`]), stores it like any write and answers every waiter.
+//! ([`flight::SingleFlight`]), stores it like any write and answers every waiter. With
+//! `write = "through"`, SET and DEL reach the origin before the cache.
 //!
 //! The crate is in two parts:
 //!
@@ -29,6 +30,6 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use config::{ConfigError, NamespaceSpec, OriginSpec};
-pub use namespace::{Catalog, Namespace, OriginConfig, OriginKind};
+pub use namespace::{Catalog, Namespace, OriginConfig, OriginKind, WriteMode};
 pub use origin::{Origin, OriginError};
 pub use origins::Origins;

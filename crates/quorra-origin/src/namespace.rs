@@ -28,6 +28,25 @@ pub struct OriginConfig {
     pub timeout: Duration,
 }
 
+/// What a namespace's writes do to its origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Nothing: SET and DEL change only the cache.
+    None,
+    /// SET and DEL write the origin first, and the cache only if that succeeded.
+    Through,
+}
+
+impl WriteMode {
+    /// Its name in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::None => "none",
+            WriteMode::Through => "through",
+        }
+    }
+}
+
 /// A checked `[[namespaces]]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Namespace {
@@ -47,6 +66,13 @@ pub struct Namespace {
     pub origin: usize,
     /// The load query; `$1` is the key without the prefix.
     pub load: String,
+    /// What writes do to the origin.
+    pub write: WriteMode,
+    /// With [`WriteMode::Through`]: the statement writing `$1` (key) = `$2` (value).
+    pub store: Option<String>,
+    /// With [`WriteMode::Through`]: the statement deleting `$1`; `None`: DEL changes
+    /// only the cache.
+    pub delete: Option<String>,
 }
 
 impl Namespace {
@@ -134,6 +160,9 @@ mod tests {
             stale_while_revalidate: Duration::ZERO,
             origin: 0,
             load: String::new(),
+            write: WriteMode::None,
+            store: None,
+            delete: None,
         }
     }
 

@@ -41,6 +41,10 @@ pub trait Origin: Send + Sync {
     /// `Ok(Some(value))` for one row of one text or blob column, an error otherwise.
     async fn load(&self, query: &str, key: &[u8]) -> Result<Option<Bytes>, OriginError>;
 
+    /// Runs the write `statement` with `$1`, `$2`, ... bound to `parameters` (the key,
+    /// and for a store the value); the rows it changed.
+    async fn execute(&self, statement: &str, parameters: &[&[u8]]) -> Result<u64, OriginError>;
+
     /// Whether the database answers now.
     async fn check(&self) -> Result<(), OriginError>;
 }

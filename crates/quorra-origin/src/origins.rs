@@ -55,6 +55,10 @@ pub struct NamespaceStats {
     pub stale_served: AtomicU64,
     /// Background refreshes of stale values that loaded from the origin.
     pub refreshes: AtomicU64,
+    /// Writes (stores and deletes) sent to the origin by write-through.
+    pub origin_writes: AtomicU64,
+    /// Those that failed or timed out.
+    pub origin_write_errors: AtomicU64,
 }
 
 impl NamespaceStats {
@@ -217,6 +221,46 @@ impl Origins {
         }
     }
 
+    /// Write-through: stores `key` = `value` at the origin of the namespace at
+    /// `namespace` with its store statement, or deletes it (`value` `None`) with its
+    /// delete statement, within the origin's timeout, counting it. `Ok(false)`: there is
+    /// no such statement, nothing was sent.
+    pub async fn write(
+        &self,
+        namespace: usize,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<bool, OriginError> {
+        let policy = &self.catalog.namespaces()[namespace];
+        let statement = match value {
+            Some(_) => policy.store.as_deref(),
+            None => policy.delete.as_deref(),
+        };
+        let Some(statement) = statement else {
+            return Ok(false);
+        };
+        let origin = policy.origin;
+        let timeout = self.catalog.origins()[origin].timeout;
+        let origin_key = policy.origin_key(key);
+        let parameters: Vec<&[u8]> = std::iter::once(origin_key).chain(value).collect();
+        let outcome = tokio::time::timeout(
+            timeout,
+            self.drivers[origin].execute(statement, &parameters),
+        )
+        .await
+        .unwrap_or_else(|_| Err(self.timeout(origin)));
+        let stats = &self.stats[namespace];
+        NamespaceStats::bump(&stats.origin_writes, 1);
+        if outcome.is_err() {
+            NamespaceStats::bump(&stats.origin_write_errors, 1);
+        }
+        self.record_health(
+            origin,
+            &outcome.as_ref().map(|_| None).map_err(Clone::clone),
+        );
+        outcome.map(|_| true)
+    }
+
     /// Loads `key` of the namespace at `namespace` from its origin, within the origin's
     /// timeout, counting it. Single-flight and the negative cache are the caller's: this
     /// always queries.
@@ -280,6 +324,7 @@ impl Origins {
                     ),
                     ("origin", health[namespace.origin].0.to_owned()),
                     ("origin_status", status),
+                    ("write", namespace.write.as_str().to_owned()),
                     ("ttl_ms", namespace.ttl.as_millis().to_string()),
                     ("ttl_jitter", namespace.ttl_jitter.to_string()),
                     (
@@ -315,6 +360,14 @@ impl Origins {
                     (
                         "refreshes",
                         NamespaceStats::get(&stats.refreshes).to_string(),
+                    ),
+                    (
+                        "origin_writes",
+                        NamespaceStats::get(&stats.origin_writes).to_string(),
+                    ),
+                    (
+                        "origin_write_errors",
+                        NamespaceStats::get(&stats.origin_write_errors).to_string(),
                     ),
                 ];
                 NamespaceReport { fields }

@@ -1,9 +1,9 @@
 //! The PostgreSQL origin: tokio-postgres connections in a deadpool pool, statements
 //! prepared once per connection.
 //!
-//! The key is bound to `$1` by the type PostgreSQL infers for it: text types get the
-//! key as text (it must be UTF-8), `bytea` as bytes, integer types as the number the
-//! key spells. The value column must be text or `bytea`.
+//! The key is bound to `$1` (and a stored value to `$2`) by the type PostgreSQL infers
+//! for it: text types get it as text (it must be UTF-8), `bytea` as bytes, integer
+//! types as the number it spells. The loaded value column must be text or `bytea`.
 
 use std::str::FromStr;
 
@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{NoTls, Row, Statement};
 
 use crate::origin::{Origin, OriginError, not_bytes, too_many_rows, wrong_column_count};
 
@@ -45,6 +45,22 @@ impl Postgres {
         }
     }
 
+    /// A pooled connection, and `statement` prepared on it (once per connection).
+    async fn prepare(&self, statement: &str) -> Result<(CancelOnDrop, Statement), OriginError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|error| self.unreachable(error))?;
+        let running = CancelOnDrop(Some(client));
+        let prepared = running
+            .client()
+            .prepare_cached(statement)
+            .await
+            .map_err(|error| self.failed(error))?;
+        Ok((running, prepared))
+    }
+
     fn unreachable(&self, reason: impl ToString) -> OriginError {
         OriginError::Unreachable {
             origin: self.name.clone(),
@@ -70,6 +86,10 @@ impl Postgres {
 struct CancelOnDrop(Option<Object>);
 
 impl CancelOnDrop {
+    fn client(&self) -> &Object {
+        self.0.as_ref().expect("held until finished or dropped")
+    }
+
     /// The query ended: the connection goes back to the pool.
     fn finished(mut self) {
         drop(self.0.take());
@@ -90,35 +110,38 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// The key as the value of a `$1` of type `kind`.
-fn key_parameter(kind: &Type, key: &[u8]) -> Result<Box<dyn ToSql + Sync + Send>, OriginError> {
+/// `bytes` (the key, or a value) as the value of a parameter `$n` of type `kind`.
+fn parameter(
+    n: usize,
+    kind: &Type,
+    bytes: &[u8],
+) -> Result<Box<dyn ToSql + Sync + Send>, OriginError> {
+    let what = if n == 1 { "the key" } else { "the value" };
     let text = || {
-        std::str::from_utf8(key).map_err(|_| {
+        std::str::from_utf8(bytes).map_err(|_| {
             OriginError::Shape(format!(
-                "the key is not UTF-8 but $1 has type {kind}; make it bytea ($1::bytea)"
+                "{what} is not UTF-8 but ${n} has type {kind}; make it bytea (${n}::bytea)"
             ))
         })
     };
     let integer = || {
         text()?.parse::<i64>().map_err(|_| {
-            OriginError::Shape(format!("the key is not an integer but $1 has type {kind}"))
+            OriginError::Shape(format!("{what} is not an integer but ${n} has type {kind}"))
         })
     };
+    let out_of_range =
+        || OriginError::Shape(format!("{what} is out of range for ${n}'s type {kind}"));
     Ok(match *kind {
-        Type::BYTEA => Box::new(key.to_vec()),
+        Type::BYTEA => Box::new(bytes.to_vec()),
         Type::INT8 => Box::new(integer()?),
-        Type::INT4 => Box::new(i32::try_from(integer()?).map_err(|_| {
-            OriginError::Shape("the key is out of range for $1's type int4".into())
-        })?),
-        Type::INT2 => Box::new(i16::try_from(integer()?).map_err(|_| {
-            OriginError::Shape("the key is out of range for $1's type int2".into())
-        })?),
+        Type::INT4 => Box::new(i32::try_from(integer()?).map_err(|_| out_of_range())?),
+        Type::INT2 => Box::new(i16::try_from(integer()?).map_err(|_| out_of_range())?),
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
             Box::new(text()?.to_owned())
         }
         _ => {
             return Err(OriginError::Shape(format!(
-                "$1 has type {kind}; cast it in the query ($1::text) or compare with a text, bytea or integer column"
+                "${n} has type {kind}; cast it in the statement (${n}::text) or compare with a text, bytea or integer column"
             )));
         }
     })
@@ -147,23 +170,14 @@ fn value_of(row: &Row) -> Result<Bytes, OriginError> {
 #[async_trait]
 impl Origin for Postgres {
     async fn load(&self, query: &str, key: &[u8]) -> Result<Option<Bytes>, OriginError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|error| self.unreachable(error))?;
-        let running = CancelOnDrop(Some(client));
-        let client = running.0.as_ref().expect("set above");
-        let statement = client
-            .prepare_cached(query)
-            .await
-            .map_err(|error| self.failed(error))?;
+        let (running, statement) = self.prepare(query).await?;
+        let client = running.client();
         let Some(kind) = statement.params().first() else {
             return Err(OriginError::Shape(
                 "the load query has no $1 parameter for the key".into(),
             ));
         };
-        let key = key_parameter(kind, key)?;
+        let key = parameter(1, kind, key)?;
         let rows = client
             .query(&statement, &[key.as_ref() as &(dyn ToSql + Sync)])
             .await;
@@ -174,6 +188,37 @@ impl Origin for Postgres {
             [row] => value_of(row).map(Some),
             more => Err(too_many_rows(more.len())),
         }
+    }
+
+    async fn execute(&self, statement: &str, parameters: &[&[u8]]) -> Result<u64, OriginError> {
+        let (running, prepared) = self.prepare(statement).await?;
+        let client = running.client();
+        if prepared.params().len() != parameters.len() {
+            return Err(OriginError::Shape(format!(
+                "the statement takes {} parameters; it must take {} ($1 the key{})",
+                prepared.params().len(),
+                parameters.len(),
+                if parameters.len() > 1 {
+                    ", $2 the value"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let values = prepared
+            .params()
+            .iter()
+            .zip(parameters)
+            .enumerate()
+            .map(|(index, (kind, bytes))| parameter(index + 1, kind, bytes))
+            .collect::<Result<Vec<_>, _>>()?;
+        let references: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|value| value.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let changed = client.execute(&prepared, &references).await;
+        running.finished();
+        changed.map_err(|error| self.failed(error))
     }
 
     async fn check(&self) -> Result<(), OriginError> {

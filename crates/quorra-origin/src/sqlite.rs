@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
-use rusqlite::types::ValueRef;
+use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, InterruptHandle, OpenFlags};
 use tokio::sync::Semaphore;
 
@@ -126,13 +126,7 @@ fn load_row(
     if statement.column_count() != 1 {
         return Err(wrong_column_count(statement.column_count()));
     }
-    // Keys are bound as text when they are UTF-8 (they then compare equal to text
-    // columns), as a blob otherwise.
-    let mut rows = match std::str::from_utf8(key) {
-        Ok(text) => statement.query([text]),
-        Err(_) => statement.query([key]),
-    }
-    .map_err(query_error)?;
+    let mut rows = statement.query([sqlite_value(key)]).map_err(query_error)?;
     let Some(row) = rows.next().map_err(query_error)? else {
         return Ok(None);
     };
@@ -153,8 +147,31 @@ fn load_row(
     Ok(Some(value))
 }
 
+/// A parameter as SQLite binds it: text when it is UTF-8 (so that it compares equal to
+/// text columns), a blob otherwise.
+fn sqlite_value(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Value::Text(text.to_owned()),
+        Err(_) => Value::Blob(bytes.to_vec()),
+    }
+}
+
 #[async_trait]
 impl Origin for Sqlite {
+    async fn execute(&self, statement: &str, parameters: &[&[u8]]) -> Result<u64, OriginError> {
+        let statement = statement.to_owned();
+        let values: Vec<Value> = parameters.iter().map(|bytes| sqlite_value(bytes)).collect();
+        self.with_connection(move |connection| {
+            let query_error = |error: rusqlite::Error| OriginError::Query(error.to_string());
+            let mut prepared = connection.prepare_cached(&statement).map_err(query_error)?;
+            let changed = prepared
+                .execute(rusqlite::params_from_iter(values))
+                .map_err(query_error)?;
+            Ok(changed as u64)
+        })
+        .await
+    }
+
     async fn load(&self, query: &str, key: &[u8]) -> Result<Option<Bytes>, OriginError> {
         let (query, key) = (query.to_owned(), key.to_vec());
         self.with_connection(move |connection| load_row(connection, &query, &key))
@@ -268,6 +285,16 @@ mod tests {
         let text = shape(origin.load("SELECT n FROM t WHERE k = $1", b"a").await);
         assert!(text.contains("INTEGER"), "{text}");
         let text = shape(origin.load("SELECT v FROM t WHERE k = $1", b"c").await);
+        let store =
+            "INSERT INTO t (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v";
+        assert_eq!(origin.execute(store, &[b"a", b"new"]).await.unwrap(), 1);
+        assert_eq!(
+            origin
+                .load("SELECT v FROM t WHERE k = $1", b"a")
+                .await
+                .unwrap(),
+            Some(Bytes::from("new"))
+        );
         assert!(text.contains("NULL"), "{text}");
         let text = shape(origin.load("SELECT v FROM dup WHERE k = $1", b"d").await);
         assert!(text.contains("2 rows"), "{text}");

@@ -37,8 +37,8 @@ use tokio_util::sync::CancellationToken;
 use quorra_node::clients::ClientInfo;
 use quorra_node::commands;
 use quorra_node::executor::Cx;
+use quorra_node::origin_hooks;
 use quorra_node::pipeline::Pipeline;
-use quorra_node::read_through;
 use quorra_node::session::Session;
 use quorra_node::shared::Shared;
 
@@ -157,8 +157,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         break 'connection;
                     }
                     match cx {
-                        None => {
-                            let start = output.len();
+                        None if shared.origins.is_none() => {
                             command_started = commands::dispatch_timed(
                                 &shared,
                                 &mut session,
@@ -166,18 +165,18 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                                 &args,
                                 command_started,
                             );
-                            if shared.origins.is_some() {
-                                read_through::complete_in(
-                                    &shared,
-                                    None,
-                                    None,
-                                    &mut session,
-                                    &mut output,
-                                    start,
-                                    &args,
-                                )
-                                .await;
-                            }
+                        }
+                        None => {
+                            command_started = origin_hooks::dispatch(
+                                &shared,
+                                None,
+                                None,
+                                &mut session,
+                                &mut output,
+                                &args,
+                                command_started,
+                            )
+                            .await;
                         }
                         Some(cx) => pipeline.run(cx, &mut session, &args, &mut output).await,
                     }

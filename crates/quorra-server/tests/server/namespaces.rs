@@ -447,3 +447,45 @@ async fn a_single_node_serves_a_stale_value_while_it_refreshes_it() {
     assert!(ttl_ms > 60_000, "{ttl_ms}");
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_single_node_writes_through_to_sqlite() {
+    let dir = tempfile_dir();
+    let database = items_database(&dir, 1);
+    let catalog = items_catalog(
+        &format!("sqlite://{}", database.display()),
+        |namespace, _| {
+            namespace.write = Some("through".into());
+            namespace.store = Some(
+            "INSERT INTO items (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+                .into(),
+        );
+            namespace.delete = Some("DELETE FROM items WHERE k = $1".into());
+        },
+    );
+    let node = start_with_catalog(catalog).await;
+    let mut con = connect(&node).await;
+    let row = |key: &str| -> Option<String> {
+        rusqlite::Connection::open(&database)
+            .unwrap()
+            .query_row("SELECT v FROM items WHERE k = ?1", [key], |row| row.get(0))
+            .ok()
+    };
+    ok(&mut con, &["SET", "item:k1", "written"]).await;
+    assert_eq!(row("k1").as_deref(), Some("written"));
+    // The HTTP API's writes take the same path.
+    let (status, _) = http(node.http_addr, "PUT", "/v1/keys/item:k2", &[], b"put").await;
+    assert_eq!(status, 204);
+    assert_eq!(row("k2").as_deref(), Some("put"));
+    assert_eq!(
+        ok(&mut con, &["DEL", "item:k1", "item:k2", "plain"]).await,
+        int(2)
+    );
+    assert_eq!((row("k1"), row("k2")), (None, None));
+    assert_eq!(
+        err(&mut con, &["GETDEL", "item:k3"]).await,
+        "ERR namespace items writes through to its origin: only SET, DEL and UNLINK may change its keys, not GETDEL"
+    );
+    assert_eq!(figure(&mut con, "origin_writes").await, 4);
+    node.shutdown().await;
+}

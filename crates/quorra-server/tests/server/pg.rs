@@ -159,6 +159,14 @@ impl PgServer {
     }
 }
 
+impl PgServer {
+    /// Stops the server (fast shutdown: connections are closed); it stays stopped.
+    pub(crate) fn stop(&self) {
+        let data = self.dir.join("data");
+        self.run("pg_ctl", &["-D", path(&data), "-m", "fast", "-w", "stop"]);
+    }
+}
+
 fn path(path: &Path) -> &str {
     path.to_str().expect("temporary paths are UTF-8")
 }

@@ -254,3 +254,72 @@ async fn a_postgres_that_is_down_at_start_is_reported_by_name() {
     assert_ready_with_origin_main_down(&node).await;
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn write_through_reaches_postgres_first_and_a_stopped_origin_changes_nothing() {
+    let pg = PgServer::start();
+    prepare(&pg, 3);
+    let catalog = items_catalog(&pg.url(), |namespace, _| {
+        namespace.write = Some("through".into());
+        namespace.store = Some(
+            "INSERT INTO items (k, v, n) VALUES ($1, $2, 0) \
+             ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+                .into(),
+        );
+        namespace.delete = Some("DELETE FROM items WHERE k = $1".into());
+        namespace.ttl = Some("60s".into());
+    });
+    for copies in [1, 3] {
+        pg.psql("DELETE FROM items WHERE k LIKE 'w%'");
+        let nodes = start_cluster_with_catalog(3, copies, &catalog, |_| {}).await;
+        let mut first = connect(&nodes[0]).await;
+        let mut last = connect(&nodes[2]).await;
+        // SET reaches PostgreSQL, then the cache, which keeps it for the namespace's TTL.
+        ok(&mut first, &["SET", "item:w1", "one"]).await;
+        assert_eq!(pg.psql("SELECT v FROM items WHERE k = 'w1'"), "one");
+        assert_eq!(ok(&mut last, &["GET", "item:w1"]).await, bulk("one"));
+        let Value::Int(ttl) = ok(&mut last, &["TTL", "item:w1"]).await else {
+            panic!("TTL answers an integer");
+        };
+        assert!((50..=66).contains(&ttl), "{ttl}");
+        ok(&mut last, &["SET", "item:w1", "two", "EX", "100"]).await;
+        assert_eq!(pg.psql("SELECT v FROM items WHERE k = 'w1'"), "two");
+        // DEL deletes the row too: the next GET finds nothing to load.
+        ok(&mut first, &["SET", "item:w2", "x"]).await;
+        assert_eq!(ok(&mut last, &["DEL", "item:w2"]).await, int(1));
+        assert_eq!(pg.psql("SELECT count(*) FROM items WHERE k = 'w2'"), "0");
+        assert_eq!(ok(&mut first, &["GET", "item:w2"]).await, Value::Nil);
+        // Commands the origin could not follow are refused.
+        for command in [
+            &["SET", "item:w1", "v", "NX"][..],
+            &["APPEND", "item:w1", "x"],
+            &["INCR", "item:w1"],
+        ] {
+            let error = err(&mut first, command).await;
+            assert!(
+                error.starts_with("ERR namespace items writes through to its origin"),
+                "{error}"
+            );
+        }
+        assert_eq!(ok(&mut first, &["GET", "item:w1"]).await, bulk("two"));
+        for node in nodes {
+            node.shutdown().await;
+        }
+    }
+    // With the origin stopped, SET and DEL answer an error and the cache keeps its value.
+    let nodes = start_cluster_with_catalog(3, 3, &catalog, |_| {}).await;
+    let mut con = connect(&nodes[1]).await;
+    ok(&mut con, &["SET", "item:w3", "kept"]).await;
+    pg.stop();
+    let error = err(&mut con, &["SET", "item:w3", "lost"]).await;
+    assert!(error.starts_with("ORIGIN items: "), "{error}");
+    let error = err(&mut con, &["DEL", "item:w3"]).await;
+    assert!(error.starts_with("ORIGIN items: "), "{error}");
+    for node in &nodes {
+        let mut con = connect(node).await;
+        assert_eq!(ok(&mut con, &["GET", "item:w3"]).await, bulk("kept"));
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
