@@ -65,6 +65,21 @@ pub async fn run_each<A: AsRef<[Bytes]>>(
     session: &mut Session,
     commands: &[A],
 ) -> (Vec<Bytes>, Lookups) {
+    let writes_namespace_keys = commands
+        .iter()
+        .any(|args| write_through::concerns(shared, args.as_ref()));
+    if !writes_namespace_keys {
+        // The common batch: run (and with copies, replicate) it whole, as without
+        // namespaces; only misses and stale hits of namespace keys need a hook.
+        let (mut replies, lookups) = run_plain(shared, view, replicate, session, commands).await;
+        for (args, reply) in commands.iter().zip(replies.iter_mut()) {
+            let ran = std::mem::take(reply);
+            *reply =
+                read_through::complete(shared, Some(view), replicate, session, args.as_ref(), ran)
+                    .await;
+        }
+        return (replies, lookups);
+    }
     let mut replies = Vec::with_capacity(commands.len());
     let mut lookups = Lookups::default();
     for args in commands {
@@ -77,12 +92,7 @@ pub async fn run_each<A: AsRef<[Bytes]>>(
             }
         };
         let args = rewritten.as_deref().unwrap_or(args);
-        let (mut ran, reads) = match replicate {
-            Some(level) => {
-                primary_write::run_as_primary(shared, view, session, &[args], level).await
-            }
-            None => commands::run_each(shared, session, &[args]),
-        };
+        let (mut ran, reads) = run_plain(shared, view, replicate, session, &[args]).await;
         lookups.add(reads);
         let reply = ran.pop().expect("one reply per command");
         let reply =
@@ -90,4 +100,18 @@ pub async fn run_each<A: AsRef<[Bytes]>>(
         replies.push(reply);
     }
     (replies, lookups)
+}
+
+/// Runs `commands` here without hooks: with copies, as their primary at `replicate`.
+async fn run_plain<A: AsRef<[Bytes]>>(
+    shared: &Shared,
+    view: &ClusterView,
+    replicate: Option<Level>,
+    session: &mut Session,
+    commands: &[A],
+) -> (Vec<Bytes>, Lookups) {
+    match replicate {
+        Some(level) => primary_write::run_as_primary(shared, view, session, commands, level).await,
+        None => commands::run_each(shared, session, commands),
+    }
 }

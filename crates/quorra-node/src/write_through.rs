@@ -22,6 +22,16 @@ use quorra_resp::command::{SetCondition, SetExpiry, SetOptions};
 use crate::commands::{self, CommandError, CommandId};
 use crate::shared::Shared;
 
+/// True if [`before`] has something to do for the command `args`: it writes, and one
+/// of its keys is in a namespace. Cheap: a table lookup and a prefix match per key.
+pub fn concerns(shared: &Shared, args: &[Bytes]) -> bool {
+    let Some(origins) = &shared.origins else {
+        return false;
+    };
+    commands::lookup(&args[0]).is_some_and(|id| id.info().writes())
+        && commands::keys_of(args).any(|key| origins.catalog().namespace_of(key).is_some())
+}
+
 /// Prepares the command `args` to run here, at its keys' owner: `Ok(None)` to run it
 /// as it is, `Ok(Some(args))` to run this instead (a write-through SET given the
 /// namespace's TTL), or the error to answer without running it.
