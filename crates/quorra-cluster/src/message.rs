@@ -81,6 +81,13 @@ pub enum Request {
         /// (key, the evicted version's hybrid-logical timestamp, its node id).
         entries: Vec<(Bytes, u64, u64)>,
     },
+    /// Write-behind: the keys' primary wrote these keys to their origin as of these
+    /// versions; the receiver drops its pending marks that are not newer
+    /// ([`Response::Flushed`]).
+    Flushed {
+        /// (key, the flushed version's hybrid-logical timestamp, its node id).
+        entries: Vec<(Bytes, u64, u64)>,
+    },
 }
 
 /// A [`VersionedEntry`] as it travels.
@@ -159,6 +166,8 @@ pub enum Response {
         /// Entries dropped.
         dropped: u64,
     },
+    /// The answer to [`Request::Flushed`].
+    Flushed,
 }
 
 /// A payload that does not decode as the message expected.

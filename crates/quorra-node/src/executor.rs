@@ -200,15 +200,12 @@ pub async fn forward_to_replicas(
         let outcome = if *target == cx.view.self_id {
             let mut session = Session::new(cx.shared.peer_client.clone(), false);
             session.protocol = mode.protocol;
-            let level = mode.replicate.unwrap_or(Level::One);
-            return one(primary_write::run_as_primary(
-                cx.shared,
-                cx.view,
-                &mut session,
-                &[args],
-                level,
-            )
-            .await);
+            let mode = Mode {
+                replicate: Some(mode.replicate.unwrap_or(Level::One)),
+                ..mode
+            };
+            // As a forwarded command runs: with the namespaces' hooks.
+            return one(Box::pin(run_here(cx.shared, cx.view, &mut session, &[args], mode)).await);
         } else {
             forward_one(cx, target, args.clone(), mode).await
         };

@@ -15,7 +15,8 @@
 //! - [`quorum_read`], [`primary_write`]: reads and writes with copies.
 //! - [`origin_hooks`]: the namespaces' hooks around a command run at its keys' owner:
 //!   [`write_through`] before it (SET and DEL reach the origin first), [`read_through`]
-//!   after it (a miss loaded once at the key's primary; a stale value refreshed). The
+//!   after it (a miss loaded once at the key's primary; a stale value refreshed), and
+//!   [`write_behind`] (writes marked on every replica, flushed by the primary). The
 //!   policy and the drivers are quorra-origin's.
 //! - [`commands`]: one handler per command of quorra-resp's command table, with Redis's
 //!   replies and error texts, and the dispatch that checks a request against the table
@@ -73,4 +74,5 @@ pub mod scatter;
 pub mod session;
 pub mod shared;
 pub mod wall_clock;
+pub mod write_behind;
 pub mod write_through;

@@ -31,7 +31,10 @@
 //! | `quorra_negative_cache_hits_total` | counter | `namespace` |
 //! | `quorra_stale_served_total`, `quorra_origin_refreshes_total` | counter | `namespace`: reads of values in their stale window at the key's primary; background refreshes |
 //! | `quorra_origin_up` | gauge | `origin`: 1 answering, 0 down or not checked yet |
+//! | `quorra_origin_writes_total`, `quorra_origin_write_errors_total` | counter | `namespace`: write-through and write-behind writes to the origin |
+//! | `quorra_write_behind_pending`, `quorra_write_behind_lag_seconds` | gauge | `namespace`: keys waiting for the origin on this node; age of the oldest |
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -194,6 +197,10 @@ pub struct Metrics {
     negative_hits: Family<NamespaceLabel, Counter>,
     stale_served: Family<NamespaceLabel, Counter>,
     refreshes: Family<NamespaceLabel, Counter>,
+    origin_writes: Family<NamespaceLabel, Counter>,
+    origin_write_errors: Family<NamespaceLabel, Counter>,
+    write_behind_pending: Family<NamespaceLabel, Gauge>,
+    write_behind_lag: Family<NamespaceLabel, Gauge<f64, AtomicU64>>,
     origin_up: Family<OriginLabel, Gauge>,
     /// Serialises scrapes, which bring the copied counters up to date.
     scrape: Mutex<()>,
@@ -272,6 +279,10 @@ impl Metrics {
             negative_hits: Family::default(),
             stale_served: Family::default(),
             refreshes: Family::default(),
+            origin_writes: Family::default(),
+            origin_write_errors: Family::default(),
+            write_behind_pending: Family::default(),
+            write_behind_lag: Family::default(),
             origin_up: Family::default(),
             scrape: Mutex::new(()),
             registry,
@@ -415,6 +426,26 @@ impl Metrics {
             metrics.refreshes.clone(),
         );
         registry.register(
+            "origin_writes",
+            "Writes to the origin by write-through and write-behind",
+            metrics.origin_writes.clone(),
+        );
+        registry.register(
+            "origin_write_errors",
+            "Writes to the origin that failed or timed out",
+            metrics.origin_write_errors.clone(),
+        );
+        registry.register(
+            "write_behind_pending",
+            "Keys whose writes wait for the origin on this node",
+            metrics.write_behind_pending.clone(),
+        );
+        registry.register(
+            "write_behind_lag_seconds",
+            "Age of the oldest write waiting for the origin on this node",
+            metrics.write_behind_lag.clone(),
+        );
+        registry.register(
             "origin_up",
             "1 if the origin answered its last check or load, 0 otherwise",
             metrics.origin_up.clone(),
@@ -496,8 +527,19 @@ impl Metrics {
                     (&self.negative_hits, &stats.negative_hits),
                     (&self.stale_served, &stats.stale_served),
                     (&self.refreshes, &stats.refreshes),
+                    (&self.origin_writes, &stats.origin_writes),
+                    (&self.origin_write_errors, &stats.origin_write_errors),
                 ] {
                     catch_up(&family.get_or_create(&label), NamespaceStats::get(counter));
+                }
+                if let Some(queue) = origins.write_behind(index) {
+                    let lag_ms = queue.lag_ms(store.now_ms());
+                    self.write_behind_pending
+                        .get_or_create(&label)
+                        .set(queue.depth() as i64);
+                    self.write_behind_lag
+                        .get_or_create(&label)
+                        .set(lag_ms as f64 / 1000.0);
                 }
             }
             for (origin, health) in origins.health() {

@@ -1,6 +1,7 @@
 //! The namespaces' hooks around a command that runs here, at its keys' owner (their
 //! primary with copies): [`crate::write_through`] before it, [`crate::read_through`]
-//! (a miss loaded, a stale hit refreshed) after it. Every place that runs a client's
+//! (a miss loaded, a stale hit refreshed) and [`crate::write_behind`]'s mark (a write
+//! that succeeded) after it. Every place that runs a client's
 //! command at its owner — a single node's connection, the pipeline's local commands,
 //! the executor's `run_here` for forwarded ones — goes through here when the node has
 //! namespaces, and straight to [`commands`] when it has none.
@@ -17,6 +18,7 @@ use crate::primary_write;
 use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::write_behind;
 use crate::write_through;
 
 /// Runs one command of this node's client here, as [`commands::dispatch_timed`] does
@@ -51,6 +53,9 @@ pub async fn dispatch(
     let args = rewritten.as_deref().unwrap_or(args);
     let start = out.len();
     let ended = commands::dispatch_timed(shared, session, out, args, started);
+    if out.get(start) != Some(&b'-') {
+        write_behind::mark_written(shared, args);
+    }
     read_through::complete_in(shared, view, replicate, session, out, start, args).await;
     ended
 }
@@ -95,6 +100,9 @@ pub async fn run_each<A: AsRef<[Bytes]>>(
         let (mut ran, reads) = run_plain(shared, view, replicate, session, &[args]).await;
         lookups.add(reads);
         let reply = ran.pop().expect("one reply per command");
+        if reply.first() != Some(&b'-') {
+            write_behind::mark_written(shared, args);
+        }
         let reply =
             read_through::complete(shared, Some(view), replicate, session, args, reply).await;
         replies.push(reply);

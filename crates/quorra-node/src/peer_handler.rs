@@ -24,7 +24,7 @@ use quorra_cluster::membership::ClusterView;
 use quorra_cluster::message::{Request, Response};
 use quorra_resp::Protocol;
 use quorra_ring::NodeId;
-use quorra_store::Version;
+use quorra_store::{Version, VersionedEntry};
 
 use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
@@ -34,6 +34,7 @@ use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
 use crate::wall_clock::unix_ms;
+use crate::write_behind;
 
 /// How far nodes' clocks may disagree before a request that arrived in time is taken for
 /// one that arrived after its deadline (see [`Request::Execute`]'s `deadline_ms`).
@@ -122,9 +123,22 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
         Request::Apply { entries } => Response::Applied(
             entries
                 .into_iter()
-                .map(|(key, entry)| apply_entry(&shared.store, &key, entry.into()).err())
+                .map(|(key, entry)| {
+                    let entry = entry.into();
+                    let outcome = apply_entry(&shared.store, &key, VersionedEntry::clone(&entry));
+                    if outcome.is_ok() {
+                        // A copy of a write: in a write-behind namespace, this replica
+                        // keeps the write's mark until the primary has flushed it.
+                        write_behind::mark_applied(&shared, &key, &entry);
+                    }
+                    outcome.err()
+                })
                 .collect(),
         ),
+        Request::Flushed { entries } => {
+            write_behind::flushed_elsewhere(&shared, &entries);
+            Response::Flushed
+        }
         Request::Read { keys, promote } => {
             let now = shared.store.now_ms();
             Response::Entries(

@@ -26,6 +26,7 @@ use crate::read_through;
 use crate::scatter;
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::write_behind;
 use crate::write_through;
 
 /// Most forwarded commands a [`Pipeline`] holds before it sends them.
@@ -369,6 +370,7 @@ async fn run_deferred(
         lookups.add(write.ran.lookups);
     }
     let now = cx.shared.store.now_ms();
+    let mut written = writes.iter();
     let mut replies = Vec::with_capacity(order.len());
     for operation in order {
         let reply = match operation {
@@ -404,7 +406,15 @@ async fn run_deferred(
                     Err(error) => error_reply(&error.0),
                 }
             }
-            None => replicated.next().expect("one reply per write"),
+            None => {
+                let reply = replicated.next().expect("one reply per write");
+                let write = written.next().expect("one write per reply");
+                if reply.first() != Some(&b'-') {
+                    // Acknowledged by its quorum: a write-behind key's primary marks it.
+                    write_behind::mark_written(cx.shared, &write.args);
+                }
+                reply
+            }
         };
         replies.push(reply);
     }

@@ -13,10 +13,13 @@
 //!   acknowledged only once both have the write. A SET without an expiry gets the
 //!   namespace's TTL, as a loaded value does. SET's NX, XX and GET, and every other
 //!   command that would change such a key's value, are refused: the origin could not
-//!   follow them. Commands that change only its TTL (EXPIRE, PERSIST, ...) are allowed.
+//!   follow them. Commands that change only its TTL (EXPIRE, PERSIST, ...) are allowed;
+//! - in a namespace with `write = "behind"`, any write is taken (the flush writes the
+//!   value it leaves), if the namespace's queue has room ([`crate::write_behind`]); a
+//!   SET without an expiry gets the namespace's TTL there too.
 
 use bytes::Bytes;
-use quorra_origin::WriteMode;
+use quorra_origin::{Namespace, WriteMode};
 use quorra_resp::command::{SetCondition, SetExpiry, SetOptions};
 
 use crate::commands::{self, CommandError, CommandId};
@@ -48,13 +51,28 @@ pub async fn before(shared: &Shared, args: &[Bytes]) -> Result<Option<Vec<Bytes>
     }
     let catalog = origins.catalog();
     let mut through = Vec::new();
+    let mut behind = None;
     for key in commands::keys_of(args) {
         if let Some(namespace) = catalog.namespace_of(key) {
             origins.flights.overtake(key);
             origins.negative.forget(key);
-            if catalog.namespaces()[namespace].write == WriteMode::Through {
-                through.push((namespace, key));
+            match catalog.namespaces()[namespace].write {
+                WriteMode::Through => through.push((namespace, key)),
+                WriteMode::Behind => behind = behind.or(Some(namespace)),
+                WriteMode::None => {}
             }
+        }
+    }
+    if let Some(namespace) = behind {
+        // Write-behind takes any write (the flush writes the key's resulting value);
+        // the queue must have room, and a SET gets the namespace's TTL.
+        crate::write_behind::check_room(shared, args)?;
+        if through.is_empty() {
+            return Ok(with_namespace_ttl(
+                args,
+                id,
+                &catalog.namespaces()[namespace],
+            ));
         }
     }
     let Some(&(first, _)) = through.first() else {
@@ -82,14 +100,7 @@ pub async fn before(shared: &Shared, args: &[Bytes]) -> Result<Option<Vec<Bytes>
                 .write(first, &args[1], Some(&args[2]))
                 .await
                 .map_err(|error| failed(first, error))?;
-            if options.expiry != SetExpiry::None {
-                return Ok(None);
-            }
-            let ttl = catalog.namespaces()[first].stored_ttl(rand::random::<f64>());
-            let mut with_ttl = args.to_vec();
-            with_ttl.push(Bytes::from_static(b"PX"));
-            with_ttl.push(Bytes::from(ttl.as_millis().max(1).to_string()));
-            Ok(Some(with_ttl))
+            Ok(with_namespace_ttl(args, id, &catalog.namespaces()[first]))
         }
         CommandId::Del | CommandId::Unlink => {
             // In order; a failure stops here, before the cache changes (keys already
@@ -115,4 +126,21 @@ pub async fn before(shared: &Shared, args: &[Bytes]) -> Result<Option<Vec<Bytes>
             ),
         )),
     }
+}
+
+/// A SET without an expiry (`args`), given `namespace`'s TTL as a loaded value gets it;
+/// `None` for anything else (it runs as it is).
+fn with_namespace_ttl(args: &[Bytes], id: CommandId, namespace: &Namespace) -> Option<Vec<Bytes>> {
+    if id != CommandId::Set {
+        return None;
+    }
+    let options = SetOptions::parse(&args[3..]).ok()?;
+    if options.expiry != SetExpiry::None {
+        return None;
+    }
+    let ttl = namespace.stored_ttl(rand::random::<f64>());
+    let mut with_ttl = args.to_vec();
+    with_ttl.push(Bytes::from_static(b"PX"));
+    with_ttl.push(Bytes::from(ttl.as_millis().max(1).to_string()));
+    Some(with_ttl)
 }

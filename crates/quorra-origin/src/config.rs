@@ -27,7 +27,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::namespace::{Catalog, Namespace, OriginConfig, OriginKind, WriteMode};
+use crate::namespace::{
+    Catalog, Namespace, OriginConfig, OriginKind, WriteBehindPolicy, WriteMode,
+};
 
 /// Default connections per origin.
 pub const DEFAULT_POOL: usize = 16;
@@ -39,6 +41,12 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
 pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 /// Default time the origin's "no such row" is remembered.
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+/// Default time between write-behind flushes.
+pub const DEFAULT_WRITE_BEHIND_INTERVAL: Duration = Duration::from_secs(1);
+/// Default most keys one write-behind flush writes.
+pub const DEFAULT_WRITE_BEHIND_BATCH: usize = 500;
+/// Default most keys waiting for the origin per namespace and node.
+pub const DEFAULT_WRITE_BEHIND_MAX_PENDING: usize = 100_000;
 /// Most connections an origin's pool may have.
 pub const MAX_POOL: usize = 1024;
 
@@ -74,15 +82,23 @@ pub struct NamespaceSpec {
     /// The query that loads a key: `$1` is the key without the prefix; it returns no
     /// row, or one row of one text or blob column.
     pub load: String,
-    /// `none`, or `through`: SET and DEL write the origin before the cache
-    /// (`behind` is refused: not built yet) [default: none].
+    /// `none`; `through`: SET and DEL write the origin before the cache; `behind`: they
+    /// are acknowledged once cached and written to the origin in batches
+    /// [default: none].
     pub write: Option<String>,
     /// With `write = "through"`: the statement that writes a key, `$1` the key without
     /// the prefix, `$2` the value.
     pub store: Option<String>,
-    /// With `write = "through"`: the statement that deletes a key, `$1` the key without
-    /// the prefix [default: none, DEL removes only the cached value].
+    /// With `write = "through"` or `"behind"`: the statement that deletes a key, `$1`
+    /// the key without the prefix [default: none, DEL removes only the cached value].
     pub delete: Option<String>,
+    /// With `write = "behind"`: how often the primary flushes [default: 1s].
+    pub write_behind_interval: Option<String>,
+    /// With `write = "behind"`: most keys one flush writes [default: 500].
+    pub write_behind_batch: Option<usize>,
+    /// With `write = "behind"`: most keys waiting for the origin on a node; a SET of a
+    /// new key beyond it is refused [default: 100000].
+    pub write_behind_max_pending: Option<usize>,
     /// How long past its TTL a loaded value is still served while one background
     /// refresh reloads it; `0s` turns it off [default: 0s].
     pub stale_while_revalidate: Option<String>,
@@ -227,12 +243,7 @@ pub fn check(
         let write = match spec.write.as_deref() {
             None | Some("none") => WriteMode::None,
             Some("through") => WriteMode::Through,
-            Some("behind") => {
-                return Err(refuse(
-                    field("write"),
-                    "write-behind is not built yet; use \"through\" or \"none\"",
-                ));
-            }
+            Some("behind") => WriteMode::Behind,
             Some(other) => {
                 return Err(refuse(
                     field("write"),
@@ -243,20 +254,71 @@ pub fn check(
         let store = spec.store.clone().filter(|text| !text.trim().is_empty());
         let delete = spec.delete.clone().filter(|text| !text.trim().is_empty());
         match write {
-            WriteMode::Through if store.is_none() => {
+            WriteMode::Through | WriteMode::Behind if store.is_none() => {
                 return Err(refuse(
                     field("store"),
-                    "write = \"through\" needs a store statement ($1 the key, $2 the value)",
+                    format!(
+                        "write = \"{}\" needs a store statement ($1 the key, $2 the value)",
+                        write.as_str()
+                    ),
                 ));
             }
             WriteMode::None if store.is_some() || delete.is_some() => {
                 let which = if store.is_some() { "store" } else { "delete" };
                 return Err(refuse(
                     field(which),
-                    "only used with write = \"through\"; set write, or remove it",
+                    "only used with write = \"through\" or \"behind\"; set write, or remove it",
                 ));
             }
             _ => {}
+        }
+        let behind_only = [
+            (
+                "write-behind-interval",
+                spec.write_behind_interval.is_some(),
+            ),
+            ("write-behind-batch", spec.write_behind_batch.is_some()),
+            (
+                "write-behind-max-pending",
+                spec.write_behind_max_pending.is_some(),
+            ),
+        ];
+        if let Some((name, _)) = behind_only
+            .iter()
+            .find(|(_, set)| *set && write != WriteMode::Behind)
+        {
+            return Err(refuse(field(name), "only used with write = \"behind\""));
+        }
+        let write_behind = WriteBehindPolicy {
+            interval: duration(
+                &field("write-behind-interval"),
+                spec.write_behind_interval.as_deref(),
+                DEFAULT_WRITE_BEHIND_INTERVAL,
+            )?,
+            batch: spec
+                .write_behind_batch
+                .unwrap_or(DEFAULT_WRITE_BEHIND_BATCH),
+            max_pending: spec
+                .write_behind_max_pending
+                .unwrap_or(DEFAULT_WRITE_BEHIND_MAX_PENDING),
+        };
+        if write_behind.interval.is_zero() {
+            return Err(refuse(
+                field("write-behind-interval"),
+                "must be more than 0",
+            ));
+        }
+        if !(1..=100_000).contains(&write_behind.batch) {
+            return Err(refuse(
+                field("write-behind-batch"),
+                "must be between 1 and 100000",
+            ));
+        }
+        if write_behind.max_pending == 0 {
+            return Err(refuse(
+                field("write-behind-max-pending"),
+                "must be at least 1",
+            ));
         }
         let stale_while_revalidate = duration(
             &field("stale-while-revalidate"),
@@ -275,6 +337,7 @@ pub fn check(
             write,
             store,
             delete,
+            write_behind,
         });
     }
     Ok(Catalog::new(checked_origins, checked))
@@ -351,7 +414,23 @@ mod tests {
                     write: Some("behind".into()),
                     ..users()
                 },
+                "namespaces.users.store",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    write: Some("sideways".into()),
+                    ..users()
+                },
                 "namespaces.users.write",
+            ),
+            (
+                sqlite.clone(),
+                NamespaceSpec {
+                    write_behind_batch: Some(10),
+                    ..users()
+                },
+                "namespaces.users.write-behind-batch",
             ),
             (
                 sqlite.clone(),

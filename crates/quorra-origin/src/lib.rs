@@ -28,8 +28,9 @@ pub mod origin;
 pub mod origins;
 pub mod postgres;
 pub mod sqlite;
+pub mod write_behind;
 
 pub use config::{ConfigError, NamespaceSpec, OriginSpec};
-pub use namespace::{Catalog, Namespace, OriginConfig, OriginKind, WriteMode};
+pub use namespace::{Catalog, Namespace, OriginConfig, OriginKind, WriteBehindPolicy, WriteMode};
 pub use origin::{Origin, OriginError};
 pub use origins::Origins;

@@ -35,6 +35,19 @@ pub enum WriteMode {
     None,
     /// SET and DEL write the origin first, and the cache only if that succeeded.
     Through,
+    /// SET and DEL are acknowledged once cached; the origin is written in batches.
+    Behind,
+}
+
+/// How a write-behind namespace flushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteBehindPolicy {
+    /// Time between flushes.
+    pub interval: Duration,
+    /// Most keys one flush writes.
+    pub batch: usize,
+    /// Most keys waiting on a node.
+    pub max_pending: usize,
 }
 
 impl WriteMode {
@@ -43,6 +56,7 @@ impl WriteMode {
         match self {
             WriteMode::None => "none",
             WriteMode::Through => "through",
+            WriteMode::Behind => "behind",
         }
     }
 }
@@ -68,11 +82,14 @@ pub struct Namespace {
     pub load: String,
     /// What writes do to the origin.
     pub write: WriteMode,
-    /// With [`WriteMode::Through`]: the statement writing `$1` (key) = `$2` (value).
+    /// With [`WriteMode::Through`] or [`WriteMode::Behind`]: the statement writing `$1`
+    /// (key) = `$2` (value).
     pub store: Option<String>,
-    /// With [`WriteMode::Through`]: the statement deleting `$1`; `None`: DEL changes
-    /// only the cache.
+    /// With [`WriteMode::Through`] or [`WriteMode::Behind`]: the statement deleting
+    /// `$1`; `None`: DEL changes only the cache.
     pub delete: Option<String>,
+    /// With [`WriteMode::Behind`]: how it flushes.
+    pub write_behind: WriteBehindPolicy,
 }
 
 impl Namespace {
@@ -163,6 +180,11 @@ mod tests {
             write: WriteMode::None,
             store: None,
             delete: None,
+            write_behind: WriteBehindPolicy {
+                interval: Duration::from_secs(1),
+                batch: 500,
+                max_pending: 100,
+            },
         }
     }
 

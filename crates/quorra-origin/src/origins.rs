@@ -11,11 +11,12 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
 use crate::flight::SingleFlight;
-use crate::namespace::{Catalog, OriginKind};
+use crate::namespace::{Catalog, OriginKind, WriteMode};
 use crate::negative::{DEFAULT_CAPACITY, NegativeCache};
 use crate::origin::{Origin, OriginError};
 use crate::postgres::Postgres;
 use crate::sqlite::Sqlite;
+use crate::write_behind::WriteBehind;
 
 /// What a load gives: the value, `None` when the origin has no such row, or why it
 /// failed.
@@ -87,6 +88,8 @@ pub struct Origins {
     refresh_queue: mpsc::Sender<Bytes>,
     refresh_receiver: Mutex<Option<mpsc::Receiver<Bytes>>>,
     stale_windows: bool,
+    /// Per namespace: its write-behind queue, if it writes behind.
+    write_behind: Vec<Option<WriteBehind>>,
 }
 
 /// Most keys waiting for a refresh; stale reads beyond it do not queue one (the key
@@ -117,6 +120,14 @@ impl Origins {
                 .namespaces()
                 .iter()
                 .any(|namespace| !namespace.stale_while_revalidate.is_zero()),
+            write_behind: catalog
+                .namespaces()
+                .iter()
+                .map(|namespace| {
+                    (namespace.write == WriteMode::Behind)
+                        .then(|| WriteBehind::new(namespace.write_behind.max_pending))
+                })
+                .collect(),
             health: catalog
                 .origins()
                 .iter()
@@ -137,6 +148,16 @@ impl Origins {
     /// The namespaces and origins.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
+    }
+
+    /// The write-behind queue of the namespace at `namespace`, if it writes behind.
+    pub fn write_behind(&self, namespace: usize) -> Option<&WriteBehind> {
+        self.write_behind[namespace].as_ref()
+    }
+
+    /// True if some namespace writes behind.
+    pub fn writes_behind(&self) -> bool {
+        self.write_behind.iter().any(Option::is_some)
     }
 
     /// True if some namespace serves stale values while it refreshes them.
@@ -298,8 +319,9 @@ pub struct NamespaceReport {
 }
 
 impl Origins {
-    /// Every namespace's policy and figures, longest prefix first.
-    pub fn report(&self) -> Vec<NamespaceReport> {
+    /// Every namespace's policy and figures, longest prefix first; write-behind lag
+    /// judged at `now_ms`.
+    pub fn report(&self, now_ms: u64) -> Vec<NamespaceReport> {
         let health = self.health();
         self.catalog
             .namespaces()
@@ -370,6 +392,11 @@ impl Origins {
                         NamespaceStats::get(&stats.origin_write_errors).to_string(),
                     ),
                 ];
+                let mut fields = fields;
+                if let Some(queue) = &self.write_behind[index] {
+                    fields.push(("write_behind_pending", queue.depth().to_string()));
+                    fields.push(("write_behind_lag_ms", queue.lag_ms(now_ms).to_string()));
+                }
                 NamespaceReport { fields }
             })
             .collect()

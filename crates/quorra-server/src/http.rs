@@ -177,7 +177,7 @@ async fn namespaces(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value
     let reports: Vec<serde_json::Value> = shared
         .origins
         .iter()
-        .flat_map(|origins| origins.report())
+        .flat_map(|origins| origins.report(shared.store.now_ms()))
         .map(|report| {
             report
                 .fields

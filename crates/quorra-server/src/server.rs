@@ -80,6 +80,10 @@ impl RunningServer {
     }
 
     async fn stop_with(self, leave: bool) {
+        if leave {
+            // Write-behind: what this node holds reaches the origin before it leaves.
+            quorra_node::write_behind::flush_all(&self.shared).await;
+        }
         if let Some(node) = &self.shared.cluster {
             node.stop(leave).await;
         }
@@ -201,6 +205,10 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
     if let Some(origins) = &shared.origins {
         tasks.spawn(watch_origins(origins.clone(), stop.clone()));
         tasks.spawn(quorra_node::read_through::refresh_stale(
+            shared.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(quorra_node::write_behind::flush_loop(
             shared.clone(),
             stop.clone(),
         ));

@@ -103,7 +103,7 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             .shared
             .origins
             .as_ref()
-            .map(|origins| origins.report())
+            .map(|origins| origins.report(ctx.shared.store.now_ms()))
             .unwrap_or_default();
         ctx.array(reports.len());
         for report in reports {

@@ -615,7 +615,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                     };
                     let _ = write!(out, "origin_{origin}:status={status}\r\n");
                 }
-                for report in origins.report() {
+                for report in origins.report(shared.store.now_ms()) {
                     let mut fields = report.fields.iter();
                     let (_, name) = fields.next().expect("the name comes first");
                     let _ = write!(out, "namespace_{name}:");

@@ -323,3 +323,104 @@ async fn write_through_reaches_postgres_first_and_a_stopped_origin_changes_nothi
         node.shutdown().await;
     }
 }
+
+/// Three nodes with three copies whose `items` namespace writes behind to `pg`,
+/// flushing every `interval`.
+async fn writing_behind(pg: &PgServer, interval: &str) -> Vec<quorra_server::RunningServer> {
+    let catalog = items_catalog(&pg.url(), |namespace, _| {
+        namespace.write = Some("behind".into());
+        namespace.store = Some(
+            "INSERT INTO items (k, v, n) VALUES ($1, $2, 0) \
+             ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+                .into(),
+        );
+        namespace.delete = Some("DELETE FROM items WHERE k = $1".into());
+        namespace.write_behind_interval = Some(interval.into());
+    });
+    start_cluster_with_catalog(3, 3, &catalog, |_| {}).await
+}
+
+/// 10,000 acknowledged SETs spread over the nodes: 2,000 keys `item:b<i>`, each
+/// written five times by one client, the last value `final-<i>`.
+async fn ten_thousand_sets(nodes: &[quorra_server::RunningServer]) {
+    const KEYS: usize = 2000;
+    const CLIENTS: usize = 20;
+    let mut clients = tokio::task::JoinSet::new();
+    for client in 0..CLIENTS {
+        let mut con = connect(&nodes[client % nodes.len()]).await;
+        clients.spawn(async move {
+            for round in 0..5 {
+                let mut pipe = redis::pipe();
+                for key in (client..KEYS).step_by(CLIENTS) {
+                    let value = match round {
+                        4 => format!("final-{key}"),
+                        _ => format!("v{round}-{key}"),
+                    };
+                    pipe.cmd("SET").arg(format!("item:b{key}")).arg(value);
+                }
+                let replies: Vec<String> = pipe.query_async(&mut con).await.unwrap();
+                assert!(replies.iter().all(|reply| reply == "OK"));
+            }
+        });
+    }
+    clients.join_all().await;
+}
+
+/// How many of the 2,000 keys PostgreSQL holds with their last value.
+fn rows_with_last_value(pg: &PgServer) -> u64 {
+    pg.psql("SELECT count(*) FROM items WHERE k LIKE 'b%' AND v = 'final-' || substr(k, 2)")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_behind_acknowledges_first_and_sigterm_flushes_everything() {
+    let pg = PgServer::start();
+    prepare(&pg, 3);
+    // Flushes an hour apart: only the flush at shutdown writes the rows.
+    let nodes = writing_behind(&pg, "1h").await;
+    ten_thousand_sets(&nodes).await;
+    assert_eq!(
+        rows_with_last_value(&pg),
+        0,
+        "acknowledged before the origin has it"
+    );
+    let mut pending = 0;
+    for node in &nodes {
+        pending += figure(&mut connect(node).await, "write_behind_pending").await;
+    }
+    // Every key is marked on each of its three replicas.
+    assert_eq!(pending, 3 * 2000);
+    for node in nodes {
+        node.shutdown().await;
+    }
+    assert_eq!(rows_with_last_value(&pg), 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_behind_loses_no_acknowledged_write_when_a_node_is_killed() {
+    let pg = PgServer::start();
+    prepare(&pg, 3);
+    let mut nodes = writing_behind(&pg, "2s").await;
+    ten_thousand_sets(&nodes).await;
+    // Killed before its first flush: a third of the keys had it as their primary.
+    nodes.remove(0).crash().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while rows_with_last_value(&pg) < 2000 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(rows_with_last_value(&pg), 2000);
+    // DEL writes behind too.
+    let mut con = connect(&nodes[0]).await;
+    assert_eq!(ok(&mut con, &["DEL", "item:b7"]).await, int(1));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while pg.psql("SELECT count(*) FROM items WHERE k = 'b7'") != "0"
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(pg.psql("SELECT count(*) FROM items WHERE k = 'b7'"), "0");
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
