@@ -16,22 +16,31 @@ use crate::http::http;
 const SECRET: &str = "failover test secret";
 
 /// A `quorra server` process in cluster mode; killed on drop.
-struct Node {
+pub(crate) struct Node {
     child: Child,
-    resp: SocketAddr,
+    pub(crate) resp: SocketAddr,
     http: SocketAddr,
-    cluster: SocketAddr,
+    pub(crate) cluster: SocketAddr,
     data_dir: PathBuf,
 }
 
 impl Node {
     /// Starts node `id` with a data directory of its own.
-    fn start(id: &str, seed: Option<SocketAddr>) -> Node {
+    pub(crate) fn start(id: &str, seed: Option<SocketAddr>) -> Node {
         Node::start_in(id, seed, fresh_data_dir())
+    }
+
+    /// [`Node::start`] with more flags.
+    pub(crate) fn start_with(id: &str, seed: Option<SocketAddr>, flags: &[&str]) -> Node {
+        Node::spawn(id, seed, fresh_data_dir(), flags)
     }
 
     /// Starts node `id` with its data in `data_dir` (a restart passes the old one).
     fn start_in(id: &str, seed: Option<SocketAddr>, data_dir: PathBuf) -> Node {
+        Node::spawn(id, seed, data_dir, &[])
+    }
+
+    fn spawn(id: &str, seed: Option<SocketAddr>, data_dir: PathBuf, flags: &[&str]) -> Node {
         let mut command = Command::new(env!("CARGO_BIN_EXE_quorra"));
         command
             .args(["server", "--node-id", id, "--port", "0", "--http-port", "0"])
@@ -39,6 +48,7 @@ impl Node {
             .arg(&data_dir)
             .args(["--cluster-port", "0", "--gossip-interval-ms", "100"])
             .args(["--anti-entropy-interval-ms", "500"])
+            .args(flags)
             .env("QUORRA_CLUSTER_SECRET", SECRET)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped());
@@ -61,7 +71,16 @@ impl Node {
         }
     }
 
-    fn kill(&mut self) {
+    /// SIGTERM (a graceful stop), and waits for the process to end; true if it exited
+    /// cleanly.
+    pub(crate) fn terminate(&mut self) -> bool {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("a child's pid");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        self.child.wait().is_ok_and(|status| status.success())
+    }
+
+    /// SIGKILL, and waits for the process to end.
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -95,7 +114,7 @@ async fn nodes_up(con: &mut MultiplexedConnection) -> String {
 }
 
 /// Waits until `node` sees `count` members up.
-async fn until_up(node: &Node, count: usize) {
+pub(crate) async fn until_up(node: &Node, count: usize) {
     let mut con = connect_url(&format!("redis://{}/", node.resp)).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while nodes_up(&mut con).await != count.to_string() {

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use redis::Value;
 
+use redis::aio::MultiplexedConnection;
+
 use crate::common::*;
+use crate::failover::{Node, until_up};
 use crate::namespaces::{
     assert_ready_with_origin_main_down, figure, items_catalog, stampede, start_cluster_with_catalog,
 };
@@ -324,30 +327,60 @@ async fn write_through_reaches_postgres_first_and_a_stopped_origin_changes_nothi
     }
 }
 
-/// Three nodes with three copies whose `items` namespace writes behind to `pg`,
-/// flushing every `interval`.
-async fn writing_behind(pg: &PgServer, interval: &str) -> Vec<quorra_server::RunningServer> {
-    let catalog = items_catalog(&pg.url(), |namespace, _| {
-        namespace.write = Some("behind".into());
-        namespace.store = Some(
-            "INSERT INTO items (k, v, n) VALUES ($1, $2, 0) \
-             ON CONFLICT (k) DO UPDATE SET v = excluded.v"
-                .into(),
-        );
-        namespace.delete = Some("DELETE FROM items WHERE k = $1".into());
-        namespace.write_behind_interval = Some(interval.into());
-    });
-    start_cluster_with_catalog(3, 3, &catalog, |_| {}).await
+/// Three `quorra server` processes with three copies, whose `items` namespace writes
+/// behind to `pg`, flushing every `interval`; with a connection to each.
+async fn processes_writing_behind(
+    pg: &PgServer,
+    interval: &str,
+) -> (Vec<Node>, Vec<MultiplexedConnection>) {
+    let config = fresh_data_dir();
+    std::fs::create_dir_all(&config).unwrap();
+    let config = config.join("quorra.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[origins.main]
+url = "{}"
+
+[[namespaces]]
+name = "items"
+prefix = "item:"
+origin = "main"
+load = "SELECT v FROM items WHERE k = $1"
+write = "behind"
+store = "INSERT INTO items (k, v, n) VALUES ($1, $2, 0) ON CONFLICT (k) DO UPDATE SET v = excluded.v"
+delete = "DELETE FROM items WHERE k = $1"
+write-behind-interval = "{interval}"
+"#,
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let flags = ["--config", config.to_str().unwrap(), "--replicas", "3"];
+    let first = Node::start_with("w0", None, &flags);
+    let mut nodes = vec![
+        Node::start_with("w1", Some(first.cluster), &flags),
+        Node::start_with("w2", Some(first.cluster), &flags),
+    ];
+    nodes.insert(0, first);
+    for node in &nodes {
+        until_up(node, 3).await;
+    }
+    let mut connections = Vec::new();
+    for node in &nodes {
+        connections.push(connect_url(&format!("redis://{}/", node.resp)).await);
+    }
+    (nodes, connections)
 }
 
-/// 10,000 acknowledged SETs spread over the nodes: 2,000 keys `item:b<i>`, each
+/// 10,000 acknowledged SETs spread over the nodes' `connections`: 2,000 keys `item:b<i>`, each
 /// written five times by one client, the last value `final-<i>`.
-async fn ten_thousand_sets(nodes: &[quorra_server::RunningServer]) {
+async fn ten_thousand_sets(connections: &[MultiplexedConnection]) {
     const KEYS: usize = 2000;
     const CLIENTS: usize = 20;
     let mut clients = tokio::task::JoinSet::new();
     for client in 0..CLIENTS {
-        let mut con = connect(&nodes[client % nodes.len()]).await;
+        let mut con = connections[client % connections.len()].clone();
         clients.spawn(async move {
             for round in 0..5 {
                 let mut pipe = redis::pipe();
@@ -378,22 +411,31 @@ async fn write_behind_acknowledges_first_and_sigterm_flushes_everything() {
     let pg = PgServer::start();
     prepare(&pg, 3);
     // Flushes an hour apart: only the flush at shutdown writes the rows.
-    let nodes = writing_behind(&pg, "1h").await;
-    ten_thousand_sets(&nodes).await;
+    let (mut nodes, mut connections) = processes_writing_behind(&pg, "1h").await;
+    ten_thousand_sets(&connections).await;
     assert_eq!(
         rows_with_last_value(&pg),
         0,
         "acknowledged before the origin has it"
     );
     let mut pending = 0;
-    for node in &nodes {
-        pending += figure(&mut connect(node).await, "write_behind_pending").await;
+    for con in &mut connections {
+        pending += figure(con, "write_behind_pending").await;
     }
     // Every key is marked on each of its three replicas.
     assert_eq!(pending, 3 * 2000);
-    for node in nodes {
-        node.shutdown().await;
-    }
+    // SIGTERM to every node at once.
+    let stopped = std::thread::scope(|scope| {
+        let stops: Vec<_> = nodes
+            .iter_mut()
+            .map(|node| scope.spawn(move || node.terminate()))
+            .collect();
+        stops
+            .into_iter()
+            .map(|stop| stop.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(stopped, [true; 3], "every node exits cleanly");
     assert_eq!(rows_with_last_value(&pg), 2000);
 }
 
@@ -401,18 +443,18 @@ async fn write_behind_acknowledges_first_and_sigterm_flushes_everything() {
 async fn write_behind_loses_no_acknowledged_write_when_a_node_is_killed() {
     let pg = PgServer::start();
     prepare(&pg, 3);
-    let mut nodes = writing_behind(&pg, "2s").await;
-    ten_thousand_sets(&nodes).await;
+    // Three real processes; one is killed with SIGKILL before its first flush.
+    let (mut nodes, mut connections) = processes_writing_behind(&pg, "2s").await;
+    ten_thousand_sets(&connections).await;
     // Killed before its first flush: a third of the keys had it as their primary.
-    nodes.remove(0).crash().await;
+    nodes[0].kill();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while rows_with_last_value(&pg) < 2000 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(rows_with_last_value(&pg), 2000);
     // DEL writes behind too.
-    let mut con = connect(&nodes[0]).await;
-    assert_eq!(ok(&mut con, &["DEL", "item:b7"]).await, int(1));
+    assert_eq!(ok(&mut connections[1], &["DEL", "item:b7"]).await, int(1));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while pg.psql("SELECT count(*) FROM items WHERE k = 'b7'") != "0"
         && tokio::time::Instant::now() < deadline
@@ -420,7 +462,4 @@ async fn write_behind_loses_no_acknowledged_write_when_a_node_is_killed() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(pg.psql("SELECT count(*) FROM items WHERE k = 'b7'"), "0");
-    for node in nodes {
-        node.shutdown().await;
-    }
 }

@@ -148,6 +148,33 @@ fn bad_flags_and_config_files_are_clear_errors() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown field `prot`"));
+    // A namespace naming an origin that does not exist, and one writing behind without a
+    // store statement: refused at start, the field named.
+    let namespace = |extra: &str| {
+        format!(
+            "[origins.main]\nurl = \"sqlite:///tmp/x.db\"\n\n[[namespaces]]\nname = \"users\"\n\
+             prefix = \"user:\"\nload = \"SELECT v FROM t WHERE k = $1\"\n{extra}"
+        )
+    };
+    for (text, field) in [
+        (
+            namespace("origin = \"nosuch\"\n"),
+            "namespaces.users.origin: no [origins.nosuch]",
+        ),
+        (
+            namespace("origin = \"main\"\nwrite = \"behind\"\n"),
+            "namespaces.users.store: write = \"behind\" needs a store statement",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_quorra"))
+            .args(["server", "--config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(field), "{stderr}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
