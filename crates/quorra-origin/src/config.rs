@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [origins.main]
-//! url = "sqlite:///var/lib/quorra/demo.db"   # or "postgres://app@127.0.0.1:5432/app"
+//! url = "sqlite:///var/lib/quorra/demo.db"   # or postgres://..., or http://svc/items/{key}
 //! pool = 16
 //! timeout = "2s"
 //!
@@ -80,7 +80,8 @@ pub struct NamespaceSpec {
     /// The `[origins.NAME]` it loads from.
     pub origin: String,
     /// The query that loads a key: `$1` is the key without the prefix; it returns no
-    /// row, or one row of one text or blob column.
+    /// row, or one row of one text or blob column. Not used with an HTTP origin.
+    #[serde(default)]
     pub load: String,
     /// `none`; `through`: SET and DEL write the origin before the cache; `behind`: they
     /// are acknowledged once cached and written to the origin in batches
@@ -151,10 +152,16 @@ fn origin_kind(field: &str, url: &str) -> Result<OriginKind, ConfigError> {
             Err(error) => Err(refuse(field, format!("invalid PostgreSQL URL: {error}"))),
         };
     }
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return crate::http::check_template(url)
+            .map(|()| OriginKind::Http(url.to_owned()))
+            .map_err(|reason| refuse(field, reason));
+    }
     Err(refuse(
         field,
         format!(
-            "unsupported origin {url:?}: use sqlite:///path/file.db or postgres://user@host:port/db"
+            "unsupported origin {url:?}: use sqlite:///path/file.db, postgres://user@host:port/db \
+             or http://host:port/path/{{key}}"
         ),
     ))
 }
@@ -221,7 +228,8 @@ pub fn check(
                 format!("no [origins.{}] in the file", spec.origin),
             ));
         };
-        if spec.load.trim().is_empty() {
+        let http = matches!(checked_origins[origin].kind, OriginKind::Http(_));
+        if spec.load.trim().is_empty() && !http {
             return Err(refuse(
                 field("load"),
                 "a namespace with an origin needs a load query",
@@ -251,6 +259,12 @@ pub fn check(
                 ));
             }
         };
+        if http && write != WriteMode::None {
+            return Err(refuse(
+                field("write"),
+                "HTTP origins are read-only: only write = \"none\"",
+            ));
+        }
         let store = spec.store.clone().filter(|text| !text.trim().is_empty());
         let delete = spec.delete.clone().filter(|text| !text.trim().is_empty());
         match write {

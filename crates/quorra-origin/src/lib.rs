@@ -1,4 +1,4 @@
-//! Namespaces with origins: the cache layer in front of a database.
+//! Namespaces with origins: the cache layer in front of a database (or a service).
 //!
 //! A namespace is a key prefix with a policy ([`namespace`]): which origin backs it, the
 //! query that loads a key, how long a loaded value lives and how much that lifetime is
@@ -14,7 +14,8 @@
 //!   single-flight ([`flight`]), the negative cache ([`negative`]) and TTL jitter.
 //!   Time comes in as an argument, so it is tested deterministically;
 //! - the edge: the [`origin::Origin`] trait and its drivers, [`sqlite`] (embedded, via
-//!   rusqlite) and [`postgres`] (pooled tokio-postgres), and [`origins::Origins`], which
+//!   rusqlite), [`postgres`] (pooled tokio-postgres) and [`http`] (a GET of a URL
+//!   template, hyper's client), and [`origins::Origins`], which
 //!   holds a node's drivers, flights, negative cache, refresh queue and origin health.
 //!
 //! Where a load runs, how its value is stored and replicated, and what the client sees
@@ -22,6 +23,7 @@
 
 pub mod config;
 pub mod flight;
+pub mod http;
 pub mod namespace;
 pub mod negative;
 pub mod origin;

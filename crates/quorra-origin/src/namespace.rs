@@ -13,6 +13,8 @@ pub enum OriginKind {
     Sqlite(PathBuf),
     /// A PostgreSQL server: its connection URL.
     Postgres(String),
+    /// An HTTP service: a URL template with `{key}`.
+    Http(String),
 }
 
 /// A checked `[origins.NAME]`.

@@ -11,6 +11,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::mpsc;
 
 use crate::flight::SingleFlight;
+use crate::http::Http;
 use crate::namespace::{Catalog, OriginKind, WriteMode};
 use crate::negative::{DEFAULT_CAPACITY, NegativeCache};
 use crate::origin::{Origin, OriginError};
@@ -108,6 +109,9 @@ impl Origins {
                 }
                 OriginKind::Postgres(url) => {
                     Arc::new(Postgres::new(&origin.name, url, origin.pool))
+                }
+                OriginKind::Http(template) => {
+                    Arc::new(Http::new(&origin.name, template, origin.pool))
                 }
             });
         }

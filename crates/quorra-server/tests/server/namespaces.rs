@@ -489,3 +489,90 @@ async fn a_single_node_writes_through_to_sqlite() {
     assert_eq!(figure(&mut con, "origin_writes").await, 4);
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_http_origin_is_read_through_with_its_statuses() {
+    use axum::extract::Path as UrlPath;
+    use axum::http::StatusCode;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // A service that answers /items/<key>, counting its requests.
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let service = axum::Router::new().route(
+        "/items/{key}",
+        axum::routing::get(move |UrlPath(key): UrlPath<String>| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::Relaxed);
+                match key.as_str() {
+                    "missing" => (StatusCode::NOT_FOUND, String::new()),
+                    "broken" => (StatusCode::INTERNAL_SERVER_ERROR, "oops".into()),
+                    "slow" => {
+                        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                        (StatusCode::OK, "late".into())
+                    }
+                    key => (StatusCode::OK, format!("value-{key}")),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, service).await });
+
+    let catalog = items_catalog(
+        &format!("http://{addr}/items/{{key}}"),
+        |namespace, origin| {
+            namespace.load = String::new();
+            origin.timeout = Some("300ms".into());
+        },
+    );
+    let node = start_with_catalog(catalog).await;
+    let mut con = connect(&node).await;
+    assert_eq!(ok(&mut con, &["GET", "item:k1"]).await, bulk("value-k1"));
+    assert_eq!(ok(&mut con, &["GET", "item:k1"]).await, bulk("value-k1"));
+    assert_eq!(
+        requests.load(Ordering::Relaxed),
+        1,
+        "the second GET was a hit"
+    );
+    // The key is one path segment, percent-encoded.
+    assert_eq!(
+        ok(&mut con, &["GET", "item:a b/c?"]).await,
+        bulk("value-a b/c?")
+    );
+    assert_eq!(ok(&mut con, &["GET", "item:missing"]).await, Value::Nil);
+    assert_eq!(
+        err(&mut con, &["GET", "item:broken"]).await,
+        format!(
+            "ORIGIN items: query failed: http://{addr}/items/broken answered HTTP 500 Internal Server Error"
+        )
+    );
+    assert_eq!(
+        err(&mut con, &["GET", "item:slow"]).await,
+        "ORIGIN items: origin main did not answer within 300ms"
+    );
+    // HTTP origins are read-only.
+    let refused = quorra_origin::config::check(
+        &BTreeMap::from([(
+            "main".to_owned(),
+            OriginSpec {
+                url: format!("http://{addr}/items/{{key}}"),
+                ..OriginSpec::default()
+            },
+        )]),
+        &[NamespaceSpec {
+            name: "items".into(),
+            prefix: "item:".into(),
+            origin: "main".into(),
+            write: Some("through".into()),
+            store: Some("PUT".into()),
+            ..NamespaceSpec::default()
+        }],
+    )
+    .unwrap_err();
+    assert_eq!(refused.field, "namespaces.items.write");
+    node.shutdown().await;
+}
