@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use quorra_cluster::message::Request;
 use quorra_origin::write_behind::{Mark, QueueFull};
 use quorra_ring::NodeId;
@@ -210,8 +211,8 @@ pub async fn flush_all(shared: &Shared) {
 }
 
 /// One batch of the namespace at `namespace`: the due marks of keys this node is
-/// primary for (every mark with `everything`), oldest first, written to the origin in
-/// order. Returns how many were written, or the origin's error (the rest stay queued).
+/// primary for (every mark with `everything`), the oldest, written to the origin. Returns
+/// how many were written, or the origin's first error (what failed stays queued).
 async fn flush(shared: &Shared, namespace: usize, everything: bool) -> Result<usize, String> {
     let origins = shared.origins.as_ref().expect("flushes need origins");
     let queue = origins
@@ -226,9 +227,10 @@ async fn flush(shared: &Shared, namespace: usize, everything: bool) -> Result<us
         None => true,
     };
     let due = queue.due(policy.write_behind.batch, mine);
-    let mut flushed: HashMap<NodeId, Vec<(Bytes, u64, u64)>> = HashMap::new();
-    let mut written = 0;
-    for (key, mark) in due {
+    // The batch's keys are distinct: they are written side by side, as many at once as
+    // the origin's pool has connections.
+    let connections = origins.catalog().origins()[policy.origin].pool;
+    let writes = due.into_iter().map(|(key, mark)| async move {
         // The newest this node holds: the store's entry if it is at least the mark's
         // version, else the mark's own (the key was evicted, or the copy is behind).
         let (version, value) = match read_entry(&shared.store, &key, false) {
@@ -237,20 +239,28 @@ async fn flush(shared: &Shared, namespace: usize, everything: bool) -> Result<us
             }
             _ => (mark.version, mark.value.clone()),
         };
-        origins
-            .write(namespace, &key, value.as_deref())
-            .await
-            .map_err(|error| error.to_string())?;
+        let outcome = origins.write(namespace, &key, value.as_deref()).await;
+        (key, version, outcome)
+    });
+    let outcomes: Vec<_> = futures_util::stream::iter(writes)
+        .buffer_unordered(connections)
+        .collect()
+        .await;
+    let mut flushed: HashMap<NodeId, Vec<(Bytes, u64, u64)>> = HashMap::new();
+    let mut written = 0;
+    let mut failure = None;
+    for (key, version, outcome) in outcomes {
+        if let Err(error) = outcome {
+            failure.get_or_insert(error.to_string());
+            continue;
+        }
         queue.flushed(&key, version);
         written += 1;
         if let Some((node, view)) = &view {
             for replica in node.placement(view).replicas(&key) {
                 if *replica != view.self_id {
-                    flushed.entry(replica.clone()).or_default().push((
-                        key.clone(),
-                        version.0,
-                        version.1,
-                    ));
+                    let entry = (key.clone(), version.0, version.1);
+                    flushed.entry(replica.clone()).or_default().push(entry);
                 }
             }
         }
@@ -265,5 +275,8 @@ async fn flush(shared: &Shared, namespace: usize, everything: bool) -> Result<us
                 .await;
         }
     }
-    Ok(written)
+    match failure {
+        Some(error) => Err(error),
+        None => Ok(written),
+    }
 }
