@@ -104,7 +104,10 @@ pub async fn run_here<A: AsRef<[Bytes]>>(
     let replies = match (mode.replicate, &shared.origins) {
         // This node is the keys' owner: the namespaces' hooks run here.
         (replicate, Some(_)) => {
-            origin_hooks::run_each(shared, view, replicate, session, commands).await
+            Box::pin(origin_hooks::run_each(
+                shared, view, replicate, session, commands,
+            ))
+            .await
         }
         (Some(level), None) => {
             primary_write::run_as_primary(shared, view, session, commands, level).await

@@ -55,15 +55,18 @@ pub fn needs_load(shared: &Shared, args: &[Bytes], reply: &[u8]) -> bool {
     let Some(origins) = &shared.origins else {
         return false;
     };
+    // The reply's shape first: most replies (a GET's value, OK, a number) rule the
+    // command out without looking its name up.
+    let null = is_null(reply);
+    if !null && reply.first() != Some(&b'*') {
+        return false;
+    }
     let in_namespace = |key: &Bytes| origins.catalog().namespace_of(key).is_some();
     match commands::lookup(&args[0]) {
-        Some(CommandId::Get) => args.len() == 2 && is_null(reply) && in_namespace(&args[1]),
-        Some(CommandId::Mget) => {
-            !reply.starts_with(b"-")
-                && args[1..]
-                    .iter()
-                    .any(|key| in_namespace(key) && !stored(shared, key))
-        }
+        Some(CommandId::Get) => null && args.len() == 2 && in_namespace(&args[1]),
+        Some(CommandId::Mget) => args[1..]
+            .iter()
+            .any(|key| in_namespace(key) && !stored(shared, key)),
         _ => false,
     }
 }

@@ -167,7 +167,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             );
                         }
                         None => {
-                            command_started = origin_hooks::dispatch(
+                            // Boxed, so that its large future does not grow the
+                            // connection's when the node has no namespaces.
+                            command_started = Box::pin(origin_hooks::dispatch(
                                 &shared,
                                 None,
                                 None,
@@ -175,7 +177,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                                 &mut output,
                                 &args,
                                 command_started,
-                            )
+                            ))
                             .await;
                         }
                         Some(cx) => pipeline.run(cx, &mut session, &args, &mut output).await,

@@ -58,6 +58,9 @@ async fn slow_loads_on_three_nodes(
 async fn a_stampede_on_three_nodes_is_one_query_at_postgres_also_when_the_ttl_runs_out() {
     let (pg, nodes) = slow_loads_on_three_nodes(None).await;
     let values = stampede(&nodes, "item:k7", 1000).await;
+    // The value was stored before the last GET was answered: it expires before
+    // `stored + 2 s`, and its reload (300 ms) lives until after `stored + 4 s`.
+    let stored = tokio::time::Instant::now();
     assert_eq!(values.len(), 1000);
     assert!(
         values
@@ -72,7 +75,9 @@ async fn a_stampede_on_three_nodes_is_one_query_at_postgres_also_when_the_ttl_ru
     for (index, node) in nodes.iter().enumerate().cycle().take(30) {
         let mut con = connect(node).await;
         readers.spawn(async move {
-            let stop = tokio::time::Instant::now() + Duration::from_millis(3000);
+            // Anchored to the store, not to when this reader connected: a slow start
+            // must not stretch the window over a second expiry.
+            let stop = stored + Duration::from_millis(3000);
             let mut reads = 0;
             while tokio::time::Instant::now() < stop {
                 let value: Option<String> = redis::cmd("GET")
@@ -124,17 +129,21 @@ async fn a_stale_value_is_served_while_one_refresh_reloads_it() {
     let (pg, nodes) = slow_loads_on_three_nodes(Some("10s")).await;
     let mut con = connect(&nodes[0]).await;
     assert_eq!(ok(&mut con, &["GET", "item:k7"]).await, bulk("value-7"));
+    // Stored before the GET was answered: stale before `stored + 2 s`; its refresh
+    // (300 ms) is fresh until after `stored + 4 s`.
+    let stored = tokio::time::Instant::now();
     assert_eq!(loads_at_postgres(&pg), 1);
     pg.psql("UPDATE items SET v = 'value-7-new' WHERE k = 'k7'");
     let misses_before = keyspace_misses(&nodes).await;
 
     // Reads from every node, across the moment the value turns stale (2 s after it was
-    // stored) and for a second after; its stale window runs 10 s more.
+    // stored) and for a second after, anchored to the store; its stale window runs 10 s
+    // more.
     let mut readers = tokio::task::JoinSet::new();
     for node in nodes.iter().cycle().take(30) {
         let mut con = connect(node).await;
         readers.spawn(async move {
-            let stop = tokio::time::Instant::now() + Duration::from_millis(3300);
+            let stop = stored + Duration::from_millis(3300);
             let mut values = std::collections::BTreeSet::new();
             while tokio::time::Instant::now() < stop {
                 let value: Option<String> = redis::cmd("GET")
@@ -356,7 +365,16 @@ write-behind-interval = "{interval}"
         ),
     )
     .unwrap();
-    let flags = ["--config", config.to_str().unwrap(), "--replicas", "3"];
+    // A generous cluster timeout: under the whole suite's load, a debug build can take
+    // over the default second to answer a batch, and this test is about durability.
+    let flags = [
+        "--config",
+        config.to_str().unwrap(),
+        "--replicas",
+        "3",
+        "--cluster-timeout-ms",
+        "10000",
+    ];
     let first = Node::start_with("w0", None, &flags);
     let mut nodes = vec![
         Node::start_with("w1", Some(first.cluster), &flags),
