@@ -33,6 +33,15 @@ fn bin_dir() -> PathBuf {
     )
 }
 
+/// A loopback port free now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -57,15 +66,10 @@ impl PgServer {
                 .unwrap();
             assert!(status.success());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = PgServer {
+        let mut server = PgServer {
             bin: bin_dir(),
             dir,
-            port,
+            port: free_port(),
         };
         let data = server.dir.join("data");
         server.run(
@@ -82,30 +86,39 @@ impl PgServer {
                 "--no-sync",
             ],
         );
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-            path(&server.dir)
-        );
         let log = server.dir.join("server.log");
-        let started = server.command(
-            "pg_ctl",
-            &[
-                "-D",
-                path(&data),
-                "-o",
-                &options,
-                "-l",
-                path(&log),
-                "-w",
-                "start",
-            ],
-        );
-        assert!(
-            started.status.success(),
-            "PostgreSQL did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        server
+        // A port found free may be taken by a parallel test before the server binds it:
+        // then try another.
+        for attempt in 1..=3 {
+            let options = format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                server.port,
+                path(&server.dir)
+            );
+            let started = server.command(
+                "pg_ctl",
+                &[
+                    "-D",
+                    path(&data),
+                    "-o",
+                    &options,
+                    "-l",
+                    path(&log),
+                    "-w",
+                    "start",
+                ],
+            );
+            if started.status.success() {
+                return server;
+            }
+            let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+            assert!(
+                attempt < 3 && log_text.contains("could not bind"),
+                "PostgreSQL did not start: {log_text}"
+            );
+            server.port = free_port();
+        }
+        unreachable!("the loop returns or panics")
     }
 
     fn command(&self, program: &str, args: &[&str]) -> Output {
