@@ -196,7 +196,8 @@ pub const DEMO_ROWS: usize = 1000;
 pub fn demo_config(path: &std::path::Path) -> String {
     format!(
         r#"# The demo namespace `quorra up` starts with: keys product:1 .. product:{DEMO_ROWS}
-# are read through from the SQLite file below on a miss.
+# are read through from the SQLite file below on a miss, and SET and DEL of product:
+# keys are written behind to it, about a second later.
 [origins.demo]
 url = "sqlite://{path}"
 pool = 4
@@ -210,6 +211,9 @@ ttl-jitter = 0.1
 negative-ttl = "5s"
 origin = "demo"
 load = "SELECT doc FROM products WHERE id = $1"
+write = "behind"
+store = "INSERT INTO products (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc"
+delete = "DELETE FROM products WHERE id = $1"
 "#,
         path = path.display()
     )
@@ -336,6 +340,12 @@ mod tests {
         let past = format!("product:{}", DEMO_ROWS + 1);
         let key = namespace.origin_key(past.as_bytes());
         assert_eq!(origin.load(&namespace.load, key).await.unwrap(), None);
+        // Writes behind: the store and delete statements work on the demo table.
+        let store = namespace.store.as_deref().unwrap();
+        assert_eq!(origin.execute(store, &[key, b"{}"]).await.unwrap(), 1);
+        assert!(origin.load(&namespace.load, key).await.unwrap().is_some());
+        let delete = namespace.delete.as_deref().unwrap();
+        assert_eq!(origin.execute(delete, &[key]).await.unwrap(), 1);
     }
 
     /// A load query that runs for minutes.

@@ -12,7 +12,8 @@
 //! Every node starts with the same config file, `--config`. Without one, `quorra up`
 //! writes the demo into the log directory: `demo.db`, an SQLite database of 1,000
 //! products, and `demo.toml`, whose `products` namespace reads keys `product:1` ..
-//! `product:1000` through from it.
+//! `product:1000` through from it and writes SETs and DELs of `product:` keys behind
+//! to it.
 //!
 //! Once every node serves, the table of nodes is printed. Ctrl-C (SIGINT, which the
 //! terminal sends to the nodes as well) or SIGTERM stops every node gracefully. A node
@@ -54,8 +55,8 @@ pub struct UpArgs {
     pub log_dir: Option<PathBuf>,
 
     /// TOML file every node starts with (`quorra server --config`) [default: the demo:
-    /// a `products` namespace read through from an SQLite file created in the log
-    /// directory].
+    /// a `products` namespace read through from, and written behind to, an SQLite file
+    /// created in the log directory].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 }
@@ -307,6 +308,11 @@ fn print_table(nodes: &[Node], log_dir: &std::path::Path, demo: bool) {
         let _ = writeln!(
             out,
             "Read through from SQLite: redis-cli -p {} get product:42",
+            first.resp.port()
+        );
+        let _ = writeln!(
+            out,
+            "Written behind to SQLite: redis-cli -p {} set product:1001 '{{\"id\":1001}}'",
             first.resp.port()
         );
         let _ = writeln!(
