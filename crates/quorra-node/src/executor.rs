@@ -28,10 +28,9 @@ use quorra_ring::NodeId;
 
 use crate::accounting::Lookups;
 use crate::cluster_node::ClusterNode;
-use crate::commands::{self, CommandError, error_reply};
+use crate::commands::{CommandError, error_reply};
 use crate::origin_hooks;
 use crate::peer::PeerError;
-use crate::primary_write;
 use crate::session::Session;
 use crate::shared::Shared;
 use crate::wall_clock::unix_ms;
@@ -101,18 +100,19 @@ pub async fn run_here<A: AsRef<[Bytes]>>(
     mode: Mode,
 ) -> (Vec<Bytes>, Lookups) {
     session.primary_only = mode.primary_only;
-    let replies = match (mode.replicate, &shared.origins) {
+    let replies = match &shared.origins {
         // This node is the keys' owner: the namespaces' hooks run here.
-        (replicate, Some(_)) => {
+        Some(_) => {
             Box::pin(origin_hooks::run_each(
-                shared, view, replicate, session, commands,
+                shared,
+                view,
+                mode.replicate,
+                session,
+                commands,
             ))
             .await
         }
-        (Some(level), None) => {
-            primary_write::run_as_primary(shared, view, session, commands, level).await
-        }
-        (None, None) => commands::run_each(shared, session, commands),
+        None => origin_hooks::run_plain(shared, view, mode.replicate, session, commands).await,
     };
     session.primary_only = false;
     replies

@@ -111,7 +111,7 @@ pub async fn run_each<A: AsRef<[Bytes]>>(
 }
 
 /// Runs `commands` here without hooks: with copies, as their primary at `replicate`.
-async fn run_plain<A: AsRef<[Bytes]>>(
+pub async fn run_plain<A: AsRef<[Bytes]>>(
     shared: &Shared,
     view: &ClusterView,
     replicate: Option<Level>,

@@ -36,7 +36,7 @@ use futures_util::future::join_all;
 use quorra_cluster::membership::ClusterView;
 use quorra_cluster::replication::Level;
 use quorra_origin::flight::{Leader, Turn};
-use quorra_origin::origins::{Answer, Origins};
+use quorra_origin::origins::{Answer, NamespaceStats, Origins};
 use quorra_resp::encode;
 use quorra_store::VersionedEntry;
 use tokio::sync::Semaphore;
@@ -95,15 +95,14 @@ pub async fn complete_in(
 ) {
     if needs_load(shared, args, &out[start..]) {
         let reply = out.split_off(start).freeze();
-        let filled = complete(shared, view, replicate, session, args, reply).await;
+        let filled = fill(shared, view, replicate, session, args, reply).await;
         out.extend_from_slice(&filled);
     } else {
         note_stale_reads(shared, args);
     }
 }
 
-/// The reply of `args` (GET or MGET, whose first `reply` missed) with its namespace
-/// keys loaded: the loaded value, or the first load error. See [`complete_in`].
+/// [`complete_in`] for a reply of its own: `reply` as it is, or filled.
 pub async fn complete(
     shared: &Shared,
     view: Option<&ClusterView>,
@@ -116,6 +115,20 @@ pub async fn complete(
         note_stale_reads(shared, args);
         return reply;
     }
+    fill(shared, view, replicate, session, args, reply).await
+}
+
+/// The reply of `args` (GET or MGET, whose first `reply` missed a namespace key, as
+/// [`needs_load`] found) with its namespace keys loaded: the loaded value, or the
+/// first load error.
+async fn fill(
+    shared: &Shared,
+    view: Option<&ClusterView>,
+    replicate: Option<Level>,
+    session: &mut Session,
+    args: &[Bytes],
+    reply: Bytes,
+) -> Bytes {
     if commands::lookup(&args[0]) == Some(CommandId::Get) {
         return match load_here(shared, view, replicate, &args[1]).await {
             Ok(Some(value)) => {
@@ -157,7 +170,7 @@ pub async fn load_here(
     loop {
         match origins.flights.join(key) {
             Turn::Follow(follower) => {
-                bump(&origins.stats(namespace).singleflight_dedup);
+                NamespaceStats::bump(&origins.stats(namespace).singleflight_dedup, 1);
                 // `None`: the leader was cancelled before it finished; join again.
                 if let Some(answer) = follower.wait().await {
                     return answer;
@@ -175,10 +188,6 @@ pub async fn load_here(
             }
         }
     }
-}
-
-fn bump(counter: &std::sync::atomic::AtomicU64) {
-    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Where a loaded value is written: this node, the key's owner (its primary with
@@ -206,7 +215,7 @@ async fn lead(
         .negative
         .knows_missing(key, owner.shared.store.now_ms())
     {
-        bump(&origins.stats(namespace).negative_hits);
+        NamespaceStats::bump(&origins.stats(namespace).negative_hits, 1);
         return Ok(None);
     }
     load_and_store(owner, origins, namespace, key, flight).await

@@ -28,12 +28,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use quorra_cluster::membership::ClusterView;
 use quorra_cluster::message::Request;
-use quorra_origin::write_behind::{Mark, QueueFull};
+use quorra_origin::write_behind::{Mark, QueueFull, WriteBehind};
 use quorra_ring::NodeId;
 use quorra_store::VersionedEntry;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster_node::ClusterNode;
 use crate::commands::{self, CommandError};
 use crate::node_replicas::read_entry;
 use crate::shared::Shared;
@@ -170,17 +172,9 @@ pub async fn flush_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 continue;
             }
             last_flush[index] = tokio::time::Instant::now();
-            // Flush until the due marks are written or the origin fails.
-            loop {
-                match flush(&shared, index, false).await {
-                    Ok(written) if written == namespace.write_behind.batch => continue,
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(namespace = %namespace.name, %error,
-                            "write-behind flush failed; the writes stay queued");
-                        break;
-                    }
-                }
+            if let Err(error) = flush(&shared, index, false).await {
+                tracing::warn!(namespace = %namespace.name, %error,
+                    "write-behind flush failed; the writes stay queued");
             }
         }
     }
@@ -192,27 +186,21 @@ pub async fn flush_all(shared: &Shared) {
         return;
     };
     for (index, namespace) in origins.catalog().namespaces().iter().enumerate() {
-        while origins
-            .write_behind(index)
-            .is_some_and(|queue| queue.depth() > 0)
-        {
-            match flush(shared, index, true).await {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(error) => {
-                    let pending = origins.write_behind(index).map_or(0, |q| q.depth());
-                    tracing::error!(namespace = %namespace.name, %error, pending,
-                        "write-behind flush at shutdown failed; the other replicas keep these writes");
-                    break;
-                }
-            }
+        if origins.write_behind(index).is_none() {
+            continue;
+        }
+        if let Err(error) = flush(shared, index, true).await {
+            let pending = origins.write_behind(index).map_or(0, |q| q.depth());
+            tracing::error!(namespace = %namespace.name, %error, pending,
+                "write-behind flush at shutdown failed; the other replicas keep these writes");
         }
     }
 }
 
-/// One batch of the namespace at `namespace`: the due marks of keys this node is
-/// primary for (every mark with `everything`), the oldest, written to the origin. Returns
-/// how many were written, or the origin's first error (what failed stays queued).
+/// One flush of the namespace at `namespace`: the marks of the keys this node is
+/// primary for (every mark with `everything`), found in one pass over the queue, written
+/// oldest first, `write-behind-batch` keys at a time. Returns how many were written, or
+/// the origin's first error (that batch's failures, and every later batch, stay queued).
 async fn flush(shared: &Shared, namespace: usize, everything: bool) -> Result<usize, String> {
     let origins = shared.origins.as_ref().expect("flushes need origins");
     let queue = origins
@@ -226,11 +214,35 @@ async fn flush(shared: &Shared, namespace: usize, everything: bool) -> Result<us
         }
         None => true,
     };
-    let due = queue.due(policy.write_behind.batch, mine);
+    let mut due = queue.due(mine);
+    let cluster = view
+        .as_ref()
+        .map(|(node, view)| (node.as_ref(), view.as_ref()));
+    let mut written = 0;
+    while !due.is_empty() {
+        let rest = due.split_off(due.len().min(policy.write_behind.batch));
+        let batch = std::mem::replace(&mut due, rest);
+        written += write_batch(shared, namespace, queue, cluster, batch).await?;
+    }
+    Ok(written)
+}
+
+/// Writes one batch of marks of the namespace at `namespace` to the origin, then drops
+/// their marks from `queue` and, in `cluster` mode, tells the keys' other replicas.
+/// Returns how many were written, or the first error.
+async fn write_batch(
+    shared: &Shared,
+    namespace: usize,
+    queue: &WriteBehind,
+    cluster: Option<(&ClusterNode, &ClusterView)>,
+    batch: Vec<(Bytes, Mark)>,
+) -> Result<usize, String> {
+    let origins = shared.origins.as_ref().expect("flushes need origins");
+    let policy = &origins.catalog().namespaces()[namespace];
     // The batch's keys are distinct: they are written side by side, as many at once as
     // the origin's pool has connections.
     let connections = origins.catalog().origins()[policy.origin].pool;
-    let writes = due.into_iter().map(|(key, mark)| async move {
+    let writes = batch.into_iter().map(|(key, mark)| async move {
         // The newest this node holds: the store's entry if it is at least the mark's
         // version, else the mark's own (the key was evicted, or the copy is behind).
         let (version, value) = match read_entry(&shared.store, &key, false) {
@@ -256,7 +268,7 @@ async fn flush(shared: &Shared, namespace: usize, everything: bool) -> Result<us
         }
         queue.flushed(&key, version);
         written += 1;
-        if let Some((node, view)) = &view {
+        if let Some((node, view)) = cluster {
             for replica in node.placement(view).replicas(&key) {
                 if *replica != view.self_id {
                     let entry = (key.clone(), version.0, version.1);
@@ -265,7 +277,7 @@ async fn flush(shared: &Shared, namespace: usize, everything: bool) -> Result<us
             }
         }
     }
-    if let Some((node, view)) = &view {
+    if let Some((node, view)) = cluster {
         for (replica, entries) in flushed {
             // Best effort: a replica that misses this keeps its marks until the key's
             // next flush.

@@ -43,7 +43,7 @@ pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 pub const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
 /// Default time between write-behind flushes.
 pub const DEFAULT_WRITE_BEHIND_INTERVAL: Duration = Duration::from_secs(1);
-/// Default most keys one write-behind flush writes.
+/// Default keys a write-behind flush writes together.
 pub const DEFAULT_WRITE_BEHIND_BATCH: usize = 500;
 /// Default most keys waiting for the origin per namespace and node.
 pub const DEFAULT_WRITE_BEHIND_MAX_PENDING: usize = 100_000;
@@ -95,7 +95,8 @@ pub struct NamespaceSpec {
     pub delete: Option<String>,
     /// With `write = "behind"`: how often the primary flushes [default: 1s].
     pub write_behind_interval: Option<String>,
-    /// With `write = "behind"`: most keys one flush writes [default: 500].
+    /// With `write = "behind"`: keys a flush writes together, a batch at a time
+    /// [default: 500].
     pub write_behind_batch: Option<usize>,
     /// With `write = "behind"`: most keys waiting for the origin on a node; a SET of a
     /// new key beyond it is refused [default: 100000].

@@ -46,7 +46,7 @@ pub enum WriteMode {
 pub struct WriteBehindPolicy {
     /// Time between flushes.
     pub interval: Duration,
-    /// Most keys one flush writes.
+    /// Keys written together, a batch at a time, by one flush.
     pub batch: usize,
     /// Most keys waiting on a node.
     pub max_pending: usize,

@@ -64,7 +64,8 @@ pub struct NamespaceStats {
 }
 
 impl NamespaceStats {
-    fn bump(counter: &AtomicU64, by: u64) {
+    /// Adds `by` to one of the figures.
+    pub fn bump(counter: &AtomicU64, by: u64) {
         counter.fetch_add(by, Ordering::Relaxed);
     }
 
@@ -223,7 +224,7 @@ impl Origins {
             let outcome = tokio::time::timeout(origin.timeout, self.drivers[index].check())
                 .await
                 .unwrap_or_else(|_| Err(self.timeout(index)));
-            self.record_health(index, &outcome.map(|()| None));
+            self.record_health(index, outcome.as_ref().map(|_| ()));
         }
     }
 
@@ -235,9 +236,9 @@ impl Origins {
         }
     }
 
-    fn record_health(&self, origin: usize, outcome: &Loaded) {
+    fn record_health(&self, origin: usize, outcome: Result<(), &OriginError>) {
         let health = match outcome {
-            Ok(_) | Err(OriginError::Query(_) | OriginError::Shape(_)) => Health::Up,
+            Ok(()) | Err(OriginError::Query(_) | OriginError::Shape(_)) => Health::Up,
             Err(error) => Health::Down(error.to_string()),
         };
         let current = &self.health[origin];
@@ -279,10 +280,7 @@ impl Origins {
         if outcome.is_err() {
             NamespaceStats::bump(&stats.origin_write_errors, 1);
         }
-        self.record_health(
-            origin,
-            &outcome.as_ref().map(|_| None).map_err(Clone::clone),
-        );
+        self.record_health(origin, outcome.as_ref().map(|_| ()));
         outcome.map(|_| true)
     }
 
@@ -308,7 +306,7 @@ impl Origins {
             Ok(Some(_)) => {}
             Err(_) => NamespaceStats::bump(&stats.load_errors, 1),
         }
-        self.record_health(origin, &outcome);
+        self.record_health(origin, outcome.as_ref().map(|_| ()));
         outcome
     }
 }

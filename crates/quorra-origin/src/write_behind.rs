@@ -6,7 +6,7 @@
 //! survives the loss of any one node. The key's primary flushes: it takes the due marks
 //! ([`WriteBehind::due`]), writes the newest value (or the delete) to the origin, and
 //! then clears the mark everywhere ([`WriteBehind::flushed`], and a message to the other
-//! replicas). Marks are coalesced: a key written a thousand times between flushes is
+//! replicas). A flush finds its marks in one pass over the queue. Marks are coalesced: a key written a thousand times between flushes is
 //! one origin write, of its last value. Each mark keeps the value it was made with, so
 //! a key evicted from the cache before its flush still reaches the origin.
 //!
@@ -74,9 +74,9 @@ impl WriteBehind {
         Ok(())
     }
 
-    /// Up to `batch` marks that `mine` accepts (the keys this node flushes now), oldest
-    /// first; each with its key. They stay queued until [`WriteBehind::flushed`].
-    pub fn due(&self, batch: usize, mine: impl Fn(&Bytes, &Mark) -> bool) -> Vec<(Bytes, Mark)> {
+    /// The marks that `mine` accepts (the keys this node flushes now), oldest first;
+    /// each with its key. They stay queued until [`WriteBehind::flushed`].
+    pub fn due(&self, mine: impl Fn(&Bytes, &Mark) -> bool) -> Vec<(Bytes, Mark)> {
         let marks = self.marks.lock();
         let mut due: Vec<(Bytes, Mark)> = marks
             .iter()
@@ -84,7 +84,6 @@ impl WriteBehind {
             .map(|(key, mark)| (key.clone(), mark.clone()))
             .collect();
         due.sort_by_key(|(_, mark)| mark.since_ms);
-        due.truncate(batch);
         due
     }
 
@@ -149,7 +148,7 @@ mod tests {
         queue.mark(&key("a"), mark(3, "three", 300), false).unwrap();
         // A late copy of an older write changes nothing.
         queue.mark(&key("a"), mark(2, "two", 200), false).unwrap();
-        let due = queue.due(10, |_, _| true);
+        let due = queue.due(|_, _| true);
         assert_eq!(due, vec![(key("a"), mark(3, "three", 100))]);
         assert_eq!(queue.lag_ms(1_000), 900);
         // Flushed at an older version than the newest write: the mark stays.
@@ -165,9 +164,9 @@ mod tests {
         for (name, since) in [("c", 30), ("a", 10), ("b", 20), ("theirs", 0)] {
             queue.mark(&key(name), mark(1, name, since), false).unwrap();
         }
-        let due = queue.due(2, |key, _| key.as_ref() != b"theirs");
+        let due = queue.due(|key, _| key.as_ref() != b"theirs");
         let keys: Vec<&[u8]> = due.iter().map(|(key, _)| key.as_ref()).collect();
-        assert_eq!(keys, [b"a".as_slice(), b"b"]);
+        assert_eq!(keys, [b"a".as_slice(), b"b", b"c"]);
     }
 
     #[test]
