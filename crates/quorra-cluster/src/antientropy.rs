@@ -91,7 +91,7 @@ fn visit_shared(
 ) {
     let whole_ring = TokenRange { start: 0, end: 0 };
     store.visit_range(whole_ring, |entry| {
-        if shared(view, entry.hash, n, &view.self_id, peer) {
+        if shared(view, entry.token, n, &view.self_id, peer) {
             f(entry);
         }
     });
@@ -101,7 +101,7 @@ fn visit_shared(
 pub fn digest(store: &Store, view: &ClusterView, peer: &NodeId, n: usize) -> Vec<u64> {
     let mut buckets = vec![0u64; BUCKETS];
     visit_shared(store, view, peer, n, |entry| {
-        buckets[bucket_of(entry.hash)] ^= entry_hash(entry.key, entry.version, entry.tombstone);
+        buckets[bucket_of(entry.token)] ^= entry_hash(entry.key, entry.version, entry.tombstone);
     });
     buckets
 }
@@ -124,7 +124,7 @@ pub fn bucket_versions(
     }
     let mut versions = Vec::new();
     visit_shared(store, view, peer, n, |entry| {
-        let bucket = bucket_of(entry.hash);
+        let bucket = bucket_of(entry.token);
         if wanted[bucket] {
             versions.push((bucket, Bytes::copy_from_slice(entry.key), entry.version));
         }

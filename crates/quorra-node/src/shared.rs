@@ -214,5 +214,5 @@ pub const TOMBSTONE_GRACE_MS: u64 = 10 * 60 * 1000;
 /// The numeric id a node stamps into its versions (the tie-break between two writes in
 /// the same millisecond): xxh3 of its id, so every node derives the same number.
 pub fn numeric_node_id(id: &NodeId) -> u64 {
-    quorra_ring::key_token(id.as_str().as_bytes())
+    quorra_ring::key_hash(id.as_str().as_bytes())
 }

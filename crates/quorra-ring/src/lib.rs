@@ -8,7 +8,8 @@
 //! # Components
 //!
 //! - [`placement`]: the two hashes that fix where things sit on the `u64` ring: a key at
-//!   [`key_token`] (xxh3-64 of its bytes) and a node's virtual nodes at [`vnode_token`].
+//!   [`key_token`] (xxh3-64 of its bytes, or of its `{hash tag}` when it has one) and a
+//!   node's virtual nodes at [`vnode_token`].
 //!   They never change; a golden test pins them.
 //! - [`Ring`]: the members, each with a number of virtual nodes (default
 //!   [`DEFAULT_VNODES`], configurable per ring and per node, so bigger nodes can carry
@@ -57,5 +58,5 @@ mod ring;
 pub use diff::{RangeChange, TokenRange, ownership_diff};
 pub use error::RingError;
 pub use node::{NodeId, NodeSpec};
-pub use placement::{Token, key_token, vnode_token};
+pub use placement::{Token, hash_tag, key_hash, key_token, key_token_from_hash, vnode_token};
 pub use ring::{DEFAULT_VNODES, MAX_VNODES_PER_NODE, Member, Ring};

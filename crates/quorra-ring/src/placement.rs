@@ -7,8 +7,14 @@
 //! a year later agree on placement, so these functions must never change; the golden test
 //! in `tests/placement.rs` fails loudly if they do.
 //!
+//! A key with a hash tag is placed by its tag alone, as Redis Cluster places it: the
+//! bytes between the first `{` and the next `}`, when there are any. `{user1}:a` and
+//! `{user1}:b` therefore have one owner and one replica list, which is what lets a
+//! transaction, a script or RENAME use both. A key without a tag (no `{`, no `}` after
+//! it, or `{}`) hashes whole.
+//!
 //! ```text
-//! key token   = xxh3_64(key bytes)
+//! key token   = xxh3_64(hash_tag(key bytes))
 //! vnode token = xxh3_64(node id bytes ++ vnode index as u32 little-endian)
 //!               +--------------------+-----------+
 //!               | node id (n bytes)  | index (4) |
@@ -24,11 +30,45 @@ use crate::node::NodeId;
 /// A position on the ring.
 pub type Token = u64;
 
-/// The token of a key: xxh3-64 of its bytes. The owner is the node of the first vnode at
-/// or clockwise after this token.
+/// The token of a key: xxh3-64 of its [`hash_tag`]. The owner is the node of the first
+/// vnode at or clockwise after this token.
 #[inline]
 pub fn key_token(key: &[u8]) -> Token {
+    xxh3_64(hash_tag(key))
+}
+
+/// xxh3-64 of the whole key: the store's table hash. It equals [`key_token`] for a key
+/// without a hash tag; keys that share a tag share a token but not this hash, so a
+/// popular tag does not pile its keys into one probe sequence of a hash table.
+#[inline]
+pub fn key_hash(key: &[u8]) -> u64 {
     xxh3_64(key)
+}
+
+/// [`key_token`] of `key`, given its [`key_hash`]: free for a key without a hash tag.
+#[inline]
+pub fn key_token_from_hash(key: &[u8], hash: u64) -> Token {
+    let tag = hash_tag(key);
+    if tag.len() == key.len() {
+        hash
+    } else {
+        xxh3_64(tag)
+    }
+}
+
+/// The part of `key` that placement hashes: the bytes between the first `{` and the
+/// first `}` after it, if that is not empty; otherwise the whole key. The same rule as
+/// Redis Cluster's key hash slot.
+#[inline]
+pub fn hash_tag(key: &[u8]) -> &[u8] {
+    let Some(open) = key.iter().position(|&byte| byte == b'{') else {
+        return key;
+    };
+    let rest = &key[open + 1..];
+    match rest.iter().position(|&byte| byte == b'}') {
+        Some(0) | None => key,
+        Some(close) => &rest[..close],
+    }
 }
 
 /// The token of virtual node `index` of node `node`.
@@ -58,6 +98,22 @@ pub(crate) fn sorted_vnode_tokens(node: &NodeId, count: u32) -> Vec<Token> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_tags_follow_redis_cluster() {
+        assert_eq!(hash_tag(b"{user1}:a"), b"user1");
+        assert_eq!(hash_tag(b"x{user1}y{z}"), b"user1");
+        // Empty, unclosed and closing-before-opening tags: the whole key.
+        assert_eq!(hash_tag(b"{}:a"), b"{}:a");
+        assert_eq!(hash_tag(b"{user1"), b"{user1");
+        assert_eq!(hash_tag(b"}a{"), b"}a{");
+        // Only the first `{` counts: `{{a}}` is tagged `{a`.
+        assert_eq!(hash_tag(b"{{a}}"), b"{a");
+        assert_eq!(hash_tag(b"plain"), b"plain");
+        for key in [&b"{user1}:a"[..], b"plain", b"{}", b"a{b}c"] {
+            assert_eq!(key_token_from_hash(key, key_hash(key)), key_token(key));
+        }
+    }
 
     #[test]
     fn batch_tokens_match_single_tokens() {

@@ -35,6 +35,35 @@ fn golden_placement_is_pinned() {
     assert_eq!(replicas, GOLDEN_USER_42_REPLICAS);
 }
 
+/// Hash tags are pinned too: a key with a `{tag}` sits exactly where the tag alone sits,
+/// and every key of one tag has the tag's owner and replica list. A client that places
+/// `{user:42}:cart` itself relies on both.
+#[test]
+fn golden_hash_tag_placement_is_pinned() {
+    for key in [
+        &b"{user:42}:cart"[..],
+        b"{user:42}:profile",
+        b"session{user:42}",
+        b"{user:42}{other}",
+    ] {
+        assert_eq!(key_token(key), GOLDEN_USER_42_TOKEN, "{key:?}");
+    }
+    let ring = ring_of(&["node-a", "node-b", "node-c", "node-d", "node-e"]);
+    for key in [&b"{user:42}:cart"[..], b"{user:42}:profile"] {
+        let replicas: Vec<&str> = ring
+            .preference_list(key, 3)
+            .into_iter()
+            .map(NodeId::as_str)
+            .collect();
+        assert_eq!(replicas, GOLDEN_USER_42_REPLICAS);
+    }
+    // Not tags: an empty `{}` and an unclosed `{` leave the whole key hashed.
+    assert_ne!(key_token(b"{}user:42"), key_token(b"user:42"));
+    assert_ne!(key_token(b"{user:42"), key_token(b"user:42"));
+    // A key without a tag is placed as before tags existed (the pins above).
+    assert_eq!(key_token(b"user:42"), GOLDEN_USER_42_TOKEN);
+}
+
 // The token values agree with the reference xxh3 implementation (Python `xxhash`:
 // `xxh3_64_intdigest(b"user:42")`, and of b"node-a" + (149).to_bytes(4, "little")).
 const GOLDEN_EMPTY_KEY_TOKEN: u64 = 0x2D06_8005_38D3_94C2;

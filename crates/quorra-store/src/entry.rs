@@ -72,8 +72,8 @@ pub enum ApplyOutcome {
 pub struct EntryView<'a> {
     /// Key bytes.
     pub key: &'a [u8],
-    /// xxh3-64 of the key (the ring position).
-    pub hash: u64,
+    /// The key's ring position, [`quorra_ring::key_token`].
+    pub token: u64,
     /// Value bytes (empty for a tombstone).
     pub value: &'a [u8],
     /// Absolute expiry of a live entry, ms since the epoch.

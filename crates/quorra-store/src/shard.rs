@@ -406,7 +406,7 @@ impl Shard {
             if self.find(s.hash, s.key()) != Some(i) {
                 return Err(format!("slot {i} not found through the index"));
             }
-            if s.hash != quorra_ring::key_token(s.key()) {
+            if s.hash != quorra_ring::key_hash(s.key()) {
                 return Err(format!("slot {i} has a stale hash"));
             }
             if s.deadline != NIL && self.deadlines[s.deadline as usize].slot != i {
@@ -457,7 +457,7 @@ mod tests {
     #[test]
     fn slots_are_reused_and_keep_their_index_on_overwrite() {
         let mut sh = Shard::default();
-        let h = |k: &[u8]| quorra_ring::key_token(k);
+        let h = |k: &[u8]| quorra_ring::key_hash(k);
         let (a, _) = sh.put(
             None,
             h(b"a"),

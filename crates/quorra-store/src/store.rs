@@ -12,8 +12,10 @@
 //!
 //! # Sharding
 //!
-//! A key's hash is xxh3-64 of its bytes (the ring's placement hash), computed once per
-//! operation and stored in the slot. The shard index is taken from the bits below the
+//! A key's hash is xxh3-64 of its bytes ([`quorra_ring::key_hash`]; the ring's token
+//! for a key without a hash tag), computed once per operation and stored in the slot.
+//! Tagged keys are hashed whole here, not by their tag, so that many keys of one tag do
+//! not share a hash. The shard index is taken from the bits below the
 //! top 7, `(h << 7) >> (64 - log2(shards))`, because hashbrown uses the top 7 bits as
 //! its control tag; using them for shard choice too would leave every key of a shard
 //! with nearly the same tag. Each shard has its own `parking_lot::Mutex`. An operation
@@ -256,7 +258,7 @@ impl Store {
     }
 
     fn locate(&self, key: &[u8], kind: AccessKind) -> (u64, usize) {
-        let h = quorra_ring::key_token(key);
+        let h = quorra_ring::key_hash(key);
         if let Some(o) = &self.observer {
             o.on_access(h, key, kind);
         }

@@ -438,7 +438,7 @@ fn access_observer_sees_every_keyed_access() {
     s.get(b"k");
     s.get(b"other");
     let seen = log.0.lock().unwrap();
-    let h = quorra_ring::key_token(b"k");
+    let h = quorra_ring::key_hash(b"k");
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0], (h, b"k".to_vec(), AccessKind::Write));
     assert_eq!(seen[1], (h, b"k".to_vec(), AccessKind::Read));

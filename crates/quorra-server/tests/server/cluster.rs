@@ -291,6 +291,40 @@ async fn keys_of_different_owners_in_one_atomic_command_are_refused_like_crosssl
     }
 }
 
+/// Keys that share a `{hash tag}` have one owner, as in Redis Cluster, so the commands
+/// that need their keys on one node work on them through any node.
+#[tokio::test]
+async fn keys_sharing_a_hash_tag_work_together_in_atomic_commands_through_every_node() {
+    let nodes = start_cluster(3).await;
+    let view = view(&nodes[0]);
+    let owner = |key: &str| view.ring.lookup(key.as_bytes()).unwrap().clone();
+    // The owner the key would have if it were hashed whole.
+    let untagged_owner = |key: &str| {
+        let token = quorra_ring::key_hash(key.as_bytes());
+        view.ring.lookup_token(token).unwrap().clone()
+    };
+    // A tag whose keys would be on different nodes without it.
+    let (a, b, c) = (0..100)
+        .map(|i| {
+            let key = |suffix| format!("{{user{i}}}:{suffix}");
+            (key("a"), key("b"), key("c"))
+        })
+        .find(|(a, b, _)| untagged_owner(a) != untagged_owner(b))
+        .unwrap();
+    assert_eq!(owner(&a), owner(&b));
+    for node in &nodes {
+        let mut con = connect(node).await;
+        ok(&mut con, &["DEL", &a, &b, &c]).await;
+        assert_eq!(ok(&mut con, &["MSETNX", &a, "1", &b, "2"]).await, int(1));
+        ok(&mut con, &["RENAME", &a, &c]).await;
+        assert_eq!(ok(&mut con, &["COPY", &c, &a]).await, int(1));
+        assert_eq!(
+            ok(&mut con, &["MGET", &a, &b, &c]).await,
+            Value::Array(vec![bulk("1"), bulk("2"), bulk("1")])
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_crashed_node_is_detected_its_keys_move_and_it_rejoins_on_restart() {
     let mut nodes = start_cluster(3).await;

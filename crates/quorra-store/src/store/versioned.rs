@@ -174,16 +174,22 @@ impl Store {
         })
     }
 
-    /// Calls `f` for every entry (tombstones included, expired entries skipped) whose key
-    /// hash — its ring token, [`quorra_ring::key_token`] — lies in `range`. Scans every slot: O(entries). Holds one shard lock at a
-    /// time while calling `f`, so `f` must not call into the store.
+    /// Calls `f` for every entry (tombstones included, expired entries skipped) whose ring
+    /// token, [`quorra_ring::key_token`], lies in `range`. Scans every slot: O(entries).
+    /// Holds one shard lock at a time while calling `f`, so `f` must not call into the
+    /// store.
     pub fn visit_range(&self, range: TokenRange, mut f: impl FnMut(EntryView<'_>)) {
         let now = self.now();
         for cell in self.cells.iter() {
             let sh = cell.shard.lock();
             for i in 0..sh.slot_count() as u32 {
                 let s = sh.slot(i);
-                if s.state() == State::Free || !range.contains(s.hash()) {
+                if s.state() == State::Free {
+                    continue;
+                }
+                // The slot keeps the whole key's hash; a tagged key's token is its tag's.
+                let token = quorra_ring::key_token_from_hash(s.key(), s.hash());
+                if !range.contains(token) {
                     continue;
                 }
                 let tombstone = s.state() == State::Tombstone;
@@ -193,7 +199,7 @@ impl Store {
                 }
                 f(EntryView {
                     key: s.key(),
-                    hash: s.hash(),
+                    token,
                     value: s.value(),
                     expire_at_ms: if tombstone { None } else { deadline },
                     version: s.version(),
