@@ -73,6 +73,26 @@ pub enum Request {
     Apply {
         /// (key, entry) pairs.
         entries: Vec<(Bytes, WireEntry)>,
+        /// The copies of one transaction: stored in one step, so that no reader of the
+        /// receiver sees some of them without the others.
+        atomic: bool,
+    },
+    /// Run a transaction (the commands queued between MULTI and EXEC) as its keys'
+    /// primary, atomically, and reply with EXEC's reply ([`Response::Replies`], one
+    /// reply).
+    Exec {
+        /// RESP version of the client the reply is for.
+        resp3: bool,
+        /// The queued commands, each with its arguments.
+        commands: Vec<Vec<Bytes>>,
+        /// The keys the client WATCHed, with the version each had then (hybrid-logical
+        /// timestamp and node id; `None`: no entry). The transaction runs only if each
+        /// still has it.
+        watched: Vec<(Bytes, Option<(u64, u64)>)>,
+        /// With replication: the write level; the writes are copied as one batch.
+        replicate: Option<Level>,
+        /// When the caller stops waiting (see [`Request::Execute`]).
+        deadline_ms: u64,
     },
     /// Another replica of these keys evicted them for memory: drop them too unless the
     /// receiver holds a newer version ([`Response::Evicted`]), so that no replica copies
@@ -234,6 +254,17 @@ mod tests {
             entries: vec![(Bytes::from_static(b"k"), 5, 9)],
         };
         assert_eq!(Request::decode(&evict.encode()).unwrap(), evict);
+        let exec = Request::Exec {
+            resp3: false,
+            commands: vec![vec![Bytes::from_static(b"INCR"), Bytes::from_static(b"k")]],
+            watched: vec![
+                (Bytes::from_static(b"k"), Some((5, 9))),
+                (Bytes::new(), None),
+            ],
+            replicate: Some(Level::Quorum),
+            deadline_ms: 12,
+        };
+        assert_eq!(Request::decode(&exec.encode()).unwrap(), exec);
         let entry = VersionedEntry {
             value: Bytes::from_static(b"v"),
             expire_at_ms: Some(7),
@@ -242,8 +273,13 @@ mod tests {
         };
         let apply = Request::Apply {
             entries: vec![(Bytes::from_static(b"k"), entry.clone().into())],
+            atomic: true,
         };
-        let Request::Apply { mut entries } = Request::decode(&apply.encode()).unwrap() else {
+        let Request::Apply {
+            mut entries,
+            atomic: true,
+        } = Request::decode(&apply.encode()).unwrap()
+        else {
             panic!("an Apply decodes as an Apply");
         };
         let (key, wire) = entries.pop().unwrap();

@@ -150,11 +150,14 @@ pub struct ReplicaError {
 /// How the replicator reaches a replica (the local store included).
 pub trait Replicas: Send + Sync + 'static {
     /// Stores each entry at `node` if it is newer than what `node` holds, in one request:
-    /// one outcome per entry, in order, or one error if `node` could not be asked.
+    /// one outcome per entry, in order, or one error if `node` could not be asked. With
+    /// `atomic` (the copies of a transaction), in one step: nothing that reads `node`
+    /// sees some of them stored and not the others.
     fn apply(
         &self,
         node: &NodeId,
         entries: Vec<(Bytes, VersionedEntry)>,
+        atomic: bool,
     ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>>;
 
     /// `node`'s entries for `keys`, in order, tombstones included; `None` where it holds
@@ -336,7 +339,7 @@ impl Replicator {
         entry: VersionedEntry,
     ) -> Result<usize, QuorumError> {
         let mut results = self
-            .write_many(vec![(key, entry, targets.to_vec())], copies, level)
+            .write_many(vec![(key, entry, targets.to_vec())], copies, level, false)
             .await;
         results.pop().expect("one result per write")
     }
@@ -344,11 +347,16 @@ impl Replicator {
     /// [`write`](Self::write) for many keys at once, each with its own replicas: every
     /// replica gets one request with all of its entries, and each key is answered as soon
     /// as enough of its replicas have stored it. Results are in the order of `writes`.
+    ///
+    /// With `atomic` (a transaction's writes), each replica gets all of its entries in
+    /// one request however large, and stores them in one step
+    /// ([`Replicas::apply`]); otherwise requests are cut at [`MAX_APPLY_BATCH_BYTES`].
     pub async fn write_many(
         &self,
         writes: Vec<(Bytes, VersionedEntry, Vec<NodeId>)>,
         copies: usize,
         level: Level,
+        atomic: bool,
     ) -> Vec<Result<usize, QuorumError>> {
         let required = level.required(copies);
         let mut by_node: HashMap<NodeId, Vec<usize>> = HashMap::new();
@@ -359,9 +367,13 @@ impl Replicator {
         }
         let (done, mut acks) = mpsc::unbounded_channel();
         for (node, indices) in by_node {
-            for indices in batches_of(indices, |index| {
-                entry_bytes(&writes[index].0, &writes[index].1)
-            }) {
+            let batches = match atomic {
+                true => vec![indices],
+                false => batches_of(indices, |index| {
+                    entry_bytes(&writes[index].0, &writes[index].1)
+                }),
+            };
+            for indices in batches {
                 let entries: Vec<(Bytes, VersionedEntry)> = indices
                     .iter()
                     .map(|&index| (writes[index].0.clone(), writes[index].1.clone()))
@@ -369,7 +381,8 @@ impl Replicator {
                 let (replicator, node, done) = (self.clone(), node.clone(), done.clone());
                 // Run apart from the caller, so that late acks still land after the
                 // caller has its quorum.
-                let send = Box::pin(async move { replicator.send_many(node, entries).await });
+                let send =
+                    Box::pin(async move { replicator.send_many(node, entries, atomic).await });
                 run_to_completion(send, move |stored| {
                     let _ = done.send((indices, stored));
                 });
@@ -409,8 +422,13 @@ impl Replicator {
 
     /// Replica writes of many entries in one request; a hint for each if the replica is
     /// unreachable. Whether each was stored, in order.
-    async fn send_many(&self, node: NodeId, entries: Vec<(Bytes, VersionedEntry)>) -> Vec<bool> {
-        match self.replicas.apply(&node, entries.clone()).await {
+    async fn send_many(
+        &self,
+        node: NodeId,
+        entries: Vec<(Bytes, VersionedEntry)>,
+        atomic: bool,
+    ) -> Vec<bool> {
+        match self.replicas.apply(&node, entries.clone(), atomic).await {
             Ok(outcomes) => outcomes
                 .into_iter()
                 .map(|outcome| match outcome {
@@ -576,7 +594,7 @@ impl Replicator {
         }
         let repairs = stale.into_iter().map(|(node, entries)| async move {
             for batch in entry_batches(entries) {
-                let stored = self.send_many(node.clone(), batch).await;
+                let stored = self.send_many(node.clone(), batch, false).await;
                 for _ in stored.into_iter().filter(|&ok| ok) {
                     bump(&self.stats.read_repairs);
                 }
@@ -592,7 +610,7 @@ impl Replicator {
         let mut delivered = 0;
         let mut batches = entry_batches(self.hints.take(node)).into_iter();
         while let Some(batch) = batches.next() {
-            match self.replicas.apply(node, batch.clone()).await {
+            match self.replicas.apply(node, batch.clone(), false).await {
                 Ok(outcomes) => {
                     for outcome in outcomes {
                         match outcome {

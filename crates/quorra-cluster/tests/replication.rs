@@ -87,6 +87,8 @@ impl Replicas for Network {
         &self,
         node: &NodeId,
         entries: Vec<(Bytes, VersionedEntry)>,
+        // The stores here are only read between requests: every batch is atomic.
+        _atomic: bool,
     ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>> {
         *self.write_requests.lock().entry(node.clone()).or_default() += 1;
         let (store, node) = (self.reach(node), node.clone());
@@ -305,6 +307,7 @@ async fn many_keys_are_written_in_one_request_per_replica_and_each_resolves_on_i
             ],
             3,
             Level::Quorum,
+            false,
         )
         .await;
     assert_eq!(results[0], Ok(2), "a and b stored k1");

@@ -80,7 +80,11 @@ impl antientropy::Peer for AntiEntropyPeer<'_> {
     }
 
     fn apply(&self, entries: Vec<(Bytes, VersionedEntry)>) -> BoxFuture<Result<usize, String>> {
-        let apply = self.node.replicator.replicas().apply(&self.peer, entries);
+        let apply = self
+            .node
+            .replicator
+            .replicas()
+            .apply(&self.peer, entries, false);
         Box::pin(async move {
             let outcomes = apply.await.map_err(|error| error.to_string())?;
             // A refusal (the peer evicted the key for memory, or is out of memory) is

@@ -45,6 +45,8 @@ pub struct Config {
     pub maxclients: usize,
     /// Failed AUTH attempts after which a connection is closed; 0 = never.
     pub max_auth_failures: u32,
+    /// Most commands one transaction may queue, and keys one connection may watch.
+    pub max_transaction_commands: usize,
     /// Most bytes of client buffers, all clients together; 0 = no limit.
     pub maxmemory_clients: u64,
     /// Most simultaneous admin HTTP connections.
@@ -137,6 +139,7 @@ impl Default for Config {
             timeout: None,
             maxclients: DEFAULT_MAXCLIENTS,
             max_auth_failures: 10,
+            max_transaction_commands: 100_000,
             // A quarter of maxmemory, and there is none.
             maxmemory_clients: 0,
             http_max_connections: 256,

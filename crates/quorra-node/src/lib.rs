@@ -13,6 +13,8 @@
 //!   counting only primary keys).
 //! - [`scatter`]: commands over several nodes, split and merged.
 //! - [`quorum_read`], [`primary_write`]: reads and writes with copies.
+//! - [`transaction`]: MULTI ... EXEC and WATCH in a cluster — run at the keys' one
+//!   primary, atomically, their writes copied as one batch.
 //! - [`origin_hooks`]: the namespaces' hooks around a command run at its keys' owner:
 //!   [`write_through`] before it (SET and DEL reach the origin first), [`read_through`]
 //!   after it (a miss loaded once at the key's primary; a stale value refreshed), and
@@ -42,8 +44,8 @@
 //!
 //! # Non-goals (for now)
 //!
-//! Data types other than strings, MULTI/EXEC, Pub/Sub, Lua, persistence, ACL users other
-//! than the default one.
+//! Data types other than strings, Pub/Sub, Lua, persistence, ACL users other than the
+//! default one.
 
 pub mod accounting;
 pub mod auth_log;
@@ -73,6 +75,9 @@ pub mod read_through;
 pub mod scatter;
 pub mod session;
 pub mod shared;
+pub mod transaction;
+#[cfg(test)]
+mod transaction_tests;
 pub mod wall_clock;
 pub mod write_behind;
 pub mod write_through;

@@ -62,9 +62,11 @@ impl Replicas for NodeReplicas {
         &self,
         node: &NodeId,
         entries: Vec<(Bytes, VersionedEntry)>,
+        atomic: bool,
     ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>> {
         let node = node.clone();
         if node == self.self_id {
+            let _section = atomic.then(|| self.store.exclusive_section());
             let outcomes = entries
                 .into_iter()
                 .map(|(key, entry)| {
@@ -78,7 +80,7 @@ impl Replicas for NodeReplicas {
             .into_iter()
             .map(|(key, entry)| (key, entry.into()))
             .collect();
-        let call = self.call(&node, &Request::Apply { entries });
+        let call = self.call(&node, &Request::Apply { entries, atomic });
         Box::pin(async move {
             match call.await? {
                 Response::Applied(outcomes) if outcomes.len() == count => Ok(outcomes
@@ -100,10 +102,7 @@ impl Replicas for NodeReplicas {
         promote: bool,
     ) -> BoxFuture<Result<Vec<Option<VersionedEntry>>, ReplicaError>> {
         if *node == self.self_id {
-            let entries = keys
-                .iter()
-                .map(|key| read_entry(&self.store, key, promote))
-                .collect();
+            let entries = read_entries(&self.store, &keys, promote);
             return Box::pin(async move { Ok(entries) });
         }
         let expected = keys.len();
@@ -129,6 +128,15 @@ pub fn apply_entry(store: &Store, key: &[u8], entry: VersionedEntry) -> Result<(
         Ok(_) => Ok(()),
         Err(error) => Err(error.to_string()),
     }
+}
+
+/// A replica's entries for `keys`, read in one shared section of the store, so that
+/// they show all of a transaction or none of it.
+pub fn read_entries(store: &Store, keys: &[Bytes], promote: bool) -> Vec<Option<VersionedEntry>> {
+    let _section = store.shared_section();
+    keys.iter()
+        .map(|key| read_entry(store, key, promote))
+        .collect()
 }
 
 /// A replica's entry for `key`, promoted in its LRU if the read is a client's.

@@ -34,6 +34,11 @@ pub async fn dispatch(
     args: &[Bytes],
     started: Instant,
 ) -> Instant {
+    if session.transaction.is_some() {
+        // Queued, not run: the hooks have nothing to do yet (see
+        // `commands::transactions` for what a transaction does with namespace keys).
+        return commands::dispatch_timed(shared, session, out, args, started);
+    }
     // Refusals (password, arity) are the command's own, before the origin is touched.
     let authenticated = session.authenticated || shared.settings.read().requirepass.is_none();
     let prepared = match authenticated {

@@ -29,10 +29,11 @@ use quorra_store::{Version, VersionedEntry};
 use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
 use crate::executor::{Mode, run_here};
-use crate::node_replicas::{apply_entry, read_entry};
+use crate::node_replicas::{apply_entry, read_entries};
 use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::transaction;
 use crate::wall_clock::unix_ms;
 use crate::write_behind;
 
@@ -72,6 +73,27 @@ impl HandlerSlot {
     }
 }
 
+/// Refuses commands sent by `from` that arrived after their deadline (see
+/// [`Request::Execute`]'s `deadline_ms`), or an empty one.
+fn check_commands(from: &NodeId, commands: &[Vec<Bytes>], deadline_ms: u64) -> Result<(), String> {
+    if unix_ms() > deadline_ms.saturating_add(CLOCK_SKEW_ALLOWANCE_MS) {
+        return Err(format!(
+            "request from {from} arrived after its deadline; not run"
+        ));
+    }
+    if commands.iter().any(Vec::is_empty) {
+        return Err(format!("empty command from {from}"));
+    }
+    Ok(())
+}
+
+fn protocol_of(resp3: bool) -> Protocol {
+    match resp3 {
+        true => Protocol::Resp3,
+        false => Protocol::Resp2,
+    }
+}
+
 /// Serves one request from the authenticated peer `from`.
 pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result<Bytes, String> {
     let request = Request::decode(&payload).map_err(|error| error.to_string())?;
@@ -83,25 +105,14 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             primary_only,
             deadline_ms,
         } => {
-            if unix_ms() > deadline_ms.saturating_add(CLOCK_SKEW_ALLOWANCE_MS) {
-                return Err(format!(
-                    "request from {from} arrived after its deadline; not run"
-                ));
-            }
+            check_commands(&from, &commands, deadline_ms)?;
             let mut session = Session::new(shared.peer_client.clone(), false);
-            session.protocol = if resp3 {
-                Protocol::Resp3
-            } else {
-                Protocol::Resp2
-            };
+            session.protocol = protocol_of(resp3);
             let mode = Mode {
                 protocol: session.protocol,
                 replicate,
                 primary_only,
             };
-            if commands.iter().any(Vec::is_empty) {
-                return Err(format!("empty command from {from}"));
-            }
             let view = shared.cluster.as_ref().map(|node| node.view());
             let (replies, lookups) = match &view {
                 Some(view) => run_here(&shared, view, &mut session, &commands, mode).await,
@@ -116,35 +127,60 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
                 misses: lookups.misses,
             }
         }
+        Request::Exec {
+            resp3,
+            commands,
+            watched,
+            replicate,
+            deadline_ms,
+        } => {
+            check_commands(&from, &commands, deadline_ms)?;
+            let view = shared_view(&shared)?;
+            let protocol = protocol_of(resp3);
+            let (reply, lookups) =
+                transaction::exec_for_peer(&shared, &view, protocol, commands, watched, replicate)
+                    .await;
+            accounting::peer_commands(&shared, 1);
+            Response::Replies {
+                replies: vec![reply],
+                hits: lookups.hits,
+                misses: lookups.misses,
+            }
+        }
         Request::KeyspaceCounts { primary_only } => {
             let (keys, expires) = keyspace_counts(&shared, primary_only);
             Response::KeyspaceCounts { keys, expires }
         }
-        Request::Apply { entries } => Response::Applied(
-            entries
-                .into_iter()
-                .map(|(key, entry)| {
-                    let entry = entry.into();
-                    let outcome = apply_entry(&shared.store, &key, VersionedEntry::clone(&entry));
-                    if outcome.is_ok() {
-                        // A copy of a write: in a write-behind namespace, this replica
-                        // keeps the write's mark until the primary has flushed it.
-                        write_behind::mark_applied(&shared, &key, &entry);
-                    }
-                    outcome.err()
-                })
-                .collect(),
-        ),
+        Request::Apply { entries, atomic } => {
+            let _section = atomic.then(|| shared.store.exclusive_section());
+            Response::Applied(
+                entries
+                    .into_iter()
+                    .map(|(key, entry)| {
+                        let entry = entry.into();
+                        let outcome =
+                            apply_entry(&shared.store, &key, VersionedEntry::clone(&entry));
+                        if outcome.is_ok() {
+                            // A copy of a write: in a write-behind namespace, this replica
+                            // keeps the write's mark until the primary has flushed it.
+                            write_behind::mark_applied(&shared, &key, &entry);
+                        }
+                        outcome.err()
+                    })
+                    .collect(),
+            )
+        }
         Request::Flushed { entries } => {
             write_behind::flushed_elsewhere(&shared, &entries);
             Response::Flushed
         }
         Request::Read { keys, promote } => {
             let now = shared.store.now_ms();
+            let entries = read_entries(&shared.store, &keys, promote);
             Response::Entries(
                 keys.iter()
-                    .map(|key| {
-                        let entry = read_entry(&shared.store, key, promote);
+                    .zip(entries)
+                    .map(|(key, entry)| {
                         if promote {
                             // A client's GET or MGET: at the key's primary, a stale
                             // value queues its refresh.

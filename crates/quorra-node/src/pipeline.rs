@@ -26,6 +26,7 @@ use crate::read_through;
 use crate::scatter;
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::transaction;
 use crate::write_behind;
 use crate::write_through;
 
@@ -119,6 +120,13 @@ impl Pipeline {
         args: &[Bytes],
         out: &mut BytesMut,
     ) {
+        if transaction::concerns(session, args) {
+            // Inside MULTI nothing runs until EXEC, and EXEC runs at its keys' primary:
+            // everything before it is answered first.
+            self.flush(cx, session, out).await;
+            Box::pin(transaction::run(cx, session, args, out)).await;
+            return;
+        }
         let authenticated =
             session.authenticated || cx.shared.settings.read().requirepass.is_none();
         match plan(args, authenticated, &cx.node.placement(cx.view)) {
@@ -368,7 +376,7 @@ async fn run_deferred(
     let read_promoting = replicator.read_many(promoting, copies, read_level, true);
     let read_plain = replicator.read_many(plain, copies, read_level, false);
     let level = mode.replicate.unwrap_or(Level::One);
-    let replicate_all = primary_write::replicate_writes(cx.shared, cx.view, &writes, level);
+    let replicate_all = primary_write::replicate_writes(cx.shared, cx.view, &writes, level, false);
     let (promoted, unpromoted, replicated) =
         futures_util::join!(read_promoting, read_plain, replicate_all);
     let (mut promoted, mut unpromoted) = (promoted.into_iter(), unpromoted.into_iter());

@@ -130,11 +130,15 @@ pub fn run_primary_write(
 /// A write that failed and that no replica but this one stored is undone: the key's
 /// previous entry is put back and the hints for the others are dropped, so the client
 /// that was told it failed never sees it win over writes acknowledged elsewhere.
+///
+/// With `atomic` (a transaction's writes), each replica stores all of them in one step
+/// ([`Replicator::write_many`](quorra_cluster::replication::Replicator::write_many)).
 pub async fn replicate_writes(
     shared: &Shared,
     view: &ClusterView,
     writes: &[PrimaryWrite],
     level: Level,
+    atomic: bool,
 ) -> Vec<Bytes> {
     let mut replies: Vec<Bytes> = writes.iter().map(|write| write.reply.clone()).collect();
     let Some(cluster) = shared.cluster.as_ref() else {
@@ -174,7 +178,7 @@ pub async fn replicate_writes(
         .collect();
     let results = cluster
         .replicator
-        .write_many(batch, placement.copies(), level)
+        .write_many(batch, placement.copies(), level, atomic)
         .await;
     for ((result, commands), (key, version, targets)) in
         results.into_iter().zip(commands).zip(written)
@@ -222,7 +226,7 @@ pub async fn run_as_primary<A: AsRef<[Bytes]>>(
         lookups.add(write.ran.lookups);
     }
     (
-        replicate_writes(shared, view, &writes, level).await,
+        replicate_writes(shared, view, &writes, level, false).await,
         lookups,
     )
 }

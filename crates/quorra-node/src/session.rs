@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use bytes::Bytes;
 use quorra_cluster::replication::{Consistency, Level};
 use quorra_resp::Protocol;
 use quorra_resp::command::CommandId;
+use quorra_store::Version;
 
 use crate::clients::ClientInfo;
 use crate::wall_clock::unix_ms;
@@ -33,6 +35,34 @@ pub struct Session {
     pub read_level: Option<Level>,
     /// Failed AUTH attempts on this connection.
     pub auth_failures: u32,
+    /// The open transaction: after MULTI, until EXEC or DISCARD.
+    pub transaction: Option<Transaction>,
+    /// The keys WATCH is watching, each with the version it had.
+    pub watched: Vec<Watched>,
+    /// Set while EXEC runs this session's queued commands inside the store's exclusive
+    /// section, which they must not try to enter again as shared.
+    pub in_exclusive_section: bool,
+}
+
+/// A transaction being queued: the commands between MULTI and EXEC.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    /// The commands, in order.
+    pub queued: Vec<Vec<Bytes>>,
+    /// Their argument bytes.
+    pub bytes: usize,
+    /// A command was refused while queuing: EXEC answers `EXECABORT` and runs nothing.
+    pub refused: bool,
+}
+
+/// A WATCHed key and the version it had when watched (`None`: it had no entry). EXEC
+/// runs only if it still has that version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    /// The key.
+    pub key: Bytes,
+    /// Its version then.
+    pub version: Option<Version>,
 }
 
 impl Session {
@@ -48,6 +78,9 @@ impl Session {
             write_level: None,
             read_level: None,
             auth_failures: 0,
+            transaction: None,
+            watched: Vec::new(),
+            in_exclusive_section: false,
         }
     }
 

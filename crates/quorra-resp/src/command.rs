@@ -31,7 +31,7 @@ pub struct CommandInfo {
     pub flags: &'static [&'static str],
     /// First key argument, last key argument (-1 = last argument), step; 0 = no keys.
     pub keys: (i32, i32, i32),
-    /// Documentation group (`string`, `generic`, `connection`, `server`).
+    /// Documentation group (`string`, `generic`, `connection`, `transactions`, `server`).
     pub group: &'static str,
     /// One-line summary for COMMAND DOCS.
     pub summary: &'static str,
@@ -135,6 +135,12 @@ commands! {
     Quit "quit", -1, ["noscript", "loading", "stale", "fast", "no-auth"], NO_KEYS, "connection", "1.0.0", "Closes the connection.";
     Reset "reset", 1, ["noscript", "loading", "stale", "fast", "no-auth"], NO_KEYS, "connection", "6.2.0", "Resets the connection.";
     Client "client", -2, ["loading", "stale"], NO_KEYS, "connection", "2.4.0", "A container for client connection commands.";
+    // Transactions.
+    Multi "multi", 1, ["noscript", "loading", "stale", "fast", "allow_busy"], NO_KEYS, "transactions", "1.2.0", "Starts a transaction.";
+    Exec "exec", 1, ["noscript", "loading", "stale", "skip_slowlog"], NO_KEYS, "transactions", "1.2.0", "Executes all commands in a transaction.";
+    Discard "discard", 1, ["noscript", "loading", "stale", "fast", "allow_busy"], NO_KEYS, "transactions", "2.0.0", "Discards a transaction.";
+    Watch "watch", -2, ["noscript", "loading", "stale", "fast", "allow_busy"], ALL_KEYS, "transactions", "2.2.0", "Monitors changes to keys to determine the execution of a transaction.";
+    Unwatch "unwatch", 1, ["noscript", "loading", "stale", "fast", "allow_busy"], NO_KEYS, "transactions", "2.2.0", "Forgets about watched keys of a transaction.";
     // Server.
     Command "command", -1, ["loading", "stale"], NO_KEYS, "server", "2.8.13", "Returns detailed information about all commands.";
     Info "info", -1, ["loading", "stale"], NO_KEYS, "server", "1.0.0", "Returns information and statistics about the server.";

@@ -123,6 +123,12 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_MAX_AUTH_FAILURES")]
     pub max_auth_failures: Option<u32>,
 
+    /// Most commands one transaction (MULTI ... EXEC) may queue, and most keys one
+    /// connection may WATCH; past it the transaction is refused (EXECABORT)
+    /// [default: 100000].
+    #[arg(long, env = "QUORRA_MAX_TRANSACTION_COMMANDS")]
+    pub max_transaction_commands: Option<usize>,
+
     /// Most bytes all clients' buffers may hold together beyond the first 64 KiB of
     /// each (requests still arriving, replies not yet sent), e.g. `64mb`, or a share of
     /// maxmemory, e.g. `25%`; past it the client holding the most is disconnected, as
@@ -350,6 +356,9 @@ impl Settings {
             timeout: self.timeout.or(lower.timeout),
             maxclients: self.maxclients.or(lower.maxclients),
             max_auth_failures: self.max_auth_failures.or(lower.max_auth_failures),
+            max_transaction_commands: self
+                .max_transaction_commands
+                .or(lower.max_transaction_commands),
             maxmemory_clients: self.maxmemory_clients.or(lower.maxmemory_clients),
             http_max_connections: self.http_max_connections.or(lower.http_max_connections),
             http_request_timeout_ms: self
@@ -477,6 +486,9 @@ impl Settings {
                 .map(Duration::from_secs),
             maxclients,
             max_auth_failures: self.max_auth_failures.unwrap_or(defaults.max_auth_failures),
+            max_transaction_commands: self
+                .max_transaction_commands
+                .unwrap_or(defaults.max_transaction_commands),
             maxmemory_clients,
             http_max_connections,
             http_request_timeout: Duration::from_millis(http_request_timeout_ms),

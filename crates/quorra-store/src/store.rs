@@ -192,6 +192,10 @@ pub struct Store {
     expire_rr: AtomicUsize,
     /// xorshift state for RANDOMKEY.
     rng: AtomicU64,
+    /// Sections: a command holds it shared, a transaction exclusively (see
+    /// [`Store::shared_section`]). parking_lot's, even under shuttle: the store's own
+    /// operations never take it, so its model checks do not involve it.
+    sections: parking_lot::RwLock<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -229,7 +233,25 @@ impl Store {
             evict_rr: AtomicUsize::new(0),
             expire_rr: AtomicUsize::new(0),
             rng: AtomicU64::new(seed | 1),
+            sections: parking_lot::RwLock::new(()),
         }
+    }
+
+    /// A shared section: what one command of a node (or one replica read or apply)
+    /// holds while it runs, so that it never sees, or lands in the middle of, the
+    /// commands of an [`exclusive_section`](Self::exclusive_section). Shared sections
+    /// run side by side. The store's own operations do not take sections; atomicity
+    /// across several operations is the caller's, and this is its tool.
+    pub fn shared_section(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.sections.read()
+    }
+
+    /// An exclusive section: a transaction's commands (EXEC), or the apply of a
+    /// transaction's copies on a replica, run inside one, with no shared section open.
+    /// Must not be taken by a thread that holds a shared section (it would wait for
+    /// itself).
+    pub fn exclusive_section(&self) -> parking_lot::RwLockWriteGuard<'_, ()> {
+        self.sections.write()
     }
 
     /// Installs the access observer (hot-key detector). Call before sharing the store.

@@ -173,6 +173,8 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     ctx.session.set_protocol(Protocol::Resp2);
     ctx.session.authenticated = ctx.shared.settings.read().requirepass.is_none();
     ctx.session.info.name.lock().clear();
+    ctx.session.transaction = None;
+    ctx.session.watched.clear();
     encode::simple(ctx.out, "RESET");
     Ok(())
 }

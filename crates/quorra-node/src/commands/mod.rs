@@ -11,14 +11,18 @@
 //! [`CommandError`] with Redis's error text when they refuse.
 //!
 //! Handlers are grouped like Redis's documentation: [`keyspace`] (generic key
-//! commands), [`strings`], [`connection`], [`server`]; [`quorra`] holds quorra's own
-//! `QUORRA` family.
+//! commands), [`strings`], [`connection`], [`transactions`], [`server`]; [`quorra`]
+//! holds quorra's own `QUORRA` family.
+//!
+//! Each command runs inside the store's shared section, so that it never runs between
+//! the commands of a transaction (which hold the exclusive one).
 
 pub mod connection;
 pub mod keyspace;
 pub mod quorra;
 pub mod server;
 pub mod strings;
+pub mod transactions;
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -95,6 +99,12 @@ pub fn handler(id: CommandId) -> Handler {
         Quit => connection::quit,
         Reset => connection::reset,
         Client => connection::client,
+        // Transactions.
+        Multi => transactions::multi,
+        Exec => transactions::exec,
+        Discard => transactions::discard,
+        Watch => transactions::watch,
+        Unwatch => transactions::unwatch,
         // Server.
         Command => server::command,
         Info => server::info,
@@ -227,9 +237,11 @@ pub struct Ran {
 }
 
 /// Runs one command, writing its reply to `out`, without counting it: checks the name,
-/// the arity and authentication, then runs the handler.
+/// the arity and authentication, then runs the handler — or, inside MULTI, queues it.
+/// A refusal inside MULTI makes the transaction's EXEC fail.
 pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[Bytes]) -> Ran {
     let Some(id) = lookup(&args[0]) else {
+        transactions::refuse(session);
         encode::error(out, &unknown_command_message(args));
         return Ran {
             id: None,
@@ -250,6 +262,7 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
         None
     };
     if let Some(refusal) = refusal {
+        transactions::refuse(session);
         encode::error(out, &refusal.0);
         return Ran {
             id: Some(id),
@@ -257,6 +270,16 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
             lookups: Lookups::default(),
         };
     }
+    if session.transaction.is_some() && !runs_inside_multi(id) {
+        return Ran {
+            id: Some(id),
+            outcome: transactions::queue(shared, session, out, args),
+            lookups: Lookups::default(),
+        };
+    }
+    // EXEC takes the exclusive section itself; the commands it runs are inside it.
+    let _section = (id != CommandId::Exec && !session.in_exclusive_section)
+        .then(|| shared.store.shared_section());
     let mut ctx = Ctx {
         shared,
         session,
@@ -276,6 +299,13 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
         outcome,
         lookups: ctx.lookups,
     }
+}
+
+/// True for the commands that run at once inside MULTI instead of being queued, as in
+/// Redis.
+pub fn runs_inside_multi(id: CommandId) -> bool {
+    use CommandId::*;
+    matches!(id, Exec | Discard | Multi | Watch | Quit | Reset)
 }
 
 /// Runs one command of this node's client, writing its reply to `out`, and counts it.

@@ -3,6 +3,7 @@
 
 mod cluster;
 mod common;
+mod compat;
 mod connection;
 mod failover;
 mod gossip;
@@ -19,4 +20,5 @@ mod protocol;
 mod replication;
 mod strings;
 mod tls;
+mod transactions;
 mod up;

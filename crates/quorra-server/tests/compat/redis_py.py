@@ -1,0 +1,193 @@
+"""What redis-py applications do with transactions, run against one server.
+
+Usage: python3 redis_py.py PORT [PORT ...]
+
+Every port must serve the same data (one server, or the nodes of one cluster); clients
+are spread over them. Prints one JSON object per case, {"case": ..., "result": ...},
+where the result is what the application would observe (values, replies, exception
+types and texts). The suite runs this against Debian's redis-server and against quorra
+in the same test and compares the lines (crates/quorra-server/tests/server/compat.rs).
+
+Keys carry a hash tag, so that each case's keys have one primary in a cluster.
+"""
+
+import json
+import sys
+import threading
+
+import redis
+
+PORTS = [int(port) for port in sys.argv[1:]]
+
+
+def client(index=0, **options):
+    port = PORTS[index % len(PORTS)]
+    return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, **options)
+
+
+def observed(call):
+    """The value `call` returns, or the exception it raises, as the application sees it."""
+    try:
+        return call()
+    except redis.RedisError as error:
+        return {"raised": type(error).__name__, "text": str(error)}
+
+
+def outcome(results):
+    """A pipeline's results with exceptions shown by type and text."""
+    return [
+        {"raised": type(item).__name__, "text": str(item)} if isinstance(item, Exception) else item
+        for item in results
+    ]
+
+
+CASES = []
+
+
+def case(function):
+    CASES.append(function)
+    return function
+
+
+@case
+def pipeline_without_transaction():
+    pipe = client().pipeline(transaction=False)
+    pipe.set("{plain}:a", "1").incr("{plain}:a").get("{plain}:a").delete("{plain}:a")
+    return pipe.execute()
+
+
+@case
+def pipeline_transaction():
+    pipe = client().pipeline()
+    pipe.set("{tx}:a", "1").incr("{tx}:a", 5).get("{tx}:a").set("{tx}:b", "x").mget("{tx}:a", "{tx}:b")
+    return pipe.execute()
+
+
+@case
+def transaction_with_a_runtime_error_runs_the_rest():
+    r = client()
+    pipe = r.pipeline()
+    pipe.set("{rt}:s", "abc").incr("{rt}:s").set("{rt}:t", "1")
+    return [outcome(pipe.execute(raise_on_error=False)), r.get("{rt}:s"), r.get("{rt}:t")]
+
+
+@case
+def transaction_with_a_queuing_error_runs_nothing():
+    r = client()
+    pipe = r.pipeline()
+    pipe.set("{qe}:a", "1").execute_command("NOSUCHCOMMAND", "{qe}:a").set("{qe}:b", "2")
+    return [observed(pipe.execute), r.get("{qe}:a"), r.get("{qe}:b")]
+
+
+@case
+def transaction_with_a_wrong_arity_runs_nothing():
+    r = client()
+    pipe = r.pipeline()
+    pipe.set("{ar}:a", "1").execute_command("GET").set("{ar}:b", "2")
+    return [observed(pipe.execute), r.get("{ar}:a")]
+
+
+@case
+def watch_then_a_write_elsewhere_aborts():
+    r, other = client(0), client(1)
+    r.set("{w}:k", "1")
+    with r.pipeline() as pipe:
+        pipe.watch("{w}:k")
+        before = pipe.get("{w}:k")
+        other.set("{w}:k", "2")
+        pipe.multi()
+        pipe.set("{w}:k", "3")
+        aborted = observed(pipe.execute)
+    return [before, aborted, r.get("{w}:k")]
+
+
+@case
+def watch_unchanged_runs():
+    r = client()
+    r.set("{wu}:k", "1")
+    with r.pipeline() as pipe:
+        pipe.watch("{wu}:k")
+        current = int(pipe.get("{wu}:k"))
+        pipe.multi()
+        pipe.set("{wu}:k", current + 1)
+        result = pipe.execute()
+    return [result, r.get("{wu}:k")]
+
+
+@case
+def watch_of_a_key_that_expires_aborts():
+    r = client()
+    r.set("{we}:k", "1", px=50)
+    with r.pipeline() as pipe:
+        pipe.watch("{we}:k")
+        import time
+
+        time.sleep(0.2)
+        pipe.multi()
+        pipe.set("{we}:other", "x")
+        aborted = observed(pipe.execute)
+    return [aborted, r.get("{we}:other")]
+
+
+@case
+def eight_threads_incrementing_through_watch_give_the_exact_count():
+    client().delete("{count}:n")
+
+    def increment(index):
+        r = client(index)
+        for _ in range(100):
+            r.transaction(lambda pipe: pipe.multi() or pipe.incr("{count}:n"), "{count}:n")
+
+    threads = [threading.Thread(target=increment, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return client().get("{count}:n")
+
+
+@case
+def transaction_helper_returns_the_function_value():
+    r = client()
+    r.set("{th}:balance", "10")
+
+    def withdraw(pipe):
+        balance = int(pipe.get("{th}:balance"))
+        pipe.multi()
+        pipe.set("{th}:balance", balance - 3)
+        return balance - 3
+
+    return [r.transaction(withdraw, "{th}:balance", value_from_callable=True), r.get("{th}:balance")]
+
+
+@case
+def errors_outside_and_inside_multi():
+    r = client(single_connection_client=True)
+    replies = [
+        observed(lambda: r.execute_command("EXEC")),
+        observed(lambda: r.execute_command("DISCARD")),
+        observed(lambda: r.execute_command("MULTI")),
+        observed(lambda: r.execute_command("MULTI")),
+        observed(lambda: r.execute_command("WATCH", "{err}:k")),
+        observed(lambda: r.execute_command("SET", "{err}:k", "v")),
+        observed(lambda: r.execute_command("DISCARD")),
+        observed(lambda: r.execute_command("GET", "{err}:k")),
+        observed(lambda: r.execute_command("UNWATCH")),
+    ]
+    return replies
+
+
+@case
+def an_empty_transaction():
+    r = client(single_connection_client=True)
+    return [r.execute_command("MULTI"), r.execute_command("EXEC")]
+
+
+def main():
+    for function in CASES:
+        result = observed(function)
+        print(json.dumps({"case": function.__name__, "result": result}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

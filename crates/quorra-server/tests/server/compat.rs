@@ -1,0 +1,144 @@
+//! The client compatibility suite: what applications written against Redis observe
+//! through real client libraries, run against Debian's `redis-server` and against
+//! quorra — a single node, and three nodes keeping three copies — in the same test, and
+//! compared case by case. A case where quorra differs fails the test unless it is
+//! listed in [`KNOWN_DIFFERENCES`] with its reason.
+//!
+//! The scripts live in `tests/compat/`; `scripts/test` installs their libraries.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use quorra_server::RunningServer;
+
+use crate::cluster::start_cluster_with;
+use crate::common::*;
+
+/// Cases where quorra may differ from Redis, each with why. Empty: every case of every
+/// script observes the same as on Redis.
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
+
+/// A `redis-server` on a free port, stopped when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        for _ in 0..10 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|error| {
+                    panic!("redis-server cannot run ({error}); ./scripts/test installs it")
+                });
+            let mut server = RedisServer { child, port };
+            for _ in 0..100 {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return server;
+                }
+                if server.child.try_wait().ok().flatten().is_some() {
+                    break; // The port was taken meanwhile: try another.
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/compat")
+        .join(name)
+}
+
+/// Runs the Python script `name` against `ports`: its observations by case.
+async fn run_python(name: &str, ports: Vec<u16>) -> BTreeMap<String, String> {
+    let path = script(name);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(path)
+            .args(ports.iter().map(u16::to_string))
+            .output()
+            .unwrap_or_else(|error| panic!("python3 cannot run ({error})"))
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{name} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+        .lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).expect("one JSON per line");
+            let case = line["case"].as_str().expect("a case name").to_owned();
+            (case, line["result"].to_string())
+        })
+        .collect()
+}
+
+/// Compares quorra's observations (`target` names the deployment) with Redis's.
+fn compare(target: &str, redis: &BTreeMap<String, String>, quorra: &BTreeMap<String, String>) {
+    assert_eq!(
+        redis.keys().collect::<Vec<_>>(),
+        quorra.keys().collect::<Vec<_>>(),
+        "{target}: the same cases ran"
+    );
+    let differing: Vec<String> = redis
+        .iter()
+        .filter(|(case, observed)| quorra[*case] != **observed)
+        .filter(|(case, _)| !KNOWN_DIFFERENCES.iter().any(|(known, _)| known == case))
+        .map(|(case, observed)| {
+            format!("{case}:\n  redis:  {observed}\n  quorra: {}", quorra[case])
+        })
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{target} differs from Redis:\n{}",
+        differing.join("\n")
+    );
+}
+
+fn port(node: &RunningServer) -> u16 {
+    node.resp_addr.port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_observes_the_same_on_quorra_as_on_redis() {
+    let redis = RedisServer::start();
+    let expected = run_python("redis_py.py", vec![redis.port]).await;
+    let single = start().await;
+    compare(
+        "a single node",
+        &expected,
+        &run_python("redis_py.py", vec![port(&single)]).await,
+    );
+    let cluster = start_cluster_with(3, |config| config.consistency.replicas = 3).await;
+    compare(
+        "three nodes with three copies",
+        &expected,
+        &run_python("redis_py.py", cluster.iter().map(port).collect()).await,
+    );
+}

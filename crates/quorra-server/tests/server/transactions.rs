@@ -1,0 +1,92 @@
+//! MULTI ... EXEC through real connections: readers on every node never see part of a
+//! transaction, and a transaction past `max-transaction-commands` is refused whole.
+
+use redis::Value;
+
+use crate::cluster::start_cluster_with;
+use crate::common::*;
+
+/// Writes `{pair}:a` and `{pair}:b` together in transactions while readers on every
+/// node read both with MGET: every read sees both written or neither. A hundred other
+/// writes between the two keep the window a torn read would need wide open.
+async fn readers_see_whole_transactions(nodes: &[quorra_server::RunningServer]) {
+    let mut writer = connect(&nodes[0]).await;
+    ok(&mut writer, &["MSET", "{pair}:a", "0", "{pair}:b", "0"]).await;
+    let mut readers = Vec::new();
+    for node in nodes {
+        let mut reader = connect(node).await;
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            loop {
+                let Value::Array(values) = ok(&mut reader, &["MGET", "{pair}:a", "{pair}:b"]).await
+                else {
+                    panic!("MGET answers an array");
+                };
+                assert_eq!(values[0], values[1], "a read saw part of a transaction");
+                reads += 1;
+                if values[0] == bulk("200") {
+                    return reads;
+                }
+            }
+        }));
+    }
+    for round in 1..=200 {
+        let round = round.to_string();
+        let mut transaction = redis::pipe();
+        transaction.atomic().cmd("SET").arg("{pair}:a").arg(&round);
+        for pad in 0..100 {
+            transaction
+                .cmd("SET")
+                .arg(format!("{{pair}}:pad{pad}"))
+                .arg(&round);
+        }
+        transaction.cmd("SET").arg("{pair}:b").arg(&round);
+        let _: Value = transaction.query_async(&mut writer).await.unwrap();
+    }
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_never_see_part_of_a_transaction_on_a_single_node() {
+    let node = start().await;
+    readers_see_whole_transactions(std::slice::from_ref(&node)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_on_every_node_never_see_part_of_a_replicated_transaction() {
+    let nodes = start_cluster_with(3, |config| config.consistency.replicas = 3).await;
+    readers_see_whole_transactions(&nodes).await;
+}
+
+#[tokio::test]
+async fn a_transaction_past_its_command_limit_is_refused_whole() {
+    let node = start_with(|config| config.max_transaction_commands = 10).await;
+    let mut con = connect(&node).await;
+    let mut commands = vec![vec!["MULTI".to_owned()]];
+    commands.extend((0..11).map(|i| vec!["SET".to_owned(), format!("limit:{i}"), "v".to_owned()]));
+    commands.push(vec!["EXEC".to_owned()]);
+    let mut replies: Vec<redis::RedisResult<Value>> = Vec::new();
+    for command in &commands {
+        let mut cmd = redis::cmd(&command[0]);
+        cmd.arg(&command[1..]);
+        replies.push(cmd.query_async(&mut con).await);
+    }
+    let queued = replies[1..=10]
+        .iter()
+        .filter(|reply| matches!(reply, Ok(Value::SimpleString(text)) if text == "QUEUED"))
+        .count();
+    assert_eq!(queued, 10);
+    let refusal = replies[11].as_ref().unwrap_err().to_string();
+    assert!(
+        refusal.contains("transaction too long: at most 10 queued commands"),
+        "{refusal}"
+    );
+    let exec = replies[12].as_ref().unwrap_err().to_string();
+    assert!(
+        exec.contains("Transaction discarded because of previous errors"),
+        "{exec}"
+    );
+    assert_eq!(ok(&mut con, &["EXISTS", "limit:0"]).await, int(0));
+}
