@@ -606,11 +606,16 @@ impl Replicator {
     /// Delivers the hints kept for `node`, in requests of at most
     /// [`MAX_APPLY_BATCH_BYTES`]; those it still cannot take are kept again. Returns how
     /// many were delivered.
+    ///
+    /// Each request is stored atomically: the hints of a transaction that `node` missed
+    /// reach its readers all at once when they fit in one request (all of the node's
+    /// hints together within [`MAX_APPLY_BATCH_BYTES`]). Hints are kept per key, not
+    /// per transaction, so a larger backlog can split one.
     pub async fn replay_hints(&self, node: &NodeId) -> usize {
         let mut delivered = 0;
         let mut batches = entry_batches(self.hints.take(node)).into_iter();
         while let Some(batch) = batches.next() {
-            match self.replicas.apply(node, batch.clone(), false).await {
+            match self.replicas.apply(node, batch.clone(), true).await {
                 Ok(outcomes) => {
                     for outcome in outcomes {
                         match outcome {
