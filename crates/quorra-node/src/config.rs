@@ -47,6 +47,11 @@ pub struct Config {
     pub max_auth_failures: u32,
     /// Most commands one transaction may queue, and keys one connection may watch.
     pub max_transaction_commands: usize,
+    /// A script running longer than this makes the node answer other clients `BUSY`
+    /// (and SCRIPT KILL may stop it).
+    pub busy_reply_threshold: Duration,
+    /// Most scripts the node caches (SCRIPT LOAD, EVAL).
+    pub max_scripts: usize,
     /// Most bytes of client buffers, all clients together; 0 = no limit.
     pub maxmemory_clients: u64,
     /// Most simultaneous admin HTTP connections.
@@ -140,6 +145,8 @@ impl Default for Config {
             maxclients: DEFAULT_MAXCLIENTS,
             max_auth_failures: 10,
             max_transaction_commands: 100_000,
+            busy_reply_threshold: Duration::from_secs(5),
+            max_scripts: 10_000,
             // A quarter of maxmemory, and there is none.
             maxmemory_clients: 0,
             http_max_connections: 256,

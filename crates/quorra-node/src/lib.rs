@@ -15,6 +15,8 @@
 //! - [`quorum_read`], [`primary_write`]: reads and writes with copies.
 //! - [`transaction`]: MULTI ... EXEC and WATCH in a cluster — run at the keys' one
 //!   primary, atomically, their writes copied as one batch.
+//! - [`lua`]: the Lua 5.1 engine behind EVAL (`commands::scripting`), sandboxed, with
+//!   Redis's `redis` library and conversions; scripts run through the same path.
 //! - [`origin_hooks`]: the namespaces' hooks around a command run at its keys' owner:
 //!   [`write_through`] before it (SET and DEL reach the origin first), [`read_through`]
 //!   after it (a miss loaded once at the key's primary; a stale value refreshed), and
@@ -44,8 +46,8 @@
 //!
 //! # Non-goals (for now)
 //!
-//! Data types other than strings, Pub/Sub, Lua, persistence, ACL users other than the
-//! default one.
+//! Data types other than strings, Pub/Sub, databases other than 0, persistence, ACL
+//! users other than the default one.
 
 pub mod accounting;
 pub mod auth_log;
@@ -60,6 +62,7 @@ pub mod fd_limit;
 #[cfg(test)]
 mod in_memory_cluster;
 pub mod log_limiter;
+pub mod lua;
 pub mod metrics;
 pub mod node_replicas;
 pub mod origin_hooks;

@@ -120,6 +120,8 @@ impl Pipeline {
         args: &[Bytes],
         out: &mut BytesMut,
     ) {
+        let resolved = resolve_script(cx.shared, args);
+        let args = resolved.as_deref().unwrap_or(args);
         if transaction::concerns(session, args) {
             // Inside MULTI nothing runs until EXEC, and EXEC runs at its keys' primary:
             // everything before it is answered first.
@@ -437,6 +439,28 @@ async fn run_deferred(
         replies.push(reply);
     }
     (replies, lookups)
+}
+
+/// EVALSHA of a script this node has, as the EVAL of its source: the client loaded it
+/// here (SCRIPT LOAD, or an EVAL), but it may run at its keys' primary, which may not
+/// have it. `None` for any other command, and for a SHA1 this node does not know (the
+/// primary may; otherwise it answers `NOSCRIPT`).
+fn resolve_script(shared: &Shared, args: &[Bytes]) -> Option<Vec<Bytes>> {
+    let name = &args[0];
+    let read_only = if name.eq_ignore_ascii_case(b"EVALSHA") {
+        false
+    } else if name.eq_ignore_ascii_case(b"EVALSHA_RO") {
+        true
+    } else {
+        return None;
+    };
+    let body = shared.scripts.get(args.get(1)?)?;
+    let eval: &'static [u8] = if read_only { b"EVAL_RO" } else { b"EVAL" };
+    let mut resolved = Vec::with_capacity(args.len());
+    resolved.push(Bytes::from_static(eval));
+    resolved.push(body);
+    resolved.extend_from_slice(&args[2..]);
+    Some(resolved)
 }
 
 /// True if the command `args` and one of `others` have a key in common.

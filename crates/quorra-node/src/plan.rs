@@ -11,6 +11,8 @@
 //!   caller's order. MSET is atomic per owner, not across owners;
 //! - RENAME, RENAMENX, COPY, LCS, MSETNX over keys of different owners: refused with a
 //!   `CROSSSLOT` error, as Redis Cluster refuses keys in different slots;
+//! - EVAL and its family: on the owner of the keys the script declares (`CROSSSLOT` if
+//!   they have several), as a write with copies; a script without keys runs here;
 //! - DBSIZE, KEYS, FLUSHALL, FLUSHDB, RANDOMKEY, SCAN and the keyspace section of INFO:
 //!   asked of every serving node and combined ([`Spread`]);
 //! - everything else (connection and server commands) runs here, in order
@@ -31,7 +33,7 @@
 
 use bytes::Bytes;
 use quorra_cluster::placement::Placement;
-use quorra_resp::command::{arity_ok, lookup};
+use quorra_resp::command::{NUMKEYS, arity_ok, keys_of, lookup};
 use quorra_ring::NodeId;
 
 use crate::commands::server::info_wants_keyspace;
@@ -207,6 +209,14 @@ fn plan_joined(args: &[Bytes], authenticated: bool, placement: &Placement<'_>) -
                 _ => Spread::Refuse(CROSSSLOT),
             }
         }
+        // A script: at the primary of the keys it declares; without keys, here.
+        (NUMKEYS, _) => match keys_of(args).next() {
+            None => return Plan::InOrder,
+            Some(_) => match one_primary(placement, keys_of(args)) {
+                Ok(owner) => return on(owner),
+                Err(refusal) => Spread::Refuse(refusal),
+            },
+        },
         (_, "dbsize") => Spread::Everywhere(Merge::Sum),
         (_, "keys") => Spread::Everywhere(Merge::Values),
         (_, "flushall" | "flushdb") => Spread::Everywhere(Merge::AllOk),
@@ -296,6 +306,33 @@ mod tests {
         ] {
             assert_eq!(plan_at(&view, 1, command), Plan::InOrder, "{command}");
         }
+    }
+
+    #[test]
+    fn scripts_run_at_their_declared_keys_owner_as_writes() {
+        let view = view(0, &UP3);
+        let (a1, a2) = (key_of(&view, 1, "a"), key_of(&view, 1, "b"));
+        let other = key_of(&view, 2, "c");
+        let here = key_of(&view, 0, "d");
+        assert_eq!(
+            plan_at(&view, 1, &format!("EVAL body 2 {a1} {a2} arg")),
+            Plan::Forward(node_id(1))
+        );
+        assert_eq!(
+            plan_at(&view, 1, &format!("EVALSHA sha 2 {a1} {other}")),
+            Plan::Spread(Spread::Refuse(CROSSSLOT))
+        );
+        // With copies, a script at its own primary is a replicated write; a read-only
+        // one is not.
+        assert_eq!(
+            plan_at(&view, 3, &format!("EVAL body 1 {here}")),
+            Plan::PrimaryWrite
+        );
+        assert_eq!(
+            plan_at(&view, 3, &format!("EVAL_RO body 1 {here}")),
+            Plan::Local
+        );
+        assert_eq!(plan_at(&view, 1, "EVAL body 0 arg"), Plan::InOrder);
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct PrimaryWrite {
     /// Each key it writes with the entry the key held before it ran (`None`: no
     /// entry), to put back if no other replica takes the write.
     before: Vec<(Bytes, Option<VersionedEntry>)>,
+    /// A script: what it wrote reaches each replica in one step.
+    atomic: bool,
 }
 
 /// The quorum failure the write command `args` is bound to meet, found before it runs:
@@ -116,6 +118,7 @@ pub fn run_primary_write(
         reply: reply.freeze(),
         ran,
         before,
+        atomic: commands::lookup(&args[0]).is_some_and(|id| id.info().has_flag("may_replicate")),
     }
 }
 
@@ -131,7 +134,8 @@ pub fn run_primary_write(
 /// previous entry is put back and the hints for the others are dropped, so the client
 /// that was told it failed never sees it win over writes acknowledged elsewhere.
 ///
-/// With `atomic` (a transaction's writes), each replica stores all of them in one step
+/// With `atomic` (a transaction's writes), or when one of `writes` is a script, each
+/// replica stores all of them in one step
 /// ([`Replicator::write_many`](quorra_cluster::replication::Replicator::write_many)).
 pub async fn replicate_writes(
     shared: &Shared,
@@ -176,6 +180,7 @@ pub async fn replicate_writes(
         .iter()
         .map(|(key, entry, targets)| (key.clone(), entry.version, targets.clone()))
         .collect();
+    let atomic = atomic || writes.iter().any(|write| write.atomic);
     let results = cluster
         .replicator
         .write_many(batch, placement.copies(), level, atomic)

@@ -17,6 +17,7 @@ use crate::cluster_node::ClusterNode;
 use crate::config::Config;
 use crate::evictions::EvictionFeed;
 use crate::log_limiter::LogLimiter;
+use crate::lua::Scripts;
 use crate::metrics::Metrics;
 
 /// Settings CONFIG SET may change while the server runs.
@@ -148,6 +149,8 @@ pub struct Shared {
     pub evictions: Option<Arc<EvictionFeed>>,
     /// The namespaces' origins, if any namespace is configured ([`crate::read_through`]).
     pub origins: Option<Arc<Origins>>,
+    /// Lua scripts: the cache, and the one running now.
+    pub scripts: Arc<Scripts>,
 }
 
 impl Shared {
@@ -179,11 +182,15 @@ impl Shared {
             run_id: random_run_id(),
             started: Instant::now(),
             resp_addr,
-            config,
             auth_log: AuthLog::default(),
             cross_protocol_log: LogLimiter::new(10_000),
             evictions: parts.evictions,
             origins: parts.origins,
+            scripts: Arc::new(Scripts::new(
+                config.max_scripts,
+                config.busy_reply_threshold,
+            )),
+            config,
         }
     }
 }

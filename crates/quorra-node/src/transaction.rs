@@ -280,18 +280,18 @@ async fn exec_here(
     (reply.freeze(), lookups)
 }
 
-/// Why a replicated EXEC ran nothing: EXEC's own refusals, or the write level out of
-/// reach.
+/// Why a replicated EXEC ran nothing: EXEC's own refusals, or an error (the write level
+/// out of reach, `BUSY`).
 enum Refusal {
     Exec(ExecRefusal),
-    Quorum(String),
+    Error(String),
 }
 
 impl Refusal {
     fn answer(self, out: &mut BytesMut, protocol: Protocol) -> Result<(), CommandError> {
         match self {
             Refusal::Exec(refusal) => refusal.answer(out, protocol),
-            Refusal::Quorum(text) => Err(CommandError::new(text)),
+            Refusal::Error(text) => Err(CommandError::new(text)),
         }
     }
 }
@@ -305,7 +305,8 @@ fn run_queued_as_primary(
     session: &mut Session,
     level: Level,
 ) -> Result<Vec<PrimaryWrite>, Refusal> {
-    let _section = shared.store.exclusive_section();
+    let _section =
+        commands::enter_exclusive(shared).map_err(|busy| Refusal::Error(busy.0.into()))?;
     let queued = transactions::take_for_exec(shared, session).map_err(Refusal::Exec)?;
     if let Some(cluster) = &shared.cluster {
         let placement = cluster.placement(view);
@@ -313,7 +314,7 @@ fn run_queued_as_primary(
             .iter()
             .find_map(|args| primary_write::quorum_out_of_reach(&placement, args, level));
         if let Some(error) = out_of_reach {
-            return Err(Refusal::Quorum(error.to_string()));
+            return Err(Refusal::Error(error.to_string()));
         }
     }
     session.in_exclusive_section = true;

@@ -30,8 +30,11 @@ pub struct CommandInfo {
     /// Redis command flags (`write`, `readonly`, `denyoom`, `fast`, `no-auth`, ...).
     pub flags: &'static [&'static str],
     /// First key argument, last key argument (-1 = last argument), step; 0 = no keys.
+    /// [`NUMKEYS`] for EVAL's form: the count of keys is the second argument and the
+    /// keys follow it.
     pub keys: (i32, i32, i32),
-    /// Documentation group (`string`, `generic`, `connection`, `transactions`, `server`).
+    /// Documentation group (`string`, `generic`, `connection`, `transactions`,
+    /// `scripting`, `server`).
     pub group: &'static str,
     /// One-line summary for COMMAND DOCS.
     pub summary: &'static str,
@@ -45,9 +48,19 @@ impl CommandInfo {
         self.flags.contains(&flag)
     }
 
-    /// True if the command changes data (Redis's `write` flag).
+    /// True if the command changes data (Redis's `write` flag), or may (`may_replicate`:
+    /// a script, whose writes are its keys').
     pub fn writes(&self) -> bool {
-        self.has_flag("write")
+        self.has_flag("write") || self.has_flag("may_replicate")
+    }
+
+    /// The key positions COMMAND reports, as Redis's legacy triple: `(0, 0, 0)` for a
+    /// command whose keys move (EVAL; its flags say `movablekeys`).
+    pub fn legacy_key_positions(&self) -> (i32, i32, i32) {
+        match self.keys {
+            NUMKEYS => NO_KEYS,
+            keys => keys,
+        }
     }
 }
 
@@ -80,6 +93,8 @@ const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
 const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
 const TWO_KEYS: (i32, i32, i32) = (1, 2, 1);
 const KEY_VALUE_PAIRS: (i32, i32, i32) = (1, -1, 2);
+/// EVAL's keys: `numkeys` is argument 2, the keys are the next `numkeys` arguments.
+pub const NUMKEYS: (i32, i32, i32) = (3, 0, 1);
 
 commands! {
     // Strings.
@@ -141,6 +156,12 @@ commands! {
     Discard "discard", 1, ["noscript", "loading", "stale", "fast", "allow_busy"], NO_KEYS, "transactions", "2.0.0", "Discards a transaction.";
     Watch "watch", -2, ["noscript", "loading", "stale", "fast", "allow_busy"], ALL_KEYS, "transactions", "2.2.0", "Monitors changes to keys to determine the execution of a transaction.";
     Unwatch "unwatch", 1, ["noscript", "loading", "stale", "fast", "allow_busy"], NO_KEYS, "transactions", "2.2.0", "Forgets about watched keys of a transaction.";
+    // Scripting.
+    Eval "eval", -3, ["noscript", "stale", "skip_monitor", "may_replicate", "no_mandatory_keys", "movablekeys"], NUMKEYS, "scripting", "2.6.0", "Executes a server-side Lua script.";
+    Evalsha "evalsha", -3, ["noscript", "stale", "skip_monitor", "may_replicate", "no_mandatory_keys", "movablekeys"], NUMKEYS, "scripting", "2.6.0", "Executes a server-side Lua script by SHA1 digest.";
+    EvalRo "eval_ro", -3, ["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"], NUMKEYS, "scripting", "7.0.0", "Executes a read-only server-side Lua script.";
+    EvalshaRo "evalsha_ro", -3, ["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"], NUMKEYS, "scripting", "7.0.0", "Executes a read-only server-side Lua script by SHA1 digest.";
+    Script "script", -2, ["noscript"], NO_KEYS, "scripting", "2.6.0", "A container for Lua scripts management commands: SCRIPT LOAD, EXISTS, FLUSH, KILL.";
     // Server.
     Command "command", -1, ["loading", "stale"], NO_KEYS, "server", "2.8.13", "Returns detailed information about all commands.";
     Info "info", -1, ["loading", "stale"], NO_KEYS, "server", "1.0.0", "Returns information and statistics about the server.";
@@ -218,6 +239,17 @@ where
         .first()
         .and_then(|name| lookup(name.as_ref()))
         .map_or((0, 0, 1), |id| id.info().keys);
+    if (first, last, step) == NUMKEYS {
+        // A count that is not a number, negative or too large: no keys (the command
+        // refuses it).
+        let count = args
+            .get(2)
+            .and_then(|count| crate::number::parse_i64(count.as_ref()))
+            .and_then(|count| usize::try_from(count).ok())
+            .filter(|&count| count <= args.len().saturating_sub(3))
+            .unwrap_or(0);
+        return args[3.min(args.len())..][..count].iter().step_by(1);
+    }
     let end = if last < 0 {
         args.len()
     } else {
@@ -591,6 +623,18 @@ mod tests {
             "wrong arity has no keys, and no panic"
         );
         assert!(keys_of::<&str>(&[]).next().is_none());
+        // EVAL's keys are counted by its second argument.
+        assert_eq!(keys("EVAL body 2 a b x y"), ["a", "b"]);
+        assert_eq!(keys("EVALSHA sha 1 a x"), ["a"]);
+        assert!(keys("EVAL body 0 x").is_empty());
+        for bad in [
+            "EVAL body 3 a b",
+            "EVAL body -1 a",
+            "EVAL body x a",
+            "EVAL body",
+        ] {
+            assert!(keys(bad).is_empty(), "{bad}");
+        }
     }
 
     #[test]

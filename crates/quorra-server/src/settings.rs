@@ -129,6 +129,16 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_MAX_TRANSACTION_COMMANDS")]
     pub max_transaction_commands: Option<usize>,
 
+    /// Milliseconds a Lua script may run before other clients are answered BUSY and
+    /// SCRIPT KILL may stop it, as Redis's busy-reply-threshold [default: 5000].
+    #[arg(long, env = "QUORRA_BUSY_REPLY_THRESHOLD")]
+    pub busy_reply_threshold: Option<u64>,
+
+    /// Most Lua scripts the node keeps for EVALSHA (SCRIPT LOAD and EVAL add them)
+    /// [default: 10000].
+    #[arg(long, env = "QUORRA_MAX_SCRIPTS")]
+    pub max_scripts: Option<usize>,
+
     /// Most bytes all clients' buffers may hold together beyond the first 64 KiB of
     /// each (requests still arriving, replies not yet sent), e.g. `64mb`, or a share of
     /// maxmemory, e.g. `25%`; past it the client holding the most is disconnected, as
@@ -359,6 +369,8 @@ impl Settings {
             max_transaction_commands: self
                 .max_transaction_commands
                 .or(lower.max_transaction_commands),
+            busy_reply_threshold: self.busy_reply_threshold.or(lower.busy_reply_threshold),
+            max_scripts: self.max_scripts.or(lower.max_scripts),
             maxmemory_clients: self.maxmemory_clients.or(lower.maxmemory_clients),
             http_max_connections: self.http_max_connections.or(lower.http_max_connections),
             http_request_timeout_ms: self
@@ -489,6 +501,10 @@ impl Settings {
             max_transaction_commands: self
                 .max_transaction_commands
                 .unwrap_or(defaults.max_transaction_commands),
+            busy_reply_threshold: self
+                .busy_reply_threshold
+                .map_or(defaults.busy_reply_threshold, Duration::from_millis),
+            max_scripts: self.max_scripts.unwrap_or(defaults.max_scripts),
             maxmemory_clients,
             http_max_connections,
             http_request_timeout: Duration::from_millis(http_request_timeout_ms),

@@ -246,6 +246,23 @@ impl Store {
         self.sections.read()
     }
 
+    /// [`shared_section`](Self::shared_section), or `None` if an exclusive section held
+    /// it for all of `wait` (a long script: the caller may answer `BUSY` instead).
+    pub fn try_shared_section_for(
+        &self,
+        wait: std::time::Duration,
+    ) -> Option<parking_lot::RwLockReadGuard<'_, ()>> {
+        self.sections.try_read_for(wait)
+    }
+
+    /// [`exclusive_section`](Self::exclusive_section), or `None` after `wait`.
+    pub fn try_exclusive_section_for(
+        &self,
+        wait: std::time::Duration,
+    ) -> Option<parking_lot::RwLockWriteGuard<'_, ()>> {
+        self.sections.try_write_for(wait)
+    }
+
     /// An exclusive section: a transaction's commands (EXEC), or the apply of a
     /// transaction's copies on a replica, run inside one, with no shared section open.
     /// Must not be taken by a thread that holds a shared section (it would wait for

@@ -11,21 +11,24 @@
 //! [`CommandError`] with Redis's error text when they refuse.
 //!
 //! Handlers are grouped like Redis's documentation: [`keyspace`] (generic key
-//! commands), [`strings`], [`connection`], [`transactions`], [`server`]; [`quorra`]
-//! holds quorra's own `QUORRA` family.
+//! commands), [`strings`], [`connection`], [`transactions`], [`scripting`], [`server`];
+//! [`quorra`] holds quorra's own `QUORRA` family.
 //!
 //! Each command runs inside the store's shared section, so that it never runs between
-//! the commands of a transaction (which hold the exclusive one).
+//! the commands of a transaction or a script (which hold the exclusive one). While a
+//! script has run past `busy-reply-threshold`, a command that would wait for it is
+//! answered `BUSY` instead, as in Redis.
 
 pub mod connection;
 pub mod keyspace;
 pub mod quorra;
+pub mod scripting;
 pub mod server;
 pub mod strings;
 pub mod transactions;
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use quorra_resp::command::OptionError;
@@ -105,6 +108,12 @@ pub fn handler(id: CommandId) -> Handler {
         Discard => transactions::discard,
         Watch => transactions::watch,
         Unwatch => transactions::unwatch,
+        // Scripting.
+        Eval => scripting::eval,
+        Evalsha => scripting::evalsha,
+        EvalRo => scripting::eval_ro,
+        EvalshaRo => scripting::evalsha_ro,
+        Script => scripting::script,
         // Server.
         Command => server::command,
         Info => server::info,
@@ -277,9 +286,23 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
             lookups: Lookups::default(),
         };
     }
-    // EXEC takes the exclusive section itself; the commands it runs are inside it.
-    let _section = (id != CommandId::Exec && !session.in_exclusive_section)
-        .then(|| shared.store.shared_section());
+    // EXEC and scripts take the exclusive section themselves (the commands they run are
+    // inside it); SCRIPT must answer while a script runs (SCRIPT KILL).
+    let section = match session.in_exclusive_section || takes_no_shared_section(id) {
+        true => Ok(None),
+        false => enter_shared(shared).map(Some),
+    };
+    let _section = match section {
+        Ok(section) => section,
+        Err(busy) => {
+            encode::error(out, &busy.0);
+            return Ran {
+                id: Some(id),
+                outcome: Outcome::Failed,
+                lookups: Lookups::default(),
+            };
+        }
+    };
     let mut ctx = Ctx {
         shared,
         session,
@@ -298,6 +321,49 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
         id: Some(id),
         outcome,
         lookups: ctx.lookups,
+    }
+}
+
+/// Redis's answer to a command that would wait for a script past its time budget.
+pub const BUSY: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// How long a command waits for the store's sections before it checks whether a
+/// script has been running past its budget.
+const SECTION_WAIT: Duration = Duration::from_millis(100);
+
+/// True for the commands that do not run inside a shared section: EXEC and scripts
+/// (they take the exclusive one), and SCRIPT (it must answer while a script runs).
+fn takes_no_shared_section(id: CommandId) -> bool {
+    use CommandId::*;
+    matches!(id, Exec | Eval | Evalsha | EvalRo | EvalshaRo | Script)
+}
+
+/// The store's shared section for one command, or `BUSY` once a script holding the
+/// exclusive one has run past its budget.
+fn enter_shared(shared: &Shared) -> Result<parking_lot::RwLockReadGuard<'_, ()>, CommandError> {
+    loop {
+        if let Some(section) = shared.store.try_shared_section_for(SECTION_WAIT) {
+            return Ok(section);
+        }
+        if shared.scripts.busy() {
+            return Err(CommandError::new(BUSY));
+        }
+    }
+}
+
+/// The store's exclusive section for a transaction or a script, or `BUSY` once a
+/// script holding it has run past its budget.
+pub fn enter_exclusive(
+    shared: &Shared,
+) -> Result<parking_lot::RwLockWriteGuard<'_, ()>, CommandError> {
+    loop {
+        if let Some(section) = shared.store.try_exclusive_section_for(SECTION_WAIT) {
+            return Ok(section);
+        }
+        if shared.scripts.busy() {
+            return Err(CommandError::new(BUSY));
+        }
     }
 }
 

@@ -86,7 +86,7 @@ fn command_info(ctx: &mut Ctx<'_>, specs: &[Option<&CommandInfo>]) {
         for flag in spec.flags {
             encode::simple(ctx.out, flag);
         }
-        let (first, last, step) = spec.keys;
+        let (first, last, step) = spec.legacy_key_positions();
         ctx.int(i64::from(first));
         ctx.int(i64::from(last));
         ctx.int(i64::from(step));

@@ -108,7 +108,7 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
         return Err(no_multi());
     }
     let shared = ctx.shared;
-    let _section = shared.store.exclusive_section();
+    let _section = super::enter_exclusive(shared)?;
     let queued = match take_for_exec(shared, ctx.session) {
         Ok(queued) => queued,
         Err(refusal) => return refusal.answer(ctx.out, ctx.session.protocol),

@@ -1,4 +1,5 @@
-"""What redis-py applications do with transactions, run against one server.
+"""What redis-py applications do with transactions, locks and scripts, run against one
+server.
 
 Usage: python3 redis_py.py PORT [PORT ...]
 
@@ -42,6 +43,15 @@ def outcome(results):
 
 
 CASES = []
+
+
+def in_threads(function, count=8):
+    """Runs function(index) in `count` threads at once, each with its own client."""
+    threads = [threading.Thread(target=function, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def case(function):
@@ -138,11 +148,7 @@ def eight_threads_incrementing_through_watch_give_the_exact_count():
         for _ in range(100):
             r.transaction(lambda pipe: pipe.multi() or pipe.incr("{count}:n"), "{count}:n")
 
-    threads = [threading.Thread(target=increment, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(increment)
     return client().get("{count}:n")
 
 
@@ -181,6 +187,97 @@ def errors_outside_and_inside_multi():
 def an_empty_transaction():
     r = client(single_connection_client=True)
     return [r.execute_command("MULTI"), r.execute_command("EXEC")]
+
+
+@case
+def lock_acquire_extend_release():
+    r = client()
+    lock = r.lock("{lock}:resource", timeout=5)
+    other = client(1).lock("{lock}:resource", timeout=5)
+    acquired = lock.acquire(blocking=False)
+    contended = other.acquire(blocking=False)
+    extended = lock.extend(5)
+    ttl_above_original = r.pttl("{lock}:resource") > 5000
+    lock.release()
+    after_release = other.acquire(blocking=False)
+    other.release()
+    return [acquired, contended, extended, ttl_above_original, after_release, r.exists("{lock}:resource")]
+
+
+@case
+def lock_released_by_another_owner_raises():
+    r = client()
+    lock = r.lock("{lock2}:resource", timeout=5)
+    lock.acquire(blocking=False)
+    r.set("{lock2}:resource", "someone else's token")
+    return [observed(lock.release), observed(lambda: lock.extend(1)), r.get("{lock2}:resource")]
+
+
+@case
+def registered_script_runs_by_sha():
+    r = client()
+    incr_by = r.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+    first = incr_by(keys=["{script}:n"], args=[5])
+    second = incr_by(keys=["{script}:n"], args=[2])
+    return [first, second, r.script_exists(incr_by.sha), client(2).get("{script}:n")]
+
+
+@case
+def eight_threads_incrementing_through_a_script_give_the_exact_count():
+    client().delete("{lua-count}:n")
+    script = "local n = tonumber(redis.call('get', KEYS[1]) or '0') redis.call('set', KEYS[1], n + 1) return n + 1"
+
+    def increment(index):
+        r = client(index)
+        counter = r.register_script(script)
+        for _ in range(100):
+            counter(keys=["{lua-count}:n"])
+
+    in_threads(increment)
+    return client().get("{lua-count}:n")
+
+
+@case
+def script_replies_and_errors():
+    r = client()
+    r.set("{se}:s", "abc")
+    scripts = [
+        ("return {1, 'two', {3, false}, nil, 5}", 0),
+        ("return {ok = 'fine'}", 0),
+        ("return redis.error_reply('custom failure')", 0),
+        ("return redis.call('incr', KEYS[1])", 1, "{se}:s"),
+        ("return redis.pcall('incr', KEYS[1])", 1, "{se}:s"),
+        ("undefined_global = 1", 0),
+        ("return os.time()", 0),
+        ("return redis.call('nosuchcommand')", 0),
+        ("return redis.call('multi')", 0),
+        ("error('custom error')", 0),
+        ("return 3.99", 0),
+        ("return redis.sha1hex('')", 0),
+        ("if then", 0),
+    ]
+    results = [observed(lambda s=s: r.eval(*s)) for s in scripts]
+    results.append(observed(lambda: r.evalsha("0" * 40, 0)))
+    results.append(observed(lambda: r.eval("return 1", -1)))
+    results.append(observed(lambda: r.eval("return 1", 2, "{se}:a")))
+    results.append(observed(lambda: r.eval_ro("return redis.call('set', KEYS[1], 1)", 1, "{se}:a")))
+    return results
+
+
+@case
+def a_script_is_atomic_and_its_writes_stay():
+    r = client()
+    script = "redis.call('set', KEYS[1], 'a') redis.call('set', KEYS[2], 'b') return redis.call('mget', KEYS[1], KEYS[2])"
+    return [r.eval(script, 2, "{atomic}:1", "{atomic}:2"), client(1).mget("{atomic}:1", "{atomic}:2")]
+
+
+@case
+def a_script_that_errors_halfway_keeps_the_writes_before_the_error():
+    r = client()
+    r.set("{half}:s", "not a number")
+    script = "redis.call('set', KEYS[1], 'written') redis.call('incr', KEYS[2]) redis.call('set', KEYS[3], 'never')"
+    failed = observed(lambda: r.eval(script, 3, "{half}:1", "{half}:s", "{half}:3"))
+    return [failed, client(1).get("{half}:1"), client(2).get("{half}:3")]
 
 
 def main():

@@ -266,10 +266,7 @@ async fn keys_of_different_owners_in_one_atomic_command_are_refused_like_crosssl
         .iter()
         .find(|key| *key != "key:0" && owner(key) == owner("key:0"))
         .unwrap();
-    let other = keys
-        .iter()
-        .find(|key| owner(key) != owner("key:0"))
-        .unwrap();
+    let other = &key_of_another_owner(&view, "key:0");
     for node in &nodes {
         let mut con = connect(node).await;
         ok(&mut con, &["SET", "key:0", "v"]).await;
@@ -289,6 +286,15 @@ async fn keys_of_different_owners_in_one_atomic_command_are_refused_like_crosssl
             );
         }
     }
+}
+
+/// A key whose owner (in `view`) is not `key`'s.
+pub(crate) fn key_of_another_owner(view: &ClusterView, key: &str) -> String {
+    let owner = |key: &str| view.ring.lookup(key.as_bytes()).unwrap().clone();
+    (0..)
+        .map(|i| format!("key:{i}"))
+        .find(|other| owner(other) != owner(key))
+        .unwrap()
 }
 
 /// Keys that share a `{hash tag}` have one owner, as in Redis Cluster, so the commands

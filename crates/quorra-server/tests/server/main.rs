@@ -18,6 +18,7 @@ mod postgres;
 mod process;
 mod protocol;
 mod replication;
+mod scripting;
 mod strings;
 mod tls;
 mod transactions;
