@@ -10,7 +10,6 @@
 
 use bytes::{Bytes, BytesMut};
 use quorra_resp::Protocol;
-use tokio::runtime::RuntimeFlavor;
 
 use super::{CommandError, Ctx, enter_exclusive, int_arg, is, keys_of, run};
 use crate::accounting::Lookups;
@@ -101,17 +100,7 @@ fn run_script(
             argv,
             read_only,
         };
-        let mut run = || lua::run(&shared.scripts, &script, &mut runner, protocol);
-        // A script may run for seconds. On a worker of the multi-threaded runtime, the
-        // worker's other tasks (and the I/O driver it may be the one to poll) move to
-        // another thread meanwhile, so that other clients are answered (BUSY) and SCRIPT
-        // KILL arrives.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(run)
-            }
-            _ => run(),
-        }
+        lua::run(&shared.scripts, &script, &mut runner, protocol)
     };
     session.protocol = protocol;
     session.in_exclusive_section = inside;

@@ -4,7 +4,8 @@
 //! compared case by case. A case where quorra differs fails the test unless it is
 //! listed in [`KNOWN_DIFFERENCES`] with its reason.
 //!
-//! The scripts live in `tests/compat/`; `scripts/test` installs their libraries.
+//! The scripts live in `tests/compat/`; `scripts/test` installs their libraries:
+//! redis-py from PyPI, ioredis and node-redis from npm (`tests/compat/package.json`).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -71,15 +72,23 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Runs the Python script `name` against `ports`: its observations by case.
-async fn run_python(name: &str, ports: Vec<u16>) -> BTreeMap<String, String> {
+/// Runs the script `name` (with `python3` or `node`, by its extension) against
+/// `ports`: its observations by case.
+async fn run_script(name: &str, ports: Vec<u16>) -> BTreeMap<String, String> {
     let path = script(name);
+    let interpreter = if name.ends_with(".py") {
+        "python3"
+    } else {
+        "node"
+    };
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
+        Command::new(interpreter)
             .arg(path)
             .args(ports.iter().map(u16::to_string))
             .output()
-            .unwrap_or_else(|error| panic!("python3 cannot run ({error})"))
+            .unwrap_or_else(|error| {
+                panic!("{interpreter} cannot run ({error}); ./scripts/test installs it")
+            })
     })
     .await
     .unwrap();
@@ -125,20 +134,31 @@ fn port(node: &RunningServer) -> u16 {
     node.resp_addr.port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_py_observes_the_same_on_quorra_as_on_redis() {
+/// Runs the script `name` against Redis, a single node and three nodes with three
+/// copies, and compares.
+async fn observes_the_same_on_quorra_as_on_redis(name: &str) {
     let redis = RedisServer::start();
-    let expected = run_python("redis_py.py", vec![redis.port]).await;
+    let expected = run_script(name, vec![redis.port]).await;
     let single = start().await;
     compare(
-        "a single node",
+        &format!("{name} on a single node"),
         &expected,
-        &run_python("redis_py.py", vec![port(&single)]).await,
+        &run_script(name, vec![port(&single)]).await,
     );
     let cluster = start_cluster_with(3, |config| config.consistency.replicas = 3).await;
     compare(
-        "three nodes with three copies",
+        &format!("{name} on three nodes with three copies"),
         &expected,
-        &run_python("redis_py.py", cluster.iter().map(port).collect()).await,
+        &run_script(name, cluster.iter().map(port).collect()).await,
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_observes_the_same_on_quorra_as_on_redis() {
+    observes_the_same_on_quorra_as_on_redis("redis_py.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ioredis_and_node_redis_observe_the_same_on_quorra_as_on_redis() {
+    observes_the_same_on_quorra_as_on_redis("node_clients.mjs").await;
 }

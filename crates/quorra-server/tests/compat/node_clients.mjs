@@ -1,0 +1,168 @@
+// What Node.js applications do with transactions, scripts and scans through ioredis and
+// node-redis, run against one server.
+//
+// Usage: node node_clients.mjs PORT [PORT ...]
+//
+// Every port must serve the same data (one server, or the nodes of one cluster); clients
+// are spread over them. Prints one JSON object per case, {"case": ..., "result": ...},
+// like redis_py.py; the suite compares the lines with Debian's redis-server's
+// (crates/quorra-server/tests/server/compat.rs). Keys carry a hash tag, so that each
+// case's keys have one primary in a cluster.
+
+import Redis from "ioredis";
+import { createClient } from "redis";
+
+const ports = process.argv.slice(2).map(Number);
+const portOf = (index) => ports[index % ports.length];
+
+function ioredis(index = 0) {
+  return new Redis({ host: "127.0.0.1", port: portOf(index), lazyConnect: false });
+}
+
+async function nodeRedis(index = 0, database = 0) {
+  const client = createClient({ url: `redis://127.0.0.1:${portOf(index)}/${database}` });
+  client.on("error", () => {});
+  await client.connect();
+  return client;
+}
+
+/** The value `work` resolves to, or the error it throws, as the application sees it. */
+async function observed(work) {
+  try {
+    return await work();
+  } catch (error) {
+    return { raised: error.constructor.name, text: error.message };
+  }
+}
+
+/** ioredis's [error, value] pairs with errors shown by text. */
+const pairs = (results) =>
+  results.map(([error, value]) => (error ? { error: error.message } : value));
+
+const cases = [];
+const testCase = (name, work) => cases.push([name, work]);
+
+testCase("ioredis_multi_exec", async () => {
+  const r = ioredis();
+  const results = await r
+    .multi()
+    .set("{io}:a", "1")
+    .incr("{io}:a")
+    .get("{io}:a")
+    .exec();
+  r.disconnect();
+  return pairs(results);
+});
+
+testCase("ioredis_multi_with_a_runtime_error", async () => {
+  const r = ioredis();
+  await r.set("{io-rt}:s", "abc");
+  const results = await r.multi().incr("{io-rt}:s").set("{io-rt}:t", "1").exec();
+  const after = await r.get("{io-rt}:t");
+  r.disconnect();
+  return [pairs(results), after];
+});
+
+testCase("ioredis_watch_aborted_by_another_client", async () => {
+  const r = ioredis(0);
+  const other = ioredis(1);
+  await r.set("{io-w}:k", "1");
+  await r.watch("{io-w}:k");
+  await other.set("{io-w}:k", "2");
+  const results = await r.multi().set("{io-w}:k", "3").exec();
+  const value = await r.get("{io-w}:k");
+  r.disconnect();
+  other.disconnect();
+  return [results, value];
+});
+
+testCase("ioredis_define_command", async () => {
+  const r = ioredis();
+  r.defineCommand("setAndGet", {
+    numberOfKeys: 1,
+    lua: "redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])",
+  });
+  const first = await r.setAndGet("{io-s}:k", "scripted");
+  const second = await r.setAndGet("{io-s}:k", "again");
+  r.disconnect();
+  return [first, second];
+});
+
+testCase("ioredis_scan_stream", async () => {
+  const r = ioredis();
+  const keys = Array.from({ length: 30 }, (_, i) => `{io-scan}:k${i}`);
+  await r.mset(...keys.flatMap((key) => [key, "v"]));
+  const seen = new Set();
+  await new Promise((resolve, reject) => {
+    const stream = r.scanStream({ match: "{io-scan}:*", count: 7 });
+    stream.on("data", (batch) => batch.forEach((key) => seen.add(key)));
+    stream.on("end", resolve);
+    stream.on("error", reject);
+  });
+  r.disconnect();
+  return [...seen].sort();
+});
+
+testCase("node_redis_multi_exec", async () => {
+  const r = await nodeRedis();
+  const results = await r
+    .multi()
+    .set("{nr}:a", "1")
+    .incr("{nr}:a")
+    .get("{nr}:a")
+    .exec();
+  await r.quit();
+  return results;
+});
+
+testCase("node_redis_multi_with_a_queuing_error", async () => {
+  const r = await nodeRedis();
+  const result = await observed(() =>
+    r.multi().set("{nr-q}:a", "1").addCommand(["NOSUCHCOMMAND"]).exec(),
+  );
+  const after = await r.get("{nr-q}:a");
+  await r.quit();
+  return [result, after];
+});
+
+testCase("node_redis_watch_aborted_by_another_client", async () => {
+  const r = await nodeRedis(0);
+  const other = await nodeRedis(1);
+  await r.set("{nr-w}:k", "1");
+  await r.watch("{nr-w}:k");
+  await other.set("{nr-w}:k", "2");
+  const result = await observed(() => r.multi().set("{nr-w}:k", "3").exec());
+  const value = await r.get("{nr-w}:k");
+  await r.quit();
+  await other.quit();
+  return [result, value];
+});
+
+testCase("node_redis_scripts", async () => {
+  const r = await nodeRedis();
+  const script = "return redis.call('incrby', KEYS[1], ARGV[1])";
+  const sha = await r.scriptLoad(script);
+  const first = await r.evalSha(sha, { keys: ["{nr-s}:n"], arguments: ["5"] });
+  const second = await r.eval(script, { keys: ["{nr-s}:n"], arguments: ["2"] });
+  const missing = await observed(() => r.evalSha("0".repeat(40), { keys: [], arguments: [] }));
+  await r.quit();
+  return [first, second, missing];
+});
+
+testCase("node_redis_scan_iterator", async () => {
+  const r = await nodeRedis();
+  const keys = Array.from({ length: 30 }, (_, i) => `{nr-scan}:k${i}`);
+  for (const key of keys) await r.set(key, "v");
+  const seen = new Set();
+  for await (const batch of r.scanIterator({ MATCH: "{nr-scan}:*", COUNT: 7 })) {
+    for (const key of [].concat(batch)) seen.add(key);
+  }
+  await r.quit();
+  return [...seen].sort();
+});
+
+for (const [name, work] of cases) {
+  const result = await observed(work);
+  console.log(JSON.stringify({ case: name, result }));
+}
+process.exit(0);
