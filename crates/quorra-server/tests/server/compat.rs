@@ -5,7 +5,8 @@
 //! listed in [`KNOWN_DIFFERENCES`] with its reason.
 //!
 //! The scripts live in `tests/compat/`; `scripts/test` installs their libraries:
-//! redis-py from PyPI, ioredis and node-redis from npm (`tests/compat/package.json`).
+//! redis-py, Django, django-redis and Flask-Caching from PyPI, ioredis and node-redis
+//! from npm (`tests/compat/package.json`).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -156,6 +157,11 @@ async fn observes_the_same_on_quorra_as_on_redis(name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py_observes_the_same_on_quorra_as_on_redis() {
     observes_the_same_on_quorra_as_on_redis("redis_py.py").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn django_django_redis_and_flask_caching_observe_the_same_on_quorra_as_on_redis() {
+    observes_the_same_on_quorra_as_on_redis("frameworks.py").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
