@@ -12,9 +12,7 @@ libraries send them in one MULTI ... EXEC, which in a cluster must have one prim
 Redis Cluster too). Keys read or deleted together need not.
 """
 
-import json
 import sys
-import threading
 
 import django
 from django.conf import settings
@@ -50,28 +48,14 @@ from django.core.cache import caches  # noqa: E402  (after settings)
 from flask import Flask  # noqa: E402
 from flask_caching import Cache  # noqa: E402
 
+from cases import case, in_threads, run_cases  # noqa: E402
+
 
 def observed(call):
     try:
         return call()
     except Exception as error:  # the application sees whatever the library raises
         return {"raised": type(error).__name__, "text": str(error)}
-
-
-def in_threads(function, count=8):
-    threads = [threading.Thread(target=function, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-CASES = []
-
-
-def case(function):
-    CASES.append(function)
-    return function
 
 
 def common_operations(cache):
@@ -159,11 +143,5 @@ def flask_caching():
     return results
 
 
-def main():
-    for function in CASES:
-        result = observed(function)
-        print(json.dumps({"case": function.__name__, "result": result}, default=repr), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    run_cases(observed)

@@ -12,11 +12,10 @@ in the same test and compares the lines (crates/quorra-server/tests/server/compa
 Keys carry a hash tag, so that each case's keys have one primary in a cluster.
 """
 
-import json
 import sys
-import threading
 
 import redis
+from cases import case, in_threads, run_cases
 
 PORTS = [int(port) for port in sys.argv[1:]]
 
@@ -40,23 +39,6 @@ def outcome(results):
         {"raised": type(item).__name__, "text": str(item)} if isinstance(item, Exception) else item
         for item in results
     ]
-
-
-CASES = []
-
-
-def in_threads(function, count=8):
-    """Runs function(index) in `count` threads at once, each with its own client."""
-    threads = [threading.Thread(target=function, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-
-def case(function):
-    CASES.append(function)
-    return function
 
 
 @case
@@ -280,11 +262,5 @@ def a_script_that_errors_halfway_keeps_the_writes_before_the_error():
     return [failed, client(1).get("{half}:1"), client(2).get("{half}:3")]
 
 
-def main():
-    for function in CASES:
-        result = observed(function)
-        print(json.dumps({"case": function.__name__, "result": result}), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    run_cases(observed)
