@@ -182,6 +182,12 @@ fn plan_joined(args: &[Bytes], authenticated: bool, placement: &Placement<'_>) -
             Some(owner) => return on(owner),
             None => Spread::Refuse(NO_REPLICA),
         },
+        // OBJECT and MEMORY: their key follows the subcommand.
+        ((2, 2, 1), _) => match args.get(2).map(|key| placement.primary(key)) {
+            None => return Plan::InOrder,
+            Some(Some(owner)) => return on(owner),
+            Some(None) => Spread::Refuse(NO_REPLICA),
+        },
         ((1, 2, 1), _) => match one_primary(placement, args[1..3].iter()) {
             Ok(owner) => return on(owner),
             Err(refusal) => Spread::Refuse(refusal),

@@ -92,6 +92,8 @@ const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
 const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
 const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
 const TWO_KEYS: (i32, i32, i32) = (1, 2, 1);
+/// A container command's key, after its subcommand (`OBJECT ENCODING key`).
+const SECOND_KEY: (i32, i32, i32) = (2, 2, 1);
 const KEY_VALUE_PAIRS: (i32, i32, i32) = (1, -1, 2);
 /// EVAL's keys: `numkeys` is argument 2, the keys are the next `numkeys` arguments.
 pub const NUMKEYS: (i32, i32, i32) = (3, 0, 1);
@@ -141,6 +143,9 @@ commands! {
     Expiretime "expiretime", 2, ["readonly", "fast"], ONE_KEY, "generic", "7.0.0", "Returns the expiration time of a key as a Unix timestamp.";
     Pexpiretime "pexpiretime", 2, ["readonly", "fast"], ONE_KEY, "generic", "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.";
     Persist "persist", 2, ["write", "fast"], ONE_KEY, "generic", "2.2.0", "Removes the expiration time of a key.";
+    Object "object", -2, ["readonly"], SECOND_KEY, "generic", "2.2.3", "A container for object introspection commands: OBJECT ENCODING, FREQ, IDLETIME, REFCOUNT, HELP.";
+    Memory "memory", -2, ["readonly"], SECOND_KEY, "server", "4.0.0", "A container for memory diagnostics commands: MEMORY USAGE, HELP.";
+    Wait "wait", 3, ["noscript"], NO_KEYS, "generic", "3.0.0", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.";
     // Connection.
     Ping "ping", -1, ["fast"], NO_KEYS, "connection", "1.0.0", "Returns the server's liveliness response.";
     Echo "echo", 2, ["fast"], NO_KEYS, "connection", "1.0.0", "Returns the given string.";

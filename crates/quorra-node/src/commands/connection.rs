@@ -189,7 +189,7 @@ fn valid_name(value: &[u8], what: &str) -> Result<String, CommandError> {
     Ok(String::from_utf8_lossy(value).into_owned())
 }
 
-/// CLIENT ID | SETNAME | GETNAME | INFO | LIST | SETINFO
+/// CLIENT ID | SETNAME | GETNAME | INFO | LIST | SETINFO | HELP
 pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
     let arity_error = || CommandError::arity(&format!("client|{sub}"));
@@ -231,12 +231,45 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             drop(lib);
             ctx.ok();
         }
-        ("id" | "setname" | "getname" | "info" | "setinfo", _) => return Err(arity_error()),
+        ("help", 2) => super::help(
+            ctx,
+            "CLIENT",
+            &[
+                ("GETNAME", &["Return the name of the current connection."]),
+                ("ID", &["Return the ID of the current connection."]),
+                (
+                    "INFO",
+                    &["Return information about the current client connection."],
+                ),
+                (
+                    "LIST [options ...]",
+                    &[
+                        "Return information about client connections. Options:",
+                        "* TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+                        "  Return clients of specified type.",
+                        "* ID <id> [<id> ...]",
+                        "  Return clients with specified IDs only.",
+                    ],
+                ),
+                (
+                    "SETINFO <option> <value>",
+                    &[
+                        "Set client meta attr. Options are:",
+                        "* LIB-NAME: the client lib name.",
+                        "* LIB-VER: the client lib version.",
+                    ],
+                ),
+                (
+                    "SETNAME <name>",
+                    &["Assign the name <name> to the current connection."],
+                ),
+            ],
+        ),
+        ("id" | "setname" | "getname" | "info" | "setinfo" | "help", _) => {
+            return Err(arity_error());
+        }
         _ => {
-            return Err(CommandError::new(format!(
-                "ERR unknown subcommand '{}'. Try CLIENT HELP.",
-                String::from_utf8_lossy(&args[1])
-            )));
+            return Err(super::unknown_subcommand("CLIENT", &args[1]));
         }
     }
     Ok(())

@@ -239,6 +239,105 @@ ttl_command!(
     pexpiretime
 );
 
+/// `WAIT numreplicas timeout`: the replicas, besides the primary, that every write
+/// this connection was told succeeded has reached — the write level's count minus one
+/// (0 on a single node or with one copy). Answered at once: a write is acknowledged only
+/// once that many hold it, and quorra does not track copies made after the
+/// acknowledgement, so waiting longer would not raise the count.
+pub fn wait(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    int_arg(&args[1])?;
+    if int_arg(&args[2])? < 0 {
+        return Err(CommandError::new("ERR timeout is negative"));
+    }
+    let replicas = ctx.shared.cluster.as_ref().map_or(0, |node| {
+        let copies = node.consistency.replicas;
+        match copies > 1 {
+            true => ctx.session.write_level(&node.consistency).required(copies) - 1,
+            false => 0,
+        }
+    });
+    ctx.int(replicas as i64);
+    Ok(())
+}
+
+/// `OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT key`, `OBJECT HELP`
+pub fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    match (sub.as_str(), args.len()) {
+        ("help", 2) => super::help(
+            ctx,
+            "OBJECT",
+            &[
+                (
+                    "ENCODING <key>",
+                    &[
+                        "Return the kind of internal representation used in order to store the value",
+                        "associated with a <key>.",
+                    ],
+                ),
+                (
+                    "FREQ <key>",
+                    &[
+                        "Return the access frequency index of the <key>. The returned integer is",
+                        "proportional to the logarithm of the recent access frequency of the key.",
+                    ],
+                ),
+                (
+                    "IDLETIME <key>",
+                    &[
+                        "Return the idle time of the <key>, that is the approximated number of",
+                        "seconds elapsed since the last access to the key.",
+                    ],
+                ),
+                (
+                    "REFCOUNT <key>",
+                    &[
+                        "Return the number of references of the value associated with the specified",
+                        "<key>.",
+                    ],
+                ),
+            ],
+        ),
+        ("encoding", 3) => {
+            // A string as Redis would store it: an integer, a short string embedded in
+            // its object, or a separate buffer.
+            let encoding = ctx.shared.store.inspect(&args[2], |value| {
+                let integer = value.len() <= 20 && quorra_store::numeric::parse_i64(value).is_ok();
+                match (integer, value.len()) {
+                    (true, _) => "int",
+                    (false, 0..=44) => "embstr",
+                    _ => "raw",
+                }
+            });
+            ctx.bulk_or_null(encoding.map(str::as_bytes));
+        }
+        ("refcount", 3) => match ctx.shared.store.inspect(&args[2], |_| ()) {
+            Some(()) => ctx.int(1),
+            None => ctx.bulk_or_null(None),
+        },
+        ("freq", 3) => {
+            return Err(CommandError::new(
+                "ERR An LFU maxmemory policy is not selected, access frequency not tracked. \
+                 Please note that when switching between policies at runtime LRU and LFU data \
+                 will take some time to adjust.",
+            ));
+        }
+        ("idletime", 3) => {
+            return Err(CommandError::new(
+                "ERR OBJECT IDLETIME is not supported: quorra keeps its keys in LRU order but \
+                 not the time of their last access",
+            ));
+        }
+        ("help" | "encoding" | "refcount" | "freq" | "idletime", _) => {
+            return Err(CommandError::arity(&format!("object|{sub}")));
+        }
+        _ => {
+            return Err(super::unknown_subcommand("OBJECT", &args[1]));
+        }
+    }
+    Ok(())
+}
+
 /// PERSIST key
 pub fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let removed = ctx.shared.store.persist(&args[1]);

@@ -93,6 +93,9 @@ pub fn handler(id: CommandId) -> Handler {
         Expiretime => keyspace::expiretime,
         Pexpiretime => keyspace::pexpiretime,
         Persist => keyspace::persist,
+        Wait => keyspace::wait,
+        Object => keyspace::object,
+        Memory => server::memory,
         // Connection.
         Ping => connection::ping,
         Echo => connection::echo,
@@ -126,6 +129,35 @@ pub fn handler(id: CommandId) -> Handler {
         // quorra's own.
         Quorra => quorra::quorra,
     }
+}
+
+/// Writes a container command's HELP as Redis does: a usage line, each subcommand with
+/// its description lines indented, and HELP itself last.
+pub fn help(ctx: &mut Ctx<'_>, command: &str, subcommands: &[(&str, &[&str])]) {
+    let lines = 3 + subcommands
+        .iter()
+        .map(|(_, description)| 1 + description.len())
+        .sum::<usize>();
+    ctx.array(lines);
+    let usage = format!("{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+    encode::simple(ctx.out, &usage);
+    for (usage, description) in subcommands {
+        encode::simple(ctx.out, usage);
+        for line in *description {
+            encode::simple(ctx.out, &format!("    {line}"));
+        }
+    }
+    encode::simple(ctx.out, "HELP");
+    encode::simple(ctx.out, "    Print this help.");
+}
+
+/// Redis's refusal of a container command's unknown subcommand: `ERR unknown subcommand
+/// 'x'. Try OBJECT HELP.`
+pub fn unknown_subcommand(command: &str, subcommand: &[u8]) -> CommandError {
+    CommandError::new(format!(
+        "ERR unknown subcommand '{}'. Try {command} HELP.",
+        String::from_utf8_lossy(subcommand)
+    ))
 }
 
 /// An error reply, with Redis's text (code first: `ERR ...`, `WRONGTYPE ...`).

@@ -110,7 +110,7 @@ fn run_script(
     Ok(())
 }
 
-/// `SCRIPT LOAD script | EXISTS sha1 [sha1 ...] | FLUSH [ASYNC|SYNC] | KILL`
+/// `SCRIPT LOAD script | EXISTS sha1 [sha1 ...] | FLUSH [ASYNC|SYNC] | KILL | HELP`
 pub fn script(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
     let scripts = &ctx.shared.scripts;
@@ -155,14 +155,30 @@ pub fn script(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
                 ));
             }
         },
-        ("load" | "exists" | "flush" | "kill", _) => {
+        ("help", 2) => super::help(
+            ctx,
+            "SCRIPT",
+            &[
+                (
+                    "EXISTS <sha1> [<sha1> ...]",
+                    &["Return information about the existence of the scripts in the script cache."],
+                ),
+                (
+                    "FLUSH [ASYNC|SYNC]",
+                    &["Flush the Lua scripts cache. Very dangerous on replicas."],
+                ),
+                ("KILL", &["Kill the currently executing Lua script."]),
+                (
+                    "LOAD <script>",
+                    &["Load a script into the scripts cache without executing it."],
+                ),
+            ],
+        ),
+        ("load" | "exists" | "flush" | "kill" | "help", _) => {
             return Err(CommandError::arity(&format!("script|{sub}")));
         }
         _ => {
-            return Err(CommandError::new(format!(
-                "ERR unknown subcommand '{}'. Try SCRIPT HELP.",
-                String::from_utf8_lossy(&args[1])
-            )));
+            return Err(super::unknown_subcommand("SCRIPT", &args[1]));
         }
     }
     Ok(())

@@ -60,6 +60,34 @@ pub fn command(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
                 ctx.bulk(spec.group.as_bytes());
             }
         }
+        Some(sub) if is(sub, "HELP") && args.len() == 2 => super::help(
+            ctx,
+            "COMMAND",
+            &[
+                ("(no subcommand)", &["Return details about all commands."]),
+                (
+                    "COUNT",
+                    &["Return the total number of commands in this server."],
+                ),
+                ("LIST", &["Return a list of all commands in this server."]),
+                (
+                    "INFO [<command-name> ...]",
+                    &[
+                        "Return details about multiple commands.",
+                        "If no command names are given, documentation details for all",
+                        "commands are returned.",
+                    ],
+                ),
+                (
+                    "DOCS [<command-name> ...]",
+                    &[
+                        "Return documentation details about multiple commands.",
+                        "If no command names are given, documentation details for all",
+                        "commands are returned.",
+                    ],
+                ),
+            ],
+        ),
         Some(sub) => {
             return Err(CommandError::new(format!(
                 "ERR unknown subcommand or wrong number of arguments for '{}'. Try COMMAND HELP.",
@@ -178,11 +206,24 @@ pub fn config(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         }
         ctx.ok();
         Ok(())
+    } else if is(&args[1], "HELP") && args.len() == 2 {
+        super::help(
+            ctx,
+            "CONFIG",
+            &[
+                (
+                    "GET <pattern>",
+                    &["Return parameters matching the glob-like <pattern> and their values."],
+                ),
+                (
+                    "SET <directive> <value>",
+                    &["Set the configuration <directive> to <value>."],
+                ),
+            ],
+        );
+        Ok(())
     } else {
-        Err(CommandError::new(format!(
-            "ERR unknown subcommand '{}'. Try CONFIG HELP.",
-            String::from_utf8_lossy(&args[1])
-        )))
+        Err(super::unknown_subcommand("CONFIG", &args[1]))
     }
 }
 
@@ -349,10 +390,7 @@ pub fn acl(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         }
         ("whoami" | "log", _) => return Err(CommandError::arity(&format!("acl|{sub}"))),
         _ => {
-            return Err(CommandError::new(format!(
-                "ERR unknown subcommand '{}'. Try ACL HELP.",
-                String::from_utf8_lossy(&args[1])
-            )));
+            return Err(super::unknown_subcommand("ACL", &args[1]));
         }
     }
     Ok(())
@@ -643,4 +681,40 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         }
         _ => Ok(()),
     };
+}
+
+/// `MEMORY USAGE key [SAMPLES count]`, `MEMORY HELP`
+pub fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
+    match (sub.as_str(), args.len()) {
+        ("help", 2) => super::help(
+            ctx,
+            "MEMORY",
+            &[(
+                "USAGE <key> [SAMPLES <count>]",
+                &[
+                    "Return memory in bytes used by <key> and its value: what maxmemory counts",
+                    "for it (key, value and a fixed overhead per entry).",
+                ],
+            )],
+        ),
+        ("usage", 3 | 5) => {
+            // SAMPLES is checked and ignored: a string's size is exact.
+            if let [_, _, _, option, count] = args {
+                if !is(option, "SAMPLES") {
+                    return Err(CommandError::syntax());
+                }
+                int_arg(count)?;
+            }
+            match ctx.shared.store.memory_usage(&args[2]) {
+                Some(bytes) => ctx.int(bytes as i64),
+                None => ctx.bulk_or_null(None),
+            }
+        }
+        ("help" | "usage", _) => return Err(CommandError::arity(&format!("memory|{sub}"))),
+        _ => {
+            return Err(super::unknown_subcommand("MEMORY", &args[1]));
+        }
+    }
+    Ok(())
 }

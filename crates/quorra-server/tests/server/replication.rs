@@ -452,3 +452,22 @@ async fn every_client_command_is_counted_once_at_the_node_that_answered_it() {
         );
     }
 }
+
+/// WAIT answers with the replicas besides the primary that every acknowledged write
+/// reached: the write level's count minus one.
+#[tokio::test]
+async fn wait_reports_the_replicas_an_acknowledged_write_reached() {
+    let single = start().await;
+    let mut con = connect(&single).await;
+    assert_eq!(ok(&mut con, &["WAIT", "0", "0"]).await, int(0));
+    assert_eq!(
+        err(&mut con, &["WAIT", "1", "-1"]).await,
+        "ERR timeout is negative"
+    );
+    let nodes = start_cluster_with(3, three_copies).await;
+    let mut con = connect(&nodes[0]).await;
+    ok(&mut con, &["SET", "k", "v"]).await;
+    assert_eq!(ok(&mut con, &["WAIT", "2", "100"]).await, int(1));
+    ok(&mut con, &["QUORRA", "CONSISTENCY", "WRITE", "ALL"]).await;
+    assert_eq!(ok(&mut con, &["WAIT", "2", "100"]).await, int(2));
+}

@@ -90,3 +90,23 @@ async fn a_transaction_past_its_command_limit_is_refused_whole() {
     );
     assert_eq!(ok(&mut con, &["EXISTS", "limit:0"]).await, int(0));
 }
+
+#[tokio::test]
+async fn a_watched_key_evicted_for_memory_aborts_the_transaction() {
+    let node = start_with(|config| config.maxmemory = 2 << 20).await;
+    let mut watcher = connect(&node).await;
+    let mut filler = connect(&node).await;
+    ok(&mut watcher, &["SET", "watched", "v"]).await;
+    ok(&mut watcher, &["WATCH", "watched"]).await;
+    let value = "x".repeat(10_000);
+    for i in 0.. {
+        ok(&mut filler, &["SET", &format!("filler:{i}"), &value]).await;
+        if ok(&mut filler, &["EXISTS", "watched"]).await == int(0) {
+            break;
+        }
+    }
+    ok(&mut watcher, &["MULTI"]).await;
+    ok(&mut watcher, &["SET", "after", "1"]).await;
+    assert_eq!(ok(&mut watcher, &["EXEC"]).await, Value::Nil);
+    assert_eq!(ok(&mut watcher, &["EXISTS", "after"]).await, int(0));
+}

@@ -41,6 +41,18 @@ impl Store {
         f(&sh, found)
     }
 
+    /// MEMORY USAGE: the bytes the key is accounted for (key, value and
+    /// [`ENTRY_OVERHEAD`](crate::ENTRY_OVERHEAD)), without promoting it.
+    pub fn memory_usage(&self, key: &[u8]) -> Option<u64> {
+        self.peek(key, |sh, i| i.map(|i| sh.slot(i).size()))
+    }
+
+    /// Calls `f` with the value of `key`, under the lock, without promoting it (OBJECT
+    /// ENCODING). `f` must be short and must not call into the store.
+    pub fn inspect<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.peek(key, |sh, i| i.map(|i| f(sh.slot(i).value())))
+    }
+
     /// MGET: one GET per key (each atomic on its own; the batch is not a snapshot).
     pub fn mget<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Option<Bytes>> {
         keys.iter().map(|k| self.get(k.as_ref())).collect()
