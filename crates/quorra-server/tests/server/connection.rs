@@ -257,6 +257,8 @@ async fn command_info_config() {
         "expired_keys:",
         "total_commands_processed:",
         "rejected_calls:",
+        "used_cpu_sys:",
+        "used_cpu_user:",
     ] {
         assert!(text.contains(field), "INFO lacks {field}");
     }
@@ -268,6 +270,22 @@ async fn command_info_config() {
         memory.starts_with("# Memory") && !memory.contains("# Server"),
         "{memory}"
     );
+    // The node runs in this process: burn 100 ms of user time so that there is some.
+    let burn = std::time::Instant::now();
+    let mut spin = 0u64;
+    while burn.elapsed() < std::time::Duration::from_millis(100) {
+        spin = std::hint::black_box(spin.wrapping_add(1));
+    }
+    let Value::BulkString(cpu) = ok(&mut c, &["INFO", "cpu"]).await else {
+        panic!()
+    };
+    let cpu = String::from_utf8(cpu).unwrap();
+    let user: f64 = cpu
+        .lines()
+        .find_map(|line| line.strip_prefix("used_cpu_user:"))
+        .and_then(|seconds| seconds.parse().ok())
+        .unwrap_or_else(|| panic!("{cpu}"));
+    assert!(cpu.starts_with("# CPU") && user >= 0.05, "{cpu}");
     server.shutdown().await;
 }
 
