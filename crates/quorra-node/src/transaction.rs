@@ -12,7 +12,9 @@
 //! - **WATCH** reads each key's version at the key's primary (here, or with one request
 //!   to it).
 //! - **EXEC** runs at the keys' primary: here, or sent whole to it as one
-//!   [`Request::Exec`] with the watched versions. There the queued commands run inside
+//!   [`Request::Exec`] with the watched versions. With copies, a primary that could not
+//!   even be connected to (so certainly did not run it) is stood in for by the next
+//!   serving replica, as for single writes. There the queued commands run inside
 //!   the store's exclusive section; with copies, each as its key's primary would run
 //!   it ([`primary_write`]), and what they wrote goes to every replica in one atomic
 //!   apply, so no replica, reader or anti-entropy pass sees part of it. A write level
@@ -29,12 +31,14 @@ use quorra_cluster::message::{Request, Response};
 use quorra_cluster::replication::Level;
 use quorra_resp::Protocol;
 use quorra_resp::encode;
+use quorra_ring::NodeId;
 use quorra_store::Version;
 
 use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::transactions::{self, EXECABORT, ExecRefusal};
 use crate::commands::{self, CommandError, CommandId, error_reply, keys_of, lookup};
 use crate::executor::{Answer, Cx, peer_failure};
+use crate::peer::PeerError;
 use crate::plan::{CROSSSLOT, NO_REPLICA, Plan, plan};
 use crate::primary_write::{self, PrimaryWrite};
 use crate::session::{Session, Transaction, Watched};
@@ -161,12 +165,15 @@ async fn watch(cx: Cx<'_>, session: &mut Session, args: &[Bytes]) -> Option<Answ
     }
 }
 
-/// EXEC in a cluster: the transaction run at its keys' primary.
+/// EXEC in a cluster: the transaction run at its keys' primary — or, with copies, when
+/// the primary certainly did not run it (it could not be connected to), at the next
+/// serving replica that can be reached, as acting primary, as single writes are.
 async fn exec(cx: Cx<'_>, session: &mut Session) -> Option<Answer> {
     let placement = cx.node.placement(cx.view);
-    let target = match anchor(session).cloned() {
+    let anchor = anchor(session).cloned();
+    let target = match &anchor {
         None => &cx.view.self_id,
-        Some(key) => match placement.primary(&key) {
+        Some(key) => match placement.primary(key) {
             Some(primary) => primary,
             None => {
                 session.transaction = None;
@@ -199,23 +206,71 @@ async fn exec(cx: Cx<'_>, session: &mut Session) -> Option<Answer> {
         replicate,
         deadline_ms: unix_ms() + cx.node.timeout.as_millis() as u64,
     };
-    let answer = match cx.node.peers.call(cx.view, target, &request).await {
-        Ok(Response::Replies {
+    let stand_ins = anchor
+        .iter()
+        .flat_map(|key| placement.replicas(key))
+        .filter(|id| *id != target && cx.view.is_serving(id) && placement.replicated());
+    let mut failure = match send_exec(cx, target, &request).await {
+        Ok(answer) => return Some(answer),
+        Err(error) if error.may_have_run() => return Some(failed(&error)),
+        Err(error) => error,
+    };
+    for stand_in in stand_ins {
+        let sent = match *stand_in == cx.view.self_id {
+            true => {
+                let Request::Exec {
+                    resp3,
+                    commands,
+                    watched,
+                    replicate,
+                    ..
+                } = request
+                else {
+                    unreachable!("built as an Exec above")
+                };
+                let protocol = if resp3 {
+                    Protocol::Resp3
+                } else {
+                    Protocol::Resp2
+                };
+                return Some(
+                    exec_for_peer(cx.shared, cx.view, protocol, commands, watched, replicate).await,
+                );
+            }
+            false => send_exec(cx, stand_in, &request).await,
+        };
+        match sent {
+            Ok(answer) => return Some(answer),
+            Err(error) if error.may_have_run() => return Some(failed(&error)),
+            Err(error) => failure = error,
+        }
+    }
+    Some(failed(&failure))
+}
+
+/// EXEC's answer when the node it was sent to failed.
+fn failed(error: &PeerError) -> Answer {
+    (error_reply(&peer_failure(error).0), Lookups::default())
+}
+
+/// Sends a transaction to `target` and returns its EXEC reply.
+async fn send_exec(cx: Cx<'_>, target: &NodeId, request: &Request) -> Result<Answer, PeerError> {
+    match cx.node.peers.call(cx.view, target, request).await? {
+        Response::Replies {
             mut replies,
             hits,
             misses,
-        }) if replies.len() == 1 => (replies.pop().expect("one reply"), Lookups { hits, misses }),
-        Ok(other) => {
+        } if replies.len() == 1 => {
+            Ok((replies.pop().expect("one reply"), Lookups { hits, misses }))
+        }
+        other => {
             let addr = cx
                 .view
                 .member(target)
                 .map(|member| member.addresses.cluster);
-            let error = crate::peer::PeerError::unexpected(target, addr, &other);
-            (error_reply(&peer_failure(&error).0), Lookups::default())
+            Err(PeerError::unexpected(target, addr, &other))
         }
-        Err(error) => (error_reply(&peer_failure(&error).0), Lookups::default()),
-    };
-    Some(answer)
+    }
 }
 
 /// Runs the transaction a peer sent ([`Request::Exec`]) as its keys' primary: EXEC's

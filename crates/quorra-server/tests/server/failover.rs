@@ -368,3 +368,61 @@ async fn a_node_restarted_and_killed_again_within_its_first_second_loses_no_ackn
         }
     }
 }
+
+/// Transactions of 100 writes run through one node while a replica is killed (SIGKILL)
+/// among them: each node that stays up holds whole transactions only — its count of
+/// their keys is a multiple of 100, and covers every acknowledged one — and the killed
+/// node, restarted, catches up to the same.
+#[tokio::test]
+async fn a_replica_killed_during_transactions_leaves_no_node_holding_part_of_one() {
+    let first = Node::start("t0", None);
+    let seed = first.cluster;
+    let mut nodes = vec![
+        first,
+        Node::start("t1", Some(seed)),
+        Node::start("t2", Some(seed)),
+    ];
+    for node in &nodes {
+        until_up(node, 3).await;
+    }
+    let mut client = connect_url(&format!("redis://{}/", nodes[0].resp)).await;
+    let mut acknowledged = 0;
+    for round in 0..40 {
+        if round == 10 {
+            nodes[2].kill();
+        }
+        let mut transaction = redis::pipe();
+        transaction.atomic();
+        for i in 0..100 {
+            transaction
+                .cmd("SET")
+                .arg(format!("{{tx}}:r{round}:k{i}"))
+                .arg(round);
+        }
+        let result: redis::RedisResult<redis::Value> = transaction.query_async(&mut client).await;
+        acknowledged += usize::from(result.is_ok());
+    }
+    assert!(
+        acknowledged >= 30,
+        "only {acknowledged} of 40 transactions succeeded"
+    );
+    let mut held = Vec::new();
+    for node in &nodes[..2] {
+        let keys = node.local_keys().await;
+        assert_eq!(keys % 100, 0, "{} holds part of a transaction", node.resp);
+        assert!(
+            keys >= 100 * acknowledged as u64,
+            "{} lost a transaction",
+            node.resp
+        );
+        held.push(keys);
+    }
+    assert_eq!(held[0], held[1]);
+    let data_dir = nodes[2].data_dir.clone();
+    nodes[2] = Node::start_in("t2", Some(seed), data_dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while nodes[2].local_keys().await != held[0] {
+        assert!(Instant::now() < deadline, "t2 never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
