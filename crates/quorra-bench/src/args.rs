@@ -102,6 +102,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub preload: bool,
 
+    /// Send each request inside its own MULTI ... EXEC, and count the transaction as
+    /// the request (its latency is the three replies').
+    #[arg(long)]
+    pub transaction: bool,
+
     /// Open loop: send this many requests per second in total, on a fixed schedule, and
     /// measure latency from each request's intended send time.
     #[arg(long, value_name = "OPS_PER_SEC",

@@ -83,6 +83,8 @@ pub(crate) struct Plan {
     pub(crate) permutation: KeyPermutation,
     pub(crate) mix: OpMix,
     pub(crate) mget: u32,
+    /// Each request inside its own MULTI ... EXEC.
+    pub(crate) transaction: bool,
     pub(crate) value_size: ValueSize,
     /// `EX` seconds on every write.
     pub(crate) ttl: Option<u64>,
@@ -296,7 +298,7 @@ pub(crate) async fn run_connection(
         tx,
         &addr,
     );
-    let reader = read_replies(&shared, read, rx, &permits, &addr);
+    let reader = read_replies(&shared, read, rx, &permits, &addr, plan.transaction);
     let ((), outcome) = tokio::try_join!(writer, reader)?;
     Ok(outcome)
 }
@@ -382,6 +384,9 @@ async fn write_requests(
             }
         };
         let kind = plan.mix.sample(&mut rng);
+        if plan.transaction {
+            buf.extend_from_slice(MULTI);
+        }
         match kind {
             OpKind::Get | OpKind::Del => {
                 let rank = plan.sampler.sample(&mut rng);
@@ -408,6 +413,9 @@ async fn write_requests(
                 let len = plan.value_size.sample(&mut rng);
                 plan.encode_set(&mut buf, &key, len);
             }
+        }
+        if plan.transaction {
+            buf.extend_from_slice(EXEC);
         }
         // The reader only goes away on error, and then try_join! drops this future too.
         let _ = tx.send(InFlight {
@@ -438,11 +446,15 @@ async fn read_replies(
     mut rx: mpsc::UnboundedReceiver<InFlight>,
     permits: &Semaphore,
     addr: &str,
+    transaction: bool,
 ) -> Result<Outcome, BenchError> {
     let mut reader = ReplyReader::new(read, addr);
     let mut outcome = Outcome::default();
     while let Some(request) = rx.recv().await {
-        let frame = reader.next().await?;
+        let frame = match transaction {
+            false => reader.next().await?,
+            true => transaction_reply(&mut reader).await?,
+        };
         let now = Instant::now();
         permits.add_permits(1);
         if !request.measured {
@@ -486,6 +498,30 @@ async fn read_replies(
         shared.completed.fetch_add(1, Ordering::Relaxed);
     }
     Ok(outcome)
+}
+
+/// MULTI, as it goes on the wire.
+const MULTI: &[u8] = b"*1\r\n$5\r\nMULTI\r\n";
+/// EXEC, as it goes on the wire.
+const EXEC: &[u8] = b"*1\r\n$4\r\nEXEC\r\n";
+
+/// The replies to MULTI, the queued command and EXEC: the command's own reply from
+/// EXEC's array, or the error that ended the transaction.
+async fn transaction_reply<R: tokio::io::AsyncRead + Unpin>(
+    reader: &mut ReplyReader<'_, R>,
+) -> Result<Frame, BenchError> {
+    let multi = reader.next().await?;
+    let queued = reader.next().await?;
+    let exec = reader.next().await?;
+    Ok(match (multi, queued, exec) {
+        (Frame::Simple(_), Frame::Simple(_), Frame::Array(mut replies)) if replies.len() == 1 => {
+            replies.pop().expect("one reply")
+        }
+        (Frame::Error(error), _, _) | (_, Frame::Error(error), _) | (_, _, Frame::Error(error)) => {
+            Frame::Error(error)
+        }
+        _ => Frame::Error(Bytes::from_static(b"ERR unexpected transaction replies")),
+    })
 }
 
 /// Writes every key id `index, index + connections, ...` below `keys` once, in batches of

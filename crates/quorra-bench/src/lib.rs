@@ -262,6 +262,7 @@ fn plan(args: &BenchArgs) -> Plan {
         permutation: KeyPermutation::new(args.keys, args.seed),
         mix: OpMix::new(args.ratio, args.mget.is_some()),
         mget: args.mget.unwrap_or(1),
+        transaction: args.transaction,
         value_size: args.value_size,
         ttl: args.ttl,
         payload: driver::payload(args.value_size.max, args.seed),

@@ -110,3 +110,30 @@ async fn a_watched_key_evicted_for_memory_aborts_the_transaction() {
     assert_eq!(ok(&mut watcher, &["EXEC"]).await, Value::Nil);
     assert_eq!(ok(&mut watcher, &["EXISTS", "after"]).await, int(0));
 }
+
+/// `quorra bench --transaction` wraps every request in MULTI ... EXEC: against a node
+/// and a cluster with copies, every transaction commits and reads see the preload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorra_bench_runs_transactions_against_a_node_and_a_cluster() {
+    let single = start().await;
+    let cluster = start_cluster_with(3, |config| config.consistency.replicas = 3).await;
+    let targets = [
+        vec![single.resp_addr.to_string()],
+        cluster
+            .iter()
+            .map(|node| node.resp_addr.to_string())
+            .collect(),
+    ];
+    for target in targets {
+        let mut flags: Vec<String> = target
+            .iter()
+            .flat_map(|addr| ["--target".to_owned(), addr.clone()])
+            .collect();
+        let workload = "--transaction --preload --keys 100 --requests 2000 -c 4 -P 4 --ratio 1:1:0";
+        flags.extend(workload.split(' ').map(str::to_owned));
+        let args = quorra_bench::BenchArgs::try_parse_from(flags).unwrap();
+        let report = quorra_bench::run(&args).await.unwrap();
+        assert_eq!((report.ops, report.errors), (2000, 0), "{target:?}");
+        assert_eq!(report.hit_ratio, Some(1.0), "{target:?}");
+    }
+}
