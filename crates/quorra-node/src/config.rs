@@ -52,6 +52,8 @@ pub struct Config {
     pub busy_reply_threshold: Duration,
     /// Most scripts the node caches (SCRIPT LOAD, EVAL).
     pub max_scripts: usize,
+    /// Most bytes one worker thread's Lua interpreter may allocate.
+    pub lua_max_memory: u64,
     /// Most bytes of client buffers, all clients together; 0 = no limit.
     pub maxmemory_clients: u64,
     /// Most simultaneous admin HTTP connections.
@@ -147,6 +149,7 @@ impl Default for Config {
             max_transaction_commands: 100_000,
             busy_reply_threshold: Duration::from_secs(5),
             max_scripts: 10_000,
+            lua_max_memory: 256 * 1024 * 1024,
             // A quarter of maxmemory, and there is none.
             maxmemory_clients: 0,
             http_max_connections: 256,

@@ -21,19 +21,21 @@
 //!   that peers and new clients are still served while it runs. Not sooner: handing off
 //!   costs more than most scripts take (EVAL `return 1` went from 133,000 to 35,000
 //!   requests/s when every script did it).
+//! - **Memory.** Each thread's interpreter allocates at most `lua-max-memory`; a script
+//!   past it fails with Lua's "not enough memory", and the next one runs.
 //! - **Time budget.** Every 100,000 instructions the script checks [`Scripts`]: past the
 //!   busy threshold it marks the node busy (other clients get `BUSY`), and a
 //!   SCRIPT KILL stops it — unless it has written, since its writes cannot be undone.
 //!
-//! One interpreter per thread, created on first use, with every compiled script cached
-//! by its SHA1; the engine itself never runs a command, so it does not depend on how
+//! One interpreter per thread, created on first use, with the scripts it compiled cached
+//! by their SHA1 — at most `max-scripts` of them, and none kept across a SCRIPT FLUSH; the engine itself never runs a command, so it does not depend on how
 //! or where the node runs it.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -77,6 +79,8 @@ pub struct Scripts {
     bodies: Mutex<HashMap<String, Bytes>>,
     max_entries: usize,
     busy_after: Duration,
+    /// Bytes each thread's interpreter may allocate.
+    max_memory: u64,
     /// A script has run past `busy_after`: other clients get `BUSY`.
     busy: AtomicBool,
     /// SCRIPT KILL asked the running script to stop.
@@ -85,6 +89,8 @@ pub struct Scripts {
     wrote: AtomicBool,
     /// A script is running.
     running: AtomicBool,
+    /// Bumped by SCRIPT FLUSH: interpreters drop their compiled scripts when it moves.
+    generation: AtomicU64,
 }
 
 /// What SCRIPT KILL found.
@@ -100,16 +106,19 @@ pub enum Kill {
 
 impl Scripts {
     /// A cache of at most `max_entries` scripts; a script running longer than
-    /// `busy_after` makes the node answer other clients `BUSY`.
-    pub fn new(max_entries: usize, busy_after: Duration) -> Scripts {
+    /// `busy_after` makes the node answer other clients `BUSY`; each thread's
+    /// interpreter allocates at most `max_memory` bytes.
+    pub fn new(max_entries: usize, busy_after: Duration, max_memory: u64) -> Scripts {
         Scripts {
             bodies: Mutex::new(HashMap::new()),
             max_entries,
             busy_after,
+            max_memory,
             busy: AtomicBool::new(false),
             kill: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
             running: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -139,6 +148,7 @@ impl Scripts {
     /// the next time it runs a script.
     pub fn flush(&self) {
         self.bodies.lock().clear();
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// True while a script has run past the busy threshold.
@@ -184,10 +194,12 @@ pub struct Script<'a> {
     pub read_only: bool,
 }
 
-/// The interpreter of this thread, and its compiled scripts by SHA1.
+/// The interpreter of this thread, and its compiled scripts by SHA1 as of the scripts'
+/// `generation`.
 struct Interpreter {
     lua: Lua,
     compiled: HashMap<String, mlua::Function>,
+    generation: u64,
 }
 
 thread_local! {
@@ -206,7 +218,8 @@ pub fn run(
     INTERPRETER.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.is_none() {
-            *cell = Some(new_interpreter().map_err(|error| format!("ERR {error}"))?);
+            let interpreter = new_interpreter(scripts.max_memory);
+            *cell = Some(interpreter.map_err(|error| format!("ERR {error}"))?);
         }
         let interpreter = cell.as_mut().expect("just created");
         scripts.running.store(true, Ordering::Release);
@@ -240,11 +253,12 @@ setmetatable(_G, {
 })
 "#;
 
-fn new_interpreter() -> mlua::Result<Interpreter> {
+fn new_interpreter(max_memory: u64) -> mlua::Result<Interpreter> {
     let lua = Lua::new_with(
         StdLib::TABLE | StdLib::STRING | StdLib::MATH,
         LuaOptions::default(),
     )?;
+    lua.set_memory_limit(usize::try_from(max_memory).unwrap_or(usize::MAX))?;
     let redis = lua.create_table()?;
     redis.set(
         "sha1hex",
@@ -269,6 +283,7 @@ fn new_interpreter() -> mlua::Result<Interpreter> {
     Ok(Interpreter {
         lua,
         compiled: HashMap::new(),
+        generation: 0,
     })
 }
 
@@ -281,6 +296,13 @@ fn run_in(
 ) -> Result<Bytes, String> {
     let suffix = |line: i32| format!(" script: {}, on @user_script:{line}.", script.sha);
     let lua = &interpreter.lua;
+    // After SCRIPT FLUSH, or with as many scripts as the cache may hold (EVAL of ever new
+    // scripts): start over, so that compiled scripts cannot grow without bound.
+    let generation = scripts.generation.load(Ordering::Acquire);
+    if interpreter.generation != generation || interpreter.compiled.len() >= scripts.max_entries {
+        interpreter.compiled.clear();
+        interpreter.generation = generation;
+    }
     let function = match interpreter.compiled.get(script.sha) {
         Some(function) => function.clone(),
         None => {
@@ -531,5 +553,62 @@ fn to_resp(value: &Value, protocol: Protocol, out: &mut BytesMut, depth: usize) 
             }
         }
         _ => encode::null(out, protocol),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(scripts: &Arc<Scripts>, body: &str) -> Result<Bytes, String> {
+        let sha = sha1_hex(body.as_bytes());
+        let script = Script {
+            body: body.as_bytes(),
+            sha: &sha,
+            keys: &[],
+            argv: &[],
+            read_only: false,
+        };
+        let mut runner =
+            |_: &[Bytes]| -> Result<Bytes, String> { Ok(Bytes::from_static(b"+OK\r\n")) };
+        run(scripts, &script, &mut runner, Protocol::Resp2)
+    }
+
+    fn compiled() -> usize {
+        INTERPRETER.with(|cell| {
+            cell.borrow()
+                .as_ref()
+                .map_or(0, |interpreter| interpreter.compiled.len())
+        })
+    }
+
+    #[test]
+    fn compiled_scripts_stay_within_the_cache_bound_and_go_with_script_flush() {
+        let scripts = Arc::new(Scripts::new(3, Duration::from_secs(5), 64 << 20));
+        for n in 0..10 {
+            assert_eq!(
+                eval(&scripts, &format!("return {n}")).unwrap(),
+                Bytes::from(format!(":{n}\r\n"))
+            );
+            assert!(compiled() <= 3, "{} compiled scripts", compiled());
+        }
+        scripts.flush();
+        assert_eq!(
+            eval(&scripts, "return redis.call('ping')").unwrap(),
+            Bytes::from_static(b"+OK\r\n")
+        );
+        assert_eq!(compiled(), 1);
+    }
+
+    #[test]
+    fn a_script_past_the_memory_limit_fails_and_the_next_one_runs() {
+        let scripts = Arc::new(Scripts::new(10, Duration::from_secs(5), 8 << 20));
+        let hungry = "local t = {} for i = 1, 10000000 do t[i] = tostring(i) end return #t";
+        let error = eval(&scripts, hungry).unwrap_err();
+        assert!(error.contains("not enough memory"), "{error}");
+        assert_eq!(
+            eval(&scripts, "return 7").unwrap(),
+            Bytes::from_static(b":7\r\n")
+        );
     }
 }

@@ -189,6 +189,7 @@ impl Shared {
             scripts: Arc::new(Scripts::new(
                 config.max_scripts,
                 config.busy_reply_threshold,
+                config.lua_max_memory,
             )),
             config,
         }

@@ -139,6 +139,12 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_MAX_SCRIPTS")]
     pub max_scripts: Option<usize>,
 
+    /// Most memory the Lua interpreter of each worker thread may allocate, e.g. `256mb`;
+    /// a script that needs more fails with an error [default: 256mb].
+    #[arg(long, env = "QUORRA_LUA_MAX_MEMORY", value_parser = parse_bytes)]
+    #[serde(default, deserialize_with = "deserialize_bytes")]
+    pub lua_max_memory: Option<u64>,
+
     /// Most bytes all clients' buffers may hold together beyond the first 64 KiB of
     /// each (requests still arriving, replies not yet sent), e.g. `64mb`, or a share of
     /// maxmemory, e.g. `25%`; past it the client holding the most is disconnected, as
@@ -371,6 +377,7 @@ impl Settings {
                 .or(lower.max_transaction_commands),
             busy_reply_threshold: self.busy_reply_threshold.or(lower.busy_reply_threshold),
             max_scripts: self.max_scripts.or(lower.max_scripts),
+            lua_max_memory: self.lua_max_memory.or(lower.lua_max_memory),
             maxmemory_clients: self.maxmemory_clients.or(lower.maxmemory_clients),
             http_max_connections: self.http_max_connections.or(lower.http_max_connections),
             http_request_timeout_ms: self
@@ -505,6 +512,7 @@ impl Settings {
                 .busy_reply_threshold
                 .map_or(defaults.busy_reply_threshold, Duration::from_millis),
             max_scripts: self.max_scripts.unwrap_or(defaults.max_scripts),
+            lua_max_memory: self.lua_max_memory.unwrap_or(defaults.lua_max_memory),
             maxmemory_clients,
             http_max_connections,
             http_request_timeout: Duration::from_millis(http_request_timeout_ms),
