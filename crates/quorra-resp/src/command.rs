@@ -51,7 +51,10 @@ impl CommandInfo {
     /// True if the command changes data (Redis's `write` flag), or may (`may_replicate`:
     /// a script, whose writes are its keys').
     pub fn writes(&self) -> bool {
-        self.has_flag("write") || self.has_flag("may_replicate")
+        // One pass over the flags: the plan asks this of every command.
+        self.flags
+            .iter()
+            .any(|flag| matches!(*flag, "write" | "may_replicate"))
     }
 
     /// The key positions COMMAND reports, as Redis's legacy triple: `(0, 0, 0)` for a
