@@ -156,9 +156,34 @@ pub async fn forward(
         commands,
         replicate: mode.replicate,
         primary_only: mode.primary_only,
-        deadline_ms: unix_ms() + cx.node.timeout.as_millis() as u64,
+        deadline_ms: deadline_ms(cx),
     };
-    match cx.node.peers.call(cx.view, target, &request).await? {
+    call_for_replies(cx, target, &request, expected).await
+}
+
+/// The RESP version a peer's request names.
+pub fn protocol_of(resp3: bool) -> Protocol {
+    match resp3 {
+        true => Protocol::Resp3,
+        false => Protocol::Resp2,
+    }
+}
+
+/// When a request sent now stops being worth running, ms since the epoch: the cluster
+/// timeout from now.
+pub fn deadline_ms(cx: Cx<'_>) -> u64 {
+    unix_ms() + cx.node.timeout.as_millis() as u64
+}
+
+/// Sends `request` to `target` and returns its `expected` replies, with the keyspace
+/// reads they made there; any other answer is an error naming the peer.
+pub async fn call_for_replies(
+    cx: Cx<'_>,
+    target: &NodeId,
+    request: &Request,
+    expected: usize,
+) -> Result<(Vec<Bytes>, Lookups), PeerError> {
+    match cx.node.peers.call(cx.view, target, request).await? {
         Response::Replies {
             replies,
             hits,

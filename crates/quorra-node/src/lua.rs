@@ -122,7 +122,7 @@ impl Scripts {
         }
     }
 
-    /// Caches `body` and returns its SHA1; `None` (not cached) when the cache is full.
+    /// Caches `body`: its SHA1, and whether it is cached (not when the cache is full).
     pub fn load(&self, body: &Bytes) -> (String, bool) {
         let sha = sha1_hex(body);
         let mut bodies = self.bodies.lock();

@@ -22,13 +22,12 @@ use bytes::Bytes;
 use quorra_cluster::antientropy;
 use quorra_cluster::membership::ClusterView;
 use quorra_cluster::message::{Request, Response};
-use quorra_resp::Protocol;
 use quorra_ring::NodeId;
 use quorra_store::{Version, VersionedEntry};
 
 use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
-use crate::executor::{Mode, run_here};
+use crate::executor::{Mode, protocol_of, run_here};
 use crate::node_replicas::{apply_entry, read_entries};
 use crate::read_through;
 use crate::session::Session;
@@ -87,13 +86,6 @@ fn check_commands(from: &NodeId, commands: &[Vec<Bytes>], deadline_ms: u64) -> R
     Ok(())
 }
 
-fn protocol_of(resp3: bool) -> Protocol {
-    match resp3 {
-        true => Protocol::Resp3,
-        false => Protocol::Resp2,
-    }
-}
-
 /// Serves one request from the authenticated peer `from`.
 pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result<Bytes, String> {
     let request = Request::decode(&payload).map_err(|error| error.to_string())?;
@@ -128,18 +120,13 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             }
         }
         Request::Exec {
-            resp3,
-            commands,
-            watched,
-            replicate,
+            ref commands,
             deadline_ms,
+            ..
         } => {
-            check_commands(&from, &commands, deadline_ms)?;
+            check_commands(&from, commands, deadline_ms)?;
             let view = shared_view(&shared)?;
-            let protocol = protocol_of(resp3);
-            let (reply, lookups) =
-                transaction::exec_for_peer(&shared, &view, protocol, commands, watched, replicate)
-                    .await;
+            let (reply, lookups) = transaction::exec_request(&shared, &view, request).await;
             accounting::peer_commands(&shared, 1);
             Response::Replies {
                 replies: vec![reply],

@@ -107,6 +107,16 @@ impl Session {
         self.read_level.unwrap_or(defaults.read)
     }
 
+    /// Runs `f` — the commands of a transaction or a script — with the session marked as
+    /// holding the store's exclusive section, so that they do not try to enter it again;
+    /// the mark is put back as it was afterwards.
+    pub fn inside_exclusive_section<R>(&mut self, f: impl FnOnce(&mut Session) -> R) -> R {
+        let was = std::mem::replace(&mut self.in_exclusive_section, true);
+        let result = f(self);
+        self.in_exclusive_section = was;
+        result
+    }
+
     /// Switches the protocol (HELLO, RESET).
     pub fn set_protocol(&mut self, protocol: Protocol) {
         self.protocol = protocol;

@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use quorra_cluster::membership::ClusterView;
-use quorra_cluster::message::{Request, Response};
+use quorra_cluster::message::Request;
 use quorra_cluster::replication::Level;
 use quorra_resp::Protocol;
 use quorra_resp::encode;
@@ -37,13 +37,12 @@ use quorra_store::Version;
 use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::transactions::{self, EXECABORT, ExecRefusal};
 use crate::commands::{self, CommandError, CommandId, error_reply, keys_of, lookup};
-use crate::executor::{Answer, Cx, peer_failure};
+use crate::executor::{Answer, Cx, call_for_replies, deadline_ms, one, peer_failure, protocol_of};
 use crate::peer::PeerError;
 use crate::plan::{CROSSSLOT, NO_REPLICA, Plan, plan};
 use crate::primary_write::{self, PrimaryWrite};
 use crate::session::{Session, Transaction, Watched};
 use crate::shared::Shared;
-use crate::wall_clock::unix_ms;
 
 /// True if the client command `args` is this module's to run: anything inside MULTI,
 /// and EXEC and WATCH. A byte comparison, not a table lookup: every pipelined command
@@ -204,7 +203,7 @@ async fn exec(cx: Cx<'_>, session: &mut Session) -> Option<Answer> {
             })
             .collect(),
         replicate,
-        deadline_ms: unix_ms() + cx.node.timeout.as_millis() as u64,
+        deadline_ms: deadline_ms(cx),
     };
     let stand_ins = anchor
         .iter()
@@ -216,29 +215,10 @@ async fn exec(cx: Cx<'_>, session: &mut Session) -> Option<Answer> {
         Err(error) => error,
     };
     for stand_in in stand_ins {
-        let sent = match *stand_in == cx.view.self_id {
-            true => {
-                let Request::Exec {
-                    resp3,
-                    commands,
-                    watched,
-                    replicate,
-                    ..
-                } = request
-                else {
-                    unreachable!("built as an Exec above")
-                };
-                let protocol = if resp3 {
-                    Protocol::Resp3
-                } else {
-                    Protocol::Resp2
-                };
-                return Some(
-                    exec_for_peer(cx.shared, cx.view, protocol, commands, watched, replicate).await,
-                );
-            }
-            false => send_exec(cx, stand_in, &request).await,
-        };
+        if *stand_in == cx.view.self_id {
+            return Some(exec_request(cx.shared, cx.view, request).await);
+        }
+        let sent = send_exec(cx, stand_in, &request).await;
         match sent {
             Ok(answer) => return Some(answer),
             Err(error) if error.may_have_run() => return Some(failed(&error)),
@@ -255,36 +235,24 @@ fn failed(error: &PeerError) -> Answer {
 
 /// Sends a transaction to `target` and returns its EXEC reply.
 async fn send_exec(cx: Cx<'_>, target: &NodeId, request: &Request) -> Result<Answer, PeerError> {
-    match cx.node.peers.call(cx.view, target, request).await? {
-        Response::Replies {
-            mut replies,
-            hits,
-            misses,
-        } if replies.len() == 1 => {
-            Ok((replies.pop().expect("one reply"), Lookups { hits, misses }))
-        }
-        other => {
-            let addr = cx
-                .view
-                .member(target)
-                .map(|member| member.addresses.cluster);
-            Err(PeerError::unexpected(target, addr, &other))
-        }
-    }
+    Ok(one(call_for_replies(cx, target, request, 1).await?))
 }
 
-/// Runs the transaction a peer sent ([`Request::Exec`]) as its keys' primary: EXEC's
-/// reply and its keyspace reads.
-pub async fn exec_for_peer(
-    shared: &Shared,
-    view: &ClusterView,
-    protocol: Protocol,
-    commands: Vec<Vec<Bytes>>,
-    watched: Vec<(Bytes, Option<(u64, u64)>)>,
-    replicate: Option<Level>,
-) -> Answer {
+/// Runs a transaction sent as a [`Request::Exec`] — by a peer, or to this node standing
+/// in for the keys' primary — as its keys' primary: EXEC's reply and its keyspace reads.
+pub async fn exec_request(shared: &Shared, view: &ClusterView, request: Request) -> Answer {
+    let Request::Exec {
+        resp3,
+        commands,
+        watched,
+        replicate,
+        ..
+    } = request
+    else {
+        return (error_reply("ERR not a transaction"), Lookups::default());
+    };
     let mut session = Session::new(shared.peer_client.clone(), false);
-    session.protocol = protocol;
+    session.protocol = protocol_of(resp3);
     session.transaction = Some(Transaction {
         queued: commands,
         ..Transaction::default()
@@ -372,11 +340,11 @@ fn run_queued_as_primary(
             return Err(Refusal::Error(error.to_string()));
         }
     }
-    session.in_exclusive_section = true;
-    let writes = queued
-        .iter()
-        .map(|args| primary_write::run_primary_write(shared, view, session, args, level))
-        .collect();
-    session.in_exclusive_section = false;
+    let writes = session.inside_exclusive_section(|session| {
+        queued
+            .iter()
+            .map(|args| primary_write::run_primary_write(shared, view, session, args, level))
+            .collect()
+    });
     Ok(writes)
 }

@@ -74,13 +74,12 @@ fn run_script(
         true => None,
         false => Some(enter_exclusive(shared)?),
     };
-    let session = &mut *ctx.session;
-    let (protocol, inside) = (session.protocol, session.in_exclusive_section);
-    session.in_exclusive_section = true;
-    session.protocol = Protocol::Resp2;
     let declared_only = shared.cluster.is_some();
     let mut lookups = Lookups::default();
-    let result = {
+    let protocol = ctx.session.protocol;
+    let result = ctx.session.inside_exclusive_section(|session| {
+        // Commands of a script answer in RESP2, as in Redis.
+        session.protocol = Protocol::Resp2;
         let mut runner = |command: &[Bytes]| -> Result<Bytes, String> {
             if declared_only && let Some(key) = keys_of(command).find(|key| !keys.contains(key)) {
                 return Err(format!(
@@ -100,10 +99,10 @@ fn run_script(
             argv,
             read_only,
         };
-        lua::run(&shared.scripts, &script, &mut runner, protocol)
-    };
-    session.protocol = protocol;
-    session.in_exclusive_section = inside;
+        let result = lua::run(&shared.scripts, &script, &mut runner, protocol);
+        session.protocol = protocol;
+        result
+    });
     ctx.lookups.add(lookups);
     let reply = result.map_err(CommandError::new)?;
     ctx.out.extend_from_slice(&reply);

@@ -114,12 +114,12 @@ pub fn exec(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
         Err(refusal) => return refusal.answer(ctx.out, ctx.session.protocol),
     };
     ctx.array(queued.len());
-    ctx.session.in_exclusive_section = true;
-    for args in &queued {
-        let ran = run(shared, ctx.session, ctx.out, args);
-        ctx.lookups.add(ran.lookups);
-    }
-    ctx.session.in_exclusive_section = false;
+    let (out, lookups) = (&mut *ctx.out, &mut ctx.lookups);
+    ctx.session.inside_exclusive_section(|session| {
+        for args in &queued {
+            lookups.add(run(shared, session, out, args).lookups);
+        }
+    });
     Ok(())
 }
 
