@@ -27,6 +27,10 @@ pub enum Request {
     Execute {
         /// RESP version of the client the replies are for.
         resp3: bool,
+        /// The client's database (SELECT). The commands' keys are in stored form
+        /// already; the database matters to the commands that list or count keys, and
+        /// to scripts' own commands.
+        db: u8,
         /// The commands, each with its arguments.
         commands: Vec<Vec<Bytes>>,
         /// With replication: the receiver runs the commands as the keys' primary and
@@ -41,8 +45,8 @@ pub enum Request {
         /// than run writes its caller has already reported as failed.
         deadline_ms: u64,
     },
-    /// Count the receiver's live keys and keys with a TTL (for INFO keyspace); with
-    /// `primary_only`, only the keys whose primary it is.
+    /// Count the receiver's live keys and keys with a TTL in each database (for INFO
+    /// keyspace); with `primary_only`, only the keys whose primary it is.
     KeyspaceCounts {
         /// Count only the keys this node is primary for.
         primary_only: bool,
@@ -83,6 +87,8 @@ pub enum Request {
     Exec {
         /// RESP version of the client the reply is for.
         resp3: bool,
+        /// The client's database (see [`Request::Execute`]).
+        db: u8,
         /// The queued commands, each with its arguments.
         commands: Vec<Vec<Bytes>>,
         /// The keys the client WATCHed, with the version each had then (hybrid-logical
@@ -173,10 +179,8 @@ pub enum Response {
     Versions(Vec<(u32, Bytes, u64, u64)>),
     /// The answer to [`Request::KeyspaceCounts`].
     KeyspaceCounts {
-        /// Live keys.
-        keys: u64,
-        /// Live keys with a TTL.
-        expires: u64,
+        /// (database, live keys, live keys with a TTL) of each database holding keys.
+        databases: Vec<(u8, u64, u64)>,
     },
     /// The answer to [`Request::Apply`], one per entry in order: `None` if stored (or
     /// already held in that or a newer version), else why it was refused.
@@ -232,6 +236,7 @@ mod tests {
     fn messages_round_trip() {
         let request = Request::Execute {
             resp3: true,
+            db: 15,
             commands: vec![
                 vec![
                     Bytes::from_static(b"SET"),
@@ -256,6 +261,7 @@ mod tests {
         assert_eq!(Request::decode(&evict.encode()).unwrap(), evict);
         let exec = Request::Exec {
             resp3: false,
+            db: 1,
             commands: vec![vec![Bytes::from_static(b"INCR"), Bytes::from_static(b"k")]],
             watched: vec![
                 (Bytes::from_static(b"k"), Some((5, 9))),
@@ -288,8 +294,7 @@ mod tests {
             (Bytes::from_static(b"k"), entry)
         );
         let response = Response::KeyspaceCounts {
-            keys: u64::MAX,
-            expires: 3,
+            databases: vec![(0, u64::MAX, 3), (15, 1, 0)],
         };
         assert_eq!(Response::decode(&response.encode()).unwrap(), response);
     }

@@ -591,6 +591,6 @@ mod anti_entropy {
         let second = sync_with(&a, &view_a, &"b".into(), &peer, 3).await.unwrap();
         assert!(!second.truncated);
         assert_eq!(second.pushed, 500);
-        assert_eq!(b.dbsize() as usize, missing);
+        assert_eq!(b.dbsize(0) as usize, missing);
     }
 }

@@ -40,6 +40,8 @@ pub struct ClientInfo {
     pub last_command: AtomicUsize,
     /// 2 or 3.
     pub resp: AtomicU8,
+    /// The database it has selected (SELECT).
+    pub db: AtomicU8,
     /// CLIENT SETNAME / HELLO SETNAME.
     pub name: Mutex<String>,
     /// CLIENT SETINFO LIB-NAME and LIB-VER.
@@ -67,7 +69,7 @@ impl ClientInfo {
         let mut line = String::new();
         let _ = write!(
             line,
-            "id={} addr={} laddr={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 \
+            "id={} addr={} laddr={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 \
              cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
@@ -75,6 +77,7 @@ impl ClientInfo {
             self.name.lock(),
             now_ms.saturating_sub(self.created_ms) / 1000,
             now_ms.saturating_sub(self.last_interaction_ms.load(Ordering::Relaxed)) / 1000,
+            self.db.load(Ordering::Relaxed),
             command,
             self.resp.load(Ordering::Relaxed),
             lib_name,
@@ -115,6 +118,7 @@ impl ClientRegistry {
             last_interaction_ms: AtomicU64::new(now),
             last_command: AtomicUsize::new(usize::MAX),
             resp: AtomicU8::new(2),
+            db: AtomicU8::new(0),
             name: Mutex::new(String::new()),
             lib: Mutex::new((String::new(), String::new())),
             buffered: AtomicU64::new(0),

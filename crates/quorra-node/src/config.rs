@@ -47,6 +47,8 @@ pub struct Config {
     pub max_auth_failures: u32,
     /// Most commands one transaction may queue, and keys one connection may watch.
     pub max_transaction_commands: usize,
+    /// Databases a client may SELECT: 0 to `databases - 1`.
+    pub databases: usize,
     /// A script running longer than this makes the node answer other clients `BUSY`
     /// (and SCRIPT KILL may stop it).
     pub busy_reply_threshold: Duration,
@@ -147,6 +149,7 @@ impl Default for Config {
             maxclients: DEFAULT_MAXCLIENTS,
             max_auth_failures: 10,
             max_transaction_commands: 100_000,
+            databases: 16,
             busy_reply_threshold: Duration::from_secs(5),
             max_scripts: 10_000,
             lua_max_memory: 256 * 1024 * 1024,

@@ -54,6 +54,8 @@ pub struct Cx<'a> {
 pub struct Mode {
     /// The client's RESP version.
     pub protocol: Protocol,
+    /// The client's database (SELECT).
+    pub db: u8,
     /// The write level, when keys have several copies.
     pub replicate: Option<Level>,
     /// Keyspace commands see only the keys the running node is primary for.
@@ -67,6 +69,7 @@ impl Mode {
         let replicated = cx.node.placement(cx.view).replicated();
         Mode {
             protocol: session.protocol,
+            db: session.db,
             replicate: replicated.then(|| session.write_level(&cx.node.consistency)),
             primary_only: replicated && keyspace,
         }
@@ -100,6 +103,7 @@ pub async fn run_here<A: AsRef<[Bytes]>>(
     mode: Mode,
 ) -> (Vec<Bytes>, Lookups) {
     session.primary_only = mode.primary_only;
+    session.select(mode.db);
     let replies = match &shared.origins {
         // This node is the keys' owner: the namespaces' hooks run here.
         Some(_) => {
@@ -153,6 +157,7 @@ pub async fn forward(
     let expected = commands.len();
     let request = Request::Execute {
         resp3: mode.protocol == Protocol::Resp3,
+        db: mode.db,
         commands,
         replicate: mode.replicate,
         primary_only: mode.primary_only,

@@ -283,10 +283,11 @@ impl Client<'_> {
     /// Plans and runs one command (its reply may wait for [`flush`](Self::flush)),
     /// appending what can be answered already to `out`.
     pub(crate) async fn send(&mut self, command: &[&str], out: &mut BytesMut) {
-        let args: Vec<Bytes> = command
+        let mut args: Vec<Bytes> = command
             .iter()
             .map(|arg| Bytes::copy_from_slice(arg.as_bytes()))
             .collect();
+        crate::databases::enter(self.session.db, &mut args);
         let shared = self.shared;
         let view = node_of(shared).view();
         let cx = cx(shared, &view);

@@ -5,6 +5,8 @@
 //! # The path of a command
 //!
 //! - [`session`]: the state a client's commands read and change.
+//! - [`databases`]: where a command's keys take the stored form of the session's
+//!   database (SELECT), and where keys handed back lose it.
 //! - [`pipeline`]: in cluster mode, a client's commands planned, run with as few round
 //!   trips as order allows, answered in order; [`pipeline::run_one`] for one command.
 //! - [`plan`]: where a command runs — a pure function of the command, whether its client
@@ -46,8 +48,8 @@
 //!
 //! # Non-goals (for now)
 //!
-//! Data types other than strings, Pub/Sub, databases other than 0, persistence, ACL
-//! users other than the default one.
+//! Data types other than strings, Pub/Sub, persistence, ACL users other than the
+//! default one.
 
 pub mod accounting;
 pub mod auth_log;
@@ -56,6 +58,7 @@ pub mod cluster_node;
 pub mod cluster_tasks;
 pub mod commands;
 pub mod config;
+pub mod databases;
 pub mod evictions;
 pub mod executor;
 pub mod fd_limit;

@@ -92,6 +92,7 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
     let response = match request {
         Request::Execute {
             resp3,
+            db,
             commands,
             replicate,
             primary_only,
@@ -102,13 +103,17 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             session.protocol = protocol_of(resp3);
             let mode = Mode {
                 protocol: session.protocol,
+                db,
                 replicate,
                 primary_only,
             };
             let view = shared.cluster.as_ref().map(|node| node.view());
             let (replies, lookups) = match &view {
                 Some(view) => run_here(&shared, view, &mut session, &commands, mode).await,
-                None => commands::run_each(&shared, &mut session, &commands),
+                None => {
+                    session.select(db);
+                    commands::run_each(&shared, &mut session, &commands)
+                }
             };
             // The peer's node answers the client and counts the commands; here they
             // count only as run for a peer.
@@ -135,8 +140,11 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             }
         }
         Request::KeyspaceCounts { primary_only } => {
-            let (keys, expires) = keyspace_counts(&shared, primary_only);
-            Response::KeyspaceCounts { keys, expires }
+            let databases = keyspace_counts(&shared, primary_only)
+                .into_iter()
+                .map(|counts| (counts.db, counts.keys, counts.expires))
+                .collect();
+            Response::KeyspaceCounts { databases }
         }
         Request::Apply { entries, atomic } => {
             let _section = atomic.then(|| shared.store.exclusive_section());

@@ -17,6 +17,7 @@ use quorra_ring::NodeId;
 
 use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::{self, CommandId, error_reply};
+use crate::databases;
 use crate::executor::{Cx, Mode, forward, forward_to_replicas, peer_failure};
 use crate::origin_hooks;
 use crate::plan::{Plan, QuorumRead, plan};
@@ -473,8 +474,9 @@ fn shares_a_key<'a>(args: &[Bytes], mut others: impl Iterator<Item = &'a [Bytes]
 /// Runs one command the way a client's connection would (through a [`Pipeline`] in
 /// cluster mode, so with the same routing and consistency, and counted once) and
 /// returns its RESP2 reply. The admin HTTP API's key routes use it.
-pub async fn run_one(shared: &Shared, args: Vec<Bytes>) -> Bytes {
+pub async fn run_one(shared: &Shared, mut args: Vec<Bytes>) -> Bytes {
     let mut session = Session::new(shared.peer_client.clone(), false);
+    databases::enter(session.db, &mut args);
     let mut out = BytesMut::new();
     match &shared.cluster {
         Some(node) => {

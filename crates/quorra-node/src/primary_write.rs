@@ -26,14 +26,19 @@ use quorra_store::{Version, VersionedEntry};
 
 use crate::accounting::{Lookups, Outcome};
 use crate::commands::{self, Ran};
+use crate::databases;
 use crate::session::Session;
 use crate::shared::Shared;
 
-/// The keys a write command writes, from the command table's key positions; none for a
-/// command that does not write.
-fn written_keys(args: &[Bytes]) -> impl Iterator<Item = &Bytes> {
+/// The keys a write command writes, from the command table's key positions (and, for
+/// MOVE and COPY ... DB, the key of the other database); none for a command that does
+/// not write.
+fn written_keys(args: &[Bytes]) -> impl Iterator<Item = Bytes> + '_ {
     let writes = commands::lookup(&args[0]).is_some_and(|id| id.info().writes());
-    commands::keys_of(args).filter(move |_| writes)
+    commands::keys_of(args)
+        .cloned()
+        .chain(databases::other_database_key(args))
+        .filter(move |_| writes)
 }
 
 /// A command this node ran as its keys' primary, whose writes wait to be copied to the
@@ -68,7 +73,7 @@ pub fn quorum_out_of_reach(
     }
     let required = level.required(placement.copies());
     written_keys(args).find_map(|key| {
-        let serving = placement.serving_replicas(key);
+        let serving = placement.serving_replicas(&key);
         (serving < required).then_some(QuorumError {
             required,
             answered: serving,
@@ -108,7 +113,10 @@ pub fn run_primary_write(
         }
         None => {
             before = written_keys(args)
-                .map(|key| (key.clone(), shared.store.get_versioned(key)))
+                .map(|key| {
+                    let entry = shared.store.get_versioned(&key);
+                    (key, entry)
+                })
                 .collect();
             commands::run(shared, session, &mut reply, args)
         }

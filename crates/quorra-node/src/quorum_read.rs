@@ -140,6 +140,8 @@ async fn from_primary(cx: Cx<'_>, key: &Bytes) -> Answer {
     };
     let mode = Mode {
         protocol: Protocol::Resp2,
+        // The key is in stored form already: GET needs no database.
+        db: 0,
         replicate: Some(cx.node.consistency.write),
         primary_only: false,
     };

@@ -15,7 +15,7 @@
 //! With copies, keyspace commands count only each node's primary keys, so every key
 //! counts once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -24,6 +24,7 @@ use quorra_cluster::membership::{ClusterView, Member};
 use quorra_cluster::message::{Request, Response};
 use quorra_resp::{Frame, Limits, encode, parse_frame};
 use quorra_ring::NodeId;
+use quorra_store::DatabaseCounts;
 
 use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::{self, CommandError};
@@ -258,7 +259,16 @@ async fn info(
     out: &mut BytesMut,
 ) -> Result<Lookups, CommandError> {
     let primary_only = Mode::of(cx, session, true).primary_only;
-    let mut totals = (0u64, 0u64);
+    let mut totals = BTreeMap::<u8, DatabaseCounts>::new();
+    let mut add = |db: u8, keys: u64, expires: u64| {
+        let counts = totals.entry(db).or_insert(DatabaseCounts {
+            db,
+            keys: 0,
+            expires: 0,
+        });
+        counts.keys += keys;
+        counts.expires += expires;
+    };
     let request = Request::KeyspaceCounts { primary_only };
     let counts = join_all(
         serving(cx.view)
@@ -268,16 +278,18 @@ async fn info(
     )
     .await;
     for response in counts {
-        if let Response::KeyspaceCounts { keys, expires } = response? {
-            totals.0 += keys;
-            totals.1 += expires;
+        if let Response::KeyspaceCounts { databases } = response? {
+            for (db, keys, expires) in databases {
+                add(db, keys, expires);
+            }
         }
     }
     if cx.view.is_serving(&cx.view.self_id) {
-        let (keys, expires) = commands::server::keyspace_counts(cx.shared, primary_only);
-        totals.0 += keys;
-        totals.1 += expires;
+        for counts in commands::server::keyspace_counts(cx.shared, primary_only) {
+            add(counts.db, counts.keys, counts.expires);
+        }
     }
+    let totals = totals.into_values().collect();
     session.cluster_keyspace = Some(totals);
     commands::dispatch(cx.shared, session, out, args);
     session.cluster_keyspace = None;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use quorra_cluster::replication::{Consistency, Level};
 use quorra_resp::Protocol;
 use quorra_resp::command::CommandId;
-use quorra_store::Version;
+use quorra_store::{DatabaseCounts, Version};
 
 use crate::clients::ClientInfo;
 use crate::wall_clock::unix_ms;
@@ -18,14 +18,17 @@ use crate::wall_clock::unix_ms;
 pub struct Session {
     /// RESP2 until HELLO 3.
     pub protocol: Protocol,
+    /// The database its keys belong to (SELECT): 0 until it selects another.
+    pub db: u8,
     /// Whether the client may run commands other than AUTH, HELLO and QUIT.
     pub authenticated: bool,
     /// This client's entry in the registry.
     pub info: Arc<ClientInfo>,
     /// Set by QUIT: close after this batch's replies are written.
     pub close: bool,
-    /// Keys and keys with a TTL over the whole cluster, set by routing while INFO runs.
-    pub cluster_keyspace: Option<(u64, u64)>,
+    /// Each database's keys and keys with a TTL over the whole cluster, set by routing
+    /// while INFO runs.
+    pub cluster_keyspace: Option<Vec<DatabaseCounts>>,
     /// Set while a keyspace command runs for a peer that wants each replicated key
     /// counted once: only keys this node is primary for are seen.
     pub primary_only: bool,
@@ -70,6 +73,7 @@ impl Session {
     pub fn new(info: Arc<ClientInfo>, password_required: bool) -> Self {
         Session {
             protocol: Protocol::Resp2,
+            db: 0,
             authenticated: !password_required,
             info,
             close: false,
@@ -115,6 +119,12 @@ impl Session {
         let result = f(self);
         self.in_exclusive_section = was;
         result
+    }
+
+    /// Selects database `db` (SELECT, RESET).
+    pub fn select(&mut self, db: u8) {
+        self.db = db;
+        self.info.db.store(db, Ordering::Relaxed);
     }
 
     /// Switches the protocol (HELLO, RESET).

@@ -194,6 +194,7 @@ async fn exec(cx: Cx<'_>, session: &mut Session) -> Option<Answer> {
     }
     let request = Request::Exec {
         resp3: session.protocol == Protocol::Resp3,
+        db: session.db,
         commands: transaction.queued,
         watched: watched
             .into_iter()
@@ -243,6 +244,7 @@ async fn send_exec(cx: Cx<'_>, target: &NodeId, request: &Request) -> Result<Ans
 pub async fn exec_request(shared: &Shared, view: &ClusterView, request: Request) -> Answer {
     let Request::Exec {
         resp3,
+        db,
         commands,
         watched,
         replicate,
@@ -253,6 +255,7 @@ pub async fn exec_request(shared: &Shared, view: &ClusterView, request: Request)
     };
     let mut session = Session::new(shared.peer_client.clone(), false);
     session.protocol = protocol_of(resp3);
+    session.select(db);
     session.transaction = Some(Transaction {
         queued: commands,
         ..Transaction::default()

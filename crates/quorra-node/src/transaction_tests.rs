@@ -192,6 +192,7 @@ async fn a_transaction_sent_late_is_not_run() {
     let key = tagged(&cluster, 1)("late");
     let request = Request::Exec {
         resp3: false,
+        db: 0,
         commands: vec![vec![
             Bytes::from_static(b"SET"),
             Bytes::from(key.clone()),

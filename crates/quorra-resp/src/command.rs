@@ -137,6 +137,7 @@ commands! {
     Rename "rename", 3, ["write"], TWO_KEYS, "generic", "1.0.0", "Renames a key and overwrites the destination.";
     Renamenx "renamenx", 3, ["write", "fast"], TWO_KEYS, "generic", "1.0.0", "Renames a key only when the target key name doesn't exist.";
     Copy "copy", -3, ["write", "denyoom"], TWO_KEYS, "generic", "6.2.0", "Copies the value of a key to a new key.";
+    Move "move", 3, ["write", "fast"], ONE_KEY, "generic", "1.0.0", "Moves a key to another database.";
     Expire "expire", -3, ["write", "fast"], ONE_KEY, "generic", "1.0.0", "Sets the expiration time of a key in seconds.";
     Pexpire "pexpire", -3, ["write", "fast"], ONE_KEY, "generic", "2.6.0", "Sets the expiration time of a key in milliseconds.";
     Expireat "expireat", -3, ["write", "fast"], ONE_KEY, "generic", "1.2.0", "Sets the expiration time of a key to a Unix timestamp.";
@@ -243,6 +244,14 @@ pub fn keys_of<A>(args: &[A]) -> impl Iterator<Item = &A>
 where
     A: AsRef<[u8]>,
 {
+    key_positions(args).map(move |position| &args[position])
+}
+
+/// The positions in `args` of the request's keys (see [`keys_of`]).
+pub fn key_positions<A>(args: &[A]) -> std::iter::StepBy<std::ops::Range<usize>>
+where
+    A: AsRef<[u8]>,
+{
     let (first, last, step) = args
         .first()
         .and_then(|name| lookup(name.as_ref()))
@@ -256,18 +265,20 @@ where
             .and_then(|count| usize::try_from(count).ok())
             .filter(|&count| count <= args.len().saturating_sub(3))
             .unwrap_or(0);
-        return args[3.min(args.len())..][..count].iter().step_by(1);
+        let first = 3.min(args.len());
+        return (first..first + count).step_by(1);
     }
     let end = if last < 0 {
         args.len()
     } else {
         (last as usize + 1).min(args.len())
     };
-    let keys = match first as usize {
-        0 => &args[..0],
-        first => &args[first.min(end)..end],
+    let start = match first as usize {
+        0 => 0,
+        first => first.min(end),
     };
-    keys.iter().step_by(step.max(1) as usize)
+    let end = if first == 0 { 0 } else { end };
+    (start..end).step_by(step.max(1) as usize)
 }
 
 // SET's and GETEX's options: one family, which clients encode (`Command::Set`), the

@@ -11,6 +11,8 @@
 //!   [`key_token`] (xxh3-64 of its bytes, or of its `{hash tag}` when it has one) and a
 //!   node's virtual nodes at [`vnode_token`].
 //!   They never change; a golden test pins them.
+//! - [`database`]: how a key of a database other than 0 is stored, and that placement
+//!   skips that prefix.
 //! - [`Ring`]: the members, each with a number of virtual nodes (default
 //!   [`DEFAULT_VNODES`], configurable per ring and per node, so bigger nodes can carry
 //!   more weight) and an optional zone. [`Ring::lookup`] finds a key's owner by binary
@@ -49,6 +51,7 @@
 //! assert_ne!(replicas[0], replicas[1]);
 //! ```
 
+pub mod database;
 mod diff;
 mod error;
 mod node;

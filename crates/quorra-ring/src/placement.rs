@@ -22,6 +22,10 @@
 //! ```
 //!
 //! The index is fixed-width and last, so no two (id, index) pairs share an input.
+//!
+//! Keys here are stored keys: a key of a database other than 0 carries a prefix
+//! ([`crate::database`]) that placement skips, so a key has the same replicas in every
+//! database.
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -56,11 +60,13 @@ pub fn key_token_from_hash(key: &[u8], hash: u64) -> Token {
     }
 }
 
-/// The part of `key` that placement hashes: the bytes between the first `{` and the
-/// first `}` after it, if that is not empty; otherwise the whole key. The same rule as
+/// The part of the stored key `key` that placement hashes: of the client's key (without
+/// a [database](crate::database) prefix), the bytes between the first `{` and the first
+/// `}` after it, if that is not empty; otherwise the whole client's key. The same rule as
 /// Redis Cluster's key hash slot.
 #[inline]
 pub fn hash_tag(key: &[u8]) -> &[u8] {
+    let key = crate::database::user_key(key);
     let Some(open) = key.iter().position(|&byte| byte == b'{') else {
         return key;
     };

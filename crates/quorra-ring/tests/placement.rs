@@ -64,6 +64,25 @@ fn golden_hash_tag_placement_is_pinned() {
     assert_eq!(key_token(b"user:42"), GOLDEN_USER_42_TOKEN);
 }
 
+/// A key is placed by its own bytes in every database: the stored prefix of a database
+/// other than 0 is skipped, so MOVE and SELECT never change a key's replicas.
+#[test]
+fn a_key_has_the_same_token_in_every_database() {
+    use quorra_ring::database::stored_key;
+    for db in [0u8, 1, 15, 255] {
+        assert_eq!(key_token(&stored_key(db, b"user:42")), GOLDEN_USER_42_TOKEN);
+        assert_eq!(
+            key_token(&stored_key(db, b"{user:42}:cart")),
+            GOLDEN_USER_42_TOKEN
+        );
+        let binary = b"\xffbinary";
+        assert_eq!(
+            key_token(&stored_key(db, binary)),
+            key_token(&stored_key(0, binary))
+        );
+    }
+}
+
 // The token values agree with the reference xxh3 implementation (Python `xxhash`:
 // `xxh3_64_intdigest(b"user:42")`, and of b"node-a" + (149).to_bytes(4, "little")).
 const GOLDEN_EMPTY_KEY_TOKEN: u64 = 0x2D06_8005_38D3_94C2;

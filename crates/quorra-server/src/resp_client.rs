@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use quorra_node::clients::ClientInfo;
 use quorra_node::commands;
+use quorra_node::databases;
 use quorra_node::executor::Cx;
 use quorra_node::origin_hooks;
 use quorra_node::pipeline::Pipeline;
@@ -156,6 +157,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                         break 'connection;
                     }
+                    databases::enter(session.db, &mut args);
                     match cx {
                         None if shared.origins.is_none() => {
                             command_started = commands::dispatch_timed(

@@ -129,6 +129,10 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_MAX_TRANSACTION_COMMANDS")]
     pub max_transaction_commands: Option<usize>,
 
+    /// Databases a client may SELECT, numbered from 0; at most 256 [default: 16].
+    #[arg(long, env = "QUORRA_DATABASES")]
+    pub databases: Option<usize>,
+
     /// Milliseconds a Lua script may run before other clients are answered BUSY and
     /// SCRIPT KILL may stop it, as Redis's busy-reply-threshold [default: 5000].
     #[arg(long, env = "QUORRA_BUSY_REPLY_THRESHOLD")]
@@ -375,6 +379,7 @@ impl Settings {
             max_transaction_commands: self
                 .max_transaction_commands
                 .or(lower.max_transaction_commands),
+            databases: self.databases.or(lower.databases),
             busy_reply_threshold: self.busy_reply_threshold.or(lower.busy_reply_threshold),
             max_scripts: self.max_scripts.or(lower.max_scripts),
             lua_max_memory: self.lua_max_memory.or(lower.lua_max_memory),
@@ -482,6 +487,10 @@ impl Settings {
             n if n > 1024 => return Err(invalid("threads", "must be at most 1024")),
             n => n,
         };
+        let databases = self.databases.unwrap_or(defaults.databases);
+        if !(1..=quorra_ring::database::MAX_DATABASES).contains(&databases) {
+            return Err(invalid("databases", "must be between 1 and 256"));
+        }
         let bind = self.bind.unwrap_or(defaults.bind);
         let cluster = self.cluster_config(bind)?;
         let tls = self.tls_config()?;
@@ -508,6 +517,7 @@ impl Settings {
             max_transaction_commands: self
                 .max_transaction_commands
                 .unwrap_or(defaults.max_transaction_commands),
+            databases,
             busy_reply_threshold: self
                 .busy_reply_threshold
                 .map_or(defaults.busy_reply_threshold, Duration::from_millis),
@@ -852,6 +862,14 @@ mod tests {
             ..Settings::default()
         };
         assert!(hz.resolve().unwrap_err().to_string().contains("hz"));
+        for databases in [0, 257] {
+            let settings = Settings {
+                databases: Some(databases),
+                ..Settings::default()
+            };
+            let error = settings.resolve().unwrap_err().to_string();
+            assert!(error.contains("databases"), "{error}");
+        }
     }
 
     #[test]

@@ -54,5 +54,5 @@ fn main() {
         "accounted per key: {:.1} B (ENTRY_OVERHEAD = {ENTRY_OVERHEAD})",
         store.used_memory() as f64 / keys as f64
     );
-    assert_eq!(store.dbsize(), keys);
+    assert_eq!(store.dbsize(0), keys);
 }

@@ -30,6 +30,7 @@
 //! accounted total. (Compacting would move slots and break the SCAN guarantee.)
 
 use hashbrown::HashTable;
+use quorra_ring::database;
 
 use crate::lru::{Links, List, NIL};
 use crate::memory::ENTRY_OVERHEAD;
@@ -151,6 +152,11 @@ pub(crate) fn make_data(key: &[u8], value_parts: &[&[u8]]) -> Box<[u8]> {
     v.into_boxed_slice()
 }
 
+/// True when the stored `key` belongs to a database other than 0.
+fn outside_db0(key: &[u8]) -> bool {
+    database::split(key).0 != 0
+}
+
 /// The data of one shard. See the module docs.
 #[derive(Debug, Default)]
 pub(crate) struct Shard {
@@ -162,6 +168,9 @@ pub(crate) struct Shard {
     deadlines: Vec<Deadline>,
     /// Accounted bytes of all occupied slots.
     bytes: u64,
+    /// Live slots whose key belongs to a database other than 0: while it is 0 (nearly
+    /// always), DBSIZE and INFO keyspace read counters instead of visiting keys.
+    live_outside_db0: u64,
     /// Round-robin position of the active expiry cycle in `deadlines`.
     pub(crate) expire_cursor: usize,
 }
@@ -181,6 +190,10 @@ impl Shard {
 
     pub(crate) fn live(&self) -> u64 {
         u64::from(self.lru.len())
+    }
+
+    pub(crate) fn live_outside_db0(&self) -> u64 {
+        self.live_outside_db0
     }
 
     pub(crate) fn tombstones(&self) -> u64 {
@@ -267,6 +280,9 @@ impl Shard {
             Some(i) => {
                 let s = &mut self.slots[i as usize];
                 let old = s.size();
+                if s.state() == State::Live && outside_db0(s.key()) {
+                    self.live_outside_db0 -= 1;
+                }
                 match s.state() {
                     State::Live => self.lru.unlink(&mut self.slots, i),
                     State::Tombstone => self.tombs.unlink(&mut self.slots, i),
@@ -314,6 +330,9 @@ impl Shard {
             State::Live => self.lru.push_front(&mut self.slots, i),
             _ => self.tombs.push_front(&mut self.slots, i),
         }
+        if state == State::Live && outside_db0(self.slots[i as usize].key()) {
+            self.live_outside_db0 += 1;
+        }
         self.set_deadline(i, deadline);
         self.bytes = self.bytes - old_size + new_size;
         (i, old_size)
@@ -346,7 +365,11 @@ impl Shard {
             }
             Err(_) => unreachable!("occupied slot missing from the index"),
         }
-        match self.slots[i as usize].state() {
+        let s = &self.slots[i as usize];
+        if s.state() == State::Live && outside_db0(s.key()) {
+            self.live_outside_db0 -= 1;
+        }
+        match s.state() {
             State::Live => self.lru.unlink(&mut self.slots, i),
             State::Tombstone => self.tombs.unlink(&mut self.slots, i),
             State::Free => unreachable!("removing a free slot"),
@@ -427,6 +450,17 @@ impl Shard {
         }
         if self.table.len() as u64 != live + tombs {
             return Err("index size != occupied slots".into());
+        }
+        let outside = self
+            .lru
+            .iter(&self.slots)
+            .filter(|&i| outside_db0(self.slots[i as usize].key()))
+            .count() as u64;
+        if outside != self.live_outside_db0 {
+            return Err(format!(
+                "{} live keys outside database 0, counted {}",
+                outside, self.live_outside_db0
+            ));
         }
         if self.lru.iter(&self.slots).count() as u64 != live || self.live() != live {
             return Err("LRU list does not hold exactly the live slots".into());

@@ -1,7 +1,7 @@
 //! Counters, cheap to read: relaxed atomics, one set per shard, summed on demand.
 //!
-//! `entries`, `tombstones`, `used_bytes` and `volatile` are written under the shard's lock (stored,
-//! not added, so they equal the shard's own counters when it is unlocked); the event
+//! `entries`, `tombstones`, `used_bytes`, `volatile` and `entries_outside_db0` are
+//! written under the shard's lock (stored, not added, so they equal the shard's own counters when it is unlocked); the event
 //! counters are `fetch_add`s. Reading never takes a lock, so a snapshot taken while
 //! writers run mixes slightly different instants across shards.
 
@@ -16,6 +16,7 @@ pub(crate) struct ShardStats {
     pub(crate) tombstones: AtomicU64,
     pub(crate) used_bytes: AtomicU64,
     pub(crate) volatile: AtomicU64,
+    pub(crate) entries_outside_db0: AtomicU64,
     pub(crate) evictions: AtomicU64,
     pub(crate) expirations: AtomicU64,
 }
@@ -33,6 +34,7 @@ impl ShardStats {
             tombstones: self.tombstones.load(Relaxed),
             used_bytes: self.used_bytes.load(Relaxed),
             volatile: self.volatile.load(Relaxed),
+            entries_outside_db0: self.entries_outside_db0.load(Relaxed),
             evictions: self.evictions.load(Relaxed),
             expirations: self.expirations.load(Relaxed),
         }
@@ -50,6 +52,8 @@ pub struct ShardStatsSnapshot {
     pub used_bytes: u64,
     /// Live entries with a TTL (INFO keyspace's `expires`).
     pub volatile: u64,
+    /// Live entries of databases other than 0 (counted in `entries` too).
+    pub entries_outside_db0: u64,
     /// Entries removed to make room.
     pub evictions: u64,
     /// Entries removed because their TTL had passed (lazily or by the active cycle).
@@ -62,9 +66,21 @@ impl ShardStatsSnapshot {
         self.tombstones += o.tombstones;
         self.used_bytes += o.used_bytes;
         self.volatile += o.volatile;
+        self.entries_outside_db0 += o.entries_outside_db0;
         self.evictions += o.evictions;
         self.expirations += o.expirations;
     }
+}
+
+/// The keys of one database, as INFO keyspace lists them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DatabaseCounts {
+    /// The database number.
+    pub db: u8,
+    /// Its live keys.
+    pub keys: u64,
+    /// Its live keys with a TTL.
+    pub expires: u64,
 }
 
 /// Store-wide statistics, as returned by [`crate::Store::stats`].

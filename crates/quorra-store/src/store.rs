@@ -364,6 +364,9 @@ impl Store {
             .store(sh.tombstones(), Ordering::Relaxed);
         cell.stats.used_bytes.store(sh.bytes(), Ordering::Relaxed);
         cell.stats.volatile.store(sh.volatile(), Ordering::Relaxed);
+        cell.stats
+            .entries_outside_db0
+            .store(sh.live_outside_db0(), Ordering::Relaxed);
     }
 
     /// Removes slot `i` outright and returns its bytes to the budget.

@@ -92,7 +92,7 @@ fn hundred_threads_mixed_operations_keep_invariants() {
     assert!(st.accounted_bytes <= limit);
     assert_eq!(st.total.used_bytes, st.accounted_bytes);
     assert!(gets.load(Ordering::Relaxed) > 0);
-    assert_eq!(st.total.entries, s.dbsize());
+    assert_eq!(st.total.entries, s.dbsize(0));
     assert!(
         st.total.evictions > 0,
         "the limit was small enough to force eviction"

@@ -211,9 +211,9 @@ fn expired_keys_are_invisible_everywhere_before_any_cleanup() {
     s.set(b"gone", b"v", ex(1)).unwrap();
     s.set(b"kept", b"v", SetOptions::default()).unwrap();
     clock.advance(Duration::from_secs(5));
-    assert_eq!(s.keys(b"*"), vec![bytes::Bytes::from("kept")]);
-    assert_eq!(s.scan(0, None, 100).1, vec![bytes::Bytes::from("kept")]);
-    assert_eq!(s.random_key(), Some(bytes::Bytes::from("kept")));
+    assert_eq!(s.keys(0, b"*"), vec![bytes::Bytes::from("kept")]);
+    assert_eq!(s.scan(0, 0, None, 100).1, vec![bytes::Bytes::from("kept")]);
+    assert_eq!(s.random_key(0), Some(bytes::Bytes::from("kept")));
     assert_eq!(s.exists(&["gone"]), 0);
     assert_eq!(s.strlen(b"gone"), 0);
     assert_eq!(

@@ -77,7 +77,7 @@ fn cross_shard_eviction_when_the_writers_shard_is_empty() {
         .unwrap();
         assert!(s.used_memory() <= limit);
     }
-    assert_eq!(s.dbsize(), 4);
+    assert_eq!(s.dbsize(0), 4);
     assert_eq!(s.stats().total.evictions, 96);
     s.check_invariants().unwrap();
 }
@@ -137,7 +137,7 @@ fn noeviction_does_not_evict_when_the_limit_is_lowered() {
             .unwrap();
     }
     assert_eq!(s.set_maxmemory(100), 0);
-    assert_eq!(s.dbsize(), 10);
+    assert_eq!(s.dbsize(0), 10);
     assert_eq!(
         s.set(b"new", b"x", SetOptions::default()),
         Err(StoreError::OutOfMemory)

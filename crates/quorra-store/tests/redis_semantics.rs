@@ -277,6 +277,43 @@ fn configurable_string_limit() {
 }
 
 #[test]
+fn databases_are_counted_listed_and_flushed_apart() {
+    use quorra_ring::database::stored_key;
+    use quorra_store::DatabaseCounts;
+    let (s, clock) = store();
+    let in_db = |db: u8, key: &str| stored_key(db, key.as_bytes()).into_owned();
+    s.set(b"a", b"0", SetOptions::default()).unwrap();
+    s.set(&in_db(1, "a"), b"1", SetOptions::default()).unwrap();
+    let expiring = SetOptions {
+        expiry: SetExpiry::Px(1_000),
+        ..SetOptions::default()
+    };
+    s.set(&in_db(1, "b"), b"1", expiring).unwrap();
+    s.set(&in_db(7, "c"), b"7", SetOptions::default()).unwrap();
+    let counts = |db, keys, expires| DatabaseCounts { db, keys, expires };
+    assert_eq!(
+        s.keyspace(),
+        [counts(0, 1, 0), counts(1, 2, 1), counts(7, 1, 0)]
+    );
+    assert_eq!((s.dbsize(0), s.dbsize(1), s.dbsize(2)), (1, 2, 0));
+    assert_eq!(s.keys(1, b"*").len(), 2);
+    assert_eq!(s.keys(0, b"*"), vec![Bytes::from("a")]);
+    assert_eq!(s.scan(0, 7, None, 100).1, vec![Bytes::from(in_db(7, "c"))]);
+    assert_eq!(s.random_key(7), Some(Bytes::from(in_db(7, "c"))));
+    assert_eq!(s.random_key(2), None);
+    // Expiry, deletion and FLUSHDB keep the counts exact.
+    clock.advance(std::time::Duration::from_secs(2));
+    assert_eq!(s.get(&in_db(1, "b")), None);
+    s.del(&[in_db(7, "c")]);
+    s.check_invariants().unwrap();
+    assert_eq!(s.keyspace(), [counts(0, 1, 0), counts(1, 1, 0)]);
+    s.flushdb(1);
+    assert_eq!(s.keyspace(), [counts(0, 1, 0)]);
+    assert_eq!(s.stats().total.entries_outside_db0, 0);
+    s.check_invariants().unwrap();
+}
+
+#[test]
 fn del_exists_touch_type_dbsize_flushall() {
     let (s, _) = store();
     s.mset(&[("a", "1"), ("b", "2"), ("c", "3")]).unwrap();
@@ -284,12 +321,12 @@ fn del_exists_touch_type_dbsize_flushall() {
     assert_eq!(s.touch(&["a", "zz"]), 1);
     assert_eq!(s.key_type(b"a"), KeyType::String);
     assert_eq!(s.key_type(b"zz").as_str(), "none");
-    assert_eq!(s.dbsize(), 3);
+    assert_eq!(s.dbsize(0), 3);
     assert_eq!(s.del(&["a", "b", "zz"]), 2);
-    assert_eq!(s.dbsize(), 1, "tombstones are not counted");
+    assert_eq!(s.dbsize(0), 1, "tombstones are not counted");
     assert_eq!(s.mget(&["a", "c"]), vec![None, b("3")]);
     s.flushall();
-    assert_eq!(s.dbsize(), 0);
+    assert_eq!(s.dbsize(0), 0);
     assert_eq!(s.stats().total.used_bytes, 0);
     s.check_invariants().unwrap();
 }
@@ -347,20 +384,20 @@ fn rename_renamenx_copy() {
 #[test]
 fn keys_scan_randomkey() {
     let (s, _) = store();
-    assert_eq!(s.random_key(), None);
+    assert_eq!(s.random_key(0), None);
     for i in 0..300 {
         s.set(format!("user:{i}").as_bytes(), b"x", SetOptions::default())
             .unwrap();
     }
     s.set(b"other", b"x", SetOptions::default()).unwrap();
-    assert_eq!(s.keys(b"user:*").len(), 300);
-    assert_eq!(s.keys(b"user:1?").len(), 10);
-    assert_eq!(s.keys(b"other").len(), 1);
+    assert_eq!(s.keys(0, b"user:*").len(), 300);
+    assert_eq!(s.keys(0, b"user:1?").len(), 10);
+    assert_eq!(s.keys(0, b"other").len(), 1);
     // A full SCAN returns every key.
     let mut seen = std::collections::HashSet::new();
     let mut cursor = 0;
     loop {
-        let (next, keys) = s.scan(cursor, Some(b"user:*"), 7);
+        let (next, keys) = s.scan(cursor, 0, Some(b"user:*"), 7);
         seen.extend(keys);
         if next == 0 {
             break;
@@ -368,7 +405,7 @@ fn keys_scan_randomkey() {
         cursor = next;
     }
     assert_eq!(seen.len(), 300);
-    let k = s.random_key().unwrap();
+    let k = s.random_key(0).unwrap();
     assert!(s.get(&k).is_some());
 }
 
@@ -387,7 +424,7 @@ fn scan_returns_keys_present_for_the_whole_scan_despite_concurrent_writes() {
     let mut cursor = 0;
     let mut round = 0;
     loop {
-        let (next, keys) = s.scan(cursor, None, 10);
+        let (next, keys) = s.scan(cursor, 0, None, 10);
         seen.extend(keys);
         // Churn between calls: new keys, deletes of churn keys, overwrites of stable
         // keys with bigger values.

@@ -68,12 +68,12 @@ fn tombstone_blocks_resurrection_until_purged() {
     );
     assert_eq!(s.get(b"k"), None);
     assert_eq!(
-        (s.exists(&["k"]), s.dbsize()),
+        (s.exists(&["k"]), s.dbsize(0)),
         (0, 0),
         "tombstones are invisible"
     );
-    assert_eq!(s.keys(b"*").len(), 0);
-    assert_eq!(s.scan(0, None, 100).1.len(), 0);
+    assert_eq!(s.keys(0, b"*").len(), 0);
+    assert_eq!(s.scan(0, 0, None, 100).1.len(), 0);
     assert_eq!(s.stats().total.tombstones, 1);
     // A stale write (older than the delete) is refused.
     assert_eq!(

@@ -153,11 +153,21 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 
 /// SELECT index: only database 0 exists.
 pub fn select(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    if int_arg(&args[1])? != 0 {
-        return Err(CommandError::new("ERR DB index is out of range"));
-    }
+    let db = database_arg(ctx, &args[1])?;
+    ctx.session.select(db);
     ctx.ok();
     Ok(())
+}
+
+/// A database number argument (SELECT, MOVE), checked against `databases` with
+/// Redis's texts.
+pub fn database_arg(ctx: &Ctx<'_>, arg: &[u8]) -> Result<u8, CommandError> {
+    let index = int_arg(arg)?;
+    usize::try_from(index)
+        .ok()
+        .filter(|&index| index < ctx.shared.config.databases)
+        .and_then(|index| u8::try_from(index).ok())
+        .ok_or_else(|| CommandError::new("ERR DB index is out of range"))
 }
 
 /// QUIT: replies OK, then the connection closes.
@@ -171,6 +181,7 @@ pub fn quit(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
 /// password is required).
 pub fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     ctx.session.set_protocol(Protocol::Resp2);
+    ctx.session.select(0);
     ctx.session.authenticated = ctx.shared.settings.read().requirepass.is_none();
     ctx.session.info.name.lock().clear();
     ctx.session.transaction = None;

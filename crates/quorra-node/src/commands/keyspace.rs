@@ -1,9 +1,14 @@
-//! Generic key commands: DEL, EXISTS, TYPE, KEYS, SCAN, RENAME, COPY, the EXPIRE family.
+//! Generic key commands: DEL, EXISTS, TYPE, KEYS, SCAN, RENAME, COPY, MOVE, the EXPIRE
+//! family. Keys arrive in stored form ([`crate::databases`]); those handed back are the
+//! client's.
 
 use bytes::Bytes;
-use quorra_store::ExpireFlags;
+use quorra_ring::database::user_key;
+use quorra_store::{ExpireFlags, StoreError};
 
+use super::connection::database_arg;
 use super::{CommandError, Ctx, int_arg, is};
+use crate::databases::{self, client_key};
 
 /// Most keys one SCAN call may ask for with COUNT, so a client cannot make one call
 /// collect the whole keyspace in memory at once.
@@ -50,9 +55,9 @@ fn primary_filter(ctx: &Ctx<'_>) -> Option<impl Fn(&[u8]) -> bool + use<>> {
     Some(move |key: &[u8]| node.placement(&view).primary(key) == Some(&view.self_id))
 }
 
-/// The keys matching `pattern` that this session may see.
+/// The stored keys of the session's database matching `pattern` that it may see.
 pub fn visible_keys(ctx: &Ctx<'_>, pattern: &[u8]) -> Vec<Bytes> {
-    let mut keys = ctx.shared.store.keys(pattern);
+    let mut keys = ctx.shared.store.keys(ctx.session.db, pattern);
     if let Some(mine) = primary_filter(ctx) {
         keys.retain(|key| mine(key));
     }
@@ -64,7 +69,7 @@ pub fn keys(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let keys = visible_keys(ctx, &args[1]);
     ctx.array(keys.len());
     for key in &keys {
-        ctx.bulk(key);
+        ctx.bulk(&client_key(key));
     }
     Ok(())
 }
@@ -96,7 +101,10 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         }
     }
     let count = count.min(MAX_SCAN_COUNT) as usize;
-    let (next, mut keys) = ctx.shared.store.scan(cursor, pattern, count);
+    let (next, mut keys) = ctx
+        .shared
+        .store
+        .scan(cursor, ctx.session.db, pattern, count);
     if let Some(mine) = primary_filter(ctx) {
         keys.retain(|key| mine(key));
     }
@@ -105,7 +113,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     ctx.bulk(itoa::Buffer::new().format(next).as_bytes());
     ctx.array(keys.len());
     for key in &keys {
-        ctx.bulk(key);
+        ctx.bulk(&client_key(key));
     }
     Ok(())
 }
@@ -113,14 +121,33 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// RANDOMKEY
 pub fn randomkey(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     let key = match primary_filter(ctx) {
-        None => ctx.shared.store.random_key(),
+        None => ctx.shared.store.random_key(ctx.session.db),
         Some(_) => {
             let mut keys = visible_keys(ctx, b"*");
             let pick = rand::random_range(0..keys.len().max(1));
             (pick < keys.len()).then(|| keys.swap_remove(pick))
         }
     };
-    ctx.bulk_or_null(key.as_deref());
+    ctx.bulk_or_null(key.as_ref().map(client_key).as_deref());
+    Ok(())
+}
+
+/// MOVE key db: the key goes to database `db`, with its TTL, unless it is missing here
+/// or exists there. The key keeps its replicas: placement ignores the database.
+pub fn move_key(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let target = database_arg(ctx, &args[2])?;
+    if target == ctx.session.db {
+        return Err(CommandError::new(
+            "ERR source and destination objects are the same",
+        ));
+    }
+    let destination = databases::stored(target, user_key(&args[1]));
+    let moved = match ctx.shared.store.renamenx(&args[1], &destination) {
+        Ok(moved) => moved,
+        Err(StoreError::NoSuchKey) => false,
+        Err(error) => return Err(error.into()),
+    };
+    ctx.int(i64::from(moved));
     Ok(())
 }
 
@@ -141,20 +168,19 @@ pub fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// `COPY source destination [DB destination-db] [REPLACE]`
 pub fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let mut replace = false;
+    let mut destination = args[2].clone();
     let mut rest = args[3..].iter();
     while let Some(option) = rest.next() {
         if is(option, "REPLACE") {
             replace = true;
         } else if is(option, "DB") {
             let db = rest.next().ok_or_else(CommandError::syntax)?;
-            if int_arg(db)? != 0 {
-                return Err(CommandError::new("ERR DB index is out of range"));
-            }
+            destination = databases::stored(database_arg(ctx, db)?, user_key(&args[2]));
         } else {
             return Err(CommandError::syntax());
         }
     }
-    let copied = ctx.shared.store.copy(&args[1], &args[2], replace)?;
+    let copied = ctx.shared.store.copy(&args[1], &destination, replace)?;
     ctx.int(i64::from(copied));
     Ok(())
 }

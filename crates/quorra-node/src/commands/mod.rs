@@ -78,6 +78,7 @@ pub fn handler(id: CommandId) -> Handler {
         Exists => keyspace::exists,
         Touch => keyspace::touch,
         Type => keyspace::key_type,
+        Move => keyspace::move_key,
         Keys => keyspace::keys,
         Scan => keyspace::scan,
         Randomkey => keyspace::randomkey,
@@ -123,7 +124,7 @@ pub fn handler(id: CommandId) -> Handler {
         Config => server::config,
         Dbsize => server::dbsize,
         Flushall => server::flushall,
-        Flushdb => server::flushall,
+        Flushdb => server::flushdb,
         Time => server::time,
         Acl => server::acl,
         // quorra's own.

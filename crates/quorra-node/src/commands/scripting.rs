@@ -7,12 +7,18 @@
 //! keys' primary (the plan routes EVAL by its declared `KEYS`), its writes are copied as
 //! one batch, and it may touch only the keys it declares: those are the keys the plan
 //! routed and replication copies.
+//!
+//! A script runs in its client's database: its `KEYS` are the client's keys, and each of
+//! its commands is scoped to the database like a client's ([`crate::databases`]). A
+//! SELECT inside it lasts until it ends, as in Redis 7.
 
 use bytes::{Bytes, BytesMut};
 use quorra_resp::Protocol;
+use quorra_ring::database;
 
 use super::{CommandError, Ctx, enter_exclusive, int_arg, is, keys_of, run};
 use crate::accounting::Lookups;
+use crate::databases;
 use crate::lua::{self, Kill, Script};
 
 /// EVALSHA's answer for a SHA1 the node does not have.
@@ -80,27 +86,39 @@ fn run_script(
     let result = ctx.session.inside_exclusive_section(|session| {
         // Commands of a script answer in RESP2, as in Redis.
         session.protocol = Protocol::Resp2;
+        // A script's SELECT lasts until the script ends, as in Redis 7.
+        let db = session.db;
         let mut runner = |command: &[Bytes]| -> Result<Bytes, String> {
-            if declared_only && let Some(key) = keys_of(command).find(|key| !keys.contains(key)) {
+            let scoped = databases::scope(session.db, command);
+            let command = scoped.as_deref().unwrap_or(command);
+            if declared_only
+                && let Some(key) = keys_of(command)
+                    .cloned()
+                    .chain(databases::other_database_key(command))
+                    .find(|key| !keys.contains(key))
+            {
                 return Err(format!(
                     "ERR Script attempted to access key '{}', which is not in its KEYS: in a \
                      cluster a script may use only the keys it declares",
-                    String::from_utf8_lossy(key)
+                    String::from_utf8_lossy(database::user_key(&key))
                 ));
             }
             let mut reply = BytesMut::new();
             lookups.add(run(shared, session, &mut reply, command).lookups);
             Ok(reply.freeze())
         };
+        // The script sees its keys as the client named them.
+        let client_keys: Vec<Bytes> = keys.iter().map(databases::client_key).collect();
         let script = Script {
             body: &body,
             sha: &sha,
-            keys,
+            keys: &client_keys,
             argv,
             read_only,
         };
         let result = lua::run(&shared.scripts, &script, &mut runner, protocol);
         session.protocol = protocol;
+        session.select(db);
         result
     });
     ctx.lookups.add(lookups);

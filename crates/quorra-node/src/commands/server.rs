@@ -1,5 +1,6 @@
 //! Server commands: COMMAND, INFO, CONFIG, DBSIZE, FLUSHALL/FLUSHDB, TIME.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -7,7 +8,8 @@ use bytes::Bytes;
 use quorra_cluster::membership::MemberState;
 use quorra_origin::origins::Health;
 use quorra_resp::encode;
-use quorra_ring::TokenRange;
+use quorra_ring::{TokenRange, database};
+use quorra_store::DatabaseCounts;
 use quorra_store::glob::glob_match;
 
 use super::connection::REDIS_COMPATIBLE_VERSION;
@@ -163,7 +165,7 @@ fn config_value(ctx: &Ctx<'_>, name: &str) -> String {
         // quorra keeps nothing on disk.
         "save" => String::new(),
         "appendonly" => "no".to_owned(),
-        "databases" => "1".to_owned(),
+        "databases" => config.databases.to_string(),
         _ => unreachable!("CONFIG_NAMES and config_value list the same settings"),
     }
 }
@@ -314,25 +316,42 @@ fn apply_config_change(ctx: &mut Ctx<'_>, change: ConfigChange) {
 
 /// DBSIZE
 pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
+    let db = ctx.session.db;
     let keys = if ctx.session.primary_only {
-        keyspace_counts(ctx.shared, true).0
+        keyspace_counts(ctx.shared, true)
+            .into_iter()
+            .find(|counts| counts.db == db)
+            .map_or(0, |counts| counts.keys)
     } else {
-        ctx.shared.store.dbsize()
+        ctx.shared.store.dbsize(db)
     };
     ctx.int(keys as i64);
     Ok(())
 }
 
-/// `FLUSHALL [ASYNC | SYNC] (and FLUSHDB)`
+/// `FLUSHALL [ASYNC | SYNC]`
 pub fn flushall(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    match &args[1..] {
-        [] => {}
-        [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => {}
-        _ => return Err(CommandError::syntax()),
-    }
+    flush_mode(args)?;
     ctx.shared.store.flushall();
     ctx.ok();
     Ok(())
+}
+
+/// `FLUSHDB [ASYNC | SYNC]`: the session's database only.
+pub fn flushdb(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    flush_mode(args)?;
+    ctx.shared.store.flushdb(ctx.session.db);
+    ctx.ok();
+    Ok(())
+}
+
+/// FLUSHALL's and FLUSHDB's `ASYNC` or `SYNC` (both run at once here).
+fn flush_mode(args: &[Bytes]) -> Result<(), CommandError> {
+    match &args[1..] {
+        [] => Ok(()),
+        [mode] if is(mode, "ASYNC") || is(mode, "SYNC") => Ok(()),
+        _ => Err(CommandError::syntax()),
+    }
 }
 
 /// `ACL LOG [count | RESET]` and `ACL WHOAMI`. quorra has one user, `default`; the log
@@ -456,28 +475,30 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// This node's live keys and keys with a TTL; with `primary_only`, only those it is the
-/// primary for (a pass over the store, instead of reading two counters).
-pub fn keyspace_counts(shared: &Shared, primary_only: bool) -> (u64, u64) {
-    match shared.cluster.as_ref().filter(|_| primary_only) {
-        None => {
-            let stats = shared.store.stats().total;
-            (stats.entries, stats.volatile)
-        }
-        Some(node) => {
-            let view = node.view();
-            let placement = node.placement(&view);
-            let mut counts = (0, 0);
-            let whole_ring = TokenRange { start: 0, end: 0 };
-            shared.store.visit_range(whole_ring, |entry| {
-                if !entry.tombstone && placement.primary(entry.key) == Some(&view.self_id) {
-                    counts.0 += 1;
-                    counts.1 += u64::from(entry.expire_at_ms.is_some());
-                }
+/// This node's live keys and keys with a TTL in each database that holds any; with
+/// `primary_only`, only those it is the primary for (a pass over the store, instead of
+/// reading counters).
+pub fn keyspace_counts(shared: &Shared, primary_only: bool) -> Vec<DatabaseCounts> {
+    let Some(node) = shared.cluster.as_ref().filter(|_| primary_only) else {
+        return shared.store.keyspace();
+    };
+    let view = node.view();
+    let placement = node.placement(&view);
+    let mut counts = BTreeMap::<u8, DatabaseCounts>::new();
+    let whole_ring = TokenRange { start: 0, end: 0 };
+    shared.store.visit_range(whole_ring, |entry| {
+        if !entry.tombstone && placement.primary(entry.key) == Some(&view.self_id) {
+            let db = database::split(entry.key).0;
+            let counts = counts.entry(db).or_insert(DatabaseCounts {
+                db,
+                keys: 0,
+                expires: 0,
             });
-            counts
+            counts.keys += 1;
+            counts.expires += u64::from(entry.expire_at_ms.is_some());
         }
-    }
+    });
+    counts.into_values().collect()
 }
 
 /// Resident set size of this process, bytes, from /proc (0 where there is no /proc).
@@ -677,15 +698,14 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             Ok(())
         }
         "keyspace" => {
-            let stats = shared.store.stats().total;
             // In cluster mode routing has summed every node's counts into the session.
-            let (keys, expires) = ctx
-                .session
-                .cluster_keyspace
-                .unwrap_or((stats.entries, stats.volatile));
+            let databases = match &ctx.session.cluster_keyspace {
+                Some(databases) => databases.clone(),
+                None => shared.store.keyspace(),
+            };
             out.push_str("# Keyspace\r\n");
-            if keys > 0 {
-                let _ = write!(out, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
+            for DatabaseCounts { db, keys, expires } in databases {
+                let _ = write!(out, "db{db}:keys={keys},expires={expires},avg_ttl=0\r\n");
             }
             Ok(())
         }

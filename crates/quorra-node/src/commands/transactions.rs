@@ -5,7 +5,8 @@
 //! authentication) and then [`queue`]s it instead of running it: the client gets
 //! `+QUEUED`, or the refusal, which marks the transaction so that EXEC answers
 //! `EXECABORT` and runs nothing. MULTI, EXEC, DISCARD, WATCH, QUIT and RESET run at
-//! once, as in Redis.
+//! once, as in Redis. SELECT is refused inside MULTI (a quorra difference): select the
+//! database before it.
 //!
 //! EXEC ([`take_for_exec`], then the queued commands back to back) runs inside the
 //! store's exclusive section: no other command of this node, and no replica read or
@@ -23,7 +24,7 @@
 use bytes::Bytes;
 use quorra_resp::encode;
 
-use super::{CommandError, Ctx, keys_of, lookup, run};
+use super::{CommandError, CommandId, Ctx, keys_of, lookup, run};
 use crate::accounting::Outcome;
 use crate::session::{Session, Transaction, Watched};
 use crate::shared::Shared;
@@ -237,6 +238,13 @@ pub fn refuse(session: &mut Session) {
 
 fn check_queued(shared: &Shared, session: &Session, args: &[Bytes]) -> Result<(), CommandError> {
     let transaction = session.transaction.as_ref().expect("queued inside MULTI");
+    if lookup(&args[0]) == Some(CommandId::Select) {
+        // The commands queued after it have been scoped to the database the session
+        // had when they arrived ([`crate::databases`]).
+        return Err(CommandError::new(
+            "ERR SELECT inside MULTI is not supported: select the database before MULTI",
+        ));
+    }
     let limit = shared.config.max_transaction_commands;
     if transaction.queued.len() >= limit {
         return Err(CommandError::new(format!(

@@ -161,6 +161,22 @@ testCase("node_redis_scan_iterator", async () => {
   return [...seen].sort();
 });
 
+testCase("node_redis_and_ioredis_with_a_database_number", async () => {
+  const r = await nodeRedis(0, 1);
+  const io = new Redis({ host: "127.0.0.1", port: portOf(1), db: 1 });
+  const zero = await nodeRedis(2);
+  await r.set("{node-db}:k", "one");
+  await zero.set("{node-db}:k", "zero");
+  const seen = [await r.get("{node-db}:k"), await io.get("{node-db}:k"), await zero.get("{node-db}:k")];
+  const multi = await io.multi().set("{node-db}:m", "1").incr("{node-db}:m").exec();
+  const keys = [await r.keys("{node-db}:*"), await zero.keys("{node-db}:*")].map((list) => list.sort());
+  const fromZero = await zero.get("{node-db}:m");
+  await r.quit();
+  await zero.quit();
+  io.disconnect();
+  return [seen, pairs(multi), keys, fromZero];
+});
+
 for (const [name, work] of cases) {
   const result = await observed(work);
   console.log(JSON.stringify({ case: name, result }));

@@ -262,5 +262,55 @@ def a_script_that_errors_halfway_keeps_the_writes_before_the_error():
     return [failed, client(1).get("{half}:1"), client(2).get("{half}:3")]
 
 
+def in_database(db, index=0):
+    """A client connected with a database number in its URL, as cache settings name it."""
+    port = PORTS[index % len(PORTS)]
+    return redis.Redis.from_url(f"redis://127.0.0.1:{port}/{db}", decode_responses=True)
+
+
+@case
+def connecting_with_a_database_number_keeps_its_keys_apart():
+    one, also_one, zero = in_database(1), in_database(1, index=1), client(2)
+    one.set("{db}:k", "in 1", ex=100)
+    zero.set("{db}:k", "in 0")
+    seen = [one.get("{db}:k"), also_one.get("{db}:k"), zero.get("{db}:k")]
+    listed = [sorted(one.keys("{db}:*")), sorted(also_one.scan_iter("{db}:*")), one.exists("{db}:k")]
+    pipe = also_one.pipeline()
+    pipe.set("{db}:t", "1").incr("{db}:t")
+    transaction = [pipe.execute(), zero.get("{db}:t"), one.get("{db}:t")]
+    script = one.eval("return {KEYS[1], redis.call('get', KEYS[1])}", 1, "{db}:t")
+    return [seen, listed, transaction, script]
+
+
+@case
+def move_flushdb_and_info_keyspace_per_database():
+    one, two, zero = in_database(11), in_database(12, index=1), client(2)
+    one.set("{mv}:k", "v", ex=100)
+    two.set("{mv}:taken", "there")
+    one.set("{mv}:taken", "here")
+    moved = [
+        one.move("{mv}:k", 12),
+        one.move("{mv}:k", 12),
+        one.move("{mv}:taken", 12),
+        observed(lambda: one.move("{mv}:taken", 11)),
+        observed(lambda: one.move("{mv}:taken", 16)),
+    ]
+    after = [one.get("{mv}:k"), two.get("{mv}:k"), 0 < two.ttl("{mv}:k") <= 100, zero.get("{mv}:k")]
+    copied = [one.copy("{mv}:taken", "{mv}:copy", destination_db=13), in_database(13).get("{mv}:copy")]
+    keyspace = {db: {"keys": counts["keys"], "expires": counts["expires"]}
+                for db, counts in zero.info("keyspace").items() if db in ("db11", "db12", "db13")}
+    in_database(13).flushdb()
+    flushed = [in_database(13).dbsize(), two.dbsize(), one.get("{mv}:taken")]
+    return [moved, after, copied, keyspace, flushed]
+
+
+@case
+def selecting_a_database_out_of_range():
+    r = client()
+    refused = [observed(lambda arg=arg: r.execute_command("SELECT", arg)) for arg in ("16", "-1", "x")]
+    at_connect = observed(lambda: redis.Redis(host="127.0.0.1", port=PORTS[0], db=16).ping())
+    return [refused, at_connect, r.execute_command("SELECT", "15")]
+
+
 if __name__ == "__main__":
     run_cases(observed)

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::replication::Consistency;
@@ -98,6 +98,15 @@ pub(crate) async fn until(
 /// all of them.
 async fn start_cluster(n: usize) -> Vec<RunningServer> {
     start_cluster_with(n, |_| {}).await
+}
+
+/// Polls `check` every 20 ms for at most 30 s.
+pub(crate) async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not reached");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// [`start_cluster`] with every node's settings changed by `adjust`.
@@ -246,7 +255,7 @@ async fn every_command_through_every_node_answers_as_a_single_node_would() {
     }
     for node in &nodes {
         assert!(
-            node.shared.store.dbsize() > 0,
+            node.shared.store.dbsize(0) > 0,
             "{} holds no key",
             view(node).self_id
         );
@@ -439,6 +448,7 @@ async fn a_peer_without_the_secret_is_refused() {
     ));
     let request = quorra_cluster::message::Request::Execute {
         resp3: false,
+        db: 0,
         commands: vec![vec!["FLUSHALL".into()]],
         replicate: None,
         primary_only: false,
@@ -651,6 +661,7 @@ async fn a_forwarded_command_that_arrives_after_its_deadline_is_not_run() {
     // A request its sender gave up on long ago, held up in the network until now.
     let request = quorra_cluster::message::Request::Execute {
         resp3: false,
+        db: 0,
         commands: vec![vec!["SET".into(), "late".into(), "write".into()]],
         replicate: None,
         primary_only: false,

@@ -18,9 +18,10 @@ async fn ping_echo_select_time() {
         "ERR wrong number of arguments for 'ping' command"
     );
     assert_eq!(ok(&mut c, &["ECHO", "x y"]).await, bulk("x y"));
+    assert_eq!(ok(&mut c, &["SELECT", "15"]).await, Value::Okay);
     assert_eq!(ok(&mut c, &["SELECT", "0"]).await, Value::Okay);
     assert_eq!(
-        err(&mut c, &["SELECT", "1"]).await,
+        err(&mut c, &["SELECT", "16"]).await,
         "ERR DB index is out of range"
     );
     assert_eq!(

@@ -139,8 +139,14 @@ async fn rename_and_copy() {
     assert_eq!(ok(&mut c, &["COPY", "d", "c", "REPLACE"]).await, int(1));
     assert_eq!(ok(&mut c, &["GET", "c"]).await, bulk("1"));
     assert_eq!(ok(&mut c, &["COPY", "d", "e", "DB", "0"]).await, int(1));
+    assert_eq!(ok(&mut c, &["COPY", "d", "f", "DB", "1"]).await, int(1));
     assert_eq!(
-        err(&mut c, &["COPY", "d", "f", "DB", "1"]).await,
+        ok(&mut c, &["EXISTS", "f"]).await,
+        int(0),
+        "f is in database 1"
+    );
+    assert_eq!(
+        err(&mut c, &["COPY", "d", "f", "DB", "16"]).await,
         "ERR DB index is out of range"
     );
     assert_eq!(

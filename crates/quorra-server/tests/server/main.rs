@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 mod compat;
 mod connection;
+mod databases;
 mod failover;
 mod gossip;
 mod http;

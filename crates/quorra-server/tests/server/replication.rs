@@ -14,15 +14,6 @@ fn three_copies(config: &mut ClusterConfig) {
     config.consistency.replicas = 3;
 }
 
-/// Polls `check` every 20 ms for at most 30 s.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not reached");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn local_value(node: &RunningServer, key: &str) -> Option<Vec<u8>> {
     node.shared
         .store
@@ -48,7 +39,7 @@ async fn with_three_copies_every_command_answers_as_a_single_node_would() {
     }
     // Every node holds every key (N = 3 on three nodes), yet each is counted once.
     for node in &nodes {
-        assert_eq!(node.shared.store.dbsize(), 40, "{}", view(node).self_id);
+        assert_eq!(node.shared.store.dbsize(0), 40, "{}", view(node).self_id);
         let mut con = connect(node).await;
         assert_eq!(ok(&mut con, &["DBSIZE"]).await, int(40));
         let (scanned, _) = scan_all(&mut con).await;

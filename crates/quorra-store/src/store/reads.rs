@@ -7,9 +7,12 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{RANDOMKEY_PROBES, SCAN_VISITS_PER_COUNT, Store};
+use quorra_ring::database;
+
 use crate::entry::{AccessKind, KeyType, expired};
 use crate::glob::glob_match;
 use crate::shard::{Shard, State};
+use crate::stats::DatabaseCounts;
 
 impl Store {
     /// GET: the value, promoting the entry to most recently used. (Whether a read is a
@@ -145,18 +148,51 @@ impl Store {
         })
     }
 
-    /// DBSIZE: live entries (from the counters; entries past their TTL that nobody has
-    /// touched yet are still counted, as in Redis).
-    pub fn dbsize(&self) -> u64 {
-        self.cells
-            .iter()
-            .map(|c| c.stats.entries.load(Ordering::Relaxed))
-            .sum()
+    /// DBSIZE of database `db`: its live entries (entries past their TTL that nobody
+    /// has touched yet are still counted, as in Redis). Read from counters while only
+    /// database 0 holds keys; otherwise a pass over the store.
+    pub fn dbsize(&self, db: u8) -> u64 {
+        self.keyspace()
+            .into_iter()
+            .find(|counts| counts.db == db)
+            .map_or(0, |counts| counts.keys)
     }
 
-    /// KEYS: every live key matching the glob `pattern`. O(n); holds one shard lock at a
-    /// time.
-    pub fn keys(&self, pattern: &[u8]) -> Vec<Bytes> {
+    /// INFO keyspace: the keys and the keys with a TTL of each database that holds
+    /// any, in database order. From counters while only database 0 holds keys;
+    /// otherwise one pass over the store.
+    pub fn keyspace(&self) -> Vec<DatabaseCounts> {
+        let total = self.stats().total;
+        if total.entries_outside_db0 == 0 {
+            return (total.entries > 0)
+                .then_some(DatabaseCounts {
+                    db: 0,
+                    keys: total.entries,
+                    expires: total.volatile,
+                })
+                .into_iter()
+                .collect();
+        }
+        let mut counts = std::collections::BTreeMap::<u8, DatabaseCounts>::new();
+        for cell in self.cells.iter() {
+            let sh = cell.shard.lock();
+            for i in sh.lru_order() {
+                let db = database::split(sh.slot(i).key()).0;
+                let entry = counts.entry(db).or_insert(DatabaseCounts {
+                    db,
+                    keys: 0,
+                    expires: 0,
+                });
+                entry.keys += 1;
+                entry.expires += u64::from(sh.deadline(i).is_some());
+            }
+        }
+        counts.into_values().collect()
+    }
+
+    /// KEYS in database `db`: every live stored key of it whose client's key matches
+    /// the glob `pattern`. O(n); holds one shard lock at a time.
+    pub fn keys(&self, db: u8, pattern: &[u8]) -> Vec<Bytes> {
         let now = self.now();
         let mut out = Vec::new();
         for cell in self.cells.iter() {
@@ -166,7 +202,7 @@ impl Store {
                 if sh.deadline(i).is_some_and(|at| expired(at, now)) {
                     continue;
                 }
-                if glob_match(pattern, s.key()) {
+                if in_database(db, Some(pattern), s.key()) {
                     out.push(Bytes::copy_from_slice(s.key()));
                 }
             }
@@ -174,10 +210,17 @@ impl Store {
         out
     }
 
-    /// SCAN: visits slots from `cursor`, returning the next cursor (0 when done) and the
-    /// live keys found that match `pattern`. Stops after `count` keys or
-    /// `count * SCAN_VISITS_PER_COUNT` slots. See the module docs for the guarantee.
-    pub fn scan(&self, cursor: u64, pattern: Option<&[u8]>, count: usize) -> (u64, Vec<Bytes>) {
+    /// SCAN of database `db`: visits slots from `cursor`, returning the next cursor (0
+    /// when done) and the live stored keys of `db` found whose client's key matches
+    /// `pattern`. Stops after `count` keys or `count * SCAN_VISITS_PER_COUNT` slots. See
+    /// the module docs for the guarantee.
+    pub fn scan(
+        &self,
+        cursor: u64,
+        db: u8,
+        pattern: Option<&[u8]>,
+        count: usize,
+    ) -> (u64, Vec<Bytes>) {
         let now = self.now();
         let count = count.max(1);
         let max_visits = count.saturating_mul(SCAN_VISITS_PER_COUNT);
@@ -191,9 +234,10 @@ impl Store {
                 visited += 1;
                 if slot.state() == State::Live
                     && !sh.deadline(i as u32).is_some_and(|at| expired(at, now))
+                    && database::split(slot.key()).0 == db
                 {
                     found += 1;
-                    if pattern.is_none_or(|p| glob_match(p, slot.key())) {
+                    if in_database(db, pattern, slot.key()) {
                         out.push(Bytes::copy_from_slice(slot.key()));
                     }
                 }
@@ -218,9 +262,9 @@ impl Store {
         x
     }
 
-    /// RANDOMKEY: some live key, or `None` when the store is empty. Roughly uniform
-    /// over shards with live entries, then over a shard's slots.
-    pub fn random_key(&self) -> Option<Bytes> {
+    /// RANDOMKEY of database `db`: some live stored key of it, or `None` when it is
+    /// empty. Roughly uniform over shards with live entries, then over a shard's slots.
+    pub fn random_key(&self, db: u8) -> Option<Bytes> {
         let now = self.now();
         let n = self.cells.len();
         let start = self.next_random() as usize;
@@ -232,6 +276,7 @@ impl Store {
             let alive = |i: u32| {
                 sh.slot(i).state() == State::Live
                     && !sh.deadline(i).is_some_and(|at| expired(at, now))
+                    && database::split(sh.slot(i).key()).0 == db
             };
             for _ in 0..RANDOMKEY_PROBES {
                 let i = (self.next_random() % sh.slot_count() as u64) as u32;
@@ -245,6 +290,13 @@ impl Store {
         }
         None
     }
+}
+
+/// True when the stored `key` is of database `db` and its client's key matches
+/// `pattern` (any, without one).
+fn in_database(db: u8, pattern: Option<&[u8]>, key: &[u8]) -> bool {
+    let (key_db, key) = database::split(key);
+    key_db == db && pattern.is_none_or(|pattern| glob_match(pattern, key))
 }
 
 /// GETRANGE bounds (inclusive) for a string of `len` bytes, or `None` for empty.

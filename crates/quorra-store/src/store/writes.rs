@@ -3,6 +3,7 @@
 //! read-modify-write commands (INCR family, APPEND, SETRANGE), which keep the key's TTL.
 
 use bytes::Bytes;
+use quorra_ring::database;
 
 use super::Store;
 use super::deadline::{TimeOption, already_due};
@@ -386,6 +387,22 @@ impl Store {
             v[offset as usize..end as usize].copy_from_slice(value);
             Ok((Some(v), len as u64))
         })
+    }
+
+    /// FLUSHDB: removes every entry and tombstone of database `db`, locally, as
+    /// [`Store::flushall`] does for all of them.
+    pub fn flushdb(&self, db: u8) {
+        for cell in self.cells.iter() {
+            let mut sh = cell.shard.lock();
+            let doomed: Vec<u32> = (0..sh.slot_count() as u32)
+                .filter(|&i| {
+                    sh.slot(i).state() != State::Free && database::split(sh.slot(i).key()).0 == db
+                })
+                .collect();
+            for i in doomed {
+                self.drop_slot(&mut sh, cell, i);
+            }
+        }
     }
 
     /// FLUSHALL: removes every entry and tombstone. A local operation: it leaves no
