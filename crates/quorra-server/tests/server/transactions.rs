@@ -91,6 +91,54 @@ async fn a_transaction_past_its_command_limit_is_refused_whole() {
     assert_eq!(ok(&mut con, &["EXISTS", "limit:0"]).await, int(0));
 }
 
+/// A client that pipelines a million commands after MULTI at the default limit
+/// (100,000): the rest are refused one by one, the server stays responsive to others,
+/// and EXEC runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_of_a_million_commands_is_bounded_by_the_default_limit() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    const COMMANDS: usize = 1_000_000;
+    let node = start().await;
+    let socket = tokio::net::TcpStream::connect(node.resp_addr)
+        .await
+        .unwrap();
+    let (reader, mut writer) = socket.into_split();
+    let sender = tokio::spawn(async move {
+        writer.write_all(b"MULTI\r\n").await.unwrap();
+        let set = b"*3\r\n$3\r\nSET\r\n$4\r\nmega\r\n$1\r\nv\r\n".repeat(10_000);
+        for _ in 0..COMMANDS / 10_000 {
+            writer.write_all(&set).await.unwrap();
+        }
+        writer.write_all(b"EXEC\r\n").await.unwrap();
+        writer
+    });
+    let mut lines = BufReader::new(reader).lines();
+    assert_eq!(lines.next_line().await.unwrap().unwrap(), "+OK");
+    let (mut queued, mut refused) = (0, 0);
+    for _ in 0..COMMANDS {
+        let line = lines.next_line().await.unwrap().unwrap();
+        match line.as_str() {
+            "+QUEUED" => queued += 1,
+            "-ERR transaction too long: at most 100000 queued commands (max-transaction-commands)" => {
+                refused += 1
+            }
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert_eq!((queued, refused), (100_000, COMMANDS - 100_000));
+    assert_eq!(
+        lines.next_line().await.unwrap().unwrap(),
+        "-EXECABORT Transaction discarded because of previous errors."
+    );
+    let _writer = sender.await.unwrap();
+    let mut other = connect(&node).await;
+    assert_eq!(ok(&mut other, &["EXISTS", "mega"]).await, int(0));
+    assert_eq!(
+        ok(&mut other, &["PING"]).await,
+        Value::SimpleString("PONG".into())
+    );
+}
+
 #[tokio::test]
 async fn a_watched_key_evicted_for_memory_aborts_the_transaction() {
     let node = start_with(|config| config.maxmemory = 2 << 20).await;
