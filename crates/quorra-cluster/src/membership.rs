@@ -9,7 +9,7 @@
 //! | `resp`, `http`, `cluster` | advertised addresses (`ip:port`) |
 //! | `zone` | the zone, if any |
 //! | `state` | `joining`, `up` or `leaving` ([`MemberState`]) |
-//! | `stat.used_memory`, `stat.keys`, `stat.ops_per_sec` | figures for `/v1/cluster` |
+//! | `stat.*` | [`MemberStats`]: figures and health for `QUORRA NODES`, `/v1/cluster` and the dashboard |
 //! | `roster.<id>`, `gone.<id>` | the roster as this node knows it ([`crate::roster`]) |
 //!
 //! The node id and the generation (start time in ms, so a restarted node supersedes its
@@ -151,15 +151,61 @@ pub struct NodeAddresses {
     pub cluster: SocketAddr,
 }
 
-/// Figures a node publishes about itself, refreshed every few seconds.
+/// Figures a node publishes about itself, refreshed every publishing period (rates are
+/// over the last period).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct MemberStats {
     /// Accounted bytes in the store.
     pub used_memory: u64,
+    /// Its `maxmemory` (0: unlimited).
+    pub maxmemory: u64,
     /// Live keys.
     pub keys: u64,
-    /// Commands per second over the last publishing period.
+    /// Commands per second.
     pub ops_per_sec: u64,
+    /// Keyspace hits per second.
+    pub hits_per_sec: u64,
+    /// Keyspace misses per second.
+    pub misses_per_sec: u64,
+    /// Keys evicted for memory per second.
+    pub evictions_per_sec: u64,
+    /// Keys expired per second.
+    pub expirations_per_sec: u64,
+    /// CPU used, in thousandths of the machine's CPUs.
+    pub cpu_permille: u64,
+    /// Resident set size of the process, bytes.
+    pub rss_bytes: u64,
+    /// Median command latency, microseconds (0: no command ran).
+    pub latency_p50_us: u64,
+    /// 99th percentile command latency, microseconds (0: no command ran).
+    pub latency_p99_us: u64,
+    /// Writes kept for replicas that were unreachable.
+    pub hints_pending: u64,
+    /// Stale copies repaired by reads, since start.
+    pub read_repairs: u64,
+    /// Writes and reads that missed their quorum, since start.
+    pub quorum_failures: u64,
+    /// Why the node is degraded, as [`Degraded`] bits; 0 when it is healthy.
+    pub degraded: u8,
+}
+
+/// The reasons a node can be degraded (bits of [`MemberStats::degraded`]).
+pub struct Degraded;
+
+impl Degraded {
+    /// Memory above its threshold share of `maxmemory`.
+    pub const MEMORY: u8 = 1;
+    /// CPU above its threshold share of the machine.
+    pub const CPU: u8 = 2;
+
+    /// The reasons named by `bits`, as `QUORRA NODES` and `/v1/cluster` show them.
+    pub fn reasons(bits: u8) -> Vec<&'static str> {
+        [(Self::MEMORY, "memory"), (Self::CPU, "cpu")]
+            .into_iter()
+            .filter(|(bit, _)| bits & bit != 0)
+            .map(|(_, name)| name)
+            .collect()
+    }
 }
 
 /// One node as this node sees it.
@@ -517,9 +563,27 @@ impl Membership {
         let chitchat = self.chitchat.chitchat();
         let mut chitchat = chitchat.lock().await;
         let state = chitchat.self_node_state();
-        state.set("stat.used_memory", stats.used_memory);
-        state.set("stat.keys", stats.keys);
-        state.set("stat.ops_per_sec", stats.ops_per_sec);
+        let figures = [
+            ("stat.used_memory", stats.used_memory),
+            ("stat.maxmemory", stats.maxmemory),
+            ("stat.keys", stats.keys),
+            ("stat.ops_per_sec", stats.ops_per_sec),
+            ("stat.hits_per_sec", stats.hits_per_sec),
+            ("stat.misses_per_sec", stats.misses_per_sec),
+            ("stat.evictions_per_sec", stats.evictions_per_sec),
+            ("stat.expirations_per_sec", stats.expirations_per_sec),
+            ("stat.cpu_permille", stats.cpu_permille),
+            ("stat.rss_bytes", stats.rss_bytes),
+            ("stat.latency_p50_us", stats.latency_p50_us),
+            ("stat.latency_p99_us", stats.latency_p99_us),
+            ("stat.hints_pending", stats.hints_pending),
+            ("stat.read_repairs", stats.read_repairs),
+            ("stat.quorum_failures", stats.quorum_failures),
+            ("stat.degraded", u64::from(stats.degraded)),
+        ];
+        for (key, value) in figures {
+            state.set(key, value);
+        }
     }
 
     async fn set(&self, key: &str, value: String) {
@@ -807,8 +871,21 @@ fn member_from_gossip(id: &ChitchatId, state: &NodeState) -> Option<Member> {
         state: state.get("state").and_then(MemberState::parse)?,
         stats: MemberStats {
             used_memory: stat("stat.used_memory"),
+            maxmemory: stat("stat.maxmemory"),
             keys: stat("stat.keys"),
             ops_per_sec: stat("stat.ops_per_sec"),
+            hits_per_sec: stat("stat.hits_per_sec"),
+            misses_per_sec: stat("stat.misses_per_sec"),
+            evictions_per_sec: stat("stat.evictions_per_sec"),
+            expirations_per_sec: stat("stat.expirations_per_sec"),
+            cpu_permille: stat("stat.cpu_permille"),
+            rss_bytes: stat("stat.rss_bytes"),
+            latency_p50_us: stat("stat.latency_p50_us"),
+            latency_p99_us: stat("stat.latency_p99_us"),
+            hints_pending: stat("stat.hints_pending"),
+            read_repairs: stat("stat.read_repairs"),
+            quorum_failures: stat("stat.quorum_failures"),
+            degraded: u8::try_from(stat("stat.degraded")).unwrap_or(u8::MAX),
         },
     })
 }

@@ -1,7 +1,7 @@
-//! A cluster node's background tasks: anti-entropy passes, publishing the node's
-//! figures in gossip, delivering hints to replicas that came back, and marking the node
-//! `up` once it has joined. The server spawns them in cluster mode; each runs until its
-//! stop token is cancelled.
+//! A node's background tasks: anti-entropy passes, measuring the node's health and
+//! publishing its figures in gossip, delivering hints to replicas that came back, and
+//! marking the node `up` once it has joined. The server spawns them in cluster mode
+//! (measuring also on a single node); each runs until its stop token is cancelled.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use quorra_cluster::antientropy::{self, BucketEntry};
-use quorra_cluster::membership::{ClusterView, MemberState, MemberStats};
+use quorra_cluster::membership::{ClusterView, Degraded, MemberState, MemberStats};
 use quorra_cluster::message::{Request, Response};
 use quorra_cluster::rpc::BoxFuture;
 use quorra_ring::NodeId;
@@ -17,10 +17,12 @@ use quorra_store::{Version, VersionedEntry};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster_node::ClusterNode;
+use crate::health;
 use crate::shared::Shared;
 
-/// How often a node publishes its figures (used memory, keys, ops/s) in gossip.
-pub const STATS_INTERVAL: Duration = Duration::from_secs(2);
+/// How often a node measures its health and rates and publishes them in gossip: the
+/// dashboard refreshes about once a second.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often hints for returned replicas are replayed.
 pub const HINT_REPLAY_INTERVAL: Duration = Duration::from_secs(1);
@@ -169,28 +171,84 @@ pub async fn anti_entropy(
     }
 }
 
-/// Publishes this node's figures every [`STATS_INTERVAL`] until `stop` is cancelled.
-pub async fn publish_stats(shared: Arc<Shared>, node: Arc<ClusterNode>, stop: CancellationToken) {
-    let Some(membership) = &node.membership else {
-        return;
-    };
+/// Measures this node's health and rates every [`STATS_INTERVAL`] ([`crate::health`]),
+/// keeps the latest sample in [`Shared::health`] for the metrics and the HTTP API, and in
+/// cluster mode publishes it in gossip with the store's figures, until `stop` is
+/// cancelled. Runs on a single node too.
+pub async fn measure(shared: Arc<Shared>, node: Option<Arc<ClusterNode>>, stop: CancellationToken) {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let mut interval = tokio::time::interval(STATS_INTERVAL);
-    let mut last_commands = 0;
+    let mut before = reading(&shared);
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             () = stop.cancelled() => return,
         }
-        let commands = shared.counters.commands_processed.load(Ordering::Relaxed);
-        let stats = shared.store.stats().total;
+        let after = reading(&shared);
+        let store = shared.store.stats();
+        let sample = health::sample(
+            &before,
+            &after,
+            store.total.used_bytes,
+            store.maxmemory,
+            cpus,
+            shared.config.degraded_thresholds,
+        );
+        before = after;
+        let was = std::mem::replace(&mut *shared.health.lock(), sample);
+        if was.degraded != sample.degraded {
+            tracing::warn!(
+                reasons = ?Degraded::reasons(sample.degraded),
+                cpu_permille = sample.cpu_permille,
+                used_memory = store.total.used_bytes,
+                maxmemory = store.maxmemory,
+                "node health changed: {}",
+                if sample.degraded == 0 { "ok" } else { "degraded" }
+            );
+        }
+        let Some((node, membership)) = node
+            .as_ref()
+            .and_then(|n| Some((n, n.membership.as_ref()?)))
+        else {
+            continue;
+        };
+        let replication = node.replicator.stats();
         membership
             .publish_stats(MemberStats {
-                used_memory: stats.used_bytes,
-                keys: stats.entries,
-                ops_per_sec: (commands - last_commands) / STATS_INTERVAL.as_secs(),
+                used_memory: store.total.used_bytes,
+                maxmemory: store.maxmemory,
+                keys: store.total.entries,
+                ops_per_sec: sample.ops_per_sec,
+                hits_per_sec: sample.hits_per_sec,
+                misses_per_sec: sample.misses_per_sec,
+                evictions_per_sec: sample.evictions_per_sec,
+                expirations_per_sec: sample.expirations_per_sec,
+                cpu_permille: sample.cpu_permille,
+                rss_bytes: sample.rss_bytes,
+                latency_p50_us: sample.latency_p50_us,
+                latency_p99_us: sample.latency_p99_us,
+                hints_pending: node.replicator.hints().len() as u64,
+                read_repairs: replication.read_repairs.load(Ordering::Relaxed),
+                quorum_failures: replication.quorum_failures.load(Ordering::Relaxed),
+                degraded: sample.degraded,
             })
             .await;
-        last_commands = commands;
+    }
+}
+
+/// The node's cumulative counters now.
+fn reading(shared: &Shared) -> health::Reading {
+    let cpu = health::ProcessCpu::now();
+    let store = shared.store.stats().total;
+    health::Reading {
+        at: std::time::Instant::now(),
+        cpu_seconds: cpu.user + cpu.system,
+        commands: shared.counters.commands_processed.load(Ordering::Relaxed),
+        hits: shared.counters.keyspace_hits.load(Ordering::Relaxed),
+        misses: shared.counters.keyspace_misses.load(Ordering::Relaxed),
+        evictions: store.evictions,
+        expirations: store.expirations,
+        latency: shared.metrics.latency_buckets(),
     }
 }
 

@@ -49,6 +49,8 @@ pub struct Config {
     pub max_transaction_commands: usize,
     /// Databases a client may SELECT: 0 to `databases - 1`.
     pub databases: usize,
+    /// Above these shares of maxmemory or of the CPUs the node reports itself degraded.
+    pub degraded_thresholds: crate::health::Thresholds,
     /// A script running longer than this makes the node answer other clients `BUSY`
     /// (and SCRIPT KILL may stop it).
     pub busy_reply_threshold: Duration,
@@ -150,6 +152,7 @@ impl Default for Config {
             max_auth_failures: 10,
             max_transaction_commands: 100_000,
             databases: 16,
+            degraded_thresholds: crate::health::Thresholds::default(),
             busy_reply_threshold: Duration::from_secs(5),
             max_scripts: 10_000,
             lua_max_memory: 256 * 1024 * 1024,

@@ -37,6 +37,7 @@
 //! - [`node_replicas`]: how the replicator reaches a key's replicas.
 //! - [`evictions`]: a key evicted for memory by one replica is evicted by all.
 //! - [`cluster_tasks`]: anti-entropy, hint delivery, published figures.
+//! - [`health`]: the process's CPU and memory, and when a node is degraded.
 //! - [`shared`]: the state every task of a node shares.
 //! - [`config`]: a node's checked configuration and its defaults.
 //! - [`clients`]: the client registry; [`auth_log`]: failed authentication counted and
@@ -62,6 +63,7 @@ pub mod databases;
 pub mod evictions;
 pub mod executor;
 pub mod fd_limit;
+pub mod health;
 #[cfg(test)]
 mod in_memory_cluster;
 pub mod log_limiter;

@@ -15,6 +15,8 @@
 //! | `quorra_used_memory_bytes`, `quorra_maxmemory_bytes` | gauge | |
 //! | `quorra_keys` | gauge | |
 //! | `quorra_connected_clients` | gauge | |
+//! | `quorra_cpu_seconds_total`, `quorra_resident_memory_bytes` | counter, gauge | the process's CPU time and RSS |
+//! | `quorra_degraded` | gauge | 1 while the node is degraded ([`crate::health`]) |
 //! | `quorra_connections_total` | counter | |
 //! | `quorra_auth_failures_total` | counter | |
 //! | `quorra_evicted_clients_total`, `quorra_client_buffers_bytes` | counter, gauge | |
@@ -127,6 +129,12 @@ pub struct NodeFigures {
     pub evicted: u64,
     /// Bytes all clients' buffers hold now.
     pub buffered: u64,
+    /// CPU seconds the process has used (user and system).
+    pub cpu_seconds: f64,
+    /// The process's resident set size, bytes.
+    pub rss_bytes: u64,
+    /// Whether the node is degraded ([`crate::health`]).
+    pub degraded: bool,
 }
 
 /// Cluster figures copied in at each scrape, in cluster mode.
@@ -161,9 +169,44 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_01, 2.0, 16))
 }
 
+/// The `quantile` (0 to 1) of the command latencies counted between two readings of
+/// [`Metrics::latency_buckets`], in seconds, interpolated within its bucket as
+/// Prometheus's `histogram_quantile` does; `None` when no command ran in between.
+pub fn latency_quantile(before: &[(f64, u64)], after: &[(f64, u64)], quantile: f64) -> Option<f64> {
+    let counted = |bound: f64| {
+        before
+            .iter()
+            .find(|(known, _)| *known == bound)
+            .map_or(0, |(_, count)| *count)
+    };
+    let deltas: Vec<(f64, u64)> = after
+        .iter()
+        .map(|&(bound, count)| (bound, count.saturating_sub(counted(bound))))
+        .collect();
+    let total = deltas.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = quantile * total as f64;
+    let (mut lower, mut below) = (0.0, 0);
+    for (upper, count) in deltas {
+        if count as f64 >= rank {
+            if upper.is_infinite() {
+                return Some(lower);
+            }
+            let share = (rank - below as f64) / (count - below).max(1) as f64;
+            return Some(lower + (upper - lower) * share);
+        }
+        (lower, below) = (upper, count);
+    }
+    Some(lower)
+}
+
 /// The node's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// The command latency family alone, for [`Metrics::latency_buckets`].
+    latencies: Registry,
     per_command: Vec<CommandMetrics>,
     hits: Counter,
     misses: Counter,
@@ -174,6 +217,9 @@ pub struct Metrics {
     /// `maxmemory`.
     pub maxmemory: Gauge,
     keys: Gauge,
+    cpu_seconds: Counter<f64, AtomicU64>,
+    resident_memory: Gauge,
+    degraded: Gauge,
     /// Connected clients.
     pub connected_clients: Gauge,
     /// Connections accepted.
@@ -226,6 +272,8 @@ impl Metrics {
             "Time to execute a command, excluding network I/O",
             durations.clone(),
         );
+        let mut latencies = Registry::default();
+        latencies.register("latency", "", durations.clone());
         let per_command = COMMANDS
             .iter()
             .map(|spec| {
@@ -256,6 +304,9 @@ impl Metrics {
             used_memory: Gauge::default(),
             maxmemory: Gauge::default(),
             keys: Gauge::default(),
+            cpu_seconds: Counter::default(),
+            resident_memory: Gauge::default(),
+            degraded: Gauge::default(),
             connected_clients: Gauge::default(),
             connections: Counter::default(),
             auth_failures: Counter::default(),
@@ -286,6 +337,7 @@ impl Metrics {
             origin_up: Family::default(),
             scrape: Mutex::new(()),
             registry,
+            latencies,
         };
         let mut metrics = metrics;
         let registry = &mut metrics.registry;
@@ -354,6 +406,21 @@ impl Metrics {
             "rpc_duration_seconds",
             "Time from sending a call to another node to its answer",
             metrics.rpc_durations.clone(),
+        );
+        registry.register(
+            "cpu_seconds",
+            "CPU time the process has used, user and system",
+            metrics.cpu_seconds.clone(),
+        );
+        registry.register(
+            "resident_memory_bytes",
+            "Resident set size of the process",
+            metrics.resident_memory.clone(),
+        );
+        registry.register(
+            "degraded",
+            "1 while the node is degraded (memory or CPU above its threshold), else 0",
+            metrics.degraded.clone(),
         );
         registry.register(
             "cluster_members",
@@ -484,6 +551,38 @@ impl Metrics {
         command.latency.observe(took.as_secs_f64());
     }
 
+    /// The command latency histogram summed over every command: each bucket's upper
+    /// bound in seconds with its cumulative count, `+Inf` last. prometheus-client keeps
+    /// bucket counts private, so they are read back from the family's own exposition
+    /// (about 1,700 lines, once per stats period).
+    pub fn latency_buckets(&self) -> Vec<(f64, u64)> {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.latencies).is_err() {
+            return Vec::new();
+        }
+        let mut buckets: Vec<(f64, u64)> = Vec::new();
+        for line in text.lines().filter(|line| line.contains("_bucket{")) {
+            let bound = line
+                .split("le=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .and_then(|le| match le {
+                    "+Inf" => Some(f64::INFINITY),
+                    le => le.parse().ok(),
+                });
+            let count = line.rsplit(' ').next().and_then(|count| count.parse().ok());
+            let (Some(bound), Some(count)) = (bound, count) else {
+                continue;
+            };
+            match buckets.iter_mut().find(|(known, _)| *known == bound) {
+                Some(bucket) => bucket.1 += count,
+                None => buckets.push((bound, count)),
+            }
+        }
+        buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        buckets
+    }
+
     /// Records a command refused before it ran (arity, NOAUTH).
     pub fn command_rejected(&self, id: CommandId) {
         self.per_command[id.index()].rejected.inc();
@@ -513,6 +612,10 @@ impl Metrics {
         catch_up(&self.auth_failures, figures.auth_failures);
         catch_up(&self.evicted_clients, figures.evicted);
         self.client_buffers.set(figures.buffered as i64);
+        self.cpu_seconds
+            .inc_by((figures.cpu_seconds - self.cpu_seconds.get()).max(0.0));
+        self.resident_memory.set(figures.rss_bytes as i64);
+        self.degraded.set(i64::from(figures.degraded));
         if let Some(origins) = origins {
             for (index, namespace) in origins.catalog().namespaces().iter().enumerate() {
                 let stats = origins.stats(index);

@@ -151,6 +151,11 @@ pub struct Shared {
     pub origins: Option<Arc<Origins>>,
     /// Lua scripts: the cache, and the one running now.
     pub scripts: Arc<Scripts>,
+    /// The latest health sample ([`crate::cluster_tasks::measure`]).
+    pub health: parking_lot::Mutex<crate::health::Sample>,
+    /// Cancelled by `QUORRA LEAVE`: the process then leaves its cluster and stops, as
+    /// on SIGTERM.
+    pub leave_requested: tokio_util::sync::CancellationToken,
 }
 
 impl Shared {
@@ -191,6 +196,8 @@ impl Shared {
                 config.busy_reply_threshold,
                 config.lua_max_memory,
             )),
+            health: parking_lot::Mutex::default(),
+            leave_requested: tokio_util::sync::CancellationToken::new(),
             config,
         }
     }

@@ -48,11 +48,11 @@ use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -64,8 +64,10 @@ use quorra_node::shared::Shared;
 use quorra_origin::origins::Health;
 use quorra_resp::{Frame, Limits, parse_frame};
 
+use crate::admin_api;
+
 /// A JSON error response.
-struct ApiError(StatusCode, String);
+pub struct ApiError(pub StatusCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -93,7 +95,7 @@ impl From<CommandError> for ApiError {
 }
 
 /// An owner's reply that is not what the command answers: its error, or a bug.
-fn unexpected(reply: Frame) -> ApiError {
+pub fn unexpected(reply: Frame) -> ApiError {
     match reply {
         Frame::Error(text) => CommandError::new(String::from_utf8_lossy(&text).into_owned()).into(),
         other => ApiError(
@@ -119,8 +121,17 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/v1/ring", get(ring))
         .route("/v1/namespaces", get(namespaces))
+        .route("/v1/overview", get(admin_api::overview))
+        .route("/v1/scan", get(admin_api::scan))
+        .route("/v1/command", post(admin_api::command))
+        .route("/v1/nodes/{id}/leave", post(admin_api::leave))
+        .route("/v1/nodes/{id}/forget", post(admin_api::forget))
         .route("/metrics", get(metrics))
-        .layer(middleware::from_fn_with_state(shared.clone(), admit));
+        .layer(middleware::from_fn_with_state(shared.clone(), admit))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            same_origin_only,
+        ));
     Router::new()
         .route(
             "/healthz",
@@ -135,6 +146,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             bound_request,
         ))
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(security_headers))
         .with_state(shared)
 }
 
@@ -242,6 +254,84 @@ async fn admit(State(shared): State<Arc<Shared>>, request: Request, next: Next) 
     response
 }
 
+/// Refuses what a browser sends on another site's behalf: a request whose `Origin`
+/// names another host than its `Host` (another page posting to the API), and — when no
+/// `--http-token` is set, so that the loopback rule is the API's only guard — a request
+/// whose `Host` is a name other than `localhost` (DNS rebinding: a site's name pointed
+/// at 127.0.0.1 makes the browser treat the API as that site's).
+async fn same_origin_only(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|value| value.to_str().ok());
+    let origin = headers
+        .get(header::ORIGIN)
+        .map(|value| value.to_str().unwrap_or(""));
+    if let Some(origin) = origin {
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"));
+        if origin_host.is_none() || origin_host != host {
+            return ApiError(
+                StatusCode::FORBIDDEN,
+                format!("requests from another site ({origin}) are refused"),
+            )
+            .into_response();
+        }
+    }
+    if shared.config.http_token.is_none()
+        && let Some(host) = host
+        && !names_this_machine(host)
+    {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Host {host:?} refused: without --http-token, address the node by IP or as \
+                 localhost"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// True for a `Host` header that is an IP address or `localhost`, with or without a
+/// port.
+fn names_this_machine(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Headers on every answer that keep other sites from framing or sniffing it; routes
+/// that set their own (the dashboard's policy) keep theirs.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// Refuses a body announced larger than `proto-max-bulk-len` before reading it, and
 /// bounds the handling of a request, its body included, by `http-request-timeout-ms`.
 async fn bound_request(
@@ -307,21 +397,69 @@ async fn json_errors(request: Request, next: Next) -> Response {
     json
 }
 
+/// The key of a `/v1/keys/...` path: the rest of the path, percent-decoded to bytes, so
+/// that binary keys are written `%FF`.
+fn key_of(uri: &Uri) -> Bytes {
+    let rest = uri.path().strip_prefix("/v1/keys/").unwrap_or("");
+    Bytes::from(percent_encoding::percent_decode_str(rest).collect::<Vec<u8>>())
+}
+
+#[derive(Deserialize)]
+struct GetParams {
+    limit: Option<u64>,
+}
+
+/// The header that gives a value's whole length when `?limit=` cut it short.
+const VALUE_LENGTH: &str = "x-quorra-value-length";
+
 async fn get_key(
     State(shared): State<Arc<Shared>>,
-    Path(key): Path<String>,
+    Query(params): Query<GetParams>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     if uri.path().ends_with("/owners") {
-        let key = key.strip_suffix("/owners").unwrap_or(&key);
-        return owners(&shared, key).map(IntoResponse::into_response);
+        let key = key_of(&uri);
+        let key = key.slice(..key.len() - "/owners".len());
+        return owners(&shared, &key).map(IntoResponse::into_response);
     }
-    let command = vec![Bytes::from_static(b"GET"), Bytes::from(key)];
-    match run(&shared, command).await? {
-        Frame::Bulk(value) => Ok(value_response(value)),
-        Frame::Null => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
-        other => Err(unexpected(other)),
+    let key = key_of(&uri);
+    let Some(limit) = params.limit else {
+        let command = vec![Bytes::from_static(b"GET"), key];
+        return match run(&shared, command).await? {
+            Frame::Bulk(value) => Ok(value_response(value)),
+            Frame::Null => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
+            other => Err(unexpected(other)),
+        };
+    };
+    // The first `limit` bytes and the length, without copying a large value whole from
+    // its owner; EXISTS tells an empty value from a missing key.
+    let length = match run(&shared, vec![Bytes::from_static(b"STRLEN"), key.clone()]).await? {
+        Frame::Integer(length) => length,
+        other => return Err(unexpected(other)),
+    };
+    if length == 0 {
+        let exists = run(&shared, vec![Bytes::from_static(b"EXISTS"), key.clone()]).await?;
+        if exists == Frame::Integer(0) {
+            return Err(ApiError(StatusCode::NOT_FOUND, "no such key".into()));
+        }
     }
+    let end = limit.min(length as u64) as i64 - 1;
+    let command = vec![
+        Bytes::from_static(b"GETRANGE"),
+        key,
+        Bytes::from_static(b"0"),
+        Bytes::from(end.to_string()),
+    ];
+    let head = match (end, run(&shared, command).await?) {
+        (-1, _) => Bytes::new(),
+        (_, Frame::Bulk(value)) => value,
+        (_, other) => return Err(unexpected(other)),
+    };
+    let mut response = value_response(head);
+    response
+        .headers_mut()
+        .insert(VALUE_LENGTH, HeaderValue::from(length));
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -331,11 +469,11 @@ struct PutParams {
 
 async fn put_key(
     State(shared): State<Arc<Shared>>,
-    Path(key): Path<String>,
     Query(params): Query<PutParams>,
+    uri: Uri,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let mut command = vec![Bytes::from_static(b"SET"), Bytes::from(key), body];
+    let mut command = vec![Bytes::from_static(b"SET"), key_of(&uri), body];
     if let Some(ttl) = params.ttl.as_deref() {
         match ttl.parse::<i64>() {
             Ok(seconds) if seconds > 0 => {
@@ -355,11 +493,8 @@ async fn put_key(
     }
 }
 
-async fn delete_key(
-    State(shared): State<Arc<Shared>>,
-    Path(key): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let command = vec![Bytes::from_static(b"DEL"), Bytes::from(key)];
+async fn delete_key(State(shared): State<Arc<Shared>>, uri: Uri) -> Result<StatusCode, ApiError> {
+    let command = vec![Bytes::from_static(b"DEL"), key_of(&uri)];
     match run(&shared, command).await? {
         Frame::Integer(0) => Err(ApiError(StatusCode::NOT_FOUND, "no such key".into())),
         Frame::Integer(_) => Ok(StatusCode::NO_CONTENT),
@@ -370,7 +505,7 @@ async fn delete_key(
 /// Runs a key command the way a RESP client's would run (same routing, same
 /// consistency levels, counted once) and returns its reply; an error reply becomes the
 /// [`ApiError`] that fits it.
-async fn run(shared: &Shared, command: Vec<Bytes>) -> Result<Frame, ApiError> {
+pub async fn run(shared: &Shared, command: Vec<Bytes>) -> Result<Frame, ApiError> {
     let reply = pipeline::run_one(shared, command).await;
     match parse_frame(&reply, &Limits::default()) {
         Ok(Some((Frame::Error(text), _))) => {
@@ -391,7 +526,7 @@ async fn stats(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
         "used_memory": shared.store.used_memory(),
         "maxmemory": shared.store.maxmemory(),
         "maxmemory_policy": quorra_node::config::policy_name(shared.store.policy()),
-        "rss": quorra_node::commands::server::rss_bytes(),
+        "rss": quorra_node::health::rss_bytes(),
         "keys": store.total.entries,
         "keyspace_hits": counters.keyspace_hits.load(Ordering::Relaxed),
         "keyspace_misses": counters.keyspace_misses.load(Ordering::Relaxed),
@@ -422,6 +557,12 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
                 auth_failures: shared.auth_log.failures(),
                 evicted: shared.clients.evicted(),
                 buffered: shared.clients.buffered(),
+                cpu_seconds: {
+                    let cpu = quorra_node::health::ProcessCpu::now();
+                    cpu.user + cpu.system
+                },
+                rss_bytes: quorra_node::health::rss_bytes(),
+                degraded: shared.health.lock().degraded != 0,
             },
             shared.origins.as_deref(),
             cluster.map(|(node, view)| node.figures(view)),
@@ -430,7 +571,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 }
 
 /// The view of a node in cluster mode; 404 otherwise.
-fn view(shared: &Shared) -> Result<Arc<ClusterView>, ApiError> {
+pub fn view(shared: &Shared) -> Result<Arc<ClusterView>, ApiError> {
     shared
         .cluster
         .as_ref()
@@ -439,6 +580,7 @@ fn view(shared: &Shared) -> Result<Arc<ClusterView>, ApiError> {
 }
 
 fn member_json(view: &ClusterView, member: &Member) -> serde_json::Value {
+    let (health, reasons) = admin_api::health_json(member);
     json!({
         "id": member.id.as_str(),
         "self": member.id == view.self_id,
@@ -451,11 +593,9 @@ fn member_json(view: &ClusterView, member: &Member) -> serde_json::Value {
         },
         "zone": member.zone,
         "in_ring": view.ring.member(&member.id).is_some(),
-        "stats": {
-            "used_memory": member.stats.used_memory,
-            "keys": member.stats.keys,
-            "ops_per_sec": member.stats.ops_per_sec,
-        },
+        "health": health,
+        "health_reasons": reasons,
+        "stats": admin_api::member_stats_json(member, quorra_node::wall_clock::unix_ms()),
     })
 }
 
@@ -469,20 +609,40 @@ async fn cluster(State(shared): State<Arc<Shared>>) -> Result<Json<serde_json::V
     })))
 }
 
-async fn ring(State(shared): State<Arc<Shared>>) -> Result<Json<serde_json::Value>, ApiError> {
+#[derive(Deserialize)]
+struct RingParams {
+    tokens: Option<bool>,
+}
+
+/// `GET /v1/ring[?tokens=true]`: each node's vnodes and share; with `tokens`, also its
+/// vnodes' tokens, as decimal strings (JSON numbers lose u64 precision in browsers).
+async fn ring(
+    State(shared): State<Arc<Shared>>,
+    Query(params): Query<RingParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let view = view(&shared)?;
     let ring = &view.ring;
+    let with_tokens = params.tokens.unwrap_or(false);
     let nodes: Vec<_> = ring
         .members()
         .iter()
         .zip(ring.token_shares())
         .map(|(member, share)| {
-            json!({
+            let mut node = json!({
                 "id": member.id().as_str(),
                 "zone": member.zone(),
                 "vnodes": member.vnodes(),
                 "share": share,
-            })
+            });
+            if with_tokens {
+                let tokens: Vec<String> = ring
+                    .vnodes()
+                    .filter(|(_, owner)| *owner == member.id())
+                    .map(|(token, _)| token.to_string())
+                    .collect();
+                node["tokens"] = json!(tokens);
+            }
+            node
         })
         .collect();
     Ok(Json(json!({
@@ -492,7 +652,7 @@ async fn ring(State(shared): State<Arc<Shared>>) -> Result<Json<serde_json::Valu
     })))
 }
 
-fn owners(shared: &Shared, key: &str) -> Result<Json<serde_json::Value>, ApiError> {
+fn owners(shared: &Shared, key: &[u8]) -> Result<Json<serde_json::Value>, ApiError> {
     let view = view(shared)?;
     let node = shared
         .cluster
@@ -500,13 +660,13 @@ fn owners(shared: &Shared, key: &str) -> Result<Json<serde_json::Value>, ApiErro
         .expect("view() checked cluster mode");
     let owners: Vec<&str> = node
         .placement(&view)
-        .replicas(key.as_bytes())
+        .replicas(key)
         .into_iter()
         .map(|id| id.as_str())
         .collect();
     Ok(Json(json!({
-        "key": key,
-        "token": quorra_ring::key_token(key.as_bytes()),
+        "key": String::from_utf8_lossy(key),
+        "token": quorra_ring::key_token(key),
         "owners": owners,
     })))
 }

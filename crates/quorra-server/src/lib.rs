@@ -12,10 +12,13 @@
 //!   ([`quorra_node::commands`] on a single node, [`quorra_node::pipeline`] in a
 //!   cluster), write all replies with one write, idle timeout, client memory.
 //! - [`http_listener`], [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`,
-//!   `/healthz`, `/readyz`, `/metrics`).
+//!   `/healthz`, `/readyz`, `/metrics`), its access rules and security headers;
+//!   [`admin_api`]: its cluster routes beyond single keys (overview, key scans, the
+//!   console, node actions).
 //! - [`settings`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
 //! - [`up`]: `quorra up`, a local cluster of separate node processes.
 
+pub mod admin_api;
 pub mod http;
 pub mod http_listener;
 pub mod resp_client;

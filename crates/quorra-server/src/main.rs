@@ -102,12 +102,14 @@ impl Signals {
         }
     }
 
-    /// Resolves on SIGINT (Ctrl-C) or SIGTERM; on SIGHUP, reloads the TLS files.
+    /// Resolves on SIGINT (Ctrl-C), SIGTERM or `QUORRA LEAVE`; on SIGHUP, reloads the
+    /// TLS files.
     async fn serve(&mut self, server: &quorra_server::RunningServer) {
         loop {
             tokio::select! {
                 _ = self.interrupt.recv() => return,
                 _ = self.terminate.recv() => return,
+                () = server.shared.leave_requested.cancelled() => return,
                 _ = self.hangup.recv() => match server.reload_tls() {
                     Ok(()) if server.shared.config.tls.is_none() => {
                         tracing::info!("SIGHUP: nothing to reload (no TLS configured)");

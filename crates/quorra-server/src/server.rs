@@ -229,12 +229,12 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
         stop.clone(),
         tasks.clone(),
     ));
+    tasks.spawn(quorra_node::cluster_tasks::measure(
+        shared.clone(),
+        cluster.clone(),
+        stop.clone(),
+    ));
     if let Some(node) = &cluster {
-        tasks.spawn(quorra_node::cluster_tasks::publish_stats(
-            shared.clone(),
-            node.clone(),
-            stop.clone(),
-        ));
         tasks.spawn(quorra_node::cluster_tasks::replay_hints(
             node.clone(),
             stop.clone(),

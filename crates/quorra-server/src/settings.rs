@@ -133,6 +133,16 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_DATABASES")]
     pub databases: Option<usize>,
 
+    /// The node reports itself degraded while its store uses more than this percentage
+    /// of maxmemory (no effect without maxmemory) [default: 90].
+    #[arg(long, env = "QUORRA_DEGRADED_MEMORY_PERCENT")]
+    pub degraded_memory_percent: Option<u8>,
+
+    /// The node reports itself degraded while it uses more than this percentage of the
+    /// machine's CPUs [default: 90].
+    #[arg(long, env = "QUORRA_DEGRADED_CPU_PERCENT")]
+    pub degraded_cpu_percent: Option<u8>,
+
     /// Milliseconds a Lua script may run before other clients are answered BUSY and
     /// SCRIPT KILL may stop it, as Redis's busy-reply-threshold [default: 5000].
     #[arg(long, env = "QUORRA_BUSY_REPLY_THRESHOLD")]
@@ -380,6 +390,10 @@ impl Settings {
                 .max_transaction_commands
                 .or(lower.max_transaction_commands),
             databases: self.databases.or(lower.databases),
+            degraded_memory_percent: self
+                .degraded_memory_percent
+                .or(lower.degraded_memory_percent),
+            degraded_cpu_percent: self.degraded_cpu_percent.or(lower.degraded_cpu_percent),
             busy_reply_threshold: self.busy_reply_threshold.or(lower.busy_reply_threshold),
             max_scripts: self.max_scripts.or(lower.max_scripts),
             lua_max_memory: self.lua_max_memory.or(lower.lua_max_memory),
@@ -491,6 +505,20 @@ impl Settings {
         if !(1..=quorra_ring::database::MAX_DATABASES).contains(&databases) {
             return Err(invalid("databases", "must be between 1 and 256"));
         }
+        let degraded_thresholds = quorra_node::health::Thresholds {
+            memory_percent: self
+                .degraded_memory_percent
+                .unwrap_or(defaults.degraded_thresholds.memory_percent),
+            cpu_percent: self
+                .degraded_cpu_percent
+                .unwrap_or(defaults.degraded_thresholds.cpu_percent),
+        };
+        if degraded_thresholds.memory_percent > 100 || degraded_thresholds.cpu_percent > 100 {
+            return Err(invalid(
+                "degraded-memory-percent/degraded-cpu-percent",
+                "must be between 0 and 100",
+            ));
+        }
         let bind = self.bind.unwrap_or(defaults.bind);
         let cluster = self.cluster_config(bind)?;
         let tls = self.tls_config()?;
@@ -518,6 +546,7 @@ impl Settings {
                 .max_transaction_commands
                 .unwrap_or(defaults.max_transaction_commands),
             databases,
+            degraded_thresholds,
             busy_reply_threshold: self
                 .busy_reply_threshold
                 .map_or(defaults.busy_reply_threshold, Duration::from_millis),

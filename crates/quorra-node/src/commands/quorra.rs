@@ -10,6 +10,8 @@
 //! - `QUORRA FORGET node`: removes a member that is down for good from the roster, so
 //!   quorums and replica sets stop counting it (see `docs/consistency.md`). A member
 //!   that is up, joining or leaving is refused.
+//! - `QUORRA LEAVE`: this node leaves its cluster gracefully and its process stops, as
+//!   on SIGTERM: it replies `OK` first.
 //! - `QUORRA CONSISTENCY`: this connection's copies and levels, as a map; `QUORRA
 //!   CONSISTENCY level` sets the write and the read level of this connection,
 //!   `QUORRA CONSISTENCY WRITE level [READ level]` (or `READ level`) one of them, and
@@ -26,7 +28,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use quorra_cluster::membership::ClusterView;
+use quorra_cluster::membership::{ClusterView, Degraded};
 use quorra_cluster::replication::Level;
 use quorra_resp::encode;
 use quorra_ring::NodeId;
@@ -37,7 +39,7 @@ use super::{CommandError, Ctx, is};
 pub const CLUSTER_MODE_OFF: &str =
     "ERR cluster mode is off (start the node with --cluster-port and --cluster-secret)";
 
-/// `QUORRA NODES | RING | OWNERS key | FORGET node | CONSISTENCY ... | NAMESPACES`
+/// `QUORRA NODES | RING | OWNERS key | FORGET node | LEAVE | CONSISTENCY ... | NAMESPACES`
 pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = &args[1];
     let arity = |n: usize| {
@@ -94,6 +96,12 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             .forget(&id)
             .map_err(|error| CommandError::new(format!("ERR {error}")))?;
         ctx.ok();
+    } else if is(sub, "LEAVE") {
+        arity(2)?;
+        view()?;
+        tracing::info!(client = %ctx.session.info.addr, "QUORRA LEAVE: leaving the cluster");
+        ctx.shared.leave_requested.cancel();
+        ctx.ok();
     } else if is(sub, "CONSISTENCY") {
         view()?;
         consistency(ctx, &args[2..])?;
@@ -115,7 +123,7 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         }
     } else {
         return Err(CommandError::new(format!(
-            "ERR unknown subcommand '{}'. Try QUORRA NODES, RING, OWNERS key, FORGET node, CONSISTENCY or NAMESPACES.",
+            "ERR unknown subcommand '{}'. Try QUORRA NODES, RING, OWNERS key, FORGET node, LEAVE, CONSISTENCY or NAMESPACES.",
             String::from_utf8_lossy(sub)
         )));
     }
@@ -192,7 +200,7 @@ fn nodes_text(view: &ClusterView) -> String {
     for member in &view.members {
         let _ = writeln!(
             text,
-            "{} {}{} resp={} http={} cluster={} zone={} generation={} used_memory={} keys={} ops_per_sec={}",
+            "{} {}{} resp={} http={} cluster={} zone={} generation={} used_memory={} keys={} ops_per_sec={} health={} cpu_percent={:.1} rss={}",
             member.id,
             member.state,
             if member.id == view.self_id {
@@ -208,9 +216,20 @@ fn nodes_text(view: &ClusterView) -> String {
             member.stats.used_memory,
             member.stats.keys,
             member.stats.ops_per_sec,
+            health_text(member.stats.degraded),
+            member.stats.cpu_permille as f64 / 10.0,
+            member.stats.rss_bytes,
         );
     }
     text
+}
+
+/// `ok`, or `degraded:` and the reasons (`degraded:memory,cpu`).
+fn health_text(degraded: u8) -> String {
+    match Degraded::reasons(degraded).join(",") {
+        reasons if reasons.is_empty() => "ok".to_owned(),
+        reasons => format!("degraded:{reasons}"),
+    }
 }
 
 fn ring_text(view: &ClusterView) -> String {

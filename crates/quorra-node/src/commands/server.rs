@@ -501,14 +501,6 @@ pub fn keyspace_counts(shared: &Shared, primary_only: bool) -> Vec<DatabaseCount
     counts.into_values().collect()
 }
 
-/// Resident set size of this process, bytes, from /proc (0 where there is no /proc).
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
 /// Bytes as Redis's `bytesToHuman`: `1.50M`.
 fn human(bytes: u64) -> String {
     const UNITS: [(&str, f64); 4] = [
@@ -566,7 +558,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         ),
         "memory" => {
             let used = shared.store.used_memory();
-            let rss = rss_bytes();
+            let rss = crate::health::rss_bytes();
             let max = shared.store.maxmemory();
             write!(
                 out,
@@ -587,7 +579,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
             )
         }
         "cpu" => {
-            let cpu = ProcessCpu::now();
+            let cpu = crate::health::ProcessCpu::now();
             write!(
                 out,
                 "# CPU\r\nused_cpu_sys:{:.6}\r\nused_cpu_user:{:.6}\r\n\
@@ -747,66 +739,4 @@ pub fn memory(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         }
     }
     Ok(())
-}
-
-/// The CPU time this process has used, in seconds, as INFO cpu reports it: from
-/// `/proc/self/stat` (Linux); zeros where that cannot be read.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct ProcessCpu {
-    /// User time.
-    pub user: f64,
-    /// System time.
-    pub system: f64,
-    /// User time of waited-for children.
-    pub children_user: f64,
-    /// System time of waited-for children.
-    pub children_system: f64,
-}
-
-impl ProcessCpu {
-    /// The process's CPU time so far.
-    pub fn now() -> ProcessCpu {
-        std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|stat| ProcessCpu::parse(&stat, rustix::param::clock_ticks_per_second()))
-            .unwrap_or_default()
-    }
-
-    /// Parses `/proc/<pid>/stat`: utime, stime, cutime and cstime are the 14th to 17th
-    /// fields, in clock ticks. The command name (2nd) may hold spaces and parentheses,
-    /// so fields are counted after its last `)`.
-    fn parse(stat: &str, ticks_per_second: u64) -> Option<ProcessCpu> {
-        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        let seconds = |index: usize| -> Option<f64> {
-            Some(fields.get(index)?.parse::<u64>().ok()? as f64 / ticks_per_second.max(1) as f64)
-        };
-        Some(ProcessCpu {
-            user: seconds(11)?,
-            system: seconds(12)?,
-            children_user: seconds(13)?,
-            children_system: seconds(14)?,
-        })
-    }
-}
-
-#[cfg(test)]
-mod cpu_tests {
-    use super::ProcessCpu;
-
-    #[test]
-    fn proc_stat_fields_are_read_after_the_command_name() {
-        let stat = "4242 (quorra (x) y) S 1 2 3 4 5 6 7 8 9 10 250 130 7 3 20 0 4 0";
-        let cpu = ProcessCpu::parse(stat, 100).unwrap();
-        assert_eq!(
-            cpu,
-            ProcessCpu {
-                user: 2.5,
-                system: 1.3,
-                children_user: 0.07,
-                children_system: 0.03,
-            }
-        );
-        assert_eq!(ProcessCpu::parse("garbage", 100), None);
-        assert!(ProcessCpu::now().user >= 0.0);
-    }
 }

@@ -14,7 +14,7 @@ pub(crate) async fn http(
 ) -> (u16, Vec<u8>) {
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for header in headers {
@@ -57,7 +57,7 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     }
 }
 
-fn json(body: &[u8]) -> serde_json::Value {
+pub(crate) fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
 }
@@ -237,7 +237,9 @@ async fn every_refusal_is_json_and_a_large_body_is_refused_before_it_is_read() {
     // 1 GiB announced, nothing sent: the answer comes at once, not after a read.
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     socket
-        .write_all(b"PUT /v1/keys/big HTTP/1.1\r\nHost: t\r\nContent-Length: 1073741824\r\n\r\n")
+        .write_all(
+            b"PUT /v1/keys/big HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1073741824\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut response = vec![0u8; 4096];
@@ -264,7 +266,7 @@ async fn slow_requests_are_cut_off_and_connections_are_capped() {
     // A body that never finishes: 408, as JSON.
     let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
     socket
-        .write_all(b"PUT /v1/keys/k HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        .write_all(b"PUT /v1/keys/k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\nabc")
         .await
         .unwrap();
     let mut response = Vec::new();

@@ -1,6 +1,7 @@
 //! Integration tests: whole nodes started in-process on free ports, driven through the
 //! `redis` crate (a real client library), raw sockets and HTTP.
 
+mod admin_api;
 mod cluster;
 mod common;
 mod compat;
