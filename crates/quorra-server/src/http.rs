@@ -2,20 +2,21 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /v1/keys/{key}` | the raw value (`application/octet-stream`); 404 if missing |
+//! | `GET /v1/keys/{key}[?limit=N]` | the raw value (`application/octet-stream`), or its first N bytes with its length in `X-Quorra-Value-Length`; 404 if missing |
 //! | `PUT /v1/keys/{key}?ttl=SECONDS` | stores the request body as the value; 204 |
 //! | `DELETE /v1/keys/{key}` | 204 if it existed, 404 if not |
 //! | `GET /v1/keys/{key}/owners` | JSON: the nodes that hold the key's copies, in preference order |
 //! | `GET /v1/stats` | JSON: memory, keys, hits, misses, evictions, expirations, clients, commands |
 //! | `GET /v1/cluster` | JSON: every known member with its state, addresses, zone and figures |
-//! | `GET /v1/ring` | JSON: the ring's version and each node's vnodes and share of keys |
+//! | `GET /v1/ring[?tokens=true]` | JSON: the ring's version and each node's vnodes and share of keys (and tokens) |
+//! | `/v1/overview`, `/v1/scan`, `/v1/command`, `/v1/nodes/{id}/...` | see [`crate::admin_api`] |
 //! | `GET /v1/namespaces` | JSON: each namespace's policy, its origin's health and this node's load figures |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /healthz` | 200 while the process serves HTTP |
 //! | `GET /readyz` | 200 when the node serves keys; 503 while it has not joined its cluster; the body names each origin's health (a down origin does not make the node unready) |
 //!
-//! Keys are the rest of the path after `/v1/keys/`, percent-decoded, so they may contain
-//! `/`; a path that ends in a literal `/owners` asks for the owners of the key before it
+//! Keys are the rest of the path after `/v1/keys/`, percent-decoded to bytes, so they
+//! may contain `/` and binary bytes (`%FF`); a path that ends in a literal `/owners` asks for the owners of the key before it
 //! (write a key that itself ends in `/owners` with its last slash as `%2F`). The cluster
 //! routes answer 404 on a node that is not in cluster mode.
 //!
@@ -24,6 +25,9 @@
 //! `/healthz` and `/readyz` answer everyone. The other routes, the way Redis's protected
 //! mode guards the RESP port:
 //!
+//! - a request whose `Origin` names another site is refused, and so is, without
+//!   `--http-token`, one whose `Host` is a DNS name other than `localhost` (DNS
+//!   rebinding); answers carry no CORS header and forbid framing and sniffing;
 //! - with `--http-token`: every client needs `Authorization: Bearer <token>`;
 //! - without it, clients on other hosts are refused (403), and clients on loopback need
 //!   `Authorization: Bearer <requirepass>` when a password is set: a password never
