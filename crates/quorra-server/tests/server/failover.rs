@@ -426,3 +426,52 @@ async fn a_replica_killed_during_transactions_leaves_no_node_holding_part_of_one
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The dashboard's "leave" through another node's HTTP API: the node runs `QUORRA
+/// LEAVE`, exits cleanly, and the others take it out of the ring at once (no failure
+/// detection needed), still serving every key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_asked_to_leave_over_http_exits_and_the_ring_shrinks() {
+    let first = Node::start("n0", None);
+    let second = Node::start("n1", Some(first.cluster));
+    let mut third = Node::start("n2", Some(first.cluster));
+    for node in [&first, &second, &third] {
+        until_up(node, 3).await;
+    }
+    let mut con = connect_url(&format!("redis://{}/", first.resp)).await;
+    for i in 0..100 {
+        ok(&mut con, &["SET", &format!("left:{i}"), "v"]).await;
+    }
+    let (status, body) = http(first.http, "POST", "/v1/nodes/n2/leave", &[], b"").await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&body));
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = third.child.wait();
+        status.is_ok_and(|status| status.success())
+    })
+    .await
+    .unwrap();
+    assert!(exited, "the node stops cleanly");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let nodes: String = redis::cmd("QUORRA")
+            .arg("RING")
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        if nodes.contains("nodes=2") && !nodes.contains("\nn2 ") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "n2 is still in the ring: {nodes}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut other = connect_url(&format!("redis://{}/", second.resp)).await;
+    for i in 0..100 {
+        assert_eq!(
+            ok(&mut other, &["GET", &format!("left:{i}")]).await,
+            bulk("v")
+        );
+    }
+}
