@@ -22,6 +22,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use quorra_cluster::membership::{Degraded, Member, MemberState};
 use quorra_node::executor::{self, Cx, Mode};
 use quorra_node::session::Session;
@@ -35,6 +36,9 @@ use crate::http::{ApiError, run, unexpected, view};
 
 /// Most keys one `/v1/scan` page may ask for.
 pub const MAX_SCAN_PAGE: u64 = 1000;
+
+/// Keys of a scan page described at the same time.
+const DESCRIBED_AT_ONCE: usize = 16;
 
 /// Most arguments one console command may have.
 pub const MAX_CONSOLE_ARGS: usize = 4096;
@@ -165,11 +169,16 @@ pub async fn scan(
             "SCAN did not answer a cursor and keys".into(),
         ));
     };
-    let mut described = Vec::with_capacity(keys.len());
-    for key in keys {
-        let Frame::Bulk(key) = key else { continue };
-        described.push(describe_key(&shared, key).await?);
-    }
+    // A few keys at a time: each description is three commands, likely at other nodes.
+    let described: Vec<Value> =
+        futures_util::stream::iter(keys.into_iter().filter_map(|key| match key {
+            Frame::Bulk(key) => Some(key),
+            _ => None,
+        }))
+        .map(|key| describe_key(&shared, key))
+        .buffered(DESCRIBED_AT_ONCE)
+        .try_collect()
+        .await?;
     Ok(Json(json!({
         "cursor": String::from_utf8_lossy(&next),
         "keys": described,
