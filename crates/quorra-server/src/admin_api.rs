@@ -13,7 +13,9 @@
 //! ([`quorra_node::pipeline::run_one`], or the executor for a command meant for one
 //! node), so they route, count and check limits as a client's command does. The
 //! console refuses what makes no sense without a connection of its own (MULTI, WATCH,
-//! SELECT, AUTH, HELLO, QUIT, RESET) with a JSON error.
+//! SELECT, AUTH, HELLO, QUIT, RESET) and what never ends (SUBSCRIBE, MONITOR) with a
+//! JSON error; a script that runs past `http-request-timeout-ms` is answered 408 (it
+//! runs on: SCRIPT KILL stops it).
 
 use std::sync::Arc;
 
@@ -268,6 +270,28 @@ pub async fn command(
                 "{} needs a connection of its own: the console runs each command alone \
                  (use redis-cli)",
                 id.info().name.to_uppercase()
+            ),
+        ));
+    }
+    // Commands that answer a stream rather than once: refused by name, whether or not
+    // this node serves them yet.
+    let streaming = [
+        "subscribe",
+        "psubscribe",
+        "ssubscribe",
+        "monitor",
+        "sync",
+        "psync",
+    ];
+    if streaming
+        .iter()
+        .any(|stream| name.eq_ignore_ascii_case(stream))
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} never ends: the console runs commands that answer once (use redis-cli)",
+                name.to_uppercase()
             ),
         ));
     }

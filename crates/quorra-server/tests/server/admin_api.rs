@@ -217,6 +217,7 @@ async fn the_console_runs_one_command_through_the_request_path() {
     );
     for refused in [
         r#"{"args": ["MULTI"]}"#,
+        r#"{"args": ["SUBSCRIBE", "news"]}"#,
         r#"{"args": []}"#,
         r#"{"args": "GET"}"#,
         "not json",
