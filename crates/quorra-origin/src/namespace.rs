@@ -156,9 +156,13 @@ impl Catalog {
         &self.namespaces
     }
 
-    /// The index of `key`'s namespace in [`Catalog::namespaces`]: the one with the
-    /// longest prefix of it.
+    /// The index of the stored `key`'s namespace in [`Catalog::namespaces`]: the one
+    /// with the longest prefix of it. Namespaces serve database 0: a key of another
+    /// database ([`quorra_ring::database`]) has none, whatever its name.
     pub fn namespace_of(&self, key: &[u8]) -> Option<usize> {
+        if quorra_ring::database::split(key).0 != 0 {
+            return None;
+        }
         self.namespaces
             .iter()
             .position(|namespace| key.starts_with(&namespace.prefix))
@@ -208,6 +212,9 @@ mod tests {
         assert_eq!(name("user:admin:1"), Some("admins"));
         assert_eq!(name("user:7"), Some("users"));
         assert_eq!(name("order:7"), Some("all"));
+        // Keys of another database (SELECT 1) have no namespace, not even the catch-all.
+        let in_database_1 = quorra_ring::database::stored_key(1, b"user:7");
+        assert_eq!(catalog.namespace_of(&in_database_1), None);
         let without_default = Catalog::new(Vec::new(), vec![namespace("users", "user:")]);
         assert_eq!(without_default.namespace_of(b"order:7"), None);
         assert_eq!(
