@@ -142,6 +142,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(readyz))
+        .merge(crate::dashboard::routes())
         .merge(protected)
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -670,7 +671,8 @@ fn owners(shared: &Shared, key: &[u8]) -> Result<Json<serde_json::Value>, ApiErr
         .collect();
     Ok(Json(json!({
         "key": String::from_utf8_lossy(key),
-        "token": quorra_ring::key_token(key),
+        // A string, as in `/v1/ring?tokens=true`: browsers lose u64 precision in numbers.
+        "token": quorra_ring::key_token(key).to_string(),
         "owners": owners,
     })))
 }

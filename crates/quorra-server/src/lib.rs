@@ -19,6 +19,7 @@
 //! - [`up`]: `quorra up`, a local cluster of separate node processes.
 
 pub mod admin_api;
+pub mod dashboard;
 pub mod http;
 pub mod http_listener;
 pub mod resp_client;

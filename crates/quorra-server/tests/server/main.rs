@@ -6,6 +6,7 @@ mod cluster;
 mod common;
 mod compat;
 mod connection;
+mod dashboard;
 mod databases;
 mod failover;
 mod gossip;
