@@ -294,9 +294,10 @@ fn print_table(nodes: &[Node], log_dir: &std::path::Path, demo: bool) {
         );
     }
     let first = &nodes[0];
+    let _ = writeln!(out, "\nDashboard (any node):     http://{}/", first.http);
     let _ = writeln!(
         out,
-        "\nAny node serves any key:  redis-cli -p {} set greeting hello",
+        "Any node serves any key:  redis-cli -p {} set greeting hello",
         first.resp.port()
     );
     let _ = writeln!(
