@@ -450,10 +450,10 @@ impl Membership {
             .map(|(_, entry)| entry.addresses.cluster.to_string())
             .collect();
         let own_addresses = [config.addresses.cluster, config.gossip_listen];
-        let has_seeds = config.seeds.iter().any(|seed| {
-            seed.parse()
-                .is_ok_and(|seed| !own_addresses.contains(&seed))
-        });
+        let mut has_seeds = false;
+        for seed in &config.seeds {
+            has_seeds |= names_another_node(seed, &own_addresses).await;
+        }
         // A node that knows of no other member starts a cluster of its own.
         let joined = !has_seeds && remembered.is_empty();
         let mut seed_nodes = config.seeds.clone();
@@ -890,6 +890,22 @@ fn member_from_gossip(id: &ChitchatId, state: &NodeState) -> Option<Member> {
     })
 }
 
+/// True unless `seed` is this node itself (at one of `own` addresses): a node seeded
+/// only with itself starts a cluster; any other seed makes it wait to hear from a
+/// member before it serves. A host name counts as another node unless it resolves to
+/// this one — a StatefulSet seeds every pod with every pod's name, its own included —
+/// and a name that does not resolve yet counts too, so that the node waits rather than
+/// serve alone as a cluster of one.
+async fn names_another_node(seed: &str, own: &[SocketAddr]) -> bool {
+    if let Ok(address) = seed.parse::<SocketAddr>() {
+        return !own.contains(&address);
+    }
+    match tokio::net::lookup_host(seed).await {
+        Ok(mut addresses) => !addresses.any(|address| own.contains(&address)),
+        Err(_) => true,
+    }
+}
+
 /// The ring of the counted members.
 fn ring_of(roster: &Roster, vnodes: u32) -> Ring {
     let mut ring = ring_with_vnodes(vnodes);
@@ -903,4 +919,21 @@ fn ring_of(roster: &Roster, vnodes: u32) -> Ring {
         }
     }
     ring
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_seed_is_another_node_unless_it_names_this_one() {
+        let own: [SocketAddr; 1] = ["127.0.0.1:7946".parse().unwrap()];
+        assert!(!names_another_node("127.0.0.1:7946", &own).await);
+        assert!(names_another_node("127.0.0.2:7946", &own).await);
+        // A host name: resolved; this node's own name does not count as a seed.
+        assert!(!names_another_node("localhost:7946", &own).await);
+        assert!(names_another_node("localhost:7947", &own).await);
+        // A name that does not resolve (yet) counts: the node waits to join.
+        assert!(names_another_node("quorra-1.invalid:7946", &own).await);
+    }
 }
