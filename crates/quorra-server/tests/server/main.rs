@@ -8,6 +8,7 @@ mod compat;
 mod connection;
 mod dashboard;
 mod databases;
+mod deploy;
 mod failover;
 mod gossip;
 mod http;
