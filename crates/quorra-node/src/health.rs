@@ -4,7 +4,7 @@
 //! `degraded-cpu-percent`, 90 by default). A degraded node keeps serving; the flag tells
 //! operators and the dashboard where the cluster is short of room. Each node measures
 //! itself every stats period and gossips the figures with its health
-//! ([`crate::cluster_tasks::publish_stats`]); `QUORRA NODES`, `/v1/cluster`, the
+//! ([`crate::cluster_tasks::measure`]); `QUORRA NODES`, `/v1/cluster`, the
 //! dashboard and the metrics show them. A node that falls back below both thresholds is
 //! healthy again at the next period.
 

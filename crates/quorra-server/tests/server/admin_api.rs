@@ -298,3 +298,35 @@ async fn raw_request(node: &RunningServer, head: &str) -> (u16, String) {
     let status = text.split(' ').nth(1).unwrap().parse().unwrap();
     (status, text)
 }
+
+/// The key browser given a pattern that matches a million keys: each page holds at
+/// most `count` keys whatever the pattern matches, and the node serves others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pattern_matching_a_million_keys_is_answered_page_by_page() {
+    let node = start().await;
+    // Straight into the store: a million SETs through a client would only slow the test.
+    for batch in 0..1_000 {
+        let pairs: Vec<(String, &str)> = (0..1_000)
+            .map(|i| (format!("m:{}", batch * 1_000 + i), "v"))
+            .collect();
+        node.shared.store.mset(&pairs).unwrap();
+    }
+    let mut con = connect(&node).await;
+    assert_eq!(ok(&mut con, &["DBSIZE"]).await, int(1_000_000));
+    let mut cursor = "0".to_owned();
+    for _ in 0..3 {
+        let page = get_json(
+            &node,
+            &format!("/v1/scan?cursor={cursor}&match=m:*&count=100"),
+        )
+        .await;
+        let keys = page["keys"].as_array().unwrap();
+        assert!(!keys.is_empty() && keys.len() <= 100, "{} keys", keys.len());
+        cursor = page["cursor"].as_str().unwrap().to_owned();
+        assert_ne!(cursor, "0", "a million keys do not fit in three pages");
+        assert_eq!(
+            ok(&mut con, &["PING"]).await,
+            redis::Value::SimpleString("PONG".into())
+        );
+    }
+}
