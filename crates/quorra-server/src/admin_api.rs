@@ -34,7 +34,7 @@ use quorra_resp::command::{CommandId, lookup};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{ApiError, run, unexpected, view};
+use crate::api::{ApiError, run, unexpected, view};
 
 /// Most keys one `/v1/scan` page may ask for.
 pub const MAX_SCAN_PAGE: u64 = 1000;

@@ -14,11 +14,12 @@
 //! - [`http_listener`], [`http`]: the admin HTTP API (`/v1/keys/{key}`, `/v1/stats`,
 //!   `/healthz`, `/readyz`, `/metrics`), its access rules and security headers;
 //!   [`admin_api`]: its cluster routes beyond single keys (overview, key scans, the
-//!   console, node actions).
+//!   console, node actions); [`api`]: what both share (JSON errors, running a command).
 //! - [`settings`]: settings from a TOML file, `QUORRA_*` environment variables and flags.
 //! - [`up`]: `quorra up`, a local cluster of separate node processes.
 
 pub mod admin_api;
+pub mod api;
 pub mod dashboard;
 pub mod http;
 pub mod http_listener;

@@ -100,9 +100,16 @@ pub(crate) fn array(items: Vec<Value>) -> Value {
 /// A data directory no other node of this test run uses: nodes remember their cluster's
 /// roster there, and a node that found another test's roster would try to rejoin it.
 pub(crate) fn fresh_data_dir() -> PathBuf {
+    fresh_dir("test")
+}
+
+/// A path under the system's temporary directory that nothing else of this test run
+/// uses (`quorra-<what>-<pid>-<n>`), not created; whatever a crashed earlier run left
+/// there is removed.
+pub(crate) fn fresh_dir(what: &str) -> PathBuf {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-        "quorra-test-{}-{}",
+        "quorra-{what}-{}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));

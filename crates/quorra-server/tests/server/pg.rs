@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A running PostgreSQL server.
 pub(crate) struct PgServer {
@@ -49,13 +48,7 @@ fn root() -> bool {
 impl PgServer {
     /// Creates a cluster and starts it; panics with the server's log if it cannot.
     pub(crate) fn start() -> PgServer {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "quorra-pg-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::common::fresh_dir("pg");
         std::fs::create_dir_all(&dir).unwrap();
         // PostgreSQL refuses to run as root: as root, the server runs as `postgres`.
         if root() {
