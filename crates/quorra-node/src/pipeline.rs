@@ -20,7 +20,7 @@ use crate::commands::{self, CommandId, error_reply};
 use crate::databases;
 use crate::executor::{Cx, Mode, forward, forward_to_replicas, peer_failure};
 use crate::origin_hooks;
-use crate::plan::{Plan, QuorumRead, plan};
+use crate::plan::{Plan, QuorumRead, plan, read_at_primary};
 use crate::primary_write::{self, PrimaryWrite};
 use crate::quorum_read;
 use crate::read_through;
@@ -132,7 +132,12 @@ impl Pipeline {
         }
         let authenticated =
             session.authenticated || cx.shared.settings.read().requirepass.is_none();
-        match plan(args, authenticated, &cx.node.placement(cx.view)) {
+        let placement = cx.node.placement(cx.view);
+        let mut planned = plan(args, authenticated, &placement);
+        if matches!(planned, Plan::QuorumRead(_)) && watches_a_key_of(session, args) {
+            planned = read_at_primary(args, &placement).unwrap_or(planned);
+        }
+        match planned {
             Plan::Local => {
                 let out = match self.slots.is_empty() {
                     true => out,
@@ -462,6 +467,12 @@ fn resolve_script(shared: &Shared, args: &[Bytes]) -> Option<Vec<Bytes>> {
     resolved.push(body);
     resolved.extend_from_slice(&args[2..]);
     Some(resolved)
+}
+
+/// True if the session WATCHes one of the keys of `args`.
+fn watches_a_key_of(session: &Session, args: &[Bytes]) -> bool {
+    !session.watched.is_empty()
+        && commands::keys_of(args).any(|key| session.watched.iter().any(|w| w.key == key))
 }
 
 /// True if the command `args` and one of `others` have a key in common.

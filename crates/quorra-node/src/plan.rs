@@ -134,6 +134,20 @@ pub fn plan(args: &[Bytes], authenticated: bool, placement: &Placement<'_>) -> P
 
 /// The primary shared by all these keys: `Err` with the refusal if they have several or
 /// one has none.
+/// A read of keys that all have one primary, run there instead of at a quorum: a
+/// [`Plan::Local`] or [`Plan::Forward`]; `None` when the keys have several primaries or
+/// none serving. For a client that WATCHes the keys: EXEC checks their versions at the
+/// primary, and a quorum of replicas may not yet hold a write the primary already has
+/// (it is still being copied), so a transaction built on a quorum read could commit over
+/// a value it never saw.
+pub fn read_at_primary(args: &[Bytes], placement: &Placement<'_>) -> Option<Plan> {
+    let primary = one_primary(placement, keys_of(args)).ok()?;
+    Some(match *primary == placement.view().self_id {
+        true => Plan::Local,
+        false => Plan::Forward(primary.clone()),
+    })
+}
+
 fn one_primary<'v, 'k>(
     placement: &Placement<'v>,
     mut keys: impl Iterator<Item = &'k Bytes>,

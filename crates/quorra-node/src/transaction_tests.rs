@@ -207,3 +207,39 @@ async fn a_transaction_sent_late_is_not_run() {
     assert!(answer.is_err());
     assert_eq!(value(&cluster, 1, &key), None);
 }
+
+/// A write the primary holds but is still copying (here: applied to its store alone):
+/// a client that WATCHes the key must read it where EXEC will check the version, at
+/// the primary. A quorum of the other two replicas would answer the older value, and an
+/// increment built on it would commit over the newer one (a lost update; the compat
+/// suite's 8 threads × 100 WATCH increments once ended at 716).
+#[tokio::test]
+async fn a_watched_key_is_read_at_its_primary_which_holds_every_write_first() {
+    let cluster = InMemoryCluster::new(3, 3, 0);
+    let key = cluster.key_with_primary("watched", 1);
+    let mut writer = cluster.client(1);
+    writer.pipeline(&[&["SET", &key, "1"]]).await;
+    let primary = &cluster.nodes[1].store;
+    let older = primary.get_versioned(key.as_bytes()).unwrap();
+    let newer = quorra_store::VersionedEntry::value(
+        Bytes::from_static(b"2"),
+        quorra_store::Version {
+            hlc: older.version.hlc + 1_000,
+            node: older.version.node,
+        },
+    );
+    primary.apply(key.as_bytes(), newer).unwrap();
+    let mut client = cluster.client(0);
+    assert_eq!(client.pipeline(&[&["WATCH", &key]]).await, "+OK\r\n");
+    // With the primary's answers lost, the two other replicas still make a quorum: a
+    // quorum read would answer their "1". The watching client must not see it.
+    cluster.lose_answers(1);
+    let reply = client.pipeline(&[&["GET", &key]]).await;
+    assert!(reply.starts_with("-CLUSTERDOWN"), "{reply:?}");
+    cluster.heal();
+    assert_eq!(client.pipeline(&[&["GET", &key]]).await, bulk("2"));
+    let replies = client
+        .pipeline(&[&["MULTI"], &["INCR", &key], &["EXEC"]])
+        .await;
+    assert_eq!(replies, "+OK\r\n+QUEUED\r\n*1\r\n:3\r\n");
+}
