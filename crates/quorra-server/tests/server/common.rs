@@ -97,6 +97,15 @@ pub(crate) fn array(items: Vec<Value>) -> Value {
     Value::Array(items)
 }
 
+/// A loopback port free now (for a program the test starts that needs its port given).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A data directory no other node of this test run uses: nodes remember their cluster's
 /// roster there, and a node that found another test's roster would try to rejoin it.
 pub(crate) fn fresh_data_dir() -> PathBuf {

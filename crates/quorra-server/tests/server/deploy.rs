@@ -70,15 +70,6 @@ impl Drop for Killed {
     }
 }
 
-/// A loopback port free now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Three nodes with three copies per key and the `items` namespace over SQLite,
 /// writing behind: a cluster in which every metric family the dashboard draws has
 /// samples (replication and RPC figures need a cluster, origin figures a namespace,

@@ -32,15 +32,6 @@ fn bin_dir() -> PathBuf {
     )
 }
 
-/// A loopback port free now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -62,7 +53,7 @@ impl PgServer {
         let mut server = PgServer {
             bin: bin_dir(),
             dir,
-            port: free_port(),
+            port: crate::common::free_port(),
         };
         let data = server.dir.join("data");
         server.run(
@@ -109,7 +100,7 @@ impl PgServer {
                 attempt < 3 && log_text.contains("could not bind"),
                 "PostgreSQL did not start: {log_text}"
             );
-            server.port = free_port();
+            server.port = crate::common::free_port();
         }
         unreachable!("the loop returns or panics")
     }
