@@ -178,14 +178,14 @@ pub async fn anti_entropy(
 pub async fn measure(shared: Arc<Shared>, node: Option<Arc<ClusterNode>>, stop: CancellationToken) {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let mut interval = tokio::time::interval(STATS_INTERVAL);
-    let mut before = reading(&shared);
+    let mut before = reading(&shared, &shared.store.stats());
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             () = stop.cancelled() => return,
         }
-        let after = reading(&shared);
         let store = shared.store.stats();
+        let after = reading(&shared, &store);
         let sample = health::sample(
             &before,
             &after,
@@ -236,10 +236,10 @@ pub async fn measure(shared: Arc<Shared>, node: Option<Arc<ClusterNode>>, stop: 
     }
 }
 
-/// The node's cumulative counters now.
-fn reading(shared: &Shared) -> health::Reading {
+/// The node's cumulative counters now, with the store's `stats` just taken.
+fn reading(shared: &Shared, stats: &quorra_store::StoreStats) -> health::Reading {
     let cpu = health::ProcessCpu::now();
-    let store = shared.store.stats().total;
+    let store = &stats.total;
     health::Reading {
         at: std::time::Instant::now(),
         cpu_seconds: cpu.user + cpu.system,

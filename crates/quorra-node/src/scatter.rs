@@ -15,7 +15,7 @@
 //! With copies, keyspace commands count only each node's primary keys, so every key
 //! counts once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -24,7 +24,7 @@ use quorra_cluster::membership::{ClusterView, Member};
 use quorra_cluster::message::{Request, Response};
 use quorra_resp::{Frame, Limits, encode, parse_frame};
 use quorra_ring::NodeId;
-use quorra_store::DatabaseCounts;
+use quorra_store::KeyspaceTally;
 
 use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::{self, CommandError};
@@ -259,16 +259,7 @@ async fn info(
     out: &mut BytesMut,
 ) -> Result<Lookups, CommandError> {
     let primary_only = Mode::of(cx, session, true).primary_only;
-    let mut totals = BTreeMap::<u8, DatabaseCounts>::new();
-    let mut add = |db: u8, keys: u64, expires: u64| {
-        let counts = totals.entry(db).or_insert(DatabaseCounts {
-            db,
-            keys: 0,
-            expires: 0,
-        });
-        counts.keys += keys;
-        counts.expires += expires;
-    };
+    let mut totals = KeyspaceTally::default();
     let request = Request::KeyspaceCounts { primary_only };
     let counts = join_all(
         serving(cx.view)
@@ -280,17 +271,16 @@ async fn info(
     for response in counts {
         if let Response::KeyspaceCounts { databases } = response? {
             for (db, keys, expires) in databases {
-                add(db, keys, expires);
+                totals.add(db, keys, expires);
             }
         }
     }
     if cx.view.is_serving(&cx.view.self_id) {
         for counts in commands::server::keyspace_counts(cx.shared, primary_only) {
-            add(counts.db, counts.keys, counts.expires);
+            totals.add(counts.db, counts.keys, counts.expires);
         }
     }
-    let totals = totals.into_values().collect();
-    session.cluster_keyspace = Some(totals);
+    session.cluster_keyspace = Some(totals.databases());
     commands::dispatch(cx.shared, session, out, args);
     session.cluster_keyspace = None;
     Ok(Lookups::default())

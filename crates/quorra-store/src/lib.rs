@@ -62,6 +62,6 @@ pub use entry::{
 };
 pub use error::StoreError;
 pub use memory::ENTRY_OVERHEAD;
-pub use stats::{DatabaseCounts, ShardStatsSnapshot, StoreStats};
+pub use stats::{DatabaseCounts, KeyspaceTally, ShardStatsSnapshot, StoreStats};
 pub use store::{MAX_KEY_LEN, MaxmemoryPolicy, Store, StoreConfig};
 pub use version::{HybridClock, Version};

@@ -83,6 +83,29 @@ pub struct DatabaseCounts {
     pub expires: u64,
 }
 
+/// Keys and keys with a TTL added up per database, listed in database order: how a
+/// store's pass, a node's primary-only pass and the cluster's sum of nodes count.
+#[derive(Debug, Default)]
+pub struct KeyspaceTally(std::collections::BTreeMap<u8, DatabaseCounts>);
+
+impl KeyspaceTally {
+    /// Adds `keys` keys of database `db`, `expires` of them with a TTL.
+    pub fn add(&mut self, db: u8, keys: u64, expires: u64) {
+        let counts = self.0.entry(db).or_insert(DatabaseCounts {
+            db,
+            keys: 0,
+            expires: 0,
+        });
+        counts.keys += keys;
+        counts.expires += expires;
+    }
+
+    /// The databases counted, in order.
+    pub fn databases(self) -> Vec<DatabaseCounts> {
+        self.0.into_values().collect()
+    }
+}
+
 /// Store-wide statistics, as returned by [`crate::Store::stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreStats {

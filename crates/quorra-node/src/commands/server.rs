@@ -1,6 +1,5 @@
 //! Server commands: COMMAND, INFO, CONFIG, DBSIZE, FLUSHALL/FLUSHDB, TIME.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,8 +8,8 @@ use quorra_cluster::membership::MemberState;
 use quorra_origin::origins::Health;
 use quorra_resp::encode;
 use quorra_ring::{TokenRange, database};
-use quorra_store::DatabaseCounts;
 use quorra_store::glob::glob_match;
+use quorra_store::{DatabaseCounts, KeyspaceTally};
 
 use super::connection::REDIS_COMPATIBLE_VERSION;
 use super::{COMMANDS, CommandError, CommandId, CommandInfo, Ctx, int_arg, is, lookup};
@@ -484,21 +483,15 @@ pub fn keyspace_counts(shared: &Shared, primary_only: bool) -> Vec<DatabaseCount
     };
     let view = node.view();
     let placement = node.placement(&view);
-    let mut counts = BTreeMap::<u8, DatabaseCounts>::new();
+    let mut tally = KeyspaceTally::default();
     let whole_ring = TokenRange { start: 0, end: 0 };
     shared.store.visit_range(whole_ring, |entry| {
         if !entry.tombstone && placement.primary(entry.key) == Some(&view.self_id) {
             let db = database::split(entry.key).0;
-            let counts = counts.entry(db).or_insert(DatabaseCounts {
-                db,
-                keys: 0,
-                expires: 0,
-            });
-            counts.keys += 1;
-            counts.expires += u64::from(entry.expire_at_ms.is_some());
+            tally.add(db, 1, u64::from(entry.expire_at_ms.is_some()));
         }
     });
-    counts.into_values().collect()
+    tally.databases()
 }
 
 /// Bytes as Redis's `bytesToHuman`: `1.50M`.

@@ -12,7 +12,7 @@ use quorra_ring::database;
 use crate::entry::{AccessKind, KeyType, expired};
 use crate::glob::glob_match;
 use crate::shard::{Shard, State};
-use crate::stats::DatabaseCounts;
+use crate::stats::{DatabaseCounts, KeyspaceTally};
 
 impl Store {
     /// GET: the value, promoting the entry to most recently used. (Whether a read is a
@@ -163,31 +163,21 @@ impl Store {
     /// otherwise one pass over the store.
     pub fn keyspace(&self) -> Vec<DatabaseCounts> {
         let total = self.stats().total;
+        let mut tally = KeyspaceTally::default();
         if total.entries_outside_db0 == 0 {
-            return (total.entries > 0)
-                .then_some(DatabaseCounts {
-                    db: 0,
-                    keys: total.entries,
-                    expires: total.volatile,
-                })
-                .into_iter()
-                .collect();
+            if total.entries > 0 {
+                tally.add(0, total.entries, total.volatile);
+            }
+            return tally.databases();
         }
-        let mut counts = std::collections::BTreeMap::<u8, DatabaseCounts>::new();
         for cell in self.cells.iter() {
             let sh = cell.shard.lock();
             for i in sh.lru_order() {
                 let db = database::split(sh.slot(i).key()).0;
-                let entry = counts.entry(db).or_insert(DatabaseCounts {
-                    db,
-                    keys: 0,
-                    expires: 0,
-                });
-                entry.keys += 1;
-                entry.expires += u64::from(sh.deadline(i).is_some());
+                tally.add(db, 1, u64::from(sh.deadline(i).is_some()));
             }
         }
-        counts.into_values().collect()
+        tally.databases()
     }
 
     /// KEYS in database `db`: every live stored key of it whose client's key matches
