@@ -115,8 +115,11 @@ pub fn sample(
 ) -> Sample {
     let seconds = after.at.duration_since(before.at).as_secs_f64().max(1e-3);
     let rate = |from: u64, to: u64| (to.saturating_sub(from) as f64 / seconds).round() as u64;
+    // A share above the whole machine is a measuring artefact (a cgroup quota smaller
+    // than the CPUs counted, or the tick the kernel charges late); capped, a threshold of
+    // 100% means "never degraded for CPU".
     let cpu_share =
-        (after.cpu_seconds - before.cpu_seconds).max(0.0) / seconds / cpus.max(1) as f64;
+        ((after.cpu_seconds - before.cpu_seconds).max(0.0) / seconds / cpus.max(1) as f64).min(1.0);
     let cpu_permille = (cpu_share * 1000.0).round() as u64;
     let micros = |quantile| {
         latency_quantile(&before.latency, &after.latency, quantile)
@@ -179,6 +182,7 @@ impl ProcessCpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn proc_stat_fields_are_read_after_the_command_name() {
@@ -212,5 +216,30 @@ mod tests {
             degraded(limits, u64::MAX, u64::MAX - 1, 1000),
             Degraded::MEMORY | Degraded::CPU
         );
+    }
+
+    #[test]
+    fn cpu_above_the_whole_machine_is_capped_so_a_threshold_of_100_never_trips() {
+        let at = Instant::now();
+        let reading = |seconds: u64, cpu_seconds: f64| Reading {
+            at: at + Duration::from_secs(seconds),
+            cpu_seconds,
+            commands: 0,
+            hits: 0,
+            misses: 0,
+            evictions: 0,
+            expirations: 0,
+            latency: Vec::new(),
+        };
+        let never = Thresholds {
+            memory_percent: 100,
+            cpu_percent: 100,
+        };
+        // 3.5 CPU seconds in one second on two CPUs: what a cgroup quota can report.
+        let busy = sample(&reading(0, 0.0), &reading(1, 3.5), 0, 0, 2, never);
+        assert_eq!(busy.cpu_permille, 1000);
+        assert_eq!(busy.degraded, 0);
+        let half = sample(&reading(0, 0.0), &reading(1, 1.0), 0, 0, 2, never);
+        assert_eq!(half.cpu_permille, 500);
     }
 }
