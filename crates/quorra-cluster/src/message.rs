@@ -114,6 +114,23 @@ pub enum Request {
         /// (key, the flushed version's hybrid-logical timestamp, its node id).
         entries: Vec<(Bytes, u64, u64)>,
     },
+    /// Pub/sub: messages published on the sender, in the order they were published,
+    /// for the receiver's own subscribers ([`Response::Published`]).
+    Publish {
+        /// The messages.
+        messages: Vec<WireMessage>,
+    },
+}
+
+/// A published message as it travels to the other nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireMessage {
+    /// Published with SPUBLISH (for SSUBSCRIBE's subscribers), not PUBLISH.
+    pub sharded: bool,
+    /// The channel.
+    pub channel: Bytes,
+    /// The message.
+    pub message: Bytes,
 }
 
 /// A [`VersionedEntry`] as it travels.
@@ -192,6 +209,11 @@ pub enum Response {
     },
     /// The answer to [`Request::Flushed`].
     Flushed,
+    /// The answer to [`Request::Publish`].
+    Published {
+        /// Deliveries to the receiver's subscribers.
+        receivers: u64,
+    },
 }
 
 /// A payload that does not decode as the message expected.
@@ -297,6 +319,14 @@ mod tests {
             databases: vec![(0, u64::MAX, 3), (15, 1, 0)],
         };
         assert_eq!(Response::decode(&response.encode()).unwrap(), response);
+        let publish = Request::Publish {
+            messages: vec![WireMessage {
+                sharded: true,
+                channel: Bytes::from_static(b"news\xff"),
+                message: Bytes::new(),
+            }],
+        };
+        assert_eq!(Request::decode(&publish.encode()).unwrap(), publish);
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub struct Config {
     pub proto_max_bulk_len: u64,
     /// Most bytes per command in flight.
     pub client_query_buffer_limit: u64,
+    /// Most bytes of undelivered messages one subscriber may hold before it is
+    /// disconnected; also the bound of each peer's relay queue (0: no limit).
+    pub client_output_buffer_limit_pubsub: u64,
     /// Store shards.
     pub shards: usize,
     /// Active expiry cycles per second.
@@ -163,6 +166,8 @@ impl Default for Config {
             protected_mode: true,
             proto_max_bulk_len: 512 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
+            // Redis's hard limit for the pubsub class.
+            client_output_buffer_limit_pubsub: 32 * 1024 * 1024,
             shards: quorra_store::store::DEFAULT_SHARDS,
             hz: 10,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -36,6 +36,8 @@
 //! - [`peer_handler`]: what the node answers its peers.
 //! - [`node_replicas`]: how the replicator reaches a key's replicas.
 //! - [`evictions`]: a key evicted for memory by one replica is evicted by all.
+//! - [`pubsub`]: channels and their subscribers on this node; [`pubsub_relay`]: every
+//!   message published here carried to the other nodes, in order.
 //! - [`cluster_tasks`]: anti-entropy, hint delivery, published figures.
 //! - [`health`]: the process's CPU and memory, and when a node is degraded.
 //! - [`shared`]: the state every task of a node shares.
@@ -49,8 +51,7 @@
 //!
 //! # Non-goals (for now)
 //!
-//! Data types other than strings, Pub/Sub, persistence, ACL users other than the
-//! default one.
+//! Data types other than strings, persistence, ACL users other than the default one.
 
 pub mod accounting;
 pub mod auth_log;
@@ -78,6 +79,8 @@ pub mod pipeline;
 mod pipeline_tests;
 pub mod plan;
 pub mod primary_write;
+pub mod pubsub;
+pub mod pubsub_relay;
 pub mod quorum_read;
 pub mod read_through;
 pub mod scatter;

@@ -10,7 +10,8 @@
 //!
 //! The other requests serve replication: `Apply` and `Read` (a replica's entries),
 //! `Evict` (an eviction by another replica), `Digest` and `BucketVersions`
-//! (anti-entropy), `KeyspaceCounts` (INFO's keyspace section).
+//! (anti-entropy), `KeyspaceCounts` (INFO's keyspace section); `Publish` delivers
+//! messages published on the peer to this node's subscribers ([`crate::pubsub_relay`]).
 //!
 //! The RPC server starts before the node's state exists (the state holds the cluster
 //! machinery); [`HandlerSlot`] is the handler the server is given, which answers once
@@ -29,6 +30,7 @@ use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
 use crate::executor::{Mode, protocol_of, run_here};
 use crate::node_replicas::{apply_entry, read_entries};
+use crate::pubsub::{Kind, Published};
 use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
@@ -168,6 +170,26 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
         Request::Flushed { entries } => {
             write_behind::flushed_elsewhere(&shared, &entries);
             Response::Flushed
+        }
+        Request::Publish { messages } => {
+            let mut receivers = 0;
+            for (delivered, message) in messages.into_iter().enumerate() {
+                // A batch to many subscribers is long work: let the node's other tasks
+                // (gossip among them) run in between.
+                if delivered % 64 == 63 {
+                    tokio::task::yield_now().await;
+                }
+                let kind = match message.sharded {
+                    true => Kind::Shard,
+                    false => Kind::Channel,
+                };
+                receivers += shared.pubsub.deliver(Published {
+                    kind,
+                    channel: message.channel,
+                    message: message.message,
+                }) as u64;
+            }
+            Response::Published { receivers }
         }
         Request::Read { keys, promote } => {
             let now = shared.store.now_ms();

@@ -12,6 +12,7 @@ use quorra_resp::command::CommandId;
 use quorra_store::{DatabaseCounts, Version};
 
 use crate::clients::ClientInfo;
+use crate::pubsub::Subscriber;
 use crate::wall_clock::unix_ms;
 
 /// Per-connection state that commands read and change.
@@ -45,6 +46,8 @@ pub struct Session {
     /// Set while EXEC runs this session's queued commands inside the store's exclusive
     /// section, which they must not try to enter again as shared.
     pub in_exclusive_section: bool,
+    /// Its pub/sub subscriptions and mailbox, from its first (P|S)SUBSCRIBE.
+    pub pubsub: Option<Subscriber>,
 }
 
 /// A transaction being queued: the commands between MULTI and EXEC.
@@ -85,6 +88,7 @@ impl Session {
             transaction: None,
             watched: Vec::new(),
             in_exclusive_section: false,
+            pubsub: None,
         }
     }
 

@@ -19,6 +19,7 @@ use crate::evictions::EvictionFeed;
 use crate::log_limiter::LogLimiter;
 use crate::lua::Scripts;
 use crate::metrics::Metrics;
+use crate::pubsub::PubSub;
 
 /// Settings CONFIG SET may change while the server runs.
 #[derive(Debug, Clone)]
@@ -151,6 +152,8 @@ pub struct Shared {
     pub origins: Option<Arc<Origins>>,
     /// Lua scripts: the cache, and the one running now.
     pub scripts: Arc<Scripts>,
+    /// Pub/sub subscriptions, and the relay of messages to the other nodes.
+    pub pubsub: Arc<PubSub>,
     /// The latest health sample ([`crate::cluster_tasks::measure`]).
     pub health: parking_lot::Mutex<crate::health::Sample>,
     /// Cancelled by `QUORRA LEAVE`: the process then leaves its cluster and stops, as
@@ -196,6 +199,7 @@ impl Shared {
                 config.busy_reply_threshold,
                 config.lua_max_memory,
             )),
+            pubsub: Arc::new(PubSub::new(config.client_output_buffer_limit_pubsub)),
             health: parking_lot::Mutex::default(),
             leave_requested: tokio_util::sync::CancellationToken::new(),
             config,

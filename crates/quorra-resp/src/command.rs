@@ -34,7 +34,7 @@ pub struct CommandInfo {
     /// keys follow it.
     pub keys: (i32, i32, i32),
     /// Documentation group (`string`, `generic`, `connection`, `transactions`,
-    /// `scripting`, `server`).
+    /// `scripting`, `pubsub`, `server`).
     pub group: &'static str,
     /// One-line summary for COMMAND DOCS.
     pub summary: &'static str,
@@ -171,6 +171,17 @@ commands! {
     EvalRo "eval_ro", -3, ["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"], NUMKEYS, "scripting", "7.0.0", "Executes a read-only server-side Lua script.";
     EvalshaRo "evalsha_ro", -3, ["readonly", "noscript", "stale", "skip_monitor", "no_mandatory_keys", "movablekeys"], NUMKEYS, "scripting", "7.0.0", "Executes a read-only server-side Lua script by SHA1 digest.";
     Script "script", -2, ["noscript"], NO_KEYS, "scripting", "2.6.0", "A container for Lua scripts management commands: SCRIPT LOAD, EXISTS, FLUSH, KILL.";
+    // Pub/sub. Channels are not keys: they are not placed on the ring, every node
+    // relays every message (sharded channels too), so these run where they are sent.
+    Subscribe "subscribe", -2, ["pubsub", "noscript", "loading", "stale"], NO_KEYS, "pubsub", "2.0.0", "Listens for messages published to channels.";
+    Unsubscribe "unsubscribe", -1, ["pubsub", "noscript", "loading", "stale"], NO_KEYS, "pubsub", "2.0.0", "Stops listening to messages posted to channels.";
+    Psubscribe "psubscribe", -2, ["pubsub", "noscript", "loading", "stale"], NO_KEYS, "pubsub", "2.0.0", "Listens for messages published to channels that match one or more patterns.";
+    Punsubscribe "punsubscribe", -1, ["pubsub", "noscript", "loading", "stale"], NO_KEYS, "pubsub", "2.0.0", "Stops listening to messages published to channels that match one or more patterns.";
+    Ssubscribe "ssubscribe", -2, ["pubsub", "noscript", "loading", "stale"], NO_KEYS, "pubsub", "7.0.0", "Listens for messages published to shard channels.";
+    Sunsubscribe "sunsubscribe", -1, ["pubsub", "noscript", "loading", "stale"], NO_KEYS, "pubsub", "7.0.0", "Stops listening to messages posted to shard channels.";
+    Publish "publish", 3, ["pubsub", "loading", "stale", "fast"], NO_KEYS, "pubsub", "2.0.0", "Posts a message to a channel.";
+    Spublish "spublish", 3, ["pubsub", "loading", "stale", "fast"], NO_KEYS, "pubsub", "7.0.0", "Post a message to a shard channel";
+    Pubsub "pubsub", -2, ["loading", "stale"], NO_KEYS, "pubsub", "2.8.0", "A container for Pub/Sub commands: PUBSUB CHANNELS, NUMSUB, NUMPAT, SHARDCHANNELS, SHARDNUMSUB.";
     // Server.
     Command "command", -1, ["loading", "stale"], NO_KEYS, "server", "2.8.13", "Returns detailed information about all commands.";
     Info "info", -1, ["loading", "stale"], NO_KEYS, "server", "1.0.0", "Returns information and statistics about the server.";

@@ -86,12 +86,17 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     // Forwarded commands waiting to be sent (cluster mode).
     let mut pipeline = Pipeline::default();
     let counters = &shared.counters;
+    let kill = session.info.kill.clone();
 
     'connection: loop {
         if input.capacity() - input.len() < READ_CHUNK / 4 {
             input.reserve(READ_CHUNK);
         }
-        let timeout_secs = shared.settings.read().timeout_secs;
+        // A subscriber waits for messages, however long: `timeout` is for idle clients.
+        let timeout_secs = match &session.pubsub {
+            Some(subscriber) if subscriber.active() => 0,
+            _ => shared.settings.read().timeout_secs,
+        };
         let read = async {
             if timeout_secs == 0 {
                 Some(stream.read_buf(&mut input).await)
@@ -104,10 +109,28 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 .ok()
             }
         };
+        let protocol = session.protocol;
+        let messages = async {
+            match &mut session.pubsub {
+                Some(subscriber) => {
+                    subscriber
+                        .receive_into(&mut output, protocol, FLUSH_THRESHOLD)
+                        .await
+                }
+                None => std::future::pending().await,
+            }
+        };
         let read = tokio::select! {
             read = read => read,
+            () = messages => {
+                // Published messages arrived (and were written to `output`).
+                if flush(&mut stream, &mut output, &shared, &kill).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             () = stop.cancelled() => break,
-            () = session.info.kill.cancelled() => break,
+            () = kill.cancelled() => break,
         };
         match read {
             Some(Ok(0)) | Some(Err(_)) => break,
@@ -191,7 +214,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         break;
                     }
                     if output.len() >= FLUSH_THRESHOLD {
-                        if flush(&mut stream, &mut output, &shared).await.is_err() {
+                        if flush(&mut stream, &mut output, &shared, &kill)
+                            .await
+                            .is_err()
+                        {
                             break 'connection;
                         }
                         // The wait for the socket is not the next command's time.
@@ -213,10 +239,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             if let Closing::ProtocolError(error) = closing {
                 encode::error(&mut output, &error);
             }
-            let _ = flush(&mut stream, &mut output, &shared).await;
+            let _ = flush(&mut stream, &mut output, &shared, &kill).await;
             break;
         }
-        if flush(&mut stream, &mut output, &shared).await.is_err() {
+        if flush(&mut stream, &mut output, &shared, &kill)
+            .await
+            .is_err()
+        {
             break;
         }
         for buffer in [&mut input, &mut output] {
@@ -283,15 +312,21 @@ fn looks_like_http(args: &[bytes::Bytes]) -> bool {
             && args[2][..5].eq_ignore_ascii_case(b"HTTP/"))
 }
 
+/// Writes `output` out; gives up if the client is told to close meanwhile (a client
+/// that stops reading must not hold its connection's task and buffers for ever).
 async fn flush<S: AsyncWrite + Unpin>(
     stream: &mut S,
     output: &mut BytesMut,
     shared: &Shared,
+    kill: &CancellationToken,
 ) -> std::io::Result<()> {
     if output.is_empty() {
         return Ok(());
     }
-    stream.write_all(output).await?;
+    tokio::select! {
+        written = stream.write_all(output) => written?,
+        () = kill.cancelled() => return Err(std::io::ErrorKind::ConnectionAborted.into()),
+    }
     shared
         .counters
         .net_output_bytes

@@ -235,6 +235,11 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
         stop.clone(),
     ));
     if let Some(node) = &cluster {
+        tasks.spawn(quorra_node::pubsub_relay::run(
+            shared.clone(),
+            node.clone(),
+            stop.clone(),
+        ));
         tasks.spawn(quorra_node::cluster_tasks::replay_hints(
             node.clone(),
             stop.clone(),

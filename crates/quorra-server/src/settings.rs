@@ -193,6 +193,13 @@ pub struct Settings {
     #[serde(default, deserialize_with = "deserialize_bytes")]
     pub client_query_buffer_limit: Option<u64>,
 
+    /// Most bytes of published messages one subscriber may have waiting before it is
+    /// disconnected, and most bytes queued for one peer node; 0 for no limit
+    /// [default: 32mb].
+    #[arg(long, env = "QUORRA_CLIENT_OUTPUT_BUFFER_LIMIT_PUBSUB", value_parser = parse_bytes)]
+    #[serde(default, deserialize_with = "deserialize_bytes")]
+    pub client_output_buffer_limit_pubsub: Option<u64>,
+
     /// Store shards (rounded up to a power of two); more shards, less lock contention
     /// [default: 16].
     #[arg(long, env = "QUORRA_SHARDS")]
@@ -407,6 +414,9 @@ impl Settings {
             client_query_buffer_limit: self
                 .client_query_buffer_limit
                 .or(lower.client_query_buffer_limit),
+            client_output_buffer_limit_pubsub: self
+                .client_output_buffer_limit_pubsub
+                .or(lower.client_output_buffer_limit_pubsub),
             shards: self.shards.or(lower.shards),
             hz: self.hz.or(lower.hz),
             threads: self.threads.or(lower.threads),
@@ -560,6 +570,9 @@ impl Settings {
             client_query_buffer_limit: self
                 .client_query_buffer_limit
                 .unwrap_or(defaults.client_query_buffer_limit),
+            client_output_buffer_limit_pubsub: self
+                .client_output_buffer_limit_pubsub
+                .unwrap_or(defaults.client_output_buffer_limit_pubsub),
             shards,
             hz,
         })

@@ -15,6 +15,14 @@ pub const REDIS_COMPATIBLE_VERSION: &str = "7.2.0";
 
 /// `PING [message]`
 pub fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    if super::pubsub::in_subscribed_mode(ctx.session) {
+        // A RESP2 subscriber's replies are arrays, so that its client can tell them from
+        // messages: `pong` and the message (empty without one).
+        ctx.array(2);
+        ctx.bulk(b"pong");
+        ctx.bulk(args.get(1).map_or(&b""[..], |message| &message[..]));
+        return Ok(());
+    }
     match args {
         [_] => encode::simple(ctx.out, "PONG"),
         [_, message] => ctx.bulk(message),
@@ -186,6 +194,7 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     ctx.session.info.name.lock().clear();
     ctx.session.transaction = None;
     ctx.session.watched.clear();
+    ctx.session.pubsub = None;
     encode::simple(ctx.out, "RESET");
     Ok(())
 }

@@ -11,7 +11,8 @@
 //! [`CommandError`] with Redis's error text when they refuse.
 //!
 //! Handlers are grouped like Redis's documentation: [`keyspace`] (generic key
-//! commands), [`strings`], [`connection`], [`transactions`], [`scripting`], [`server`];
+//! commands), [`strings`], [`connection`], [`transactions`], [`scripting`], [`pubsub`],
+//! [`server`];
 //! [`quorra`] holds quorra's own `QUORRA` family.
 //!
 //! Each command runs inside the store's shared section, so that it never runs between
@@ -21,6 +22,7 @@
 
 pub mod connection;
 pub mod keyspace;
+pub mod pubsub;
 pub mod quorra;
 pub mod scripting;
 pub mod server;
@@ -127,6 +129,16 @@ pub fn handler(id: CommandId) -> Handler {
         Flushdb => server::flushdb,
         Time => server::time,
         Acl => server::acl,
+        // Pub/sub.
+        Subscribe => pubsub::subscribe,
+        Unsubscribe => pubsub::unsubscribe,
+        Psubscribe => pubsub::psubscribe,
+        Punsubscribe => pubsub::punsubscribe,
+        Ssubscribe => pubsub::ssubscribe,
+        Sunsubscribe => pubsub::sunsubscribe,
+        Publish => pubsub::publish,
+        Spublish => pubsub::spublish,
+        Pubsub => pubsub::pubsub,
         // quorra's own.
         Quorra => quorra::quorra,
     }
@@ -300,8 +312,13 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
         && shared.settings.read().requirepass.is_some()
     {
         Some(CommandError::new("NOAUTH Authentication required."))
+    } else if session.transaction.is_some() && pubsub::changes_subscriptions(spec.name) {
+        // (Un)subscribing inside MULTI: its confirmations would land inside EXEC's reply.
+        Some(CommandError::new(
+            "ERR Command not allowed inside a transaction",
+        ))
     } else {
-        None
+        pubsub::refusal_in_subscribed_mode(session, spec.name)
     };
     if let Some(refusal) = refusal {
         transactions::refuse(session);

@@ -14,6 +14,7 @@ use quorra_store::{DatabaseCounts, KeyspaceTally};
 use super::connection::REDIS_COMPATIBLE_VERSION;
 use super::{COMMANDS, CommandError, CommandId, CommandInfo, Ctx, int_arg, is, lookup};
 use crate::config::{parse_bytes, parse_policy, policy_name};
+use crate::pubsub::Kind;
 use crate::shared::Shared;
 use crate::wall_clock::unix_ms;
 
@@ -141,6 +142,7 @@ const CONFIG_NAMES: &[&str] = &[
     "hz",
     "proto-max-bulk-len",
     "client-query-buffer-limit",
+    "client-output-buffer-limit",
     "save",
     "appendonly",
     "databases",
@@ -161,6 +163,11 @@ fn config_value(ctx: &Ctx<'_>, name: &str) -> String {
         "hz" => config.hz.to_string(),
         "proto-max-bulk-len" => config.proto_max_bulk_len.to_string(),
         "client-query-buffer-limit" => config.client_query_buffer_limit.to_string(),
+        // Redis's form; only the pubsub class's hard limit is enforced.
+        "client-output-buffer-limit" => format!(
+            "normal 0 0 0 slave 0 0 0 pubsub {} 0 0",
+            config.client_output_buffer_limit_pubsub
+        ),
         // quorra keeps nothing on disk.
         "save" => String::new(),
         "appendonly" => "no".to_owned(),
@@ -582,13 +589,17 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         }
         "stats" => {
             let stats = shared.store.stats().total;
+            let pubsub = &shared.pubsub.counters;
             write!(
                 out,
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
                  total_net_input_bytes:{}\r\ntotal_net_output_bytes:{}\r\nrejected_connections:{}\r\n\
                  expired_keys:{}\r\nevicted_keys:{}\r\nkeyspace_hits:{}\r\nkeyspace_misses:{}\r\n\
                  rejected_calls:{}\r\nfailed_calls:{}\r\nacl_access_denied_auth:{}\r\nevicted_clients:{}\r\n\
-                 quorra_peer_commands_processed:{}\r\n",
+                 pubsub_channels:{}\r\npubsub_patterns:{}\r\npubsub_shardchannels:{}\r\n\
+                 quorra_peer_commands_processed:{}\r\nquorra_pubsub_published:{}\r\n\
+                 quorra_pubsub_delivered:{}\r\nquorra_pubsub_relay_dropped:{}\r\n\
+                 quorra_pubsub_disconnected_subscribers:{}\r\n",
                 load(&counters.connections_received),
                 load(&counters.commands_processed),
                 load(&counters.net_input_bytes),
@@ -602,7 +613,14 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&counters.failed_calls),
                 shared.auth_log.failures(),
                 shared.clients.evicted(),
+                shared.pubsub.channel_count(Kind::Channel),
+                shared.pubsub.channel_count(Kind::Pattern),
+                shared.pubsub.channel_count(Kind::Shard),
                 load(&counters.peer_commands_processed),
+                load(&pubsub.published),
+                load(&pubsub.delivered),
+                load(&pubsub.relay_dropped),
+                load(&pubsub.disconnected_subscribers),
             )
         }
         "cluster" => {

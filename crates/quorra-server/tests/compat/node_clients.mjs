@@ -1,5 +1,5 @@
-// What Node.js applications do with transactions, scripts and scans through ioredis and
-// node-redis, run against one server.
+// What Node.js applications do with transactions, scripts, scans and pub/sub through
+// ioredis and node-redis, run against one server.
 //
 // Usage: node node_clients.mjs PORT [PORT ...]
 //
@@ -19,8 +19,8 @@ function ioredis(index = 0) {
   return new Redis({ host: "127.0.0.1", port: portOf(index), lazyConnect: false });
 }
 
-async function nodeRedis(index = 0, database = 0) {
-  const client = createClient({ url: `redis://127.0.0.1:${portOf(index)}/${database}` });
+async function nodeRedis(index = 0, database = 0, options = {}) {
+  const client = createClient({ url: `redis://127.0.0.1:${portOf(index)}/${database}`, ...options });
   client.on("error", () => {});
   await client.connect();
   return client;
@@ -176,6 +176,76 @@ testCase("node_redis_and_ioredis_with_a_database_number", async () => {
   io.disconnect();
   return [seen, pairs(multi), keys, fromZero];
 });
+
+/** Resolves once `received` holds `count` items; rejects after 10 s with what it holds. */
+function receivedAll(received, count) {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const poll = setInterval(() => {
+      if (received.length >= count) {
+        clearInterval(poll);
+        resolve();
+      } else if (Date.now() - started > 10_000) {
+        clearInterval(poll);
+        reject(new Error(`received ${received.length} of ${count}`));
+      }
+    }, 5);
+  });
+}
+
+// The subscriber and the publisher are on different nodes of a cluster. PUBLISH's reply
+// is left out: it counts the subscribers of the publisher's node only, as in Redis
+// Cluster (docs/pubsub.md).
+testCase("ioredis_pubsub_across_nodes", async () => {
+  const subscriber = ioredis(0);
+  const publisher = ioredis(1);
+  const received = [];
+  subscriber.on("message", (channel, message) => received.push(["message", channel, message]));
+  subscriber.on("pmessage", (pattern, channel, message) =>
+    received.push(["pmessage", pattern, channel, message]),
+  );
+  const subscribed = [
+    await subscriber.subscribe("{ps-io}:news", "{ps-io}:other"),
+    await subscriber.psubscribe("{ps-io}:n*"),
+  ];
+  for (let i = 0; i < 20; i++) await publisher.publish("{ps-io}:news", `m${i}`);
+  await publisher.publish("{ps-io}:nothing-here", "p");
+  await receivedAll(received, 41);
+  const left = [
+    await subscriber.unsubscribe("{ps-io}:news", "{ps-io}:other"),
+    await subscriber.punsubscribe("{ps-io}:n*"),
+  ];
+  subscriber.disconnect();
+  publisher.disconnect();
+  return { subscribed, left, received };
+});
+
+for (const resp of [2, 3]) {
+  testCase(`node_redis_resp${resp}_pubsub_across_nodes`, async () => {
+    const subscriber = await nodeRedis(0, 0, { RESP: resp });
+    const publisher = await nodeRedis(2, 0, { RESP: resp });
+    const received = [];
+    await subscriber.subscribe("{ps-nr}:news", (message, channel) =>
+      received.push(["message", channel, message]),
+    );
+    await subscriber.pSubscribe("{ps-nr}:*", (message, channel) =>
+      received.push(["pmessage", channel, message]),
+    );
+    await subscriber.sSubscribe("{ps-nr}:shard", (message, channel) =>
+      received.push(["smessage", channel, message]),
+    );
+    for (let i = 0; i < 10; i++) await publisher.publish("{ps-nr}:news", `m${i}`);
+    await publisher.sPublish("{ps-nr}:shard", "s");
+    await receivedAll(received, 21);
+    await subscriber.unsubscribe();
+    await subscriber.pUnsubscribe();
+    await subscriber.sUnsubscribe();
+    const numsub = await subscriber.pubSubNumSub("{ps-nr}:news");
+    await subscriber.quit();
+    await publisher.quit();
+    return { received, numsub };
+  });
+}
 
 for (const [name, work] of cases) {
   const result = await observed(work);

@@ -21,6 +21,7 @@ mod pg;
 mod postgres;
 mod process;
 mod protocol;
+mod pubsub;
 mod replication;
 mod scripting;
 mod strings;
