@@ -50,6 +50,9 @@ pub struct ClientInfo {
     pub buffered: AtomicU64,
     /// Cancelled to make the connection close (client memory over budget).
     pub kill: CancellationToken,
+    /// Its channel, pattern and shard channel subscriptions (CLIENT LIST's `sub`,
+    /// `psub`, `ssub`).
+    pub subscriptions: [AtomicUsize; 3],
 }
 
 impl ClientInfo {
@@ -66,11 +69,17 @@ impl ClientInfo {
             index => COMMANDS[index].name.to_owned(),
         };
         let (lib_name, lib_ver) = self.lib.lock().clone();
+        let [sub, psub, ssub] = self
+            .subscriptions
+            .each_ref()
+            .map(|count| count.load(Ordering::Relaxed));
+        // Redis's flags: P for a subscriber, N for none.
+        let flags = if sub + psub + ssub > 0 { "P" } else { "N" };
         let mut line = String::new();
         let _ = write!(
             line,
-            "id={} addr={} laddr={} name={} age={} idle={} flags=N db={} sub=0 psub=0 ssub=0 multi=-1 \
-             cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} name={} age={} idle={} flags={flags} db={} sub={sub} psub={psub} \
+             ssub={ssub} multi=-1 cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -123,6 +132,7 @@ impl ClientRegistry {
             lib: Mutex::new((String::new(), String::new())),
             buffered: AtomicU64::new(0),
             kill: CancellationToken::new(),
+            subscriptions: Default::default(),
         })
     }
 

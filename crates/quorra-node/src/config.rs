@@ -73,6 +73,9 @@ pub struct Config {
     /// Most bytes of undelivered messages one subscriber may hold before it is
     /// disconnected; also the bound of each peer's relay queue (0: no limit).
     pub client_output_buffer_limit_pubsub: u64,
+    /// The keyspace notification classes enabled at start
+    /// ([`crate::notifications::parse`] of `notify-keyspace-events`).
+    pub notify_keyspace_events: u32,
     /// Store shards.
     pub shards: usize,
     /// Active expiry cycles per second.
@@ -168,6 +171,7 @@ impl Default for Config {
             client_query_buffer_limit: 1024 * 1024 * 1024,
             // Redis's hard limit for the pubsub class.
             client_output_buffer_limit_pubsub: 32 * 1024 * 1024,
+            notify_keyspace_events: 0,
             shards: quorra_store::store::DEFAULT_SHARDS,
             hz: 10,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),

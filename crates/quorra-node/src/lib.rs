@@ -37,7 +37,8 @@
 //! - [`node_replicas`]: how the replicator reaches a key's replicas.
 //! - [`evictions`]: a key evicted for memory by one replica is evicted by all.
 //! - [`pubsub`]: channels and their subscribers on this node; [`pubsub_relay`]: every
-//!   message published here carried to the other nodes, in order.
+//!   message published here carried to the other nodes, in order; [`notifications`]:
+//!   keyspace events published on it.
 //! - [`cluster_tasks`]: anti-entropy, hint delivery, published figures.
 //! - [`health`]: the process's CPU and memory, and when a node is degraded.
 //! - [`shared`]: the state every task of a node shares.
@@ -71,6 +72,7 @@ pub mod log_limiter;
 pub mod lua;
 pub mod metrics;
 pub mod node_replicas;
+pub mod notifications;
 pub mod origin_hooks;
 pub mod peer;
 pub mod peer_handler;

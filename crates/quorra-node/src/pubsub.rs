@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::clients::ClientInfo;
 
-/// Which family a subscription or a message belongs to.
+/// Which family a subscription or a message belongs to (in CLIENT LIST's order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// SUBSCRIBE / PUBLISH.
@@ -371,6 +371,7 @@ impl Subscriber {
     pub fn subscribe(&mut self, kind: Kind, name: &Bytes) -> usize {
         if self.names(kind).insert(name.clone()) {
             self.hub.add(kind, name, &self.mailbox);
+            self.show_count(kind);
         }
         self.count(kind)
     }
@@ -379,8 +380,15 @@ impl Subscriber {
     pub fn unsubscribe(&mut self, kind: Kind, name: &[u8]) -> usize {
         if self.names(kind).remove(name) {
             self.hub.remove(kind, name, self.mailbox.client.id);
+            self.show_count(kind);
         }
         self.count(kind)
+    }
+
+    /// Publishes the count of `kind` for CLIENT LIST.
+    fn show_count(&mut self, kind: Kind) {
+        let count = self.names(kind).len();
+        self.mailbox.client.subscriptions[kind as usize].store(count, Ordering::Relaxed);
     }
 
     /// What `kind` is subscribed to now (for UNSUBSCRIBE without arguments).
@@ -443,6 +451,7 @@ impl Drop for Subscriber {
             for name in std::mem::take(self.names(kind)) {
                 self.hub.remove(kind, &name, client);
             }
+            self.show_count(kind);
         }
     }
 }

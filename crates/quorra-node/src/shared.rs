@@ -19,6 +19,7 @@ use crate::evictions::EvictionFeed;
 use crate::log_limiter::LogLimiter;
 use crate::lua::Scripts;
 use crate::metrics::Metrics;
+use crate::notifications::Notifier;
 use crate::pubsub::PubSub;
 
 /// Settings CONFIG SET may change while the server runs.
@@ -154,6 +155,8 @@ pub struct Shared {
     pub scripts: Arc<Scripts>,
     /// Pub/sub subscriptions, and the relay of messages to the other nodes.
     pub pubsub: Arc<PubSub>,
+    /// Keyspace notifications (`notify-keyspace-events`).
+    pub notifier: Notifier,
     /// The latest health sample ([`crate::cluster_tasks::measure`]).
     pub health: parking_lot::Mutex<crate::health::Sample>,
     /// Cancelled by `QUORRA LEAVE`: the process then leaves its cluster and stops, as
@@ -200,6 +203,7 @@ impl Shared {
                 config.lua_max_memory,
             )),
             pubsub: Arc::new(PubSub::new(config.client_output_buffer_limit_pubsub)),
+            notifier: Notifier::new(config.notify_keyspace_events),
             health: parking_lot::Mutex::default(),
             leave_requested: tokio_util::sync::CancellationToken::new(),
             config,

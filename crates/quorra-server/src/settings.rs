@@ -200,6 +200,11 @@ pub struct Settings {
     #[serde(default, deserialize_with = "deserialize_bytes")]
     pub client_output_buffer_limit_pubsub: Option<u64>,
 
+    /// Keyspace notification classes, as Redis's `notify-keyspace-events` (e.g. `KEA`;
+    /// empty: off) [default: ""].
+    #[arg(long, env = "QUORRA_NOTIFY_KEYSPACE_EVENTS")]
+    pub notify_keyspace_events: Option<String>,
+
     /// Store shards (rounded up to a power of two); more shards, less lock contention
     /// [default: 16].
     #[arg(long, env = "QUORRA_SHARDS")]
@@ -417,6 +422,7 @@ impl Settings {
             client_output_buffer_limit_pubsub: self
                 .client_output_buffer_limit_pubsub
                 .or(lower.client_output_buffer_limit_pubsub),
+            notify_keyspace_events: self.notify_keyspace_events.or(lower.notify_keyspace_events),
             shards: self.shards.or(lower.shards),
             hz: self.hz.or(lower.hz),
             threads: self.threads.or(lower.threads),
@@ -529,6 +535,17 @@ impl Settings {
                 "must be between 0 and 100",
             ));
         }
+        let notify_keyspace_events = match &self.notify_keyspace_events {
+            None => defaults.notify_keyspace_events,
+            Some(classes) => {
+                quorra_node::notifications::parse(classes.as_bytes()).ok_or_else(|| {
+                    invalid(
+                        "notify-keyspace-events",
+                        "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.",
+                    )
+                })?
+            }
+        };
         let bind = self.bind.unwrap_or(defaults.bind);
         let cluster = self.cluster_config(bind)?;
         let tls = self.tls_config()?;
@@ -573,6 +590,7 @@ impl Settings {
             client_output_buffer_limit_pubsub: self
                 .client_output_buffer_limit_pubsub
                 .unwrap_or(defaults.client_output_buffer_limit_pubsub),
+            notify_keyspace_events,
             shards,
             hz,
         })

@@ -9,6 +9,7 @@ use quorra_store::{ExpireFlags, StoreError};
 use super::connection::database_arg;
 use super::{CommandError, Ctx, int_arg, is};
 use crate::databases::{self, client_key};
+use crate::notifications::GENERIC;
 
 /// Most keys one SCAN call may ask for with COUNT, so a client cannot make one call
 /// collect the whole keyspace in memory at once.
@@ -16,7 +17,19 @@ pub const MAX_SCAN_COUNT: i64 = 100_000;
 
 /// `DEL key [key ...] (and UNLINK)`
 pub fn del(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let removed = ctx.shared.store.del(&args[1..]);
+    let removed = if ctx.shared.notifier.wants(GENERIC) {
+        // Key by key, to know which to raise `del` for.
+        let mut removed = 0;
+        for key in &args[1..] {
+            if ctx.shared.store.del(std::slice::from_ref(key)) > 0 {
+                ctx.notify(GENERIC, "del", key);
+                removed += 1;
+            }
+        }
+        removed
+    } else {
+        ctx.shared.store.del(&args[1..])
+    };
     ctx.int(removed as i64);
     Ok(())
 }
@@ -147,6 +160,10 @@ pub fn move_key(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         Err(StoreError::NoSuchKey) => false,
         Err(error) => return Err(error.into()),
     };
+    if moved {
+        ctx.notify(GENERIC, "move_from", &args[1]);
+        ctx.notify(GENERIC, "move_to", &destination);
+    }
     ctx.int(i64::from(moved));
     Ok(())
 }
@@ -154,6 +171,7 @@ pub fn move_key(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// RENAME key newkey
 pub fn rename(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     ctx.shared.store.rename(&args[1], &args[2])?;
+    notify_rename(ctx, args);
     ctx.ok();
     Ok(())
 }
@@ -161,8 +179,16 @@ pub fn rename(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// RENAMENX key newkey
 pub fn renamenx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let renamed = ctx.shared.store.renamenx(&args[1], &args[2])?;
+    if renamed {
+        notify_rename(ctx, args);
+    }
     ctx.int(i64::from(renamed));
     Ok(())
+}
+
+fn notify_rename(ctx: &Ctx<'_>, args: &[Bytes]) {
+    ctx.notify(GENERIC, "rename_from", &args[1]);
+    ctx.notify(GENERIC, "rename_to", &args[2]);
 }
 
 /// `COPY source destination [DB destination-db] [REPLACE]`
@@ -181,6 +207,9 @@ pub fn copy(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         }
     }
     let copied = ctx.shared.store.copy(&args[1], &destination, replace)?;
+    if copied {
+        ctx.notify(GENERIC, "copy_to", &destination);
+    }
     ctx.int(i64::from(copied));
     Ok(())
 }
@@ -207,6 +236,15 @@ fn expire_flags(options: &[Bytes]) -> Result<ExpireFlags, CommandError> {
     Ok(flags)
 }
 
+/// Redis's event for an EXPIRE that took: `expire`, or `del` when the time had already
+/// passed and the key is gone.
+fn notify_expire(ctx: &Ctx<'_>, key: &Bytes) {
+    if ctx.shared.notifier.wants(GENERIC) {
+        let gone = ctx.shared.store.exists(std::slice::from_ref(key)) == 0;
+        ctx.notify(GENERIC, if gone { "del" } else { "expire" }, key);
+    }
+}
+
 macro_rules! expire_command {
     ($(#[$doc:meta])* $name:ident, $method:ident) => {
         $(#[$doc])*
@@ -214,6 +252,9 @@ macro_rules! expire_command {
             let time = int_arg(&args[2])?;
             let flags = expire_flags(&args[3..])?;
             let set = ctx.shared.store.$method(&args[1], time, flags)?;
+            if set {
+                notify_expire(ctx, &args[1]);
+            }
             ctx.int(i64::from(set));
             Ok(())
         }
@@ -367,6 +408,9 @@ pub fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// PERSIST key
 pub fn persist(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let removed = ctx.shared.store.persist(&args[1]);
+    if removed {
+        ctx.notify(GENERIC, "persist", &args[1]);
+    }
     ctx.int(i64::from(removed));
     Ok(())
 }

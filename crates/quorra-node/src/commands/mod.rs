@@ -277,6 +277,12 @@ impl Ctx<'_> {
     pub fn map(&mut self, pairs: usize) {
         encode::map_header(self.out, pairs, self.session.protocol);
     }
+
+    /// Raises keyspace event `event` of `class` ([`crate::notifications`]) on `key`.
+    pub fn notify(&self, class: u32, event: &str, key: &[u8]) {
+        let shared = self.shared;
+        shared.notifier.notify(&shared.pubsub, class, event, key);
+    }
 }
 
 /// What running one command did, for the accounting.

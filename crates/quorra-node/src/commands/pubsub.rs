@@ -25,8 +25,12 @@ fn only_pubsub_allowed(name: &str) -> CommandError {
 /// The refusal of command `name` for `session`, if it is a RESP2 client in subscribed
 /// mode and the command is not one of those that mode allows.
 pub fn refusal_in_subscribed_mode(session: &Session, name: &str) -> Option<CommandError> {
+    // Every command asks: the cheap test first.
+    if !in_subscribed_mode(session) {
+        return None;
+    }
     let allowed = changes_subscriptions(name) || matches!(name, "ping" | "quit" | "reset");
-    (in_subscribed_mode(session) && !allowed).then(|| only_pubsub_allowed(name))
+    (!allowed).then(|| only_pubsub_allowed(name))
 }
 
 /// Whether command `name` is one of the (P|S)(UN)SUBSCRIBE family.

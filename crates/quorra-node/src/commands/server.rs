@@ -14,6 +14,7 @@ use quorra_store::{DatabaseCounts, KeyspaceTally};
 use super::connection::REDIS_COMPATIBLE_VERSION;
 use super::{COMMANDS, CommandError, CommandId, CommandInfo, Ctx, int_arg, is, lookup};
 use crate::config::{parse_bytes, parse_policy, policy_name};
+use crate::notifications;
 use crate::pubsub::Kind;
 use crate::shared::Shared;
 use crate::wall_clock::unix_ms;
@@ -143,6 +144,7 @@ const CONFIG_NAMES: &[&str] = &[
     "proto-max-bulk-len",
     "client-query-buffer-limit",
     "client-output-buffer-limit",
+    "notify-keyspace-events",
     "save",
     "appendonly",
     "databases",
@@ -163,6 +165,7 @@ fn config_value(ctx: &Ctx<'_>, name: &str) -> String {
         "hz" => config.hz.to_string(),
         "proto-max-bulk-len" => config.proto_max_bulk_len.to_string(),
         "client-query-buffer-limit" => config.client_query_buffer_limit.to_string(),
+        "notify-keyspace-events" => notifications::format(ctx.shared.notifier.flags()),
         // Redis's form; only the pubsub class's hard limit is enforced.
         "client-output-buffer-limit" => format!(
             "normal 0 0 0 slave 0 0 0 pubsub {} 0 0",
@@ -242,6 +245,7 @@ enum ConfigChange {
     Requirepass(Option<String>),
     Maxclients(usize),
     ProtectedMode(bool),
+    NotifyKeyspaceEvents(u32),
 }
 
 fn parse_config_change(
@@ -296,6 +300,10 @@ fn parse_config_change(
                 _ => return Err(failed("argument must be 'yes' or 'no'")),
             })
         }
+        "notify-keyspace-events" => ConfigChange::NotifyKeyspaceEvents(
+            notifications::parse(value.as_bytes())
+                .ok_or_else(|| failed("Invalid event class character. Use 'Ag$lshzxeKEtmdn'."))?,
+        ),
         _ if CONFIG_NAMES.contains(&name) => return Err(failed("can't set immutable config")),
         _ => {
             return Err(CommandError::new(format!(
@@ -317,6 +325,7 @@ fn apply_config_change(ctx: &mut Ctx<'_>, change: ConfigChange) {
         ConfigChange::Requirepass(password) => settings.requirepass = password,
         ConfigChange::Maxclients(n) => settings.maxclients = n,
         ConfigChange::ProtectedMode(on) => settings.protected_mode = on,
+        ConfigChange::NotifyKeyspaceEvents(flags) => ctx.shared.notifier.set_flags(flags),
     }
 }
 

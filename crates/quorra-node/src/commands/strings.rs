@@ -5,6 +5,7 @@ use quorra_store::numeric::parse_f64;
 use quorra_store::{GetExExpiry, SetExpiry, SetOptions};
 
 use super::{CommandError, Ctx, int_arg, is};
+use crate::notifications::{GENERIC, STRING};
 
 /// GET key
 ///
@@ -27,6 +28,9 @@ pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let options = SetOptions::parse(&args[3..]).map_err(CommandError::from)?;
     let outcome = ctx.shared.store.set(&args[1], &args[2], options)?;
+    if outcome.written {
+        notify_set(ctx, &args[1], options.expiry);
+    }
     if options.get {
         ctx.bulk_or_null(outcome.previous.as_deref());
     } else if outcome.written {
@@ -37,9 +41,20 @@ pub fn set(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// Redis's events for a key SET wrote: `set`, and `expire` if it was given a TTL.
+fn notify_set(ctx: &Ctx<'_>, key: &[u8], expiry: SetExpiry) {
+    ctx.notify(STRING, "set", key);
+    if !matches!(expiry, SetExpiry::None | SetExpiry::KeepTtl) {
+        ctx.notify(GENERIC, "expire", key);
+    }
+}
+
 /// SETNX key value
 pub fn setnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let written = ctx.shared.store.setnx(&args[1], &args[2])?;
+    if written {
+        ctx.notify(STRING, "set", &args[1]);
+    }
     ctx.int(i64::from(written));
     Ok(())
 }
@@ -72,6 +87,7 @@ fn set_with_ttl(
         .store
         .set(&args[1], &args[3], options)
         .map_err(|error| rename_expire_error(error, name))?;
+    notify_set(ctx, &args[1], options.expiry);
     ctx.ok();
     Ok(())
 }
@@ -120,6 +136,13 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         .store
         .getex(&args[1], expiry)
         .map_err(|error| rename_expire_error(error, "getex"))?;
+    if value.is_some() {
+        match expiry {
+            GetExExpiry::Keep => {}
+            GetExExpiry::Persist => ctx.notify(GENERIC, "persist", &args[1]),
+            _ => ctx.notify(GENERIC, "expire", &args[1]),
+        }
+    }
     ctx.read_result(value.as_deref());
     Ok(())
 }
@@ -127,6 +150,9 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// GETDEL key
 pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let value = ctx.shared.store.getdel(&args[1]);
+    if value.is_some() {
+        ctx.notify(GENERIC, "del", &args[1]);
+    }
     ctx.read_result(value.as_deref());
     Ok(())
 }
@@ -134,6 +160,7 @@ pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// GETSET key value
 pub fn getset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let previous = ctx.shared.store.getset(&args[1], &args[2])?;
+    ctx.notify(STRING, "set", &args[1]);
     ctx.bulk_or_null(previous.as_deref());
     Ok(())
 }
@@ -162,14 +189,24 @@ fn pairs(args: &[Bytes]) -> Result<Vec<(&Bytes, &Bytes)>, CommandError> {
 
 /// `MSET key value [key value ...]`
 pub fn mset(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    ctx.shared.store.mset(&pairs(args)?)?;
+    let pairs = pairs(args)?;
+    ctx.shared.store.mset(&pairs)?;
+    for (key, _) in pairs {
+        ctx.notify(STRING, "set", key);
+    }
     ctx.ok();
     Ok(())
 }
 
 /// `MSETNX key value [key value ...]`
 pub fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let written = ctx.shared.store.msetnx(&pairs(args)?)?;
+    let pairs = pairs(args)?;
+    let written = ctx.shared.store.msetnx(&pairs)?;
+    if written {
+        for (key, _) in pairs {
+            ctx.notify(STRING, "set", key);
+        }
+    }
     ctx.int(i64::from(written));
     Ok(())
 }
@@ -177,6 +214,7 @@ pub fn msetnx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// INCR key
 pub fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let value = ctx.shared.store.incrby(&args[1], 1)?;
+    ctx.notify(STRING, "incrby", &args[1]);
     ctx.int(value);
     Ok(())
 }
@@ -184,6 +222,7 @@ pub fn incr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// DECR key
 pub fn decr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let value = ctx.shared.store.decrby(&args[1], 1)?;
+    ctx.notify(STRING, "incrby", &args[1]);
     ctx.int(value);
     Ok(())
 }
@@ -191,6 +230,7 @@ pub fn decr(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// INCRBY key increment
 pub fn incrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let value = ctx.shared.store.incrby(&args[1], int_arg(&args[2])?)?;
+    ctx.notify(STRING, "incrby", &args[1]);
     ctx.int(value);
     Ok(())
 }
@@ -198,6 +238,7 @@ pub fn incrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// DECRBY key decrement
 pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let value = ctx.shared.store.decrby(&args[1], int_arg(&args[2])?)?;
+    ctx.notify(STRING, "incrby", &args[1]);
     ctx.int(value);
     Ok(())
 }
@@ -206,6 +247,7 @@ pub fn decrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let increment = parse_f64(&args[2])?;
     let value = ctx.shared.store.incrbyfloat(&args[1], increment)?;
+    ctx.notify(STRING, "incrbyfloat", &args[1]);
     ctx.bulk(&value);
     Ok(())
 }
@@ -213,6 +255,7 @@ pub fn incrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError
 /// APPEND key value
 pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let len = ctx.shared.store.append(&args[1], &args[2])?;
+    ctx.notify(STRING, "append", &args[1]);
     ctx.int(len as i64);
     Ok(())
 }
@@ -236,6 +279,10 @@ pub fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 pub fn setrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let offset = int_arg(&args[2])?;
     let len = ctx.shared.store.setrange(&args[1], offset, &args[3])?;
+    // An empty value changes nothing (and creates no key), so raises nothing.
+    if !args[3].is_empty() {
+        ctx.notify(STRING, "setrange", &args[1]);
+    }
     ctx.int(len as i64);
     Ok(())
 }

@@ -247,6 +247,40 @@ for (const resp of [2, 3]) {
   });
 }
 
+// Commands on a client of one node, keyspace events seen by a subscriber on another.
+// The keys share a hash tag, so that one node raises every event, in order.
+testCase("ioredis_keyspace_notifications_across_nodes", async () => {
+  const configs = ports.map((port) => new Redis({ host: "127.0.0.1", port }));
+  for (const config of configs) await config.config("SET", "notify-keyspace-events", "KEA");
+  const subscriber = ioredis(0);
+  const client = ioredis(1);
+  const received = [];
+  subscriber.on("pmessage", (_pattern, channel, message) => received.push([channel, message]));
+  await subscriber.psubscribe("__key*@0__:*");
+  await client.set("{kn}:a", "1", "EX", 100);
+  await client.set("{kn}:a", "2", "NX");
+  await client.incr("{kn}:n");
+  await client.append("{kn}:n", "0");
+  await client.getdel("{kn}:n");
+  await client.rename("{kn}:a", "{kn}:b");
+  await client.expire("{kn}:b", 100);
+  await client.persist("{kn}:b");
+  await client.copy("{kn}:b", "{kn}:c");
+  await client.del("{kn}:b", "{kn}:c", "{kn}:missing");
+  await client.mset("{kn}:d", "1", "{kn}:e", "2");
+  await client.pexpire("{kn}:d", -1);
+  await receivedAll(received, 30);
+  const shown = await configs[0].config("GET", "notify-keyspace-events");
+  const refused = await observed(() => configs[0].config("SET", "notify-keyspace-events", "KEA?"));
+  for (const config of configs) {
+    await config.config("SET", "notify-keyspace-events", "");
+    config.disconnect();
+  }
+  subscriber.disconnect();
+  client.disconnect();
+  return { received, shown, refused };
+});
+
 for (const [name, work] of cases) {
   const result = await observed(work);
   console.log(JSON.stringify({ case: name, result }));

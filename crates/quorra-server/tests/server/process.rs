@@ -525,3 +525,49 @@ async fn fifty_clients_sending_large_values_keep_rss_within_the_documented_bound
     // The buffers that grew for the values were given back.
     assert!(held < 1 << 20, "client buffers still hold {held} bytes");
 }
+
+#[tokio::test]
+async fn a_stalled_subscriber_costs_at_most_its_output_limit_in_rss() {
+    const PUBLISHED: usize = 256 << 20;
+    const MESSAGE: usize = 64 << 10;
+    let process = Process::start(&["--client-output-buffer-limit-pubsub", "8mb"]);
+    let mut publisher = connect_url(&format!("redis://{}/", process.resp)).await;
+    // Warm the node up, so that the baseline includes a connection's buffers.
+    let message = "m".repeat(MESSAGE);
+    ok(&mut publisher, &["PUBLISH", "nobody", &message]).await;
+    let before = process.rss_bytes();
+    let mut stalled = tokio::net::TcpStream::connect(&process.resp).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, b"SUBSCRIBE flood\r\n")
+        .await
+        .unwrap();
+    let mut peak = 0;
+    for batch in 0..PUBLISHED / MESSAGE / 64 {
+        let mut pipe = redis::pipe();
+        for _ in 0..64 {
+            pipe.cmd("PUBLISH").arg("flood").arg(&message).ignore();
+        }
+        let () = pipe.query_async(&mut publisher).await.unwrap();
+        if batch % 8 == 0 {
+            peak = peak.max(process.rss_bytes());
+        }
+    }
+    peak = peak.max(process.rss_bytes());
+    let info = match ok(&mut publisher, &["INFO", "stats"]).await {
+        Value::BulkString(info) => String::from_utf8(info).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    eprintln!(
+        "published {PUBLISHED} bytes to a stalled subscriber: rss {before} before, peak {peak} ({} MiB more)",
+        peak.saturating_sub(before) >> 20
+    );
+    assert!(
+        info.contains("quorra_pubsub_disconnected_subscribers:1"),
+        "{info}"
+    );
+    // The limit, plus what the socket and the allocator hold: far below what was sent.
+    assert!(
+        peak < before + (48 << 20),
+        "rss grew from {before} to {peak} for a subscriber limited to 8 MiB"
+    );
+    drop(stalled);
+}

@@ -129,6 +129,14 @@ async fn a_resp2_subscriber_may_only_subscribe_ping_and_leave_and_is_never_timed
     // Past `timeout`, a subscriber still gets its messages.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let mut publisher = connect(&node).await;
+    let Value::BulkString(clients) = ok(&mut publisher, &["CLIENT", "LIST"]).await else {
+        panic!("CLIENT LIST is a bulk string")
+    };
+    let clients = String::from_utf8(clients).unwrap();
+    assert!(
+        clients.contains("flags=P db=0 sub=1 psub=0 ssub=0"),
+        "{clients}"
+    );
     assert_eq!(ok(&mut publisher, &["PUBLISH", "a", "late"]).await, int(1));
     let reply = exchange(
         &mut socket,
