@@ -324,6 +324,9 @@ async fn flush<S: AsyncWrite + Unpin>(
         return Ok(());
     }
     tokio::select! {
+        // The write first: it nearly always completes at once, and then the kill token
+        // is never polled (polling it registers a waiter, and dropping it removes it).
+        biased;
         written = stream.write_all(output) => written?,
         () = kill.cancelled() => return Err(std::io::ErrorKind::ConnectionAborted.into()),
     }

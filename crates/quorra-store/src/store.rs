@@ -248,6 +248,7 @@ impl Store {
 
     /// [`shared_section`](Self::shared_section), or `None` if an exclusive section held
     /// it for all of `wait` (a long script: the caller may answer `BUSY` instead).
+    #[inline]
     pub fn try_shared_section_for(
         &self,
         wait: std::time::Duration,

@@ -24,6 +24,7 @@ fn only_pubsub_allowed(name: &str) -> CommandError {
 
 /// The refusal of command `name` for `session`, if it is a RESP2 client in subscribed
 /// mode and the command is not one of those that mode allows.
+#[inline]
 pub fn refusal_in_subscribed_mode(session: &Session, name: &str) -> Option<CommandError> {
     // Every command asks: the cheap test first.
     if !in_subscribed_mode(session) {
@@ -42,6 +43,7 @@ pub fn changes_subscriptions(name: &str) -> bool {
 }
 
 /// Whether a RESP2 client is in subscribed mode, where PING answers `pong` in an array.
+#[inline]
 pub fn in_subscribed_mode(session: &Session) -> bool {
     session.protocol == Protocol::Resp2 && session.pubsub.as_ref().is_some_and(Subscriber::active)
 }
