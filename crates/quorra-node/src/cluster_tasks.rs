@@ -1,7 +1,8 @@
 //! A node's background tasks: anti-entropy passes, measuring the node's health and
-//! publishing its figures in gossip, delivering hints to replicas that came back, and
-//! marking the node `up` once it has joined. The server spawns them in cluster mode
-//! (measuring also on a single node); each runs until its stop token is cancelled.
+//! publishing its figures in gossip, delivering hints to replicas that came back,
+//! marking the node `up` once it has joined, and raising the keyspace events of keys
+//! the store expired or evicted. The server spawns them in cluster mode (measuring and
+//! raising also on a single node); each runs until its stop token is cancelled.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -285,5 +286,29 @@ pub async fn serve_when_joined(node: Arc<ClusterNode>, stop: CancellationToken) 
             membership.set_state(MemberState::Up).await;
         }
         () = stop.cancelled() => {}
+    }
+}
+
+/// Raises the `expired` and `evicted` keyspace events the store's removals queued
+/// ([`crate::notifications`]), until `stop`: in a cluster only for keys this node is
+/// primary for, since every replica expires and evicts its own copy. Waits without a
+/// timer while nothing is queued.
+pub async fn raise_removals(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shared.notifier.first_queued.notified() => {}
+            () = stop.cancelled() => return,
+        }
+        let removals = shared.notifier.take_removals();
+        let cluster = shared.cluster.as_ref().map(|node| (node, node.view()));
+        for (key, removal) in removals {
+            if let Some((node, view)) = &cluster
+                && node.placement(view).primary(&key) != Some(&view.self_id)
+            {
+                continue;
+            }
+            let (class, event) = removal.event();
+            shared.notifier.notify(&shared.pubsub, class, event, &key);
+        }
     }
 }

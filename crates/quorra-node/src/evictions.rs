@@ -27,7 +27,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use quorra_cluster::message::Request;
 use quorra_ring::NodeId;
-use quorra_store::{AccessObserver, Version};
+use quorra_store::{RemovalObserver, Version};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -51,7 +51,7 @@ pub struct EvictionFeed {
     pub sent: AtomicU64,
 }
 
-impl AccessObserver for EvictionFeed {
+impl RemovalObserver for EvictionFeed {
     fn on_evict(&self, key: &[u8], version: Version) {
         let mut queued = self.queued.lock();
         if queued.is_empty() {

@@ -8,15 +8,20 @@
 //!
 //! Each event is raised once in the cluster: commands run at their keys' owner (the
 //! primary with copies), where the handlers raise them; replicas store copies without
-//! running handlers. Expiry and eviction happen on every replica, so a node raises those
-//! only for keys it is primary for. The message is published through [`crate::pubsub`],
+//! running handlers. Expiry and eviction happen inside the store, on every replica, under
+//! a shard lock: the store's removal hook only queues the key here
+//! ([`Notifier::queue_removal`], when the class is enabled), and a task raises the
+//! queued events for the keys this node is primary for
+//! ([`crate::cluster_tasks::raise_removals`]). The message is published through [`crate::pubsub`],
 //! which relays it to every node: a client subscribes to notifications on any node and
 //! gets every key's. The setting is per node, as in Redis Cluster: set it on every node.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use quorra_ring::database;
+use tokio::sync::Notify;
 
 use crate::pubsub::{Kind, PubSub};
 
@@ -116,10 +121,38 @@ pub fn format(flags: u32) -> String {
     text
 }
 
-/// The node's `notify-keyspace-events`.
+/// Most expired or evicted keys waiting for their event; past it, events are dropped and
+/// counted ([`Notifier::dropped`]).
+pub const MAX_QUEUED: usize = 100_000;
+
+/// Why the store removed a key on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Its TTL passed (`expired`, class `x`).
+    Expired,
+    /// It was evicted for memory (`evicted`, class `e`).
+    Evicted,
+}
+
+impl Removal {
+    /// The event's class and name.
+    pub fn event(self) -> (u32, &'static str) {
+        match self {
+            Removal::Expired => (EXPIRED, "expired"),
+            Removal::Evicted => (EVICTED, "evicted"),
+        }
+    }
+}
+
+/// The node's `notify-keyspace-events`, and the store's removals waiting for their event.
 #[derive(Debug, Default)]
 pub struct Notifier {
     flags: AtomicU32,
+    removals: Mutex<Vec<(Bytes, Removal)>>,
+    /// Told when the queue of removals stops being empty.
+    pub first_queued: Notify,
+    /// Expired and evicted events dropped because the queue was full.
+    pub dropped: AtomicU64,
 }
 
 impl Notifier {
@@ -127,7 +160,30 @@ impl Notifier {
     pub fn new(flags: u32) -> Notifier {
         Notifier {
             flags: AtomicU32::new(flags),
+            ..Notifier::default()
         }
+    }
+
+    /// Queues the event of the store removing `stored_key`, if its class is enabled
+    /// (called under a shard lock: no more than a lock of its own and a push).
+    pub fn queue_removal(&self, stored_key: &[u8], removal: Removal) {
+        if !self.wants(removal.event().0) {
+            return;
+        }
+        let mut queued = self.removals.lock();
+        if queued.is_empty() {
+            self.first_queued.notify_one();
+        }
+        if queued.len() < MAX_QUEUED {
+            queued.push((Bytes::copy_from_slice(stored_key), removal));
+        } else {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The removals queued so far, emptying the queue.
+    pub fn take_removals(&self) -> Vec<(Bytes, Removal)> {
+        std::mem::take(&mut *self.removals.lock())
     }
 
     /// The classes enabled now.
@@ -194,5 +250,21 @@ mod tests {
         notifier.set_flags(parse(b"KEA").unwrap());
         notifier.notify(&hub, EXPIRED, "expired", &database::stored_key(3, b"k"));
         assert_eq!(hub.counters.published.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn removals_are_queued_only_for_enabled_classes_and_up_to_the_bound() {
+        let notifier = Notifier::new(parse(b"Ex").unwrap());
+        notifier.queue_removal(b"gone", Removal::Evicted);
+        notifier.queue_removal(b"old", Removal::Expired);
+        assert_eq!(
+            notifier.take_removals(),
+            vec![(Bytes::from_static(b"old"), Removal::Expired)]
+        );
+        for _ in 0..MAX_QUEUED + 5 {
+            notifier.queue_removal(b"k", Removal::Expired);
+        }
+        assert_eq!(notifier.take_removals().len(), MAX_QUEUED);
+        assert_eq!(notifier.dropped.load(Ordering::Relaxed), 5);
     }
 }

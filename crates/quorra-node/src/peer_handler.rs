@@ -172,6 +172,8 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             Response::Flushed
         }
         Request::Publish { messages } => {
+            let inbound = shared.pubsub.inbound_lock(from.as_str());
+            let _in_order = inbound.lock().await;
             let mut receivers = 0;
             for (delivered, message) in messages.into_iter().enumerate() {
                 // A batch to many subscribers is long work: let the node's other tasks

@@ -116,7 +116,8 @@ pub struct PubSubCounters {
     pub delivered: AtomicU64,
     /// Subscribers closed for passing the output buffer limit.
     pub disconnected_subscribers: AtomicU64,
-    /// Messages published here that did not reach a peer ([`crate::pubsub_relay`]).
+    /// Messages published here that a peer did not acknowledge ([`crate::pubsub_relay`]):
+    /// lost, or (when the answer came after the timeout) delivered late.
     pub relay_dropped: AtomicU64,
 }
 
@@ -172,6 +173,10 @@ pub trait Relay: Send + Sync {
 /// This node's subscriptions.
 pub struct PubSub {
     subscriptions: RwLock<Subscriptions>,
+    /// One lock per node that relays messages here: its batches are delivered one at a
+    /// time, in the order they arrived, even when one outlives its sender's timeout and
+    /// the next arrives while it is still being delivered.
+    inbound: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Most bytes waiting in one subscriber's mailbox (0: no limit).
     limit: u64,
     relay: std::sync::OnceLock<Arc<dyn Relay>>,
@@ -185,6 +190,7 @@ impl PubSub {
     pub fn new(limit: u64) -> PubSub {
         PubSub {
             subscriptions: RwLock::default(),
+            inbound: parking_lot::Mutex::default(),
             limit,
             relay: std::sync::OnceLock::new(),
             counters: Arc::default(),
@@ -216,6 +222,16 @@ impl PubSub {
             relay.relay(&published);
         }
         self.deliver(published)
+    }
+
+    /// The lock that orders the batches relayed by node `from`: they are delivered one at
+    /// a time, in the order they arrived, even when one outlives its sender's timeout.
+    pub fn inbound_lock(&self, from: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inbound
+            .lock()
+            .entry(from.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// Delivers a message to this node's subscribers only (one published on a peer, or

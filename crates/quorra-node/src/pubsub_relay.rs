@@ -10,10 +10,12 @@
 //! once, as in Redis Cluster.
 //!
 //! Peers are every member but those leaving, followed as the view changes: a node that
-//! joins gets the messages published after it is seen. A member marked down is still
-//! sent to — a false alarm of the failure detector (a node too busy to gossip in time)
-//! then loses nothing, and sends to a node that is really gone fail at once while its
-//! connection backs off, counted as dropped. A node that can no longer
+//! joins gets the messages published after it is seen. A member marked down keeps its
+//! queue, but the peer client refuses to call it ([`crate::peer`]), so its messages are
+//! dropped and counted until it is seen up again. The receiver delivers one sender's
+//! batches one at a time ([`crate::pubsub::PubSub::inbound_lock`]): a batch whose answer
+//! comes after the sender's timeout (counted as dropped, though delivered) cannot be
+//! overtaken by the next. A node that can no longer
 //! see a majority of its cluster is cut off from the messages published on the far
 //! side, so it disconnects its subscribers once; they reconnect (to a node they can
 //! reach) knowing they may have missed messages.

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::RwLock;
 use quorra_origin::Origins;
 use quorra_ring::NodeId;
-use quorra_store::{Clock, Store, StoreConfig};
+use quorra_store::{Clock, RemovalObserver, Store, StoreConfig, Version};
 
 use crate::auth_log::AuthLog;
 use crate::clients::{ClientInfo, ClientRegistry};
@@ -19,7 +19,7 @@ use crate::evictions::EvictionFeed;
 use crate::log_limiter::LogLimiter;
 use crate::lua::Scripts;
 use crate::metrics::Metrics;
-use crate::notifications::Notifier;
+use crate::notifications::{Notifier, Removal};
 use crate::pubsub::PubSub;
 
 /// Settings CONFIG SET may change while the server runs.
@@ -79,6 +79,29 @@ pub struct NodeParts {
     pub metrics: Arc<Metrics>,
     /// The namespaces' origins, if any namespace is configured.
     pub origins: Option<Arc<Origins>>,
+    /// Keyspace notifications, which the store's removals feed.
+    pub notifier: Arc<Notifier>,
+}
+
+/// Where the store's own removals go: evictions to the feed that tells the keys' other
+/// replicas (with copies), and both evictions and expirations to the keyspace
+/// notifications.
+struct Removals {
+    evictions: Option<Arc<EvictionFeed>>,
+    notifier: Arc<Notifier>,
+}
+
+impl RemovalObserver for Removals {
+    fn on_evict(&self, key: &[u8], version: Version) {
+        if let Some(feed) = &self.evictions {
+            feed.on_evict(key, version);
+        }
+        self.notifier.queue_removal(key, Removal::Evicted);
+    }
+
+    fn on_expire(&self, key: &[u8]) {
+        self.notifier.queue_removal(key, Removal::Expired);
+    }
 }
 
 impl NodeParts {
@@ -104,11 +127,13 @@ impl NodeParts {
             },
             clock,
         );
-        let store = match &evictions {
-            Some(feed) => store.with_observer(feed.clone()),
-            None => store,
-        };
+        let notifier = Arc::new(Notifier::new(config.notify_keyspace_events));
+        let store = store.with_removal_observer(Arc::new(Removals {
+            evictions: evictions.clone(),
+            notifier: notifier.clone(),
+        }));
         NodeParts {
+            notifier,
             store: Arc::new(store),
             evictions,
             metrics: Arc::new(Metrics::new()),
@@ -156,7 +181,7 @@ pub struct Shared {
     /// Pub/sub subscriptions, and the relay of messages to the other nodes.
     pub pubsub: Arc<PubSub>,
     /// Keyspace notifications (`notify-keyspace-events`).
-    pub notifier: Notifier,
+    pub notifier: Arc<Notifier>,
     /// The latest health sample ([`crate::cluster_tasks::measure`]).
     pub health: parking_lot::Mutex<crate::health::Sample>,
     /// Cancelled by `QUORRA LEAVE`: the process then leaves its cluster and stops, as
@@ -203,7 +228,7 @@ impl Shared {
                 config.lua_max_memory,
             )),
             pubsub: Arc::new(PubSub::new(config.client_output_buffer_limit_pubsub)),
-            notifier: Notifier::new(config.notify_keyspace_events),
+            notifier: parts.notifier,
             health: parking_lot::Mutex::default(),
             leave_requested: tokio_util::sync::CancellationToken::new(),
             config,

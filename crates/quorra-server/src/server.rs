@@ -234,6 +234,10 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
         cluster.clone(),
         stop.clone(),
     ));
+    tasks.spawn(quorra_node::cluster_tasks::raise_removals(
+        shared.clone(),
+        stop.clone(),
+    ));
     if let Some(node) = &cluster {
         tasks.spawn(quorra_node::pubsub_relay::run(
             shared.clone(),

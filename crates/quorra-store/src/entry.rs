@@ -164,17 +164,25 @@ pub enum AccessKind {
     Write,
 }
 
-/// Hooks the store calls about keys: every keyed access, before the shard lock is taken
-/// (where a hot-key detector plugs in), and every entry it evicts to make room (so that
-/// a node can tell the key's other replicas). They must be cheap and must not call back
-/// into the store.
+/// The hook the store calls on every keyed access, before the shard lock is taken (where
+/// a hot-key detector plugs in). It must be cheap and must not call back into the store.
 pub trait AccessObserver: Send + Sync {
     /// Called with the key's xxh3-64 hash, the key and the kind of access.
     fn on_access(&self, _hash: u64, _key: &[u8], _kind: AccessKind) {}
+}
 
-    /// Called, under the shard lock, with an entry evicted for memory: its key and the
-    /// version it held.
+/// The hooks the store calls, under the shard lock, when it removes a live entry on its
+/// own: evicted to make room (so that a node can tell the key's other replicas), or past
+/// its TTL (keyspace notifications). A separate hook from [`AccessObserver`], so that a
+/// node that only listens to removals pays nothing per access. They must be cheap and
+/// must not call back into the store.
+pub trait RemovalObserver: Send + Sync {
+    /// An entry evicted for memory: its key and the version it held.
     fn on_evict(&self, _key: &[u8], _version: crate::Version) {}
+
+    /// A live entry removed because its TTL passed (lazily, by a read or write that
+    /// found it expired, or by the active expiry cycle).
+    fn on_expire(&self, _key: &[u8]) {}
 }
 
 /// What one call of [`crate::Store::tick`] did.

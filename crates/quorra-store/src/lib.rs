@@ -58,7 +58,8 @@ pub mod version;
 pub use clock::{Clock, MockClock, SystemClock};
 pub use entry::{
     AccessKind, AccessObserver, ApplyOutcome, EntryView, ExpireCycleReport, ExpireFlags,
-    GetExExpiry, KeyType, SetCondition, SetExpiry, SetOptions, SetOutcome, VersionedEntry,
+    GetExExpiry, KeyType, RemovalObserver, SetCondition, SetExpiry, SetOptions, SetOutcome,
+    VersionedEntry,
 };
 pub use error::StoreError;
 pub use memory::ENTRY_OVERHEAD;

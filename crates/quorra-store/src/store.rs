@@ -186,6 +186,7 @@ pub struct Store {
     tombstone_grace_ms: u64,
     max_string_len: u64,
     observer: Option<Arc<dyn AccessObserver>>,
+    removals: Option<Arc<dyn RemovalObserver>>,
     /// Next shard for cross-shard eviction (spreads the damage).
     evict_rr: AtomicUsize,
     /// Shard where the next active expiry cycle starts.
@@ -230,6 +231,7 @@ impl Store {
             tombstone_grace_ms: config.tombstone_grace_ms,
             max_string_len: config.max_string_len,
             observer: None,
+            removals: None,
             evict_rr: AtomicUsize::new(0),
             expire_rr: AtomicUsize::new(0),
             rng: AtomicU64::new(seed | 1),
@@ -276,6 +278,22 @@ impl Store {
     pub fn with_observer(mut self, observer: Arc<dyn AccessObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Installs the removal observer (evictions, expirations). Call before sharing the
+    /// store.
+    pub fn with_removal_observer(mut self, observer: Arc<dyn RemovalObserver>) -> Self {
+        self.removals = Some(observer);
+        self
+    }
+
+    /// Records that the live entry in slot `i` of `sh` expired, for the stats and the
+    /// removal observer; the caller drops it.
+    fn note_expired(&self, sh: &Shard, cell: &Cell, i: u32) {
+        cell.stats.expired();
+        if let Some(removals) = &self.removals {
+            removals.on_expire(sh.slot(i).key());
+        }
     }
 
     /// Number of shards.
@@ -407,7 +425,7 @@ impl Store {
             },
             (state, _) => {
                 if state == State::Live {
-                    cell.stats.expired();
+                    self.note_expired(sh, cell, i);
                 }
                 self.drop_slot(sh, cell, i);
                 Found {
@@ -423,8 +441,8 @@ impl Store {
     fn evict_one(&self, sh: &mut Shard, cell: &Cell, protect: &[u32]) -> Option<u64> {
         let victim = sh.eviction_candidate(protect)?;
         let slot = sh.slot(victim);
-        if let Some(observer) = &self.observer {
-            observer.on_evict(slot.key(), slot.version());
+        if let Some(removals) = &self.removals {
+            removals.on_evict(slot.key(), slot.version());
         }
         self.remember_eviction(cell, slot.hash(), slot.version());
         let freed = sh.remove(victim);

@@ -223,3 +223,31 @@ fn expired_keys_are_invisible_everywhere_before_any_cleanup() {
     );
     assert_eq!(s.ttl(b"gone"), -1);
 }
+
+#[test]
+fn every_expiration_is_reported_once_whether_lazy_or_active() {
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Expired(Mutex<Vec<Vec<u8>>>);
+    impl quorra_store::RemovalObserver for Expired {
+        fn on_expire(&self, key: &[u8]) {
+            self.0.lock().unwrap().push(key.to_vec());
+        }
+    }
+    let expired = Arc::new(Expired::default());
+    let (s, clock) = store();
+    let s = s.with_removal_observer(expired.clone());
+    s.set(b"lazy", b"v", ex(1)).unwrap();
+    s.set(b"active", b"v", ex(1)).unwrap();
+    s.set(b"kept", b"v", SetOptions::default()).unwrap();
+    s.set(b"deleted", b"v", ex(1)).unwrap();
+    assert_eq!(s.del(&[b"deleted"]), 1);
+    clock.advance(Duration::from_millis(1_001));
+    assert!(s.get(b"lazy").is_none());
+    assert!(s.get(b"lazy").is_none());
+    s.tick(T0 + 1_001);
+    let mut reported = expired.0.lock().unwrap().clone();
+    reported.sort();
+    assert_eq!(reported, vec![b"active".to_vec(), b"lazy".to_vec()]);
+    assert_eq!(s.stats().total.expirations, 2);
+}

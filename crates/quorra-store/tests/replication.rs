@@ -219,14 +219,14 @@ fn evictions_are_reported_and_a_replica_drops_what_another_evicted() {
     use std::sync::{Arc, Mutex};
     #[derive(Default)]
     struct Evicted(Mutex<Vec<(Vec<u8>, Version)>>);
-    impl quorra_store::AccessObserver for Evicted {
+    impl quorra_store::RemovalObserver for Evicted {
         fn on_evict(&self, key: &[u8], version: Version) {
             self.0.lock().unwrap().push((key.to_vec(), version));
         }
     }
     let evicted = Arc::new(Evicted::default());
     let (s, _) = common::small_store(300, 1);
-    let s = s.with_observer(evicted.clone());
+    let s = s.with_removal_observer(evicted.clone());
     for i in 0..20 {
         s.set(
             format!("key{i}").as_bytes(),

@@ -104,32 +104,32 @@ fn unsubscribe_from(ctx: &mut Ctx<'_>, kind: Kind, names: &[Bytes]) -> Result<()
     Ok(())
 }
 
-/// SUBSCRIBE channel [channel ...]
+/// `SUBSCRIBE channel [channel ...]`
 pub fn subscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     subscribe_to(ctx, Kind::Channel, &args[1..])
 }
 
-/// PSUBSCRIBE pattern [pattern ...]
+/// `PSUBSCRIBE pattern [pattern ...]`
 pub fn psubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     subscribe_to(ctx, Kind::Pattern, &args[1..])
 }
 
-/// SSUBSCRIBE shardchannel [shardchannel ...]
+/// `SSUBSCRIBE shardchannel [shardchannel ...]`
 pub fn ssubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     subscribe_to(ctx, Kind::Shard, &args[1..])
 }
 
-/// UNSUBSCRIBE [channel ...]
+/// `UNSUBSCRIBE [channel ...]`
 pub fn unsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     unsubscribe_from(ctx, Kind::Channel, &args[1..])
 }
 
-/// PUNSUBSCRIBE [pattern ...]
+/// `PUNSUBSCRIBE [pattern ...]`
 pub fn punsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     unsubscribe_from(ctx, Kind::Pattern, &args[1..])
 }
 
-/// SUNSUBSCRIBE [shardchannel ...]
+/// `SUNSUBSCRIBE [shardchannel ...]`
 pub fn sunsubscribe(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     unsubscribe_from(ctx, Kind::Shard, &args[1..])
 }
@@ -159,8 +159,8 @@ fn publish_as(ctx: &mut Ctx<'_>, kind: Kind, args: &[Bytes]) -> Result<(), Comma
     Ok(())
 }
 
-/// PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT | SHARDCHANNELS [pattern] |
-/// SHARDNUMSUB [shardchannel ...] | HELP
+/// `PUBSUB CHANNELS [pattern] | NUMSUB [channel ...] | NUMPAT | SHARDCHANNELS [pattern] |
+/// SHARDNUMSUB [shardchannel ...] | HELP`
 pub fn pubsub(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = String::from_utf8_lossy(&args[1]).to_lowercase();
     let hub = ctx.shared.pubsub.clone();

@@ -608,7 +608,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                  pubsub_channels:{}\r\npubsub_patterns:{}\r\npubsub_shardchannels:{}\r\n\
                  quorra_peer_commands_processed:{}\r\nquorra_pubsub_published:{}\r\n\
                  quorra_pubsub_delivered:{}\r\nquorra_pubsub_relay_dropped:{}\r\n\
-                 quorra_pubsub_disconnected_subscribers:{}\r\n",
+                 quorra_pubsub_disconnected_subscribers:{}\r\nquorra_keyspace_events_dropped:{}\r\n",
                 load(&counters.connections_received),
                 load(&counters.commands_processed),
                 load(&counters.net_input_bytes),
@@ -630,6 +630,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&pubsub.delivered),
                 load(&pubsub.relay_dropped),
                 load(&pubsub.disconnected_subscribers),
+                load(&shared.notifier.dropped),
             )
         }
         "cluster" => {

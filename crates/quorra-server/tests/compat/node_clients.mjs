@@ -281,6 +281,27 @@ testCase("ioredis_keyspace_notifications_across_nodes", async () => {
   return { received, shown, refused };
 });
 
+testCase("ioredis_expired_event_across_nodes", async () => {
+  const configs = ports.map((port) => new Redis({ host: "127.0.0.1", port }));
+  for (const config of configs) await config.config("SET", "notify-keyspace-events", "Ex");
+  const subscriber = ioredis(2);
+  const client = ioredis(0);
+  const received = [];
+  subscriber.on("message", (channel, message) => received.push([channel, message]));
+  await subscriber.subscribe("__keyevent@0__:expired");
+  await client.set("{kx}:short", "v", "PX", 30);
+  await client.set("{kx}:long", "v", "EX", 600);
+  await receivedAll(received, 1);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  for (const config of configs) {
+    await config.config("SET", "notify-keyspace-events", "");
+    config.disconnect();
+  }
+  subscriber.disconnect();
+  client.disconnect();
+  return received;
+});
+
 for (const [name, work] of cases) {
   const result = await observed(work);
   console.log(JSON.stringify({ case: name, result }));

@@ -27,7 +27,7 @@ impl Store {
                 let mut sh = cell.shard.lock();
                 let step = expiry::sample_shard(&mut sh, now_ms, |sh, i, live| {
                     if live {
-                        cell.stats.expired();
+                        self.note_expired(sh, cell, i);
                     }
                     self.drop_slot(sh, cell, i);
                 });
