@@ -296,10 +296,10 @@ pub async fn serve_when_joined(node: Arc<ClusterNode>, stop: CancellationToken) 
 pub async fn raise_removals(shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         tokio::select! {
-            () = shared.notifier.first_queued.notified() => {}
+            () = shared.notifier.removals.first_queued() => {}
             () = stop.cancelled() => return,
         }
-        let removals = shared.notifier.take_removals();
+        let removals = shared.notifier.removals.take();
         let cluster = shared.cluster.as_ref().map(|node| (node, node.view()));
         for (key, removal) in removals {
             if let Some((node, view)) = &cluster

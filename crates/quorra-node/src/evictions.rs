@@ -15,7 +15,7 @@
 //! only queues the key); [`propagate`] sends the queue [`FLUSH_INTERVAL`] after its first
 //! eviction, one `Evict` request per replica, without waiting for answers. A node that
 //! evicts nothing does not wake up for it. An eviction that a replica
-//! misses (down, or the queue full) leaves one stale copy, which anti-entropy may copy
+//! misses (down, or the queue full: [`crate::removal_queue`]) leaves one stale copy, which anti-entropy may copy
 //! back once; it is evicted again when memory runs short.
 
 use std::collections::HashMap;
@@ -24,44 +24,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use quorra_cluster::message::Request;
 use quorra_ring::NodeId;
 use quorra_store::{RemovalObserver, Version};
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster_node::ClusterNode;
+use crate::removal_queue::RemovalQueue;
 
 /// How long evictions gather after the first one before they are sent together.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Most evictions queued between two sends; beyond it they are dropped and counted.
-pub const MAX_QUEUED: usize = 100_000;
-
 /// The evictions of this node's store, waiting to be sent.
 #[derive(Debug, Default)]
 pub struct EvictionFeed {
-    queued: Mutex<Vec<(Bytes, Version)>>,
-    /// Told when the queue stops being empty.
-    first_queued: Notify,
-    /// Evictions not sent because the queue was full.
-    pub dropped: AtomicU64,
+    /// The evicted keys and versions (its `dropped`: evictions not sent because it was
+    /// full).
+    pub queue: RemovalQueue<(Bytes, Version)>,
     /// Evictions sent to other replicas (one per key and replica).
     pub sent: AtomicU64,
 }
 
 impl RemovalObserver for EvictionFeed {
     fn on_evict(&self, key: &[u8], version: Version) {
-        let mut queued = self.queued.lock();
-        if queued.is_empty() {
-            self.first_queued.notify_one();
-        }
-        if queued.len() < MAX_QUEUED {
-            queued.push((Bytes::copy_from_slice(key), version));
-        } else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.queue.push((Bytes::copy_from_slice(key), version));
     }
 }
 
@@ -71,14 +57,14 @@ impl RemovalObserver for EvictionFeed {
 pub async fn propagate(feed: Arc<EvictionFeed>, node: Arc<ClusterNode>, stop: CancellationToken) {
     loop {
         tokio::select! {
-            () = feed.first_queued.notified() => {}
+            () = feed.queue.first_queued() => {}
             () = stop.cancelled() => return,
         }
         tokio::select! {
             () = tokio::time::sleep(FLUSH_INTERVAL) => {}
             () = stop.cancelled() => return,
         }
-        let evicted = std::mem::take(&mut *feed.queued.lock());
+        let evicted = feed.queue.take();
         if evicted.is_empty() {
             continue;
         }

@@ -35,7 +35,8 @@
 //! - [`peer`]: the one client every request to a peer goes through, and its typed error.
 //! - [`peer_handler`]: what the node answers its peers.
 //! - [`node_replicas`]: how the replicator reaches a key's replicas.
-//! - [`evictions`]: a key evicted for memory by one replica is evicted by all.
+//! - [`evictions`]: a key evicted for memory by one replica is evicted by all;
+//!   [`removal_queue`]: the bounded queue between the store's removal hook and a task.
 //! - [`pubsub`]: channels and their subscribers on this node; [`pubsub_relay`]: every
 //!   message published here carried to the other nodes, in order; [`notifications`]:
 //!   keyspace events published on it.
@@ -85,6 +86,7 @@ pub mod pubsub;
 pub mod pubsub_relay;
 pub mod quorum_read;
 pub mod read_through;
+pub mod removal_queue;
 pub mod scatter;
 pub mod session;
 pub mod shared;

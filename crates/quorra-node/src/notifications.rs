@@ -10,20 +10,20 @@
 //! primary with copies), where the handlers raise them; replicas store copies without
 //! running handlers. Expiry and eviction happen inside the store, on every replica, under
 //! a shard lock: the store's removal hook only queues the key here
-//! ([`Notifier::queue_removal`], when the class is enabled), and a task raises the
+//! ([`Notifier::queue_removal`], when the class is enabled; bounded by
+//! [`crate::removal_queue`]), and a task raises the
 //! queued events for the keys this node is primary for
 //! ([`crate::cluster_tasks::raise_removals`]). The message is published through [`crate::pubsub`],
 //! which relays it to every node: a client subscribes to notifications on any node and
 //! gets every key's. The setting is per node, as in Redis Cluster: set it on every node.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use quorra_ring::database;
-use tokio::sync::Notify;
 
 use crate::pubsub::{Kind, PubSub};
+use crate::removal_queue::RemovalQueue;
 
 /// `K`: events on `__keyspace@<db>__:<key>`.
 pub const KEYSPACE: u32 = 1 << 0;
@@ -121,10 +121,6 @@ pub fn format(flags: u32) -> String {
     text
 }
 
-/// Most expired or evicted keys waiting for their event; past it, events are dropped and
-/// counted ([`Notifier::dropped`]).
-pub const MAX_QUEUED: usize = 100_000;
-
 /// Why the store removed a key on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
@@ -148,11 +144,9 @@ impl Removal {
 #[derive(Debug, Default)]
 pub struct Notifier {
     flags: AtomicU32,
-    removals: Mutex<Vec<(Bytes, Removal)>>,
-    /// Told when the queue of removals stops being empty.
-    pub first_queued: Notify,
-    /// Expired and evicted events dropped because the queue was full.
-    pub dropped: AtomicU64,
+    /// Expired and evicted keys waiting for their event (its `dropped`: events dropped
+    /// because it was full).
+    pub removals: RemovalQueue<(Bytes, Removal)>,
 }
 
 impl Notifier {
@@ -170,20 +164,8 @@ impl Notifier {
         if !self.wants(removal.event().0) {
             return;
         }
-        let mut queued = self.removals.lock();
-        if queued.is_empty() {
-            self.first_queued.notify_one();
-        }
-        if queued.len() < MAX_QUEUED {
-            queued.push((Bytes::copy_from_slice(stored_key), removal));
-        } else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// The removals queued so far, emptying the queue.
-    pub fn take_removals(&self) -> Vec<(Bytes, Removal)> {
-        std::mem::take(&mut *self.removals.lock())
+        self.removals
+            .push((Bytes::copy_from_slice(stored_key), removal));
     }
 
     /// The classes enabled now.
@@ -253,18 +235,13 @@ mod tests {
     }
 
     #[test]
-    fn removals_are_queued_only_for_enabled_classes_and_up_to_the_bound() {
+    fn removals_are_queued_only_for_enabled_classes() {
         let notifier = Notifier::new(parse(b"Ex").unwrap());
         notifier.queue_removal(b"gone", Removal::Evicted);
         notifier.queue_removal(b"old", Removal::Expired);
         assert_eq!(
-            notifier.take_removals(),
+            notifier.removals.take(),
             vec![(Bytes::from_static(b"old"), Removal::Expired)]
         );
-        for _ in 0..MAX_QUEUED + 5 {
-            notifier.queue_removal(b"k", Removal::Expired);
-        }
-        assert_eq!(notifier.take_removals().len(), MAX_QUEUED);
-        assert_eq!(notifier.dropped.load(Ordering::Relaxed), 5);
     }
 }

@@ -142,6 +142,28 @@ impl PeerClient {
         node: &NodeId,
         request: &Request,
     ) -> impl Future<Output = Result<Response, PeerError>> + Send + use<> {
+        self.call_member(view, node, request, true)
+    }
+
+    /// [`call`](Self::call), also to a member the failure detector judged down: for
+    /// requests that lose nothing by waiting for a timeout, and would lose their content
+    /// if a false alarm (a node too busy to gossip in time) refused them (pub/sub's relay).
+    pub fn call_even_if_down(
+        &self,
+        view: &ClusterView,
+        node: &NodeId,
+        request: &Request,
+    ) -> impl Future<Output = Result<Response, PeerError>> + Send + use<> {
+        self.call_member(view, node, request, false)
+    }
+
+    fn call_member(
+        &self,
+        view: &ClusterView,
+        node: &NodeId,
+        request: &Request,
+        refuse_down: bool,
+    ) -> impl Future<Output = Result<Response, PeerError>> + Send + use<> {
         let member = view.member(node);
         let addr = member.map(|member| member.addresses.cluster);
         let fail = move |node: NodeId, failure| PeerError {
@@ -152,7 +174,7 @@ impl PeerClient {
         let node = node.clone();
         let sent = match member {
             None => Err(fail(node.clone(), PeerFailure::NotMember)),
-            Some(member) if member.state == MemberState::Down => {
+            Some(member) if refuse_down && member.state == MemberState::Down => {
                 Err(fail(node.clone(), PeerFailure::Down))
             }
             Some(member) => Ok(self

@@ -10,9 +10,11 @@
 //! once, as in Redis Cluster.
 //!
 //! Peers are every member but those leaving, followed as the view changes: a node that
-//! joins gets the messages published after it is seen. A member marked down keeps its
-//! queue, but the peer client refuses to call it ([`crate::peer`]), so its messages are
-//! dropped and counted until it is seen up again. The receiver delivers one sender's
+//! joins gets the messages published after it is seen. A member marked down is still
+//! sent to ([`crate::peer::PeerClient::call_even_if_down`]): a false alarm of the failure
+//! detector (a node too busy to gossip in time) then loses nothing, and sends to a node
+//! that is really gone fail at once (connection refused) or at the RPC timeout, and are
+//! counted as dropped. The receiver delivers one sender's
 //! batches one at a time ([`crate::pubsub::PubSub::inbound_lock`]): a batch whose answer
 //! comes after the sender's timeout (counted as dropped, though delivered) cannot be
 //! overtaken by the next. A node that can no longer
@@ -133,7 +135,7 @@ async fn send_to(
         let view = node.view();
         let sent = node
             .peers
-            .call(&view, &peer, &Request::Publish { messages })
+            .call_even_if_down(&view, &peer, &Request::Publish { messages })
             .await;
         backlog.fetch_sub(bytes, Ordering::Relaxed);
         if let Err(error) = sent {

@@ -630,7 +630,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&pubsub.delivered),
                 load(&pubsub.relay_dropped),
                 load(&pubsub.disconnected_subscribers),
-                load(&shared.notifier.dropped),
+                load(&shared.notifier.removals.dropped),
             )
         }
         "cluster" => {

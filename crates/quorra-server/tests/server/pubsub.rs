@@ -13,6 +13,15 @@ use tokio::net::TcpStream;
 use crate::cluster::{eventually, start_cluster_with};
 use crate::common::*;
 
+/// A connection for (P|S)SUBSCRIBE through the redis crate.
+async fn pubsub_client(node: &quorra_server::RunningServer) -> redis::aio::PubSub {
+    redis::Client::open(format!("redis://{}/", node.resp_addr))
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap()
+}
+
 /// Messages published in all, spread over one publisher per node.
 const TOTAL: usize = 10_000;
 
@@ -27,12 +36,7 @@ async fn every_subscriber_on_every_node_gets_every_message_once_in_publish_order
     .await;
     let mut subscribers = Vec::new();
     for i in 0..100 {
-        let url = format!("redis://{}/", nodes[i % 3].resp_addr);
-        let mut pubsub = redis::Client::open(url)
-            .unwrap()
-            .get_async_pubsub()
-            .await
-            .unwrap();
+        let mut pubsub = pubsub_client(&nodes[i % 3]).await;
         pubsub.subscribe("feed").await.unwrap();
         subscribers.push(pubsub.into_on_message());
     }
@@ -154,11 +158,7 @@ async fn a_subscriber_that_stops_reading_is_disconnected_at_its_limit() {
     let confirmation = exchange(&mut stalled, b"SUBSCRIBE flood\r\n").await;
     assert!(confirmation.starts_with("*3\r\n$9\r\nsubscribe"));
     let mut reader = connect(&node).await;
-    let mut listening = redis::Client::open(format!("redis://{}/", node.resp_addr))
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
+    let mut listening = pubsub_client(&node).await;
     listening.subscribe("flood").await.unwrap();
     let mut messages = listening.into_on_message();
     let message = "m".repeat(64 * 1024);
@@ -212,11 +212,7 @@ async fn with_three_copies_an_expired_key_raises_one_event_from_its_primary() {
         let mut con = connect(node).await;
         ok(&mut con, &["CONFIG", "SET", "notify-keyspace-events", "Ex"]).await;
     }
-    let mut pubsub = redis::Client::open(format!("redis://{}/", nodes[0].resp_addr))
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
+    let mut pubsub = pubsub_client(&nodes[0]).await;
     pubsub.psubscribe("__keyevent@0__:*").await.unwrap();
     let mut messages = pubsub.into_on_message();
     let mut writer = connect(&nodes[1]).await;
@@ -250,11 +246,7 @@ async fn keys_evicted_for_memory_raise_evicted_events() {
         config.notify_keyspace_events = quorra_node::notifications::parse(b"Ee").unwrap();
     })
     .await;
-    let mut pubsub = redis::Client::open(format!("redis://{}/", node.resp_addr))
-        .unwrap()
-        .get_async_pubsub()
-        .await
-        .unwrap();
+    let mut pubsub = pubsub_client(&node).await;
     pubsub.subscribe("__keyevent@0__:evicted").await.unwrap();
     let mut messages = pubsub.into_on_message();
     let mut con = connect(&node).await;
