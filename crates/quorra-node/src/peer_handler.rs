@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use bytes::Bytes;
 use quorra_cluster::antientropy;
 use quorra_cluster::membership::ClusterView;
-use quorra_cluster::message::{Request, Response};
+use quorra_cluster::message::{Request, Response, WireMessage};
 use quorra_ring::NodeId;
 use quorra_store::{Version, VersionedEntry};
 
@@ -172,25 +172,11 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             Response::Flushed
         }
         Request::Publish { messages } => {
-            let inbound = shared.pubsub.inbound_lock(from.as_str());
-            let _in_order = inbound.lock().await;
-            let mut receivers = 0;
-            for (delivered, message) in messages.into_iter().enumerate() {
-                // A batch to many subscribers is long work: let the node's other tasks
-                // (gossip among them) run in between.
-                if delivered % 64 == 63 {
-                    tokio::task::yield_now().await;
-                }
-                let kind = match message.sharded {
-                    true => Kind::Shard,
-                    false => Kind::Channel,
-                };
-                receivers += shared.pubsub.deliver(Published {
-                    kind,
-                    channel: message.channel,
-                    message: message.message,
-                }) as u64;
-            }
+            // Delivered by a task of its own: a sender that stops waiting (its timeout)
+            // drops the connection, which cancels this handler, and a batch cancelled
+            // halfway would lose its second half.
+            let delivery = tokio::spawn(deliver_relayed(shared.clone(), from, messages));
+            let receivers = delivery.await.map_err(|error| error.to_string())?;
             Response::Published { receivers }
         }
         Request::Read { keys, promote } => {
@@ -253,4 +239,30 @@ fn shared_view(shared: &Shared) -> Result<Arc<ClusterView>, String> {
         .as_ref()
         .map(|node| node.view())
         .ok_or_else(|| "not in cluster mode".to_owned())
+}
+
+/// Delivers a batch of messages that node `from` relayed to this node's subscribers, after
+/// the batches it relayed before (one at a time per sender, in arrival order); how many
+/// deliveries it made.
+async fn deliver_relayed(shared: Arc<Shared>, from: NodeId, messages: Vec<WireMessage>) -> u64 {
+    let inbound = shared.pubsub.inbound_lock(from.as_str());
+    let _in_order = inbound.lock().await;
+    let mut receivers = 0;
+    for (delivered, message) in messages.into_iter().enumerate() {
+        // A batch to many subscribers is long work: let the node's other tasks (gossip
+        // among them) run in between.
+        if delivered % 64 == 63 {
+            tokio::task::yield_now().await;
+        }
+        let kind = match message.sharded {
+            true => Kind::Shard,
+            false => Kind::Channel,
+        };
+        receivers += shared.pubsub.deliver(Published {
+            kind,
+            channel: message.channel,
+            message: message.message,
+        }) as u64;
+    }
+    receivers
 }

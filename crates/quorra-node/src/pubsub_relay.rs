@@ -169,11 +169,13 @@ pub async fn run(shared: Arc<Shared>, node: Arc<ClusterNode>, stop: Cancellation
         let has_majority = view.joined && sees_a_majority(&view);
         if had_majority && !has_majority {
             let closed = shared.pubsub.disconnect_all();
-            tracing::warn!(
-                subscribers = closed,
-                "this node sees less than a majority of its cluster: its subscribers are \
+            if closed > 0 {
+                tracing::warn!(
+                    subscribers = closed,
+                    "this node sees less than a majority of its cluster: its subscribers are \
                  disconnected, since messages published on the other side cannot reach them"
-            );
+                );
+            }
         }
         had_majority = has_majority;
         tokio::select! {

@@ -84,9 +84,29 @@ async fn every_subscriber_on_every_node_gets_every_message_once_in_publish_order
     for publisher in publishers {
         publisher.await.unwrap();
     }
-    for (subscriber, collector) in collectors.into_iter().enumerate() {
-        let (payloads, extra) = collector.await.unwrap();
-        assert_eq!(payloads.len(), TOTAL, "subscriber {subscriber}");
+    let mut outcomes = Vec::new();
+    for collector in collectors {
+        outcomes.push(collector.await.unwrap());
+    }
+    // The nodes' pub/sub figures, to tell a failure's cause.
+    let mut figures = String::new();
+    for node in &nodes {
+        let mut con = connect(node).await;
+        if let Value::BulkString(stats) = ok(&mut con, &["INFO", "stats"]).await {
+            let stats = String::from_utf8_lossy(&stats).into_owned();
+            let pubsub: Vec<&str> = stats
+                .lines()
+                .filter(|line| line.contains("pubsub"))
+                .collect();
+            figures.push_str(&format!("\n{}", pubsub.join(" ")));
+        }
+    }
+    for (subscriber, (payloads, extra)) in outcomes.into_iter().enumerate() {
+        assert_eq!(
+            payloads.len(),
+            TOTAL,
+            "subscriber {subscriber}; nodes:{figures}"
+        );
         assert!(!extra, "subscriber {subscriber} got a message twice");
         let mut next = [0usize; 3];
         for payload in &payloads {
@@ -268,4 +288,34 @@ async fn keys_evicted_for_memory_raise_evicted_events() {
     assert!(evicted > 1_000, "{evicted}");
     assert_eq!(received.len(), evicted, "one event per eviction");
     assert!(received.iter().all(|(_, key)| key.starts_with("fill")));
+}
+
+#[tokio::test]
+async fn a_pathological_pattern_costs_a_bounded_match_and_the_node_keeps_answering() {
+    let node = start().await;
+    let mut pubsub = pubsub_client(&node).await;
+    // `*a*a*...*b` against a channel of `a`s: the backtracking a naive glob matcher
+    // makes exponential. Redis's two guards (a star that has tried every suffix ends the
+    // match; nesting past 1,000 stars gives up) keep it polynomial.
+    let pattern = format!("{}b", "*a".repeat(2_000));
+    pubsub.psubscribe(&pattern).await.unwrap();
+    pubsub.psubscribe("*").await.unwrap();
+    let mut messages = pubsub.into_on_message();
+    let mut publisher = connect(&node).await;
+    let channel = "a".repeat(20_000);
+    for _ in 0..10 {
+        assert_eq!(
+            ok(&mut publisher, &["PUBLISH", &channel, "m"]).await,
+            int(1),
+            "only `*` matches"
+        );
+    }
+    for _ in 0..10 {
+        let message = messages.next().await.unwrap();
+        assert_eq!(message.get_pattern::<String>().unwrap(), "*");
+    }
+    assert_eq!(
+        ok(&mut publisher, &["PING"]).await,
+        Value::SimpleString("PONG".into())
+    );
 }
