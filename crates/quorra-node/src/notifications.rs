@@ -140,6 +140,11 @@ impl Removal {
     }
 }
 
+/// Whether `flags` publish events of `class` on at least one of the two channels.
+fn enabled(flags: u32, class: u32) -> bool {
+    flags & class != 0 && flags & (KEYSPACE | KEYEVENT) != 0
+}
+
 /// The node's `notify-keyspace-events`, and the store's removals waiting for their event.
 #[derive(Debug, Default)]
 pub struct Notifier {
@@ -181,17 +186,16 @@ impl Notifier {
     /// Whether an event of `class` would be published: every command that changes a
     /// key asks, so it is one relaxed load.
     pub fn wants(&self, class: u32) -> bool {
-        let flags = self.flags();
-        flags & class != 0 && flags & (KEYSPACE | KEYEVENT) != 0
+        enabled(self.flags(), class)
     }
 
     /// Publishes `event` of `class` on the key `stored_key` (in its stored form, which
     /// carries its database) if that class is enabled.
     pub fn notify(&self, pubsub: &PubSub, class: u32, event: &str, stored_key: &[u8]) {
-        if !self.wants(class) {
+        let flags = self.flags();
+        if !enabled(flags, class) {
             return;
         }
-        let flags = self.flags();
         let (db, key) = database::split(stored_key);
         if flags & KEYSPACE != 0 {
             let mut channel = format!("__keyspace@{db}__:").into_bytes();

@@ -28,7 +28,8 @@ use tokio::sync::mpsc;
 
 use crate::clients::ClientInfo;
 
-/// Which family a subscription or a message belongs to (in CLIENT LIST's order).
+/// Which family a subscription or a message belongs to; `kind as usize` indexes the
+/// per-family tables (in CLIENT LIST's order: sub, psub, ssub).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// SUBSCRIBE / PUBLISH.
@@ -121,28 +122,17 @@ pub struct PubSubCounters {
     pub relay_dropped: AtomicU64,
 }
 
+/// Each name's subscribers by client id, one map per [`Kind`] (indexed by `kind as usize`).
 #[derive(Default)]
-struct Subscriptions {
-    channels: HashMap<Bytes, HashMap<u64, Arc<Mailbox>>>,
-    patterns: HashMap<Bytes, HashMap<u64, Arc<Mailbox>>>,
-    shard_channels: HashMap<Bytes, HashMap<u64, Arc<Mailbox>>>,
-}
+struct Subscriptions([HashMap<Bytes, HashMap<u64, Arc<Mailbox>>>; 3]);
 
 impl Subscriptions {
     fn family(&self, kind: Kind) -> &HashMap<Bytes, HashMap<u64, Arc<Mailbox>>> {
-        match kind {
-            Kind::Channel => &self.channels,
-            Kind::Pattern => &self.patterns,
-            Kind::Shard => &self.shard_channels,
-        }
+        &self.0[kind as usize]
     }
 
     fn of(&mut self, kind: Kind) -> &mut HashMap<Bytes, HashMap<u64, Arc<Mailbox>>> {
-        match kind {
-            Kind::Channel => &mut self.channels,
-            Kind::Pattern => &mut self.patterns,
-            Kind::Shard => &mut self.shard_channels,
-        }
+        &mut self.0[kind as usize]
     }
 }
 
@@ -259,7 +249,7 @@ impl PubSub {
             delivered += usize::from(mailbox.offer(delivery, self.limit, self));
         }
         if kind == Kind::Channel {
-            for (pattern, mailboxes) in &subscriptions.patterns {
+            for (pattern, mailboxes) in subscriptions.family(Kind::Pattern) {
                 if !glob_match(pattern, &channel) {
                     continue;
                 }
@@ -312,11 +302,7 @@ impl PubSub {
     pub fn disconnect_all(&self) -> usize {
         let subscriptions = self.subscriptions.read();
         let mut clients = HashSet::new();
-        for family in [
-            &subscriptions.channels,
-            &subscriptions.patterns,
-            &subscriptions.shard_channels,
-        ] {
+        for family in &subscriptions.0 {
             for mailbox in family.values().flat_map(HashMap::values) {
                 if clients.insert(mailbox.client.id) {
                     mailbox.client.kill.cancel();
@@ -352,9 +338,8 @@ pub struct Subscriber {
     hub: Arc<PubSub>,
     mailbox: Arc<Mailbox>,
     receiver: mpsc::UnboundedReceiver<Delivery>,
-    channels: HashSet<Bytes>,
-    patterns: HashSet<Bytes>,
-    shard_channels: HashSet<Bytes>,
+    /// What it is subscribed to, one set per [`Kind`] (indexed by `kind as usize`).
+    names: [HashSet<Bytes>; 3],
 }
 
 impl Subscriber {
@@ -369,23 +354,13 @@ impl Subscriber {
                 waiting_bytes: AtomicU64::new(0),
             }),
             receiver,
-            channels: HashSet::new(),
-            patterns: HashSet::new(),
-            shard_channels: HashSet::new(),
-        }
-    }
-
-    fn names(&mut self, kind: Kind) -> &mut HashSet<Bytes> {
-        match kind {
-            Kind::Channel => &mut self.channels,
-            Kind::Pattern => &mut self.patterns,
-            Kind::Shard => &mut self.shard_channels,
+            names: Default::default(),
         }
     }
 
     /// Subscribes to `name`; the count SUBSCRIBE answers with after it.
     pub fn subscribe(&mut self, kind: Kind, name: &Bytes) -> usize {
-        if self.names(kind).insert(name.clone()) {
+        if self.names[kind as usize].insert(name.clone()) {
             self.hub.add(kind, name, &self.mailbox);
             self.show_count(kind);
         }
@@ -394,7 +369,7 @@ impl Subscriber {
 
     /// Unsubscribes from `name`; the count UNSUBSCRIBE answers with after it.
     pub fn unsubscribe(&mut self, kind: Kind, name: &[u8]) -> usize {
-        if self.names(kind).remove(name) {
+        if self.names[kind as usize].remove(name) {
             self.hub.remove(kind, name, self.mailbox.client.id);
             self.show_count(kind);
         }
@@ -402,33 +377,30 @@ impl Subscriber {
     }
 
     /// Publishes the count of `kind` for CLIENT LIST.
-    fn show_count(&mut self, kind: Kind) {
-        let count = self.names(kind).len();
+    fn show_count(&self, kind: Kind) {
+        let count = self.names[kind as usize].len();
         self.mailbox.client.subscriptions[kind as usize].store(count, Ordering::Relaxed);
     }
 
     /// What `kind` is subscribed to now (for UNSUBSCRIBE without arguments).
     pub fn subscribed(&self, kind: Kind) -> Vec<Bytes> {
-        let names = match kind {
-            Kind::Channel => &self.channels,
-            Kind::Pattern => &self.patterns,
-            Kind::Shard => &self.shard_channels,
-        };
-        names.iter().cloned().collect()
+        self.names[kind as usize].iter().cloned().collect()
     }
 
     /// The count a (un)subscribe reply of `kind` carries: channels and patterns together,
     /// shard channels apart, as in Redis.
     pub fn count(&self, kind: Kind) -> usize {
         match kind {
-            Kind::Shard => self.shard_channels.len(),
-            _ => self.channels.len() + self.patterns.len(),
+            Kind::Shard => self.names[Kind::Shard as usize].len(),
+            _ => {
+                self.names[Kind::Channel as usize].len() + self.names[Kind::Pattern as usize].len()
+            }
         }
     }
 
     /// Whether it is subscribed to anything (RESP2's subscribed mode).
     pub fn active(&self) -> bool {
-        !(self.channels.is_empty() && self.patterns.is_empty() && self.shard_channels.is_empty())
+        self.names.iter().any(|names| !names.is_empty())
     }
 
     /// Waits for the next delivery and writes it, then whatever else is waiting, into
@@ -464,7 +436,7 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         let client = self.mailbox.client.id;
         for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
-            for name in std::mem::take(self.names(kind)) {
+            for name in std::mem::take(&mut self.names[kind as usize]) {
                 self.hub.remove(kind, &name, client);
             }
             self.show_count(kind);
