@@ -13,7 +13,7 @@
 //! separate requests concurrently) and costs one round trip.
 
 use bytes::Bytes;
-use quorra_store::{Version, VersionedEntry};
+use quorra_store::{KeyType, Version, VersionedEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::replication::Level;
@@ -136,8 +136,10 @@ pub struct WireMessage {
 /// A [`VersionedEntry`] as it travels.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEntry {
-    /// The value (empty for a tombstone).
+    /// The value (empty for a tombstone): a string, or an encoded collection.
     pub value: Bytes,
+    /// What `value` holds: 0 string, 1 hash, 2 set, 3 sorted set.
+    pub kind: u8,
     /// Absolute expiry, ms since the epoch.
     pub expire_at_ms: Option<u64>,
     /// The version's hybrid-logical timestamp.
@@ -152,6 +154,12 @@ impl From<VersionedEntry> for WireEntry {
     fn from(entry: VersionedEntry) -> Self {
         WireEntry {
             value: entry.value,
+            kind: match entry.kind {
+                KeyType::Hash => 1,
+                KeyType::Set => 2,
+                KeyType::SortedSet => 3,
+                KeyType::String | KeyType::None => 0,
+            },
             expire_at_ms: entry.expire_at_ms,
             hlc: entry.version.hlc,
             node: entry.version.node,
@@ -164,6 +172,15 @@ impl From<WireEntry> for VersionedEntry {
     fn from(entry: WireEntry) -> Self {
         VersionedEntry {
             value: entry.value,
+            // An unknown kind reads as a string's bytes would not: the store refuses
+            // to decode it, and the entry is not applied.
+            kind: match entry.kind {
+                0 => KeyType::String,
+                1 => KeyType::Hash,
+                2 => KeyType::Set,
+                3 => KeyType::SortedSet,
+                _ => KeyType::None,
+            },
             expire_at_ms: entry.expire_at_ms,
             version: Version {
                 hlc: entry.hlc,
@@ -295,6 +312,7 @@ mod tests {
         assert_eq!(Request::decode(&exec.encode()).unwrap(), exec);
         let entry = VersionedEntry {
             value: Bytes::from_static(b"v"),
+            kind: KeyType::SortedSet,
             expire_at_ms: Some(7),
             version: Version::new(5, 1, 9),
             tombstone: false,

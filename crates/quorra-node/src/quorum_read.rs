@@ -17,10 +17,10 @@ use quorra_cluster::replication::QuorumError;
 use quorra_origin::origins::Answer;
 use quorra_resp::{Frame, Limits, Protocol, encode, parse_frame};
 use quorra_ring::NodeId;
-use quorra_store::{Version, VersionedEntry};
+use quorra_store::{KeyType, Version, VersionedEntry};
 
 use crate::accounting::Lookups;
-use crate::commands::CommandError;
+use crate::commands::{CommandError, WRONGTYPE};
 use crate::executor::{self, Cx, Mode};
 use crate::plan::QuorumRead;
 use crate::session::Session;
@@ -68,11 +68,19 @@ pub fn write_read_reply(
         let entry = entry.map_err(|error| CommandError::new(error.to_string()))?;
         values.push(entry.filter(|entry| entry.is_live(now_ms)));
     }
+    // MGET answers nil for a key that holds a collection; GET refuses it.
     let bulk = |value: &Option<VersionedEntry>, out: &mut BytesMut| match value {
-        Some(entry) => encode::bulk(out, &entry.value),
-        None => encode::null(out, protocol),
+        Some(entry) if entry.kind == KeyType::String => encode::bulk(out, &entry.value),
+        _ => encode::null(out, protocol),
     };
     match kind {
+        QuorumRead::Get
+            if values[0]
+                .as_ref()
+                .is_some_and(|e| e.kind != KeyType::String) =>
+        {
+            return Err(CommandError::new(WRONGTYPE));
+        }
         QuorumRead::Get => bulk(&values[0], out),
         QuorumRead::Mget => {
             encode::array_header(out, values.len());

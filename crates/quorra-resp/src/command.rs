@@ -33,8 +33,8 @@ pub struct CommandInfo {
     /// [`NUMKEYS`] for EVAL's form: the count of keys is the second argument and the
     /// keys follow it.
     pub keys: (i32, i32, i32),
-    /// Documentation group (`string`, `generic`, `connection`, `transactions`,
-    /// `scripting`, `pubsub`, `server`).
+    /// Documentation group (`string`, `hash`, `set`, `sorted-set`, `generic`,
+    /// `connection`, `transactions`, `scripting`, `pubsub`, `server`).
     pub group: &'static str,
     /// One-line summary for COMMAND DOCS.
     pub summary: &'static str,
@@ -125,6 +125,75 @@ commands! {
     Substr "substr", 4, ["readonly"], ONE_KEY, "string", "1.0.0", "Returns a substring from a string value.";
     Setrange "setrange", 4, ["write", "denyoom"], ONE_KEY, "string", "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.";
     Lcs "lcs", -3, ["readonly"], TWO_KEYS, "string", "7.0.0", "Finds the longest common substring.";
+    // Hashes.
+    Hset "hset", -4, ["write", "denyoom", "fast"], ONE_KEY, "hash", "2.0.0", "Creates or modifies the value of a field in a hash.";
+    Hsetnx "hsetnx", 4, ["write", "denyoom", "fast"], ONE_KEY, "hash", "2.0.0", "Sets the value of a field in a hash only when the field doesn't exist.";
+    Hmset "hmset", -4, ["write", "denyoom", "fast"], ONE_KEY, "hash", "2.0.0", "Sets the values of multiple fields.";
+    Hget "hget", 3, ["readonly", "fast"], ONE_KEY, "hash", "2.0.0", "Returns the value of a field in a hash.";
+    Hmget "hmget", -3, ["readonly", "fast"], ONE_KEY, "hash", "2.0.0", "Returns the values of all fields in a hash.";
+    Hgetall "hgetall", 2, ["readonly"], ONE_KEY, "hash", "2.0.0", "Returns all fields and values in a hash.";
+    Hgetdel "hgetdel", -5, ["write", "fast"], ONE_KEY, "hash", "8.0.0", "Returns the value of a field and deletes it from the hash.";
+    Hdel "hdel", -3, ["write", "fast"], ONE_KEY, "hash", "2.0.0", "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.";
+    Hlen "hlen", 2, ["readonly", "fast"], ONE_KEY, "hash", "2.0.0", "Returns the number of fields in a hash.";
+    Hexists "hexists", 3, ["readonly", "fast"], ONE_KEY, "hash", "2.0.0", "Determines whether a field exists in a hash.";
+    Hkeys "hkeys", 2, ["readonly"], ONE_KEY, "hash", "2.0.0", "Returns all fields in a hash.";
+    Hvals "hvals", 2, ["readonly"], ONE_KEY, "hash", "2.0.0", "Returns all values in a hash.";
+    Hstrlen "hstrlen", 3, ["readonly", "fast"], ONE_KEY, "hash", "3.2.0", "Returns the length of the value of a field.";
+    Hincrby "hincrby", 4, ["write", "denyoom", "fast"], ONE_KEY, "hash", "2.0.0", "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.";
+    Hincrbyfloat "hincrbyfloat", 4, ["write", "denyoom", "fast"], ONE_KEY, "hash", "2.6.0", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.";
+    Hrandfield "hrandfield", -2, ["readonly"], ONE_KEY, "hash", "6.2.0", "Returns one or more random fields from a hash.";
+    Hscan "hscan", -3, ["readonly"], ONE_KEY, "hash", "2.8.0", "Iterates over fields and values of a hash.";
+    Hexpire "hexpire", -6, ["write", "fast"], ONE_KEY, "hash", "7.4.0", "Set expiry for hash field using relative time to expire (seconds)";
+    Hpexpire "hpexpire", -6, ["write", "fast"], ONE_KEY, "hash", "7.4.0", "Set expiry for hash field using relative time to expire (milliseconds)";
+    Hexpireat "hexpireat", -6, ["write", "fast"], ONE_KEY, "hash", "7.4.0", "Set expiry for hash field using an absolute Unix timestamp (seconds)";
+    Hpexpireat "hpexpireat", -6, ["write", "fast"], ONE_KEY, "hash", "7.4.0", "Set expiry for hash field using an absolute Unix timestamp (milliseconds)";
+    Httl "httl", -5, ["readonly", "fast"], ONE_KEY, "hash", "7.4.0", "Returns the TTL in seconds of a hash field.";
+    Hpttl "hpttl", -5, ["readonly", "fast"], ONE_KEY, "hash", "7.4.0", "Returns the TTL in milliseconds of a hash field.";
+    Hexpiretime "hexpiretime", -5, ["readonly", "fast"], ONE_KEY, "hash", "7.4.0", "Returns the expiration time of a hash field as a Unix timestamp, in seconds.";
+    Hpexpiretime "hpexpiretime", -5, ["readonly", "fast"], ONE_KEY, "hash", "7.4.0", "Returns the expiration time of a hash field as a Unix timestamp, in msec.";
+    Hpersist "hpersist", -5, ["write", "fast"], ONE_KEY, "hash", "7.4.0", "Removes the expiration time for each specified field";
+    // Sets.
+    Sadd "sadd", -3, ["write", "denyoom", "fast"], ONE_KEY, "set", "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.";
+    Srem "srem", -3, ["write", "fast"], ONE_KEY, "set", "1.0.0", "Removes one or more members from a set. Deletes the set if the last member was removed.";
+    Smembers "smembers", 2, ["readonly"], ONE_KEY, "set", "1.0.0", "Returns all members of a set.";
+    Sismember "sismember", 3, ["readonly", "fast"], ONE_KEY, "set", "1.0.0", "Determines whether a member belongs to a set.";
+    Smismember "smismember", -3, ["readonly", "fast"], ONE_KEY, "set", "6.2.0", "Determines whether multiple members belong to a set.";
+    Scard "scard", 2, ["readonly", "fast"], ONE_KEY, "set", "1.0.0", "Returns the number of members in a set.";
+    Spop "spop", -2, ["write", "fast"], ONE_KEY, "set", "1.0.0", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.";
+    Srandmember "srandmember", -2, ["readonly"], ONE_KEY, "set", "1.0.0", "Get one or multiple random members from a set";
+    Smove "smove", 4, ["write", "fast"], TWO_KEYS, "set", "1.0.0", "Moves a member from one set to another.";
+    Sinter "sinter", -2, ["readonly"], ALL_KEYS, "set", "1.0.0", "Returns the intersect of multiple sets.";
+    Sunion "sunion", -2, ["readonly"], ALL_KEYS, "set", "1.0.0", "Returns the union of multiple sets.";
+    Sdiff "sdiff", -2, ["readonly"], ALL_KEYS, "set", "1.0.0", "Returns the difference of multiple sets.";
+    Sinterstore "sinterstore", -3, ["write", "denyoom"], ALL_KEYS, "set", "1.0.0", "Stores the intersect of multiple sets in a key.";
+    Sunionstore "sunionstore", -3, ["write", "denyoom"], ALL_KEYS, "set", "1.0.0", "Stores the union of multiple sets in a key.";
+    Sdiffstore "sdiffstore", -3, ["write", "denyoom"], ALL_KEYS, "set", "1.0.0", "Stores the difference of multiple sets in a key.";
+    Sscan "sscan", -3, ["readonly"], ONE_KEY, "set", "2.8.0", "Iterates over members of a set.";
+    // Sorted sets.
+    Zadd "zadd", -4, ["write", "denyoom", "fast"], ONE_KEY, "sorted-set", "1.2.0", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.";
+    Zincrby "zincrby", 4, ["write", "denyoom", "fast"], ONE_KEY, "sorted-set", "1.2.0", "Increments the score of a member in a sorted set.";
+    Zrem "zrem", -3, ["write", "fast"], ONE_KEY, "sorted-set", "1.2.0", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.";
+    Zcard "zcard", 2, ["readonly", "fast"], ONE_KEY, "sorted-set", "1.2.0", "Returns the number of members in a sorted set.";
+    Zscore "zscore", 3, ["readonly", "fast"], ONE_KEY, "sorted-set", "1.2.0", "Returns the score of a member in a sorted set.";
+    Zmscore "zmscore", -3, ["readonly", "fast"], ONE_KEY, "sorted-set", "6.2.0", "Returns the score of one or more members in a sorted set.";
+    Zrank "zrank", -3, ["readonly", "fast"], ONE_KEY, "sorted-set", "2.0.0", "Returns the index of a member in a sorted set ordered by ascending scores.";
+    Zrevrank "zrevrank", -3, ["readonly", "fast"], ONE_KEY, "sorted-set", "2.0.0", "Returns the index of a member in a sorted set ordered by descending scores.";
+    Zcount "zcount", 4, ["readonly", "fast"], ONE_KEY, "sorted-set", "2.0.0", "Returns the count of members in a sorted set that have scores within a range.";
+    Zlexcount "zlexcount", 4, ["readonly", "fast"], ONE_KEY, "sorted-set", "2.8.9", "Returns the number of members in a sorted set within a lexicographical range.";
+    Zrange "zrange", -4, ["readonly"], ONE_KEY, "sorted-set", "1.2.0", "Returns members in a sorted set within a range of indexes.";
+    Zrangestore "zrangestore", -5, ["write", "denyoom"], TWO_KEYS, "sorted-set", "6.2.0", "Stores a range of members from sorted set in a key.";
+    Zrangebyscore "zrangebyscore", -4, ["readonly"], ONE_KEY, "sorted-set", "1.0.5", "Returns members in a sorted set within a range of scores.";
+    Zrevrangebyscore "zrevrangebyscore", -4, ["readonly"], ONE_KEY, "sorted-set", "2.2.0", "Returns members in a sorted set within a range of scores in reverse order.";
+    Zrangebylex "zrangebylex", -4, ["readonly"], ONE_KEY, "sorted-set", "2.8.9", "Returns members in a sorted set within a lexicographical range.";
+    Zrevrangebylex "zrevrangebylex", -4, ["readonly"], ONE_KEY, "sorted-set", "2.8.9", "Returns members in a sorted set within a lexicographical range in reverse order.";
+    Zrevrange "zrevrange", -4, ["readonly"], ONE_KEY, "sorted-set", "1.2.0", "Returns members in a sorted set within a range of indexes in reverse order.";
+    Zremrangebyrank "zremrangebyrank", 4, ["write"], ONE_KEY, "sorted-set", "2.0.0", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.";
+    Zremrangebyscore "zremrangebyscore", 4, ["write"], ONE_KEY, "sorted-set", "1.2.0", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.";
+    Zremrangebylex "zremrangebylex", 4, ["write"], ONE_KEY, "sorted-set", "2.8.9", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.";
+    Zpopmin "zpopmin", -2, ["write", "fast"], ONE_KEY, "sorted-set", "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.";
+    Zpopmax "zpopmax", -2, ["write", "fast"], ONE_KEY, "sorted-set", "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.";
+    Zrandmember "zrandmember", -2, ["readonly"], ONE_KEY, "sorted-set", "6.2.0", "Returns one or more random members from a sorted set.";
+    Zscan "zscan", -3, ["readonly"], ONE_KEY, "sorted-set", "2.8.0", "Iterates over members and scores of a sorted set.";
     // Generic key commands.
     Del "del", -2, ["write"], ALL_KEYS, "generic", "1.0.0", "Deletes one or more keys.";
     Unlink "unlink", -2, ["write", "fast"], ALL_KEYS, "generic", "4.0.0", "Asynchronously deletes one or more keys.";

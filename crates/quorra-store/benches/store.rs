@@ -53,7 +53,7 @@ fn op_get(s: &Store, k: &[u8]) {
 }
 
 fn op_get_with(s: &Store, k: &[u8]) {
-    black_box(s.get_with(k, |v| black_box(v.len())));
+    black_box(s.get_with(k, |v| black_box(v.len())).unwrap());
 }
 
 fn op_set(s: &Store, k: &[u8]) {

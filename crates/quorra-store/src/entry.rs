@@ -16,8 +16,11 @@ pub fn expired(at_ms: u64, now_ms: u64) -> bool {
 /// An entry as replicas exchange it: enough to apply last-writer-wins.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionedEntry {
-    /// The value (empty for a tombstone).
+    /// The value (empty for a tombstone): a string's bytes, or a collection as
+    /// [`Collection::encode`](crate::collection::Collection::encode) gives it.
     pub value: Bytes,
+    /// What `value` holds ([`KeyType::String`] for a tombstone).
+    pub kind: KeyType,
     /// Absolute expiry, ms since the epoch; `None` = no expiry.
     pub expire_at_ms: Option<u64>,
     /// Version of the write that produced this entry.
@@ -31,6 +34,7 @@ impl VersionedEntry {
     pub fn value(value: impl Into<Bytes>, version: Version) -> Self {
         Self {
             value: value.into(),
+            kind: KeyType::String,
             expire_at_ms: None,
             version,
             tombstone: false,
@@ -46,6 +50,7 @@ impl VersionedEntry {
     pub fn tombstone(version: Version) -> Self {
         Self {
             value: Bytes::new(),
+            kind: KeyType::String,
             expire_at_ms: None,
             version,
             tombstone: true,
@@ -74,8 +79,10 @@ pub struct EntryView<'a> {
     pub key: &'a [u8],
     /// The key's ring position, [`quorra_ring::key_token`].
     pub token: u64,
-    /// Value bytes (empty for a tombstone).
+    /// Value bytes (empty for a tombstone and for a collection).
     pub value: &'a [u8],
+    /// What the key holds ([`KeyType::String`] for a tombstone).
+    pub kind: KeyType,
     /// Absolute expiry of a live entry, ms since the epoch.
     pub expire_at_ms: Option<u64>,
     /// Version of the last write.
@@ -136,22 +143,44 @@ impl ExpireFlags {
     };
 }
 
-/// The Redis type of a key (only strings exist in quorra).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The Redis type of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyType {
     /// The key does not exist.
     None,
     /// A string value.
+    #[default]
     String,
+    /// A hash.
+    Hash,
+    /// A set.
+    Set,
+    /// A sorted set.
+    SortedSet,
 }
 
 impl KeyType {
-    /// The TYPE reply text: `none` or `string`.
+    /// The TYPE reply text: `none`, `string`, `hash`, `set` or `zset`.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyType::None => "none",
             KeyType::String => "string",
+            KeyType::Hash => "hash",
+            KeyType::Set => "set",
+            KeyType::SortedSet => "zset",
         }
+    }
+
+    /// The type TYPE calls `name` (any case), for SCAN's TYPE filter.
+    pub fn from_name(name: &[u8]) -> Option<KeyType> {
+        [
+            KeyType::String,
+            KeyType::Hash,
+            KeyType::Set,
+            KeyType::SortedSet,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str().as_bytes().eq_ignore_ascii_case(name))
     }
 }
 
@@ -194,6 +223,8 @@ pub struct ExpireCycleReport {
     pub expired: u64,
     /// Tombstones removed because their grace period had passed.
     pub purged_tombstones: u64,
+    /// Hash fields removed because their TTL had passed.
+    pub expired_fields: u64,
     /// Whether the cycle stopped on its time or iteration budget.
     pub budget_exhausted: bool,
 }

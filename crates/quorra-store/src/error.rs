@@ -74,6 +74,15 @@ pub enum StoreError {
     /// Redis: `-ERR offset is out of range`
     #[error("offset is out of range")]
     OffsetOutOfRange,
+    /// The key holds a value of another type than the command works on.
+    ///
+    /// Redis: `-WRONGTYPE Operation against a key holding the wrong kind of value`
+    #[error("Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// A replicated entry claims to hold a collection its bytes do not encode (a corrupt
+    /// or foreign message). Nothing is stored.
+    #[error("replicated collection does not decode")]
+    CorruptEntry,
     /// COPY with the same source and destination key.
     ///
     /// Redis: `-ERR source and destination objects are the same`

@@ -37,6 +37,10 @@ pub const ACTIVE_EXPIRE_STALE_PERCENT: u64 = 25;
 pub const ACTIVE_EXPIRE_CYCLE_BUDGET_MS: u64 = 25;
 /// Samples one shard may take in one tick, count.
 pub const ACTIVE_EXPIRE_MAX_LOOPS_PER_SHARD: usize = 1_000;
+/// Hashes with field TTLs one shard visits per tick to remove their expired fields
+/// (each visit walks the hash's fields once), count. At 10 ticks a second, a shard's
+/// volatile hashes are all visited within `count / 160` seconds.
+pub const FIELD_EXPIRY_HASHES_PER_CYCLE: usize = 16;
 
 /// What one sample did.
 #[derive(Debug, Default, Clone, Copy)]

@@ -2,7 +2,7 @@
 //!
 //! # Purpose
 //!
-//! Holds key/value byte strings with Redis string semantics, under a memory limit, with
+//! Holds keys with Redis semantics — strings, hashes, sets, sorted sets — under a memory limit, with
 //! TTLs and with the per-entry versions and tombstones the replication layer needs. It
 //! does no I/O and reads time only from an injected [`Clock`], so every behaviour can be
 //! tested deterministically.
@@ -15,6 +15,8 @@
 //!   eviction, stats.
 //! * `shard` (private, see [`store`](crate::store#sharding)) — slab of 56-byte slots, `hashbrown::HashTable<u32>`
 //!   index, O(1) intrusive LRU (`lru`), deadline vector for TTLs and tombstones.
+//! * [`collection`] — hashes (with field TTLs), sets and sorted sets, the values a key
+//!   can hold besides a string, and their exact accounting.
 //! * [`memory`] — the global reserve-before-write budget and [`ENTRY_OVERHEAD`].
 //! * [`expiry`] — the active expiry cycle driven by [`Store::tick`].
 //! * [`version`] — [`Version`] and the [`HybridClock`] issuing them.
@@ -38,10 +40,11 @@
 //!
 //! # Non-goals
 //!
-//! Data types other than strings; persistence; keyspace notifications; Redis's LFU and
+//! Lists and streams; persistence; keyspace notifications; Redis's LFU and
 //! volatile-* eviction policies; multiple databases (SELECT).
 
 pub mod clock;
+pub mod collection;
 pub mod entry;
 pub mod error;
 pub mod expiry;

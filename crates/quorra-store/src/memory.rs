@@ -111,6 +111,15 @@ impl<A: AtomicWord> MemoryBudget<A> {
         }
     }
 
+    /// Adds `bytes` whatever the limit: only for growth already made that a reservation
+    /// should have covered, so that `used` still counts what is there.
+    pub(crate) fn add_beyond_limit(&self, bytes: u64) {
+        let mut cur = self.used.get();
+        while let Err(seen) = self.used.cas(cur, cur.saturating_add(bytes)) {
+            cur = seen;
+        }
+    }
+
     /// Returns `bytes` previously reserved.
     pub(crate) fn release(&self, bytes: u64) {
         let before = self.used.sub(bytes);

@@ -21,6 +21,11 @@
 //! Key and value share one heap allocation (`key ++ value`): one allocation header per
 //! entry instead of two. Reads copy the value out into a fresh `Bytes`.
 //!
+//! A key holding a collection (hash, set, sorted set) keeps only its key in the slot,
+//! with `COLLECTION_BIT` set, and its [`Collection`] in `collections`, by slot index:
+//! strings, the common case, pay nothing for the other types. The collection's
+//! accounted bytes are part of the entry's size ([`Shard::entry_size`]).
+//!
 //! The shard keeps its own byte and entry counters; the global budget is the caller's
 //! business ([`crate::memory`]).
 //!
@@ -29,8 +34,12 @@
 //! keys reuse them or FLUSHALL drops the shard; RSS can then sit well above the
 //! accounted total. (Compacting would move slots and break the SCAN guarantee.)
 
+use std::collections::{BTreeSet, HashMap};
+
 use hashbrown::HashTable;
 use quorra_ring::database;
+
+use crate::collection::Collection;
 
 use crate::lru::{Links, List, NIL};
 use crate::memory::ENTRY_OVERHEAD;
@@ -44,13 +53,15 @@ pub(crate) enum State {
     Tombstone,
 }
 
-/// Longest key a slot can hold, bytes (the top two bits of the length word hold the
-/// slot state). Redis's own limit (512 MiB) is lower.
-pub(crate) const MAX_KEY_LEN: usize = (FREE_BIT - 1) as usize;
+/// Longest key a slot can hold, bytes (the top three bits of the length word hold the
+/// slot state and the collection bit): 512 MiB - 1, Redis's own limit.
+pub(crate) const MAX_KEY_LEN: usize = (COLLECTION_BIT - 1) as usize;
 /// `meta` bit: the slot holds a tombstone.
 const TOMBSTONE_BIT: u32 = 1 << 31;
 /// `meta` bit: the slot is on the free list.
 const FREE_BIT: u32 = 1 << 30;
+/// `meta` bit: the live entry's value is a collection, kept in `Shard::collections`.
+const COLLECTION_BIT: u32 = 1 << 29;
 
 /// One entry, 56 bytes, in this order (`repr(C)`):
 ///
@@ -58,7 +69,7 @@ const FREE_BIT: u32 = 1 << 30;
 /// data (ptr, len) 16 | hash 8 | meta 4 | deadline 4 | version 16 | prev 4 | next 4
 /// ```
 ///
-/// `meta` is the key length in the low 30 bits plus the state bits. What a lookup reads
+/// `meta` is the key length in the low 29 bits plus the state and collection bits. What a lookup reads
 /// — data, hash, meta, then deadline — comes first, in 32 bytes: at a 56-byte stride
 /// those straddle two cache lines for 3 slots in 8, against 7 in 8 when the compiler put
 /// `meta` at offset 48.
@@ -69,7 +80,7 @@ pub(crate) struct Slot {
     data: Box<[u8]>,
     /// xxh3-64 of the key, computed once per operation.
     hash: u64,
-    /// Key length (low 30 bits), `TOMBSTONE_BIT`, `FREE_BIT`.
+    /// Key length (low 29 bits), `TOMBSTONE_BIT`, `FREE_BIT`, `COLLECTION_BIT`.
     meta: u32,
     /// Position in `Shard::deadlines`, or `NIL`.
     deadline: u32,
@@ -95,7 +106,7 @@ impl Links for Slot {
 
 impl Slot {
     fn key_len(&self) -> usize {
-        (self.meta & (FREE_BIT - 1)) as usize
+        (self.meta & (COLLECTION_BIT - 1)) as usize
     }
     fn meta(key_len: u32, state: State) -> u32 {
         debug_assert!(key_len as usize <= MAX_KEY_LEN);
@@ -109,8 +120,13 @@ impl Slot {
     pub(crate) fn key(&self) -> &[u8] {
         &self.data[..self.key_len()]
     }
+    /// The string value (empty for a tombstone or a collection).
     pub(crate) fn value(&self) -> &[u8] {
         &self.data[self.key_len()..]
+    }
+    /// True if the live entry holds a collection rather than a string.
+    pub(crate) fn is_collection(&self) -> bool {
+        self.meta & COLLECTION_BIT != 0
     }
     pub(crate) fn hash(&self) -> u64 {
         self.hash
@@ -127,8 +143,9 @@ impl Slot {
             State::Live
         }
     }
-    /// Accounted size: key + value + [`ENTRY_OVERHEAD`].
-    pub(crate) fn size(&self) -> u64 {
+    /// Accounted size of the slot's own bytes: key + value + [`ENTRY_OVERHEAD`]; a
+    /// collection's elements come on top ([`Shard::entry_size`]).
+    fn size(&self) -> u64 {
         self.data.len() as u64 + ENTRY_OVERHEAD
     }
 }
@@ -173,11 +190,79 @@ pub(crate) struct Shard {
     live_outside_db0: u64,
     /// Round-robin position of the active expiry cycle in `deadlines`.
     pub(crate) expire_cursor: usize,
+    /// The slot where the active expiry of hash fields goes on next.
+    pub(crate) field_expiry_cursor: u32,
+    /// The collection of each slot with `COLLECTION_BIT`.
+    collections: HashMap<u32, Collection>,
+    /// Slots whose hash has fields with a TTL, for the active expiry of fields.
+    volatile_hashes: BTreeSet<u32>,
 }
 
 impl Shard {
     pub(crate) fn slot(&self, i: u32) -> &Slot {
         &self.slots[i as usize]
+    }
+
+    /// Accounted size of entry `i`: its slot's bytes and its collection's elements.
+    pub(crate) fn entry_size(&self, i: u32) -> u64 {
+        let slot = &self.slots[i as usize];
+        let elements = match slot.is_collection() {
+            true => self.collections[&i].bytes(),
+            false => 0,
+        };
+        slot.size() + elements
+    }
+
+    /// The collection of live slot `i`, if it holds one.
+    pub(crate) fn collection(&self, i: u32) -> Option<&Collection> {
+        self.collections.get(&i)
+    }
+
+    /// The collection of live slot `i`, to change in place; call
+    /// [`collection_changed`](Self::collection_changed) afterwards with the bytes it had.
+    pub(crate) fn collection_mut(&mut self, i: u32) -> Option<&mut Collection> {
+        self.collections.get_mut(&i)
+    }
+
+    /// Accounts for a change made through [`collection_mut`](Self::collection_mut):
+    /// `before` is what its elements were accounted before.
+    pub(crate) fn collection_changed(&mut self, i: u32, before: u64) {
+        let collection = &self.collections[&i];
+        self.bytes = self.bytes - before + collection.bytes();
+        if collection.has_volatile_fields() {
+            self.volatile_hashes.insert(i);
+        } else {
+            self.volatile_hashes.remove(&i);
+        }
+    }
+
+    /// Slots whose hash has fields with a TTL, from slot `from` on.
+    pub(crate) fn volatile_hashes_from(&self, from: u32) -> impl Iterator<Item = u32> + '_ {
+        self.volatile_hashes.range(from..).copied()
+    }
+
+    /// Makes live slot `i` (just written by [`put`](Self::put) with its key only) hold
+    /// `collection`.
+    pub(crate) fn attach_collection(&mut self, i: u32, collection: Collection) {
+        let slot = &mut self.slots[i as usize];
+        debug_assert!(slot.state() == State::Live && slot.value().is_empty());
+        slot.meta |= COLLECTION_BIT;
+        self.bytes += collection.bytes();
+        self.collections.insert(i, collection);
+        self.collection_changed(i, self.collections[&i].bytes());
+    }
+
+    /// Drops the collection of slot `i`, if any; returns the bytes it was accounted.
+    fn detach_collection(&mut self, i: u32) -> u64 {
+        let slot = &mut self.slots[i as usize];
+        if !slot.is_collection() {
+            return 0;
+        }
+        slot.meta &= !COLLECTION_BIT;
+        self.volatile_hashes.remove(&i);
+        let freed = self.collections.remove(&i).map_or(0, |c| c.bytes());
+        self.bytes -= freed;
+        freed
     }
 
     pub(crate) fn slot_count(&self) -> usize {
@@ -276,10 +361,13 @@ impl Shard {
     ) -> (u32, u64) {
         debug_assert!(state != State::Free);
         let new_size = data.len() as u64 + ENTRY_OVERHEAD;
+        let mut old_slot_size = 0;
         let (i, old_size) = match at {
             Some(i) => {
+                let old = self.entry_size(i);
+                self.detach_collection(i);
                 let s = &mut self.slots[i as usize];
-                let old = s.size();
+                old_slot_size = s.size();
                 if s.state() == State::Live && outside_db0(s.key()) {
                     self.live_outside_db0 -= 1;
                 }
@@ -334,7 +422,8 @@ impl Shard {
             self.live_outside_db0 += 1;
         }
         self.set_deadline(i, deadline);
-        self.bytes = self.bytes - old_size + new_size;
+        // A collection's share of `old_size` already went with `detach_collection`.
+        self.bytes = self.bytes - old_slot_size + new_size;
         (i, old_size)
     }
 
@@ -358,6 +447,7 @@ impl Shard {
 
     /// Removes slot `i` outright and frees it. Returns its accounted size.
     pub(crate) fn remove(&mut self, i: u32) -> u64 {
+        let elements = self.detach_collection(i);
         let hash = self.slots[i as usize].hash;
         match self.table.find_entry(hash, |&j| j == i) {
             Ok(e) => {
@@ -383,7 +473,7 @@ impl Shard {
         s.next = self.free_head.unwrap_or(NIL);
         self.free_head = Some(i);
         self.bytes -= size;
-        size
+        size + elements
     }
 
     /// The eviction candidate: the least recently used live slot not in `protect`,
@@ -420,7 +510,21 @@ impl Shard {
             if s.state() == State::Free {
                 continue;
             }
-            bytes += s.size();
+            bytes += self.entry_size(i as u32);
+            if s.is_collection() != self.collections.contains_key(&(i as u32)) {
+                return Err(format!("slot {i}: collection bit and collection disagree"));
+            }
+            if s.is_collection() && self.collections[&(i as u32)].is_empty() {
+                return Err(format!("slot {i} holds an empty collection"));
+            }
+            if s.is_collection()
+                && self.collections[&(i as u32)].has_volatile_fields()
+                    != self.volatile_hashes.contains(&(i as u32))
+            {
+                return Err(format!(
+                    "slot {i}: volatile hash not listed, or listed wrongly"
+                ));
+            }
             match s.state() {
                 State::Live => live += 1,
                 _ => tombs += 1,
@@ -447,6 +551,9 @@ impl Shard {
                 "shard bytes {} != sum of slots {bytes}",
                 self.bytes
             ));
+        }
+        if self.collections.len() != self.slots.iter().filter(|s| s.is_collection()).count() {
+            return Err("a collection belongs to no slot".into());
         }
         if self.table.len() as u64 != live + tombs {
             return Err("index size != occupied slots".into());

@@ -61,6 +61,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::clock::Clock;
+use crate::collection::Collection;
 use crate::entry::*;
 use crate::error::StoreError;
 use crate::memory::MemoryBudget;
@@ -70,6 +71,7 @@ use crate::sync::{AtomicU8, AtomicU64, AtomicUsize, Mutex, MutexGuard};
 use crate::version::{HybridClock, Version};
 use recently_evicted::{REMEMBERED_EVICTIONS, RecentlyEvicted};
 
+mod collections;
 mod deadline;
 mod expire;
 mod maintenance;
@@ -366,7 +368,7 @@ impl Store {
             if used <= limit {
                 return evicted;
             }
-            let (freed, n) = self.evict_global(used - limit);
+            let (freed, n) = self.evict_global(used - limit, &[]);
             evicted += n;
             if freed == 0 {
                 return evicted;
@@ -436,6 +438,14 @@ impl Store {
         }
     }
 
+    /// The live entry `live` if it holds a string; `WrongType` if it holds a collection.
+    fn string_slot(sh: &Shard, live: Option<u32>) -> Result<Option<u32>, StoreError> {
+        match live {
+            Some(i) if sh.slot(i).is_collection() => Err(StoreError::WrongType),
+            other => Ok(other),
+        }
+    }
+
     /// Evicts one entry of `sh` not in `protect`; returns its accounted size. The
     /// observer hears of it.
     fn evict_one(&self, sh: &mut Shard, cell: &Cell, protect: &[u32]) -> Option<u64> {
@@ -476,16 +486,31 @@ impl Store {
     }
 
     /// Evicts round-robin across all shards, one lock at a time, until `bytes` are freed
-    /// or nothing is evictable. Returns (bytes freed, entries evicted).
-    fn evict_global(&self, bytes: u64) -> (u64, u64) {
+    /// or nothing is evictable, sparing the entries of `protect` (the keys the write that
+    /// needs the room reads or writes: evicting one would change what it does, as an
+    /// APPEND to a value evicted under it would start again from nothing). Returns (bytes
+    /// freed, entries evicted).
+    fn evict_global(&self, bytes: u64, protect: &[&[u8]]) -> (u64, u64) {
         let n = self.cells.len();
+        let protected: Vec<(usize, u64, &[u8])> = protect
+            .iter()
+            .map(|key| {
+                let h = quorra_ring::key_hash(key);
+                (self.shard_of_hash(h), h, *key)
+            })
+            .collect();
         let start = self.evict_rr.fetch_add(1, Ordering::Relaxed);
         let (mut freed, mut count, mut idle) = (0u64, 0u64, 0usize);
         let mut k = start;
         while freed < bytes && idle < n {
             let cell = &self.cells[k % n];
             let mut sh = cell.shard.lock();
-            match self.evict_one(&mut sh, cell, &[]) {
+            let spare: Vec<u32> = protected
+                .iter()
+                .filter(|(shard, _, _)| *shard == k % n)
+                .filter_map(|(_, h, key)| sh.find(*h, key))
+                .collect();
+            match self.evict_one(&mut sh, cell, &spare) {
                 Some(f) => {
                     freed += f;
                     count += 1;
@@ -500,14 +525,19 @@ impl Store {
     }
 
     /// Runs `op` (which takes its own locks) until it succeeds, fails for a reason other
-    /// than room, or global eviction cannot help.
-    fn with_room<T>(&self, mut op: impl FnMut() -> Result<T, Fail>) -> Result<T, StoreError> {
+    /// than room, or global eviction — which spares `keys`, the keys `op` works on —
+    /// cannot help.
+    fn with_room<T>(
+        &self,
+        keys: &[&[u8]],
+        mut op: impl FnMut() -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
         for _ in 0..=MAX_ROOM_ATTEMPTS {
             match op() {
                 Ok(v) => return Ok(v),
                 Err(Fail::Store(e)) => return Err(e),
                 Err(Fail::Room(bytes)) => {
-                    if self.evict_global(bytes).0 == 0 {
+                    if self.evict_global(bytes, keys).0 == 0 {
                         return Err(StoreError::OutOfMemory);
                     }
                 }
@@ -546,13 +576,58 @@ impl Store {
         version: Version,
     ) -> Result<u32, Fail> {
         let new = self.entry_size(key_len, data.len())?;
-        let old = at.map_or(0, |i| sh.slot(i).size());
+        let old = at.map_or(0, |i| sh.entry_size(i));
         if new > old {
             let spare = at.as_slice();
             self.reserve(new - old, || self.evict_one(sh, cell, spare).is_some())?;
         }
         let key_len = u32::try_from(key_len).expect("key shorter than 4 GiB");
         let (i, _) = sh.put(at, h, data, key_len, State::Live, deadline, version);
+        if old > new {
+            self.mem.release(old - new);
+        }
+        Self::sync_stats(sh, cell);
+        Ok(i)
+    }
+
+    /// Writes replicated `entry` — a string, or a collection in its encoding — for `key`
+    /// into `sh` (reusing slot `at`), reserving any growth first and evicting from `sh`
+    /// (sparing `at`) if needed.
+    #[allow(clippy::too_many_arguments)]
+    fn write_entry(
+        &self,
+        sh: &mut Shard,
+        cell: &Cell,
+        h: u64,
+        at: Option<u32>,
+        key: &[u8],
+        entry: &VersionedEntry,
+    ) -> Result<u32, Fail> {
+        let (expiry, version) = (entry.expire_at_ms, entry.version);
+        if entry.kind == KeyType::String {
+            let data = make_data(key, &[&entry.value]);
+            return self.write(sh, cell, h, at, data, key.len(), expiry, version);
+        }
+        let collection = Collection::decode(entry.kind, &entry.value)
+            .filter(|c| !c.is_empty())
+            .ok_or(StoreError::CorruptEntry)?;
+        let new = self.entry_size(key.len(), key.len())? + collection.bytes();
+        let old = at.map_or(0, |i| sh.entry_size(i));
+        if new > old {
+            let spare = at.as_slice();
+            self.reserve(new - old, || self.evict_one(sh, cell, spare).is_some())?;
+        }
+        let key_len = u32::try_from(key.len()).expect("key length checked");
+        let (i, _) = sh.put(
+            at,
+            h,
+            make_data(key, &[]),
+            key_len,
+            State::Live,
+            expiry,
+            version,
+        );
+        sh.attach_collection(i, collection);
         if old > new {
             self.mem.release(old - new);
         }
@@ -584,7 +659,7 @@ impl Store {
     /// account for.
     fn bury(&self, sh: &mut Shard, i: u32, now: u64, version: Version) -> u64 {
         let s = sh.slot(i);
-        let (h, old) = (s.hash(), s.size());
+        let (h, old) = (s.hash(), sh.entry_size(i));
         let key = make_data(s.key(), &[]);
         let key_len = u32::try_from(key.len()).expect("key shorter than 4 GiB");
         let purge_at = now.saturating_add(self.tombstone_grace_ms);
@@ -597,7 +672,7 @@ impl Store {
             Some(purge_at),
             version,
         );
-        old - sh.slot(i).size()
+        old - sh.entry_size(i)
     }
 
     /// Locks the shards of `hashes` in increasing shard order; returns guards sorted

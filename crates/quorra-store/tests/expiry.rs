@@ -215,7 +215,7 @@ fn expired_keys_are_invisible_everywhere_before_any_cleanup() {
     assert_eq!(s.scan(0, 0, None, 100).1, vec![bytes::Bytes::from("kept")]);
     assert_eq!(s.random_key(0), Some(bytes::Bytes::from("kept")));
     assert_eq!(s.exists(&["gone"]), 0);
-    assert_eq!(s.strlen(b"gone"), 0);
+    assert_eq!(s.strlen(b"gone").unwrap(), 0);
     assert_eq!(
         s.incr(b"gone"),
         Ok(1),

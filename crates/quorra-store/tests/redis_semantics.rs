@@ -117,8 +117,8 @@ fn setnx_getset_getdel_getex() {
     assert!(s.setnx(b"k", b"1").unwrap());
     assert!(!s.setnx(b"k", b"2").unwrap());
     assert_eq!(s.getset(b"k", b"3").unwrap(), b("1"));
-    assert_eq!(s.getdel(b"k"), b("3"));
-    assert_eq!(s.getdel(b"k"), None);
+    assert_eq!(s.getdel(b"k").unwrap(), b("3"));
+    assert_eq!(s.getdel(b"k").unwrap(), None);
     assert_eq!(s.get(b"k"), None);
 
     s.set(b"g", b"v", SetOptions::default()).unwrap();
@@ -214,7 +214,7 @@ fn getrange_edge_cases() {
     let (s, _) = store();
     s.set(b"k", b"This is a string", SetOptions::default())
         .unwrap();
-    let r = |a, e| s.getrange(b"k", a, e);
+    let r = |a, e| s.getrange(b"k", a, e).unwrap();
     assert_eq!(r(0, 3), "This");
     assert_eq!(r(-3, -1), "ing");
     assert_eq!(r(0, -1), "This is a string");
@@ -227,9 +227,9 @@ fn getrange_edge_cases() {
     assert_eq!(r(0, -100), "");
     assert_eq!(r(-200, -100), "");
     assert_eq!(r(-100, -100), "");
-    assert_eq!(s.getrange(b"missing", 0, -1), "");
+    assert_eq!(s.getrange(b"missing", 0, -1).unwrap(), "");
     s.set(b"e", b"", SetOptions::default()).unwrap();
-    assert_eq!(s.getrange(b"e", 0, -1), "");
+    assert_eq!(s.getrange(b"e", 0, -1).unwrap(), "");
 }
 
 #[test]
@@ -261,8 +261,8 @@ fn setrange_pads_and_limits() {
     );
     assert_eq!(s.append(b"w", b"!"), Ok(12));
     assert_eq!(s.append(b"a", b"xy"), Ok(2));
-    assert_eq!(s.strlen(b"w"), 12);
-    assert_eq!(s.strlen(b"nope"), 0);
+    assert_eq!(s.strlen(b"w").unwrap(), 12);
+    assert_eq!(s.strlen(b"nope").unwrap(), 0);
 }
 
 #[test]
@@ -487,7 +487,7 @@ fn get_with_reads_in_place_and_promotes() {
     let (s, _) = common::small_store(0, 1);
     s.set(b"a", b"1", SetOptions::default()).unwrap();
     s.set(b"b", b"22", SetOptions::default()).unwrap();
-    assert_eq!(s.get_with(b"a", |v| v.to_vec()), Some(b"1".to_vec()));
+    assert_eq!(s.get_with(b"a", |v| v.to_vec()), Ok(Some(b"1".to_vec())));
     assert_eq!(s.lru_dump(0), vec![Bytes::from("a"), Bytes::from("b")]);
-    assert_eq!(s.get_with(b"zz", |v| v.len()), None);
+    assert_eq!(s.get_with(b"zz", |v| v.len()), Ok(None));
 }

@@ -95,7 +95,7 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         .ok_or_else(|| CommandError::new("ERR invalid cursor"))?;
     let mut pattern: Option<&[u8]> = None;
     let mut count = 10;
-    let mut only_strings = true;
+    let mut only_type = None;
     let mut rest = args[2..].iter();
     while let Some(option) = rest.next() {
         let value = rest.next().ok_or_else(CommandError::syntax)?;
@@ -107,8 +107,13 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
                 return Err(CommandError::syntax());
             }
         } else if is(option, "TYPE") {
-            // Every key is a string; asking for another type finds nothing.
-            only_strings = is(value, "string");
+            let kind = quorra_store::KeyType::from_name(value).ok_or_else(|| {
+                CommandError::new(format!(
+                    "ERR unknown type name '{}'",
+                    String::from_utf8_lossy(value)
+                ))
+            })?;
+            only_type = Some(kind);
         } else {
             return Err(CommandError::syntax());
         }
@@ -121,7 +126,9 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     if let Some(mine) = primary_filter(ctx) {
         keys.retain(|key| mine(key));
     }
-    let keys = if only_strings { keys } else { Vec::new() };
+    if let Some(kind) = only_type {
+        keys.retain(|key| ctx.shared.store.key_type(key) == kind);
+    }
     ctx.array(2);
     ctx.bulk(itoa::Buffer::new().format(next).as_bytes());
     ctx.array(keys.len());
@@ -366,20 +373,11 @@ pub fn object(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             ],
         ),
         ("encoding", 3) => {
-            // A string as Redis would store it: an integer, a short string embedded in
-            // its object, or a separate buffer.
-            let encoding = ctx.shared.store.inspect(&args[2], |value| {
-                let integer = value.len() <= 20 && quorra_store::numeric::parse_i64(value).is_ok();
-                match (integer, value.len()) {
-                    (true, _) => "int",
-                    (false, 0..=44) => "embstr",
-                    _ => "raw",
-                }
-            });
+            let encoding = ctx.shared.store.encoding(&args[2]);
             ctx.bulk_or_null(encoding.map(str::as_bytes));
         }
-        ("refcount", 3) => match ctx.shared.store.inspect(&args[2], |_| ()) {
-            Some(()) => ctx.int(1),
+        ("refcount", 3) => match ctx.shared.store.encoding(&args[2]) {
+            Some(_) => ctx.int(1),
             None => ctx.bulk_or_null(None),
         },
         ("freq", 3) => {

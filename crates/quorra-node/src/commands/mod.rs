@@ -11,7 +11,8 @@
 //! [`CommandError`] with Redis's error text when they refuse.
 //!
 //! Handlers are grouped like Redis's documentation: [`keyspace`] (generic key
-//! commands), [`strings`], [`connection`], [`transactions`], [`scripting`], [`pubsub`],
+//! commands), [`strings`], [`hashes`], [`sets`], [`sorted_sets`] (with what the three
+//! share in [`elements`]), [`connection`], [`transactions`], [`scripting`], [`pubsub`],
 //! [`server`];
 //! [`quorra`] holds quorra's own `QUORRA` family.
 //!
@@ -21,11 +22,15 @@
 //! answered `BUSY` instead, as in Redis.
 
 pub mod connection;
+pub mod elements;
+pub mod hashes;
 pub mod keyspace;
 pub mod pubsub;
 pub mod quorra;
 pub mod scripting;
 pub mod server;
+pub mod sets;
+pub mod sorted_sets;
 pub mod strings;
 pub mod transactions;
 
@@ -74,6 +79,75 @@ pub fn handler(id: CommandId) -> Handler {
         Substr => strings::getrange,
         Setrange => strings::setrange,
         Lcs => strings::lcs,
+        // Hashes.
+        Hset => hashes::hset,
+        Hsetnx => hashes::hsetnx,
+        Hmset => hashes::hmset,
+        Hget => hashes::hget,
+        Hmget => hashes::hmget,
+        Hgetall => hashes::hgetall,
+        Hgetdel => hashes::hgetdel,
+        Hdel => hashes::hdel,
+        Hlen => hashes::hlen,
+        Hexists => hashes::hexists,
+        Hkeys => hashes::hkeys,
+        Hvals => hashes::hvals,
+        Hstrlen => hashes::hstrlen,
+        Hincrby => hashes::hincrby,
+        Hincrbyfloat => hashes::hincrbyfloat,
+        Hrandfield => hashes::hrandfield,
+        Hscan => hashes::hscan,
+        Hexpire => hashes::hexpire,
+        Hpexpire => hashes::hpexpire,
+        Hexpireat => hashes::hexpireat,
+        Hpexpireat => hashes::hpexpireat,
+        Httl => hashes::httl,
+        Hpttl => hashes::hpttl,
+        Hexpiretime => hashes::hexpiretime,
+        Hpexpiretime => hashes::hpexpiretime,
+        Hpersist => hashes::hpersist,
+        // Sets.
+        Sadd => sets::sadd,
+        Srem => sets::srem,
+        Smembers => sets::smembers,
+        Sismember => sets::sismember,
+        Smismember => sets::smismember,
+        Scard => sets::scard,
+        Spop => sets::spop,
+        Srandmember => sets::srandmember,
+        Smove => sets::smove,
+        Sinter => sets::sinter,
+        Sunion => sets::sunion,
+        Sdiff => sets::sdiff,
+        Sinterstore => sets::sinterstore,
+        Sunionstore => sets::sunionstore,
+        Sdiffstore => sets::sdiffstore,
+        Sscan => sets::sscan,
+        // Sorted sets.
+        Zadd => sorted_sets::zadd,
+        Zincrby => sorted_sets::zincrby,
+        Zrem => sorted_sets::zrem,
+        Zcard => sorted_sets::zcard,
+        Zscore => sorted_sets::zscore,
+        Zmscore => sorted_sets::zmscore,
+        Zrank => sorted_sets::zrank,
+        Zrevrank => sorted_sets::zrevrank,
+        Zcount => sorted_sets::zcount,
+        Zlexcount => sorted_sets::zlexcount,
+        Zrange => sorted_sets::zrange,
+        Zrangestore => sorted_sets::zrangestore,
+        Zrangebyscore => sorted_sets::zrangebyscore,
+        Zrevrangebyscore => sorted_sets::zrevrangebyscore,
+        Zrangebylex => sorted_sets::zrangebylex,
+        Zrevrangebylex => sorted_sets::zrevrangebylex,
+        Zrevrange => sorted_sets::zrevrange,
+        Zremrangebyrank => sorted_sets::zremrangebyrank,
+        Zremrangebyscore => sorted_sets::zremrangebyscore,
+        Zremrangebylex => sorted_sets::zremrangebylex,
+        Zpopmin => sorted_sets::zpopmin,
+        Zpopmax => sorted_sets::zpopmax,
+        Zrandmember => sorted_sets::zrandmember,
+        Zscan => sorted_sets::zscan,
         // Generic key commands.
         Del => keyspace::del,
         Unlink => keyspace::del,
@@ -173,6 +247,9 @@ pub fn unknown_subcommand(command: &str, subcommand: &[u8]) -> CommandError {
     ))
 }
 
+/// Redis's refusal of a command on a key of another type.
+pub const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
 /// An error reply, with Redis's text (code first: `ERR ...`, `WRONGTYPE ...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandError(pub Cow<'static, str>);
@@ -215,6 +292,7 @@ impl From<StoreError> for CommandError {
                 "OOM command not allowed when used memory > 'maxmemory'.".into()
             }
             StoreError::NotAnInteger => "ERR value is not an integer or out of range".into(),
+            StoreError::WrongType => WRONGTYPE.into(),
             other => format!("ERR {other}").into(),
         })
     }

@@ -16,7 +16,7 @@ pub fn get(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let found = ctx
         .shared
         .store
-        .get_with(&args[1], |value| quorra_resp::encode::bulk(out, value));
+        .get_with(&args[1], |value| quorra_resp::encode::bulk(out, value))?;
     ctx.lookups.found(found.is_some());
     if found.is_none() {
         quorra_resp::encode::null(ctx.out, ctx.session.protocol);
@@ -149,7 +149,7 @@ pub fn getex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 
 /// GETDEL key
 pub fn getdel(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let value = ctx.shared.store.getdel(&args[1]);
+    let value = ctx.shared.store.getdel(&args[1])?;
     if value.is_some() {
         ctx.notify(GENERIC, "del", &args[1]);
     }
@@ -262,7 +262,7 @@ pub fn append(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 
 /// STRLEN key
 pub fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    let len = ctx.shared.store.strlen(&args[1]);
+    let len = ctx.shared.store.strlen(&args[1])?;
     ctx.int(len as i64);
     Ok(())
 }
@@ -270,7 +270,7 @@ pub fn strlen(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 /// GETRANGE key start end (and SUBSTR)
 pub fn getrange(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let (start, end) = (int_arg(&args[2])?, int_arg(&args[3])?);
-    let value = ctx.shared.store.getrange(&args[1], start, end);
+    let value = ctx.shared.store.getrange(&args[1], start, end)?;
     ctx.bulk(&value);
     Ok(())
 }
@@ -316,8 +316,9 @@ pub fn lcs(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             "ERR If you want both the length and indexes, please just use IDX.",
         ));
     }
-    let a = ctx.shared.store.get(&args[1]).unwrap_or_default();
-    let b = ctx.shared.store.get(&args[2]).unwrap_or_default();
+    let string = |key| ctx.shared.store.get_with(key, Bytes::copy_from_slice);
+    let a = string(&args[1])?.unwrap_or_default();
+    let b = string(&args[2])?.unwrap_or_default();
     let cells = (a.len() as u64 + 1).saturating_mul(b.len() as u64 + 1);
     if cells.saturating_mul(4) > ctx.shared.config.proto_max_bulk_len {
         return Err(CommandError::new(

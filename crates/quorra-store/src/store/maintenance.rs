@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::{MaxmemoryPolicy, Store};
+use crate::collection::Collection;
 use crate::entry::ExpireCycleReport;
 use crate::expiry;
 use crate::shard::State;
@@ -22,6 +23,7 @@ impl Store {
         for k in 0..n {
             let s = (first + k) % n;
             let cell = &self.cells[s];
+            report.expired_fields += self.expire_fields(cell, now_ms);
             let mut loops = 0;
             loop {
                 let mut sh = cell.shard.lock();
@@ -50,6 +52,50 @@ impl Store {
         }
         self.expire_rr.store(first + 1, Ordering::Relaxed);
         report
+    }
+
+    /// The active expiry of hash fields in one shard: visits up to
+    /// [`expiry::FIELD_EXPIRY_HASHES_PER_CYCLE`] of its hashes that hold fields with a
+    /// TTL, round-robin, and removes their expired fields; a hash left empty goes, as
+    /// an expired key. Returns how many fields went.
+    fn expire_fields(&self, cell: &super::Cell, now_ms: u64) -> u64 {
+        let mut sh = cell.shard.lock();
+        let from = sh.field_expiry_cursor;
+        let mut visit: Vec<u32> = sh
+            .volatile_hashes_from(from)
+            .take(expiry::FIELD_EXPIRY_HASHES_PER_CYCLE)
+            .collect();
+        if visit.len() < expiry::FIELD_EXPIRY_HASHES_PER_CYCLE {
+            let wrapped = expiry::FIELD_EXPIRY_HASHES_PER_CYCLE - visit.len();
+            visit.extend(
+                sh.volatile_hashes_from(0)
+                    .take_while(|&i| i < from)
+                    .take(wrapped),
+            );
+        }
+        let mut gone = 0;
+        for &i in &visit {
+            let before = sh.collection(i).map_or(0, Collection::bytes);
+            let Some(Collection::Hash(hash)) = sh.collection_mut(i) else {
+                continue;
+            };
+            let fields = hash.remove_expired(now_ms);
+            if fields == 0 {
+                continue;
+            }
+            gone += fields as u64;
+            let empty = hash.is_empty();
+            sh.collection_changed(i, before);
+            let after = sh.collection(i).map_or(0, Collection::bytes);
+            self.mem.release(before - after);
+            if empty {
+                self.note_expired(&sh, cell, i);
+                self.drop_slot(&mut sh, cell, i);
+            }
+        }
+        sh.field_expiry_cursor = visit.last().map_or(0, |&i| i + 1);
+        Self::sync_stats(&sh, cell);
+        gone
     }
 
     /// Counters, without taking any lock.

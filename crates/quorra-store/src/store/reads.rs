@@ -10,28 +10,37 @@ use super::{RANDOMKEY_PROBES, SCAN_VISITS_PER_COUNT, Store};
 use quorra_ring::database;
 
 use crate::entry::{AccessKind, KeyType, expired};
+use crate::error::StoreError;
 use crate::glob::glob_match;
 use crate::shard::{Shard, State};
 use crate::stats::{DatabaseCounts, KeyspaceTally};
 
 impl Store {
-    /// GET: the value, promoting the entry to most recently used. (Whether a read is a
-    /// keyspace hit or miss is counted by the node that answers the client, not here.)
+    /// The string value, promoting the entry to most recently used; `None` when the key
+    /// is missing or holds a collection (MGET's rule). (Whether a read is a keyspace hit
+    /// or miss is counted by the node that answers the client, not here.)
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        self.get_with(key, Bytes::copy_from_slice)
+        self.get_with(key, Bytes::copy_from_slice).ok().flatten()
     }
 
     /// GET without a copy: calls `f` with the value while the shard is locked (promoting
     /// the entry, like [`Store::get`]); `None` on a miss. For a server that writes the
     /// value straight into its output buffer. `f` must be short and must not call into
-    /// the store.
-    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    /// the store. GET's rules: `WrongType` for a collection.
+    pub fn get_with<R>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, StoreError> {
         let (h, s) = self.locate(key, AccessKind::Read);
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let i = self.find(&mut sh, cell, h, key, || self.now()).live?;
+        let found = self.find(&mut sh, cell, h, key, || self.now()).live;
+        let Some(i) = Self::string_slot(&sh, found)? else {
+            return Ok(None);
+        };
         sh.touch(i);
-        Some(f(sh.slot(i).value()))
+        Ok(Some(f(sh.slot(i).value())))
     }
 
     /// Runs `f` on the live slot of `key` (after lazy expiry), under the lock, without
@@ -47,13 +56,19 @@ impl Store {
     /// MEMORY USAGE: the bytes the key is accounted for (key, value and
     /// [`ENTRY_OVERHEAD`](crate::ENTRY_OVERHEAD)), without promoting it.
     pub fn memory_usage(&self, key: &[u8]) -> Option<u64> {
-        self.peek(key, |sh, i| i.map(|i| sh.slot(i).size()))
+        self.peek(key, |sh, i| i.map(|i| sh.entry_size(i)))
     }
 
-    /// Calls `f` with the value of `key`, under the lock, without promoting it (OBJECT
-    /// ENCODING). `f` must be short and must not call into the store.
-    pub fn inspect<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        self.peek(key, |sh, i| i.map(|i| f(sh.slot(i).value())))
+    /// OBJECT ENCODING: Redis's name for how `key`'s value is held, without promoting
+    /// it; `None` when the key is missing.
+    pub fn encoding(&self, key: &[u8]) -> Option<&'static str> {
+        self.peek(key, |sh, i| {
+            let i = i?;
+            Some(match sh.collection(i) {
+                Some(collection) => collection.encoding(),
+                None => string_encoding(sh.slot(i).value()),
+            })
+        })
     }
 
     /// MGET: one GET per key (each atomic on its own; the batch is not a snapshot).
@@ -87,31 +102,33 @@ impl Store {
 
     /// TYPE.
     pub fn key_type(&self, key: &[u8]) -> KeyType {
-        if self.peek(key, |_, i| i.is_some()) {
-            KeyType::String
-        } else {
-            KeyType::None
-        }
+        self.peek(key, |sh, i| match i {
+            None => KeyType::None,
+            Some(i) => sh.collection(i).map_or(KeyType::String, |c| c.kind()),
+        })
     }
 
     /// STRLEN: length of the value, 0 when missing.
-    pub fn strlen(&self, key: &[u8]) -> u64 {
+    pub fn strlen(&self, key: &[u8]) -> Result<u64, StoreError> {
         self.peek(key, |sh, i| {
-            i.map_or(0, |i| sh.slot(i).value().len() as u64)
+            let i = Self::string_slot(sh, i)?;
+            Ok(i.map_or(0, |i| sh.slot(i).value().len() as u64))
         })
     }
 
     /// GETRANGE with Redis 8 index rules: negative indices count from the end; an end
     /// that is still negative after that, or a start past the end of the string, gives
     /// an empty string (Redis PR #12272); the end is clamped to the last byte.
-    pub fn getrange(&self, key: &[u8], start: i64, end: i64) -> Bytes {
+    pub fn getrange(&self, key: &[u8], start: i64, end: i64) -> Result<Bytes, StoreError> {
         self.peek(key, |sh, i| {
-            let Some(i) = i else { return Bytes::new() };
+            let Some(i) = Self::string_slot(sh, i)? else {
+                return Ok(Bytes::new());
+            };
             let v = sh.slot(i).value();
-            match getrange_bounds(v.len(), start, end) {
+            Ok(match getrange_bounds(v.len(), start, end) {
                 Some((a, b)) => Bytes::copy_from_slice(&v[a..=b]),
                 None => Bytes::new(),
-            }
+            })
         })
     }
 
@@ -279,6 +296,17 @@ impl Store {
             }
         }
         None
+    }
+}
+
+/// How Redis would hold string `value`: an integer, a short string embedded in its
+/// object, or a separate buffer (OBJECT ENCODING).
+fn string_encoding(value: &[u8]) -> &'static str {
+    let integer = value.len() <= 20 && crate::numeric::parse_i64(value).is_ok();
+    match (integer, value.len()) {
+        (true, _) => "int",
+        (false, 0..=44) => "embstr",
+        _ => "raw",
     }
 }
 

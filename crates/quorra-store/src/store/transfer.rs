@@ -1,4 +1,5 @@
-//! RENAME, RENAMENX and COPY: a value and its TTL moved or copied between two keys,
+//! RENAME, RENAMENX and COPY: a value (string or collection) and its TTL moved or
+//! copied between two keys,
 //! which may live in different shards (both locked, in shard order). Only the net growth
 //! has to fit under `maxmemory`: a rename gets back what its source gives up.
 
@@ -32,7 +33,7 @@ impl Store {
     fn move_or_copy(&self, src: &[u8], dst: &[u8], how: Transfer) -> Result<bool, StoreError> {
         let (hs, ss) = self.locate(src, AccessKind::Write);
         let (hd, sd) = self.locate(dst, AccessKind::Write);
-        self.with_room(|| {
+        self.with_room(&[src, dst], || {
             let now = self.now();
             let mut guards = self.lock_many(&[ss, sd]);
             let src_found = self.find(
@@ -66,16 +67,25 @@ impl Store {
             if dst_found.live.is_some() && !may_overwrite {
                 return Ok(false);
             }
-            let (value, deadline, src_size, src_key_len) = {
+            let (value, collection, deadline, src_size, src_key_len) = {
                 let sh = Self::guard(&mut guards, ss);
                 let s = sh.slot(si);
                 let data = make_data(dst, &[s.value()]);
-                (data, sh.deadline(si), s.size(), s.key().len() as u64)
+                let collection = sh.collection(si).cloned();
+                let key_len = s.key().len() as u64;
+                (
+                    data,
+                    collection,
+                    sh.deadline(si),
+                    sh.entry_size(si),
+                    key_len,
+                )
             };
-            let new = self.entry_size(dst.len(), value.len())?;
+            let elements = collection.as_ref().map_or(0, |c| c.bytes());
+            let new = self.entry_size(dst.len(), value.len())? + elements;
             let old_dst = dst_found
                 .slot
-                .map_or(0, |i| Self::guard(&mut guards, sd).slot(i).size());
+                .map_or(0, |i| Self::guard(&mut guards, sd).entry_size(i));
             let moving = !matches!(how, Transfer::Copy { .. });
             // Bytes the source gives back by becoming a tombstone (or disappearing): a
             // rename only needs room for the difference, reserved up front.
@@ -119,7 +129,7 @@ impl Store {
             let version = self.hlc.next(now);
             let sh = Self::guard(&mut guards, sd);
             let key_len = u32::try_from(dst.len()).expect("key length checked");
-            sh.put(
+            let (i, _) = sh.put(
                 dst_found.slot,
                 hd,
                 value,
@@ -128,6 +138,9 @@ impl Store {
                 deadline,
                 version,
             );
+            if let Some(collection) = collection {
+                sh.attach_collection(i, collection);
+            }
             Self::sync_stats(sh, &self.cells[sd]);
             let surplus = old_dst.saturating_sub(new);
             let release = extra + surplus + credit - need;

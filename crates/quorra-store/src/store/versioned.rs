@@ -6,7 +6,7 @@ use bytes::Bytes;
 use quorra_ring::TokenRange;
 
 use super::Store;
-use crate::entry::{AccessKind, ApplyOutcome, EntryView, VersionedEntry, expired};
+use crate::entry::{AccessKind, ApplyOutcome, EntryView, KeyType, VersionedEntry, expired};
 use crate::error::StoreError;
 use crate::shard::{State, make_data};
 use crate::version::Version;
@@ -21,7 +21,7 @@ impl Store {
         self.hlc.observe(entry.version);
         let (h, s) = self.locate(key, AccessKind::Write);
         let cell = &self.cells[s];
-        self.with_room(|| {
+        self.with_room(&[key], || {
             let now = self.now();
             let mut sh = cell.shard.lock();
             let at = sh.find(h, key);
@@ -65,17 +65,7 @@ impl Store {
                 self.tombstone_slot(&mut sh, cell, i, now, entry.version);
                 return Ok(ApplyOutcome::Applied);
             }
-            let data = make_data(key, &[&entry.value]);
-            self.write(
-                &mut sh,
-                cell,
-                h,
-                at,
-                data,
-                key.len(),
-                entry.expire_at_ms,
-                entry.version,
-            )?;
+            self.write_entry(&mut sh, cell, h, at, key, &entry)?;
             Ok(ApplyOutcome::Applied)
         })
     }
@@ -119,7 +109,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let (h, s) = self.locate(key, AccessKind::Write);
         let cell = &self.cells[s];
-        self.with_room(|| {
+        self.with_room(&[key], || {
             let now = self.now();
             let mut sh = cell.shard.lock();
             let Some(i) = sh.find(h, key).filter(|&i| sh.slot(i).version() == written) else {
@@ -131,9 +121,7 @@ impl Store {
                     self.tombstone_slot(&mut sh, cell, i, now, entry.version);
                 }
                 Some(entry) => {
-                    let data = make_data(key, &[&entry.value]);
-                    let (expiry, version) = (entry.expire_at_ms, entry.version);
-                    self.write(&mut sh, cell, h, Some(i), data, key.len(), expiry, version)?;
+                    self.write_entry(&mut sh, cell, h, Some(i), key, entry)?;
                 }
             }
             Ok(true)
@@ -166,8 +154,13 @@ impl Store {
         }
         let slot = sh.slot(i);
         let tombstone = slot.state() == State::Tombstone;
+        let (value, kind) = match sh.collection(i) {
+            Some(collection) => (Bytes::from(collection.encode()), collection.kind()),
+            None => (Bytes::copy_from_slice(slot.value()), KeyType::String),
+        };
         Some(VersionedEntry {
-            value: Bytes::copy_from_slice(slot.value()),
+            value,
+            kind,
             expire_at_ms: if tombstone { None } else { sh.deadline(i) },
             version: slot.version(),
             tombstone,
@@ -201,6 +194,7 @@ impl Store {
                     key: s.key(),
                     token,
                     value: s.value(),
+                    kind: sh.collection(i).map_or(KeyType::String, |c| c.kind()),
                     expire_at_ms: if tombstone { None } else { deadline },
                     version: s.version(),
                     tombstone,

@@ -23,16 +23,18 @@ impl Store {
     ) -> Result<SetOutcome, StoreError> {
         let (h, s) = self.locate(key, AccessKind::Write);
         let cell = &self.cells[s];
-        self.with_room(|| {
+        self.with_room(&[key], || {
             let now = self.now();
             let deadline = TimeOption::of_set(opts.expiry)
                 .map(|time| time.deadline(now, "set"))
                 .transpose()?;
             let mut sh = cell.shard.lock();
             let found = self.find(&mut sh, cell, h, key, || now);
-            let previous = match (opts.get, found.live) {
-                (true, Some(i)) => Some(Bytes::copy_from_slice(sh.slot(i).value())),
-                _ => None,
+            // SET overwrites a key of any type, but SET ... GET must read a string.
+            let previous = match opts.get {
+                true => Self::string_slot(&sh, found.live)?
+                    .map(|i| Bytes::copy_from_slice(sh.slot(i).value())),
+                false => None,
             };
             let blocked = match opts.condition {
                 SetCondition::Always => false,
@@ -66,6 +68,7 @@ impl Store {
             // An overwrite with a value of the same length (a counter, a fixed-size
             // record, a benchmark's payload) reuses the entry's allocation.
             if let Some(i) = found.live
+                && !sh.slot(i).is_collection()
                 && sh.slot(i).value().len() == value.len()
             {
                 sh.overwrite_value(i, value, deadline, version);
@@ -119,7 +122,8 @@ impl Store {
             .transpose()?;
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let Some(i) = self.find(&mut sh, cell, h, key, || now).live else {
+        let found = self.find(&mut sh, cell, h, key, || now).live;
+        let Some(i) = Self::string_slot(&sh, found)? else {
             return Ok(None);
         };
         sh.touch(i);
@@ -146,15 +150,18 @@ impl Store {
     }
 
     /// GETDEL: the value, deleting the key.
-    pub fn getdel(&self, key: &[u8]) -> Option<Bytes> {
+    pub fn getdel(&self, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
         let (h, s) = self.locate(key, AccessKind::Write);
         let now = self.now();
         let cell = &self.cells[s];
         let mut sh = cell.shard.lock();
-        let i = self.find(&mut sh, cell, h, key, || now).live?;
+        let found = self.find(&mut sh, cell, h, key, || now).live;
+        let Some(i) = Self::string_slot(&sh, found)? else {
+            return Ok(None);
+        };
         let value = Bytes::copy_from_slice(sh.slot(i).value());
         self.delete_slot(&mut sh, cell, i, now);
-        Some(value)
+        Ok(Some(value))
     }
 
     /// DEL: how many of `keys` were deleted.
@@ -205,7 +212,8 @@ impl Store {
             items.push((h, s, key, v.as_ref()));
         }
         let shard_ids: Vec<usize> = items.iter().map(|it| it.1).collect();
-        self.with_room(|| {
+        let keys: Vec<&[u8]> = items.iter().map(|it| it.2).collect();
+        self.with_room(&keys, || {
             let now = self.now();
             let mut guards = self.lock_many(&shard_ids);
             // Phase 1: look up, check NX, compute growth.
@@ -220,7 +228,7 @@ impl Store {
                     return Ok(false);
                 }
                 let new = self.entry_size(key.len(), key.len() + value.len())?;
-                let old = found.slot.map_or(0, |i| sh.slot(i).size());
+                let old = found.slot.map_or(0, |i| sh.entry_size(i));
                 if new > old {
                     growth += new - old;
                 } else {
@@ -281,11 +289,12 @@ impl Store {
     ) -> Result<T, StoreError> {
         let (h, s) = self.locate(key, AccessKind::Write);
         let cell = &self.cells[s];
-        self.with_room(|| {
+        self.with_room(&[key], || {
             let now = self.now();
             let mut sh = cell.shard.lock();
             let found = self.find(&mut sh, cell, h, key, || now);
-            let current = found.live.map(|i| sh.slot(i).value());
+            let live = Self::string_slot(&sh, found.live)?;
+            let current = live.map(|i| sh.slot(i).value());
             let (value, reply) = f(current)?;
             let Some(value) = value else {
                 return Ok(reply);
