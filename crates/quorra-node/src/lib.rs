@@ -60,6 +60,8 @@ pub mod auth_log;
 pub mod clients;
 pub mod cluster_node;
 pub mod cluster_tasks;
+#[cfg(test)]
+mod collection_tests;
 pub mod commands;
 pub mod config;
 pub mod databases;

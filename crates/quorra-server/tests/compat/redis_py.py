@@ -12,26 +12,9 @@ in the same test and compares the lines (crates/quorra-server/tests/server/compa
 Keys carry a hash tag, so that each case's keys have one primary in a cluster.
 """
 
-import sys
-
 import redis
 from cases import case, in_threads, run_cases
-
-PORTS = [int(port) for port in sys.argv[1:]]
-
-
-def client(index=0, **options):
-    port = PORTS[index % len(PORTS)]
-    return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, **options)
-
-
-def observed(call):
-    """The value `call` returns, or the exception it raises, as the application sees it."""
-    try:
-        return call()
-    except redis.RedisError as error:
-        return {"raised": type(error).__name__, "text": str(error)}
-
+from redis_py_clients import PORTS, client, observed
 
 def outcome(results):
     """A pipeline's results with exceptions shown by type and text."""

@@ -164,3 +164,22 @@ async fn django_django_redis_and_flask_caching_observe_the_same_on_quorra_as_on_
 async fn ioredis_and_node_redis_observe_the_same_on_quorra_as_on_redis() {
     observes_the_same_on_quorra_as_on_redis("node_clients.mjs").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_on_hashes_sets_and_sorted_sets_observes_the_same_on_quorra_as_on_redis() {
+    observes_the_same_on_quorra_as_on_redis("collections.py").await;
+}
+
+/// `session_store.py` checks its own answers (hash field TTLs are newer than Debian's
+/// redis-server, so there is nothing to compare with): on one node, and on three nodes
+/// with three copies, its clients spread over the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_py_session_store_with_field_ttls_works_on_one_node_and_on_three() {
+    const CHECKS: usize = 16;
+    let single = start().await;
+    let passed = run_script("session_store.py", vec![port(&single)]).await;
+    assert_eq!(passed.len(), CHECKS, "{passed:?}");
+    let cluster = start_cluster_with(3, |config| config.consistency.replicas = 3).await;
+    let passed = run_script("session_store.py", cluster.iter().map(port).collect()).await;
+    assert_eq!(passed.len(), CHECKS, "{passed:?}");
+}
