@@ -631,12 +631,20 @@ fn model_hash(h: &Fields, now: u64) -> HashView {
 }
 
 /// What a set's reads show: members sorted, count, membership of each name, and the
-/// members `nth` walks through, sorted.
+/// members `random` gives when its random numbers walk the buckets in order (each pick
+/// then the next occupied bucket: every member once), sorted.
 fn read_set(s: &SetValue) -> SetView {
     let mut members: Vec<Vec<u8>> = s.iter().map(<[u8]>::to_vec).collect();
     members.sort();
+    let mut counter = 0u64;
     let mut nth: Vec<Vec<u8>> = (0..s.len())
-        .map(|i| s.nth(i).expect("nth below len").to_vec())
+        .map(|_| {
+            let next = || {
+                counter += 1;
+                counter
+            };
+            s.random(next).expect("a member of a non-empty set").to_vec()
+        })
         .collect();
     nth.sort();
     let contains = (0..NAMES).map(|n| s.contains(&name(n))).collect();

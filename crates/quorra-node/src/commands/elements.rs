@@ -118,8 +118,26 @@ impl Pick {
         })
     }
 
+    /// The elements picked: without a count, the one `random` gives (O(1): see
+    /// [`quorra_store::collection::table::Table::random`]); with a count, drawn from
+    /// `all()`'s list (O(size), as the reply may be).
+    pub fn choose<T: Copy>(
+        self,
+        random: impl FnOnce(&mut dyn FnMut() -> u64) -> Option<T>,
+        all: impl FnOnce() -> Vec<T>,
+    ) -> Vec<T> {
+        if let Pick::One = self {
+            return random(&mut rand::random::<u64>).into_iter().collect();
+        }
+        let all = all();
+        self.positions(all.len())
+            .into_iter()
+            .map(|at| all[at])
+            .collect()
+    }
+
     /// Positions to take from a collection of `len` elements.
-    pub fn positions(self, len: usize) -> Vec<usize> {
+    fn positions(self, len: usize) -> Vec<usize> {
         if len == 0 {
             return Vec::new();
         }

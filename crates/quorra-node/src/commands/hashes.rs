@@ -282,11 +282,10 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError>
         ctx,
         &args[1],
         |hash, now, out, protocol| {
-            let live: Vec<_> = hash.iter(now).collect();
-            let chosen = pick.positions(live.len());
+            let chosen = pick.choose(|next| hash.random(now, next), || hash.iter(now).collect());
             if let Pick::One = pick {
                 match chosen.first() {
-                    Some(&at) => encode::bulk(out, live[at].name()),
+                    Some(field) => encode::bulk(out, field.name()),
                     None => encode::null(out, protocol),
                 }
                 return;
@@ -295,13 +294,13 @@ pub fn hrandfield(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError>
             let nested = with_values && protocol == quorra_resp::Protocol::Resp3;
             let items = chosen.len() * if with_values && !nested { 2 } else { 1 };
             encode::array_header(out, items);
-            for at in chosen {
+            for field in chosen {
                 if nested {
                     encode::array_header(out, 2);
                 }
-                encode::bulk(out, live[at].name());
+                encode::bulk(out, field.name());
                 if with_values {
-                    encode::bulk(out, live[at].value());
+                    encode::bulk(out, field.value());
                 }
             }
         },

@@ -111,9 +111,9 @@ pub fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     };
     let popped = elements::update::<SetValue, _>(ctx, &args[1], false, 0, |set, _| {
         let chosen: Vec<Vec<u8>> = pick
-            .positions(set.len())
+            .choose(|next| set.random(next), || set.iter().collect())
             .into_iter()
-            .filter_map(|at| set.nth(at).map(<[u8]>::to_vec))
+            .map(<[u8]>::to_vec)
             .collect();
         for member in &chosen {
             set.remove(member);
@@ -142,20 +142,16 @@ pub fn srandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError
         ctx,
         &args[1],
         |set, _, out, protocol| {
-            let chosen = pick.positions(set.len());
+            let chosen = pick.choose(|next| set.random(next), || set.iter().collect());
             if let Pick::One = pick {
-                match chosen.first().and_then(|&at| set.nth(at)) {
+                match chosen.first() {
                     Some(member) => encode::bulk(out, member),
                     None => encode::null(out, protocol),
                 }
                 return;
             }
-            // Positions ascend (or repeat at random): one pass collects them.
-            let members: Vec<&[u8]> = set.iter().collect();
             encode::array_header(out, chosen.len());
-            for at in chosen {
-                encode::bulk(out, members[at]);
-            }
+            chosen.iter().for_each(|member| encode::bulk(out, member));
         },
         |ctx| match pick {
             Pick::One => ctx.bulk_or_null(None),

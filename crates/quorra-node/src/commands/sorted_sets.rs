@@ -694,17 +694,15 @@ pub fn zrandmember(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError
         ctx,
         &args[1],
         |zset, _, out, protocol| {
-            let chosen = pick.positions(zset.len());
+            let chosen = pick.choose(|next| zset.random(next), || zset.ascending().collect());
             if let Pick::One = pick {
-                match chosen.first().and_then(|&at| zset.nth(at)) {
+                match chosen.first() {
                     Some((member, _)) => encode::bulk(out, member),
                     None => encode::null(out, protocol),
                 }
                 return;
             }
-            let all: Vec<(&[u8], f64)> = zset.ascending().collect();
-            let members: Vec<(&[u8], f64)> = chosen.into_iter().map(|at| all[at]).collect();
-            scored_reply(out, protocol, &members, with_scores);
+            scored_reply(out, protocol, &chosen, with_scores);
         },
         |ctx| match pick {
             Pick::One => ctx.bulk_or_null(None),

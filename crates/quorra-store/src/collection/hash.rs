@@ -69,6 +69,20 @@ impl HashValue {
             .filter(move |e| !e.expire_at().is_some_and(|at| expired(at, now_ms)))
     }
 
+    /// A live field chosen at random (HRANDFIELD), `next` giving random numbers: a few
+    /// random probes, then — for a hash whose fields are mostly expired — a walk.
+    pub fn random(&self, now_ms: u64, mut next: impl FnMut() -> u64) -> Option<&Element> {
+        let live = |e: &&Element| !e.expire_at().is_some_and(|at| expired(at, now_ms));
+        for _ in 0..16 {
+            let element = self.fields.random(&mut next)?;
+            if live(&element) {
+                return Some(element);
+            }
+        }
+        let count = self.live_len(now_ms);
+        (count > 0).then(|| self.iter(now_ms).nth((next() % count as u64) as usize))?
+    }
+
     /// Live fields at `now_ms`.
     pub fn live_len(&self, now_ms: u64) -> usize {
         if self.volatile == 0 {

@@ -44,8 +44,8 @@ impl SetValue {
         self.members.iter().map(Element::name)
     }
 
-    /// The member at `position` in the table's order (random picks).
-    pub fn nth(&self, position: usize) -> Option<&[u8]> {
-        self.members.nth(position).map(Element::name)
+    /// A member chosen at random (SPOP, SRANDMEMBER), `next` giving random numbers.
+    pub fn random(&self, next: impl FnMut() -> u64) -> Option<&[u8]> {
+        self.members.random(next).map(Element::name)
     }
 }

@@ -234,8 +234,8 @@ impl SortedSetValue {
             .into_iter()
     }
 
-    /// The member at `position` in the table's order (random picks).
-    pub fn nth(&self, position: usize) -> Option<(&[u8], f64)> {
-        self.scores.nth(position).map(|e| (e.name(), score_of(e).0))
+    /// A member chosen at random (ZRANDMEMBER), `next` giving random numbers.
+    pub fn random(&self, next: impl FnMut() -> u64) -> Option<(&[u8], f64)> {
+        self.scores.random(next).map(|e| (e.name(), score_of(e).0))
     }
 }

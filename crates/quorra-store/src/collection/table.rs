@@ -174,7 +174,34 @@ impl Table {
             .find_entry(hash_of(name), |e| e.name() == name);
         let (old, _) = entry.ok()?.remove();
         self.bytes -= old.accounted();
+        self.shrink_if_sparse();
         Some(old)
+    }
+
+    /// Gives back most of the table when fewer than one bucket in 8 holds an element
+    /// (after SPOP, SREM, ...), so that [`random`](Self::random) stays a few probes and
+    /// an emptied collection does not keep its peak's table.
+    fn shrink_if_sparse(&mut self) {
+        let buckets = self.elements.num_buckets();
+        if buckets > 64 && self.elements.len() * 8 < buckets {
+            let wanted = self.elements.len() * 2;
+            self.elements.shrink_to(wanted, |e| hash_of(e.name()));
+        }
+    }
+
+    /// An element chosen at random, `next` giving random numbers: probes random buckets
+    /// until one holds an element — O(1) expected, since the table is kept at least one
+    /// eighth full ([`shrink_if_sparse`](Self::shrink_if_sparse)).
+    pub fn random(&self, mut next: impl FnMut() -> u64) -> Option<&Element> {
+        if self.elements.is_empty() {
+            return None;
+        }
+        let buckets = self.elements.num_buckets() as u64;
+        loop {
+            if let Some(element) = self.elements.get_bucket((next() % buckets) as usize) {
+                return Some(element);
+            }
+        }
     }
 
     /// Every element, in the table's order.
@@ -194,13 +221,8 @@ impl Table {
             kept
         });
         self.bytes -= freed;
+        self.shrink_if_sparse();
         before - self.elements.len()
-    }
-
-    /// The element at `position` in the table's order (random picks: HRANDFIELD,
-    /// SPOP, ...). O(position).
-    pub fn nth(&self, position: usize) -> Option<&Element> {
-        self.elements.iter().nth(position)
     }
 }
 
