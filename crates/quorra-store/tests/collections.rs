@@ -643,7 +643,9 @@ fn read_set(s: &SetValue) -> SetView {
                 counter += 1;
                 counter
             };
-            s.random(next).expect("a member of a non-empty set").to_vec()
+            s.random(next)
+                .expect("a member of a non-empty set")
+                .to_vec()
         })
         .collect();
     nth.sort();
