@@ -138,7 +138,7 @@ pub struct WireMessage {
 pub struct WireEntry {
     /// The value (empty for a tombstone): a string, or an encoded collection.
     pub value: Bytes,
-    /// What `value` holds: 0 string, 1 hash, 2 set, 3 sorted set.
+    /// What `value` holds: 0 string, 1 hash, 2 set, 3 sorted set, 4 list.
     pub kind: u8,
     /// Absolute expiry, ms since the epoch.
     pub expire_at_ms: Option<u64>,
@@ -158,6 +158,7 @@ impl From<VersionedEntry> for WireEntry {
                 KeyType::Hash => 1,
                 KeyType::Set => 2,
                 KeyType::SortedSet => 3,
+                KeyType::List => 4,
                 KeyType::String | KeyType::None => 0,
             },
             expire_at_ms: entry.expire_at_ms,
@@ -179,6 +180,7 @@ impl From<WireEntry> for VersionedEntry {
                 1 => KeyType::Hash,
                 2 => KeyType::Set,
                 3 => KeyType::SortedSet,
+                4 => KeyType::List,
                 _ => KeyType::None,
             },
             expire_at_ms: entry.expire_at_ms,

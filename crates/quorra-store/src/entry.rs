@@ -153,6 +153,8 @@ pub enum KeyType {
     String,
     /// A hash.
     Hash,
+    /// A list.
+    List,
     /// A set.
     Set,
     /// A sorted set.
@@ -160,12 +162,13 @@ pub enum KeyType {
 }
 
 impl KeyType {
-    /// The TYPE reply text: `none`, `string`, `hash`, `set` or `zset`.
+    /// The TYPE reply text: `none`, `string`, `hash`, `list`, `set` or `zset`.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyType::None => "none",
             KeyType::String => "string",
             KeyType::Hash => "hash",
+            KeyType::List => "list",
             KeyType::Set => "set",
             KeyType::SortedSet => "zset",
         }
@@ -176,6 +179,7 @@ impl KeyType {
         [
             KeyType::String,
             KeyType::Hash,
+            KeyType::List,
             KeyType::Set,
             KeyType::SortedSet,
         ]

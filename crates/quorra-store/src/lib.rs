@@ -2,10 +2,10 @@
 //!
 //! # Purpose
 //!
-//! Holds keys with Redis semantics — strings, hashes, sets, sorted sets — under a memory limit, with
-//! TTLs and with the per-entry versions and tombstones the replication layer needs. It
-//! does no I/O and reads time only from an injected [`Clock`], so every behaviour can be
-//! tested deterministically.
+//! Holds keys with Redis semantics — strings, hashes, lists, sets, sorted sets — under
+//! a memory limit, with TTLs and with the per-entry versions and tombstones the
+//! replication layer needs. It does no I/O and reads time only from an injected
+//! [`Clock`], so every behaviour can be tested deterministically.
 //!
 //! # Components
 //!
@@ -15,8 +15,8 @@
 //!   eviction, stats.
 //! * `shard` (private, see [`store`](crate::store#sharding)) — slab of 56-byte slots, `hashbrown::HashTable<u32>`
 //!   index, O(1) intrusive LRU (`lru`), deadline vector for TTLs and tombstones.
-//! * [`collection`] — hashes (with field TTLs), sets and sorted sets, the values a key
-//!   can hold besides a string, and their exact accounting.
+//! * [`collection`] — hashes (with field TTLs), lists, sets and sorted sets, the values
+//!   a key can hold besides a string, and their exact accounting.
 //! * [`memory`] — the global reserve-before-write budget and [`ENTRY_OVERHEAD`].
 //! * [`expiry`] — the active expiry cycle driven by [`Store::tick`].
 //! * [`version`] — [`Version`] and the [`HybridClock`] issuing them.
@@ -40,7 +40,7 @@
 //!
 //! # Non-goals
 //!
-//! Lists and streams; persistence; keyspace notifications; Redis's LFU and
+//! Streams; persistence; keyspace notifications; Redis's LFU and
 //! volatile-* eviction policies; multiple databases (SELECT).
 
 pub mod clock;

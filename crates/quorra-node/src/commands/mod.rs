@@ -11,7 +11,7 @@
 //! [`CommandError`] with Redis's error text when they refuse.
 //!
 //! Handlers are grouped like Redis's documentation: [`keyspace`] (generic key
-//! commands), [`strings`], [`hashes`], [`sets`], [`sorted_sets`] (with what the three
+//! commands), [`strings`], [`hashes`], [`lists`], [`sets`], [`sorted_sets`] (with what the three
 //! share in [`elements`]), [`connection`], [`transactions`], [`scripting`], [`pubsub`],
 //! [`server`];
 //! [`quorra`] holds quorra's own `QUORRA` family.
@@ -25,6 +25,7 @@ pub mod connection;
 pub mod elements;
 pub mod hashes;
 pub mod keyspace;
+pub mod lists;
 pub mod pubsub;
 pub mod quorra;
 pub mod scripting;
@@ -106,6 +107,23 @@ pub fn handler(id: CommandId) -> Handler {
         Hexpiretime => hashes::hexpiretime,
         Hpexpiretime => hashes::hpexpiretime,
         Hpersist => hashes::hpersist,
+        // Lists.
+        Lpush => lists::lpush,
+        Rpush => lists::rpush,
+        Lpushx => lists::lpushx,
+        Rpushx => lists::rpushx,
+        Lpop => lists::lpop,
+        Rpop => lists::rpop,
+        Llen => lists::llen,
+        Lrange => lists::lrange,
+        Lindex => lists::lindex,
+        Lset => lists::lset,
+        Lrem => lists::lrem,
+        Ltrim => lists::ltrim,
+        Linsert => lists::linsert,
+        Lpos => lists::lpos,
+        Lmove => lists::lmove,
+        Rpoplpush => lists::rpoplpush,
         // Sets.
         Sadd => sets::sadd,
         Srem => sets::srem,

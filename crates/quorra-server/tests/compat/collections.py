@@ -1,4 +1,4 @@
-"""What redis-py applications do with hashes, sets and sorted sets, run against one
+"""What redis-py applications do with hashes, lists, sets and sorted sets, run against one
 server (or the nodes of one cluster).
 
 Usage: python3 collections.py PORT [PORT ...]
@@ -150,13 +150,48 @@ def sorted_set_bad_input():
 
 
 @case
+def a_work_queue_and_a_recent_items_list():
+    r, other = client(), client(1)
+    r.rpush("{q}:jobs", "a", "b", "c")
+    other.lpush("{q}:jobs", "z")
+    queue = [r.lrange("{q}:jobs", 0, -1), r.llen("{q}:jobs"), r.lpop("{q}:jobs"), r.rpop("{q}:jobs", 2),
+             r.lpop("{q}:jobs", 0), r.lpop("{q}:none"), r.lpop("{q}:none", 2), r.rpushx("{q}:none", "x"),
+             r.lpushx("{q}:jobs", "y"), r.lrange("{q}:jobs", 0, -1)]
+    r.delete("{q}:recent")
+    for item in ["p1", "p2", "p3", "p4", "p5", "p6"]:
+        pipe = r.pipeline()
+        pipe.lpush("{q}:recent", item).ltrim("{q}:recent", 0, 3)
+        pipe.execute()
+    recent = [r.lrange("{q}:recent", 0, -1), r.lrange("{q}:recent", -2, 100), r.lrange("{q}:recent", 5, 1),
+              r.lindex("{q}:recent", -1), r.lindex("{q}:recent", 9)]
+    r.rpush("{q}:l", "a", "b", "a", "c", "a")
+    edits = [r.lset("{q}:l", -1, "A"), observed(lambda: r.lset("{q}:l", 9, "x")),
+             observed(lambda: r.lset("{q}:none", 0, "x")), r.linsert("{q}:l", "before", "c", "C"),
+             r.linsert("{q}:l", "after", "nope", "x"), r.linsert("{q}:none", "after", "a", "x"),
+             observed(lambda: r.execute_command("LINSERT", "{q}:l", "MIDDLE", "a", "x")),
+             r.lpos("{q}:l", "a"), r.lpos("{q}:l", "a", rank=-1), r.lpos("{q}:l", "a", count=0),
+             r.lpos("{q}:l", "a", rank=2, count=5, maxlen=3), r.lpos("{q}:l", "zz"),
+             observed(lambda: r.lpos("{q}:l", "a", rank=0)), observed(lambda: r.lpos("{q}:l", "a", count=-1)),
+             r.lrem("{q}:l", -1, "a"), r.lrem("{q}:l", 0, "b"), r.lrange("{q}:l", 0, -1)]
+    r.rpush("{q}:src", "1", "2", "3")
+    moved = [r.lmove("{q}:src", "{q}:dst", "LEFT", "RIGHT"), r.rpoplpush("{q}:src", "{q}:dst"),
+             r.lmove("{q}:src", "{q}:src", "RIGHT", "LEFT"), r.lrange("{q}:src", 0, -1), r.lrange("{q}:dst", 0, -1),
+             r.lmove("{q}:none", "{q}:dst", "LEFT", "LEFT"), r.ltrim("{q}:src", 5, 10), r.exists("{q}:src"),
+             r.type("{q}:dst"), observed(lambda: r.lpop("{q}:dst", -1))]
+    return [queue, recent, edits, moved]
+
+
+@case
 def every_family_refuses_a_key_of_another_type():
     r = client()
     r.set("{wt}:s", "v")
     r.hset("{wt}:h", "f", "v")
     r.sadd("{wt}:set", "m")
     r.zadd("{wt}:z", {"m": 1})
+    r.rpush("{wt}:l", "e")
     calls = [
+        lambda: r.lpush("{wt}:h", "x"), lambda: r.lrange("{wt}:s", 0, -1), lambda: r.get("{wt}:l"),
+        lambda: r.sadd("{wt}:l", "m"), lambda: r.lmove("{wt}:l", "{wt}:set", "LEFT", "LEFT"),
         lambda: r.get("{wt}:h"), lambda: r.append("{wt}:set", "x"), lambda: r.incr("{wt}:z"),
         lambda: r.strlen("{wt}:h"), lambda: r.getrange("{wt}:z", 0, 1), lambda: r.getdel("{wt}:h"),
         lambda: r.set("{wt}:h", "x", get=True),
@@ -166,7 +201,7 @@ def every_family_refuses_a_key_of_another_type():
         lambda: r.smove("{wt}:set", "{wt}:h", "m"),
     ]
     refused = [observed(call) for call in calls]
-    generic = [r.mget("{wt}:s", "{wt}:h", "{wt}:set"), [r.type(k) for k in ("{wt}:s", "{wt}:h", "{wt}:set", "{wt}:z", "{wt}:no")],
+    generic = [r.mget("{wt}:s", "{wt}:h", "{wt}:set"), [r.type(k) for k in ("{wt}:s", "{wt}:h", "{wt}:set", "{wt}:z", "{wt}:l", "{wt}:no")],
                r.set("{wt}:h", "overwritten"), r.get("{wt}:h"), r.exists("{wt}:set", "{wt}:z"),
                r.expire("{wt}:z", 100), 0 < r.ttl("{wt}:z") <= 100, r.rename("{wt}:set", "{wt}:set2"),
                sorted(r.smembers("{wt}:set2")), r.copy("{wt}:z", "{wt}:z2"), r.zrange("{wt}:z2", 0, -1, withscores=True),
@@ -181,8 +216,9 @@ def scan_filters_by_type():
     r.hset("{scan}:hash", "f", "v")
     r.sadd("{scan}:set", "m")
     r.zadd("{scan}:zset", {"m": 1})
+    r.rpush("{scan}:list", "e")
     found = {kind: sorted(key for key in r.scan_iter(match="{scan}:*", _type=kind))
-             for kind in ("string", "hash", "set", "zset")}
+             for kind in ("string", "hash", "list", "set", "zset")}
     return found
 
 

@@ -166,7 +166,7 @@ async fn ioredis_and_node_redis_observe_the_same_on_quorra_as_on_redis() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_py_on_hashes_sets_and_sorted_sets_observes_the_same_on_quorra_as_on_redis() {
+async fn redis_py_on_hashes_lists_sets_and_sorted_sets_observes_the_same_on_quorra_as_on_redis() {
     observes_the_same_on_quorra_as_on_redis("collections.py").await;
 }
 

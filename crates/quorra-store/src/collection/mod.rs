@@ -1,5 +1,5 @@
 //! Collections: the values other than strings a key can hold — hashes (with field
-//! TTLs), sets and sorted sets.
+//! TTLs), lists, sets and sorted sets.
 //!
 //! A collection lives beside its key's slot (see `shard`), not in the slot's byte
 //! allocation: commands change it in place, and its accounted size — the sum of its
@@ -10,11 +10,13 @@
 //! (see `docs/collections.md` for the choice and its cost).
 
 pub mod hash;
+pub mod list;
 pub mod set;
 pub mod sorted_set;
 pub mod table;
 
 pub use hash::{FieldExpiry, HashValue};
+pub use list::{End, ListValue};
 pub use set::SetValue;
 pub use sorted_set::{LexBound, Score, ScoreBound, SortedSetValue};
 pub use table::{ELEMENT_OVERHEAD, Element, MAX_ELEMENT_NAME};
@@ -37,6 +39,8 @@ pub const SORTED_SET_OVERHEAD: u64 = 480;
 pub enum Collection {
     /// A hash.
     Hash(HashValue),
+    /// A list.
+    List(ListValue),
     /// A set.
     Set(SetValue),
     /// A sorted set.
@@ -106,6 +110,7 @@ collection_type!(
         HashValue::remove_expired(self, now_ms)
     }
 );
+collection_type!(ListValue, List, KeyType::List, COLLECTION_OVERHEAD);
 collection_type!(SetValue, Set, KeyType::Set, COLLECTION_OVERHEAD);
 collection_type!(
     SortedSetValue,
@@ -119,6 +124,7 @@ impl Collection {
     pub fn kind(&self) -> KeyType {
         match self {
             Collection::Hash(_) => KeyType::Hash,
+            Collection::List(_) => KeyType::List,
             Collection::Set(_) => KeyType::Set,
             Collection::SortedSet(_) => KeyType::SortedSet,
         }
@@ -128,6 +134,7 @@ impl Collection {
     pub fn bytes(&self) -> u64 {
         match self {
             Collection::Hash(h) => HashValue::OVERHEAD + h.bytes(),
+            Collection::List(l) => ListValue::OVERHEAD + l.bytes(),
             Collection::Set(s) => SetValue::OVERHEAD + s.bytes(),
             Collection::SortedSet(z) => SortedSetValue::OVERHEAD + z.bytes(),
         }
@@ -137,6 +144,7 @@ impl Collection {
     pub fn is_empty(&self) -> bool {
         match self {
             Collection::Hash(h) => h.is_empty(),
+            Collection::List(l) => l.is_empty(),
             Collection::Set(s) => s.is_empty(),
             Collection::SortedSet(z) => z.is_empty(),
         }
@@ -152,6 +160,7 @@ impl Collection {
     pub fn encoding(&self) -> &'static str {
         match self {
             Collection::Hash(_) | Collection::Set(_) => "hashtable",
+            Collection::List(_) => "quicklist",
             Collection::SortedSet(_) => "skiplist",
         }
     }
@@ -172,6 +181,7 @@ impl Collection {
                     put_bytes(&mut out, e.value());
                 }
             }
+            Collection::List(l) => l.iter().for_each(|e| put_bytes(&mut out, e)),
             Collection::Set(s) => s.iter().for_each(|m| put_bytes(&mut out, m)),
             Collection::SortedSet(z) => {
                 for (member, score) in z.ascending() {
@@ -197,6 +207,13 @@ impl Collection {
                     h.put(name, (at != 0).then_some(at), value);
                 }
                 Collection::Hash(h)
+            }
+            KeyType::List => {
+                let mut l = ListValue::default();
+                while !reader.0.is_empty() {
+                    l.push(End::Right, reader.bytes()?);
+                }
+                Collection::List(l)
             }
             KeyType::Set => {
                 let mut s = SetValue::default();
@@ -256,6 +273,8 @@ mod tests {
                 .iter(0)
                 .map(|e| format!("{:?}={:?}@{:?}", e.name(), e.value(), e.expire_at()))
                 .collect(),
+            // A list's order is its content: kept as it is.
+            Collection::List(l) => return l.iter().map(|e| format!("{e:?}")).collect(),
             Collection::Set(s) => s.iter().map(|m| format!("{m:?}")).collect(),
             Collection::SortedSet(z) => z.ascending().map(|(m, s)| format!("{m:?}:{s}")).collect(),
         };
@@ -274,8 +293,13 @@ mod tests {
         let mut z = SortedSetValue::default();
         z.insert(b"m", Score::new(-1.5).unwrap());
         z.insert(b"n", Score::new(f64::INFINITY).unwrap());
+        let mut l = ListValue::default();
+        l.push(End::Right, b"b");
+        l.push(End::Left, b"a");
+        l.push(End::Right, b"a");
         for c in [
             Collection::Hash(h),
+            Collection::List(l),
             Collection::Set(s),
             Collection::SortedSet(z),
         ] {

@@ -191,7 +191,7 @@ impl Table {
 
     /// An element chosen at random, `next` giving random numbers: probes random buckets
     /// until one holds an element — O(1) expected, since the table is kept at least one
-    /// eighth full ([`shrink_if_sparse`](Self::shrink_if_sparse)).
+    /// eighth full (it shrinks when sparser).
     pub fn random(&self, mut next: impl FnMut() -> u64) -> Option<&Element> {
         if self.elements.is_empty() {
             return None;
