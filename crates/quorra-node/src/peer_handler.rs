@@ -17,6 +17,7 @@
 //! machinery); [`HandlerSlot`] is the handler the server is given, which answers once
 //! [`HandlerSlot::serve`] has connected it to the state.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
@@ -248,6 +249,10 @@ async fn deliver_relayed(shared: Arc<Shared>, from: NodeId, messages: Vec<WireMe
     let inbound = shared.pubsub.inbound_lock(from.as_str());
     let _in_order = inbound.lock().await;
     let mut receivers = 0;
+    let counters = &shared.pubsub.counters;
+    counters
+        .relay_received
+        .fetch_add(messages.len() as u64, Ordering::Relaxed);
     for (delivered, message) in messages.into_iter().enumerate() {
         // A batch to many subscribers is long work: let the node's other tasks (gossip
         // among them) run in between.

@@ -108,18 +108,25 @@ impl Mailbox {
     }
 }
 
-/// Figures INFO and the metrics show.
+/// Figures INFO shows, one per hop of a message: published here, relayed to each peer
+/// (sent and acknowledged, or dropped), received from a peer, delivered to a subscriber.
 #[derive(Debug, Default)]
 pub struct PubSubCounters {
     /// Messages published on this node (PUBLISH, SPUBLISH).
     pub published: AtomicU64,
     /// Deliveries to this node's subscribers, of messages published here or on a peer.
     pub delivered: AtomicU64,
-    /// Subscribers closed for passing the output buffer limit.
+    /// Subscribers this node closed: over the output buffer limit, or because they may
+    /// have missed messages (this node lost sight of its cluster's majority).
     pub disconnected_subscribers: AtomicU64,
+    /// Messages published here that a peer acknowledged ([`crate::pubsub_relay`]), counted
+    /// once per peer.
+    pub relay_sent: AtomicU64,
     /// Messages published here that a peer did not acknowledge ([`crate::pubsub_relay`]):
     /// lost, or (when the answer came after the timeout) delivered late.
     pub relay_dropped: AtomicU64,
+    /// Messages relayed here by a peer, delivered to this node's subscribers.
+    pub relay_received: AtomicU64,
 }
 
 /// Each name's subscribers by client id, one map per [`Kind`] (indexed by `kind as usize`).
@@ -309,6 +316,9 @@ impl PubSub {
                 }
             }
         }
+        self.counters
+            .disconnected_subscribers
+            .fetch_add(clients.len() as u64, Ordering::Relaxed);
         clients.len()
     }
 

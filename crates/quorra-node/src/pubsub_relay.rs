@@ -138,8 +138,14 @@ async fn send_to(
             .call_even_if_down(&view, &peer, &Request::Publish { messages })
             .await;
         backlog.fetch_sub(bytes, Ordering::Relaxed);
-        if let Err(error) = sent {
-            queues.lost(&peer, count, &error.to_string());
+        match sent {
+            Ok(_) => {
+                queues
+                    .counters
+                    .relay_sent
+                    .fetch_add(count, Ordering::Relaxed);
+            }
+            Err(error) => queues.lost(&peer, count, &error.to_string()),
         }
     }
 }

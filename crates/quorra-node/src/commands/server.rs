@@ -607,7 +607,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                  rejected_calls:{}\r\nfailed_calls:{}\r\nacl_access_denied_auth:{}\r\nevicted_clients:{}\r\n\
                  pubsub_channels:{}\r\npubsub_patterns:{}\r\npubsub_shardchannels:{}\r\n\
                  quorra_peer_commands_processed:{}\r\nquorra_pubsub_published:{}\r\n\
-                 quorra_pubsub_delivered:{}\r\nquorra_pubsub_relay_dropped:{}\r\n\
+                 quorra_pubsub_delivered:{}\r\nquorra_pubsub_relay_sent:{}\r\n\
+                 quorra_pubsub_relay_dropped:{}\r\nquorra_pubsub_relay_received:{}\r\n\
                  quorra_pubsub_disconnected_subscribers:{}\r\nquorra_keyspace_events_dropped:{}\r\n",
                 load(&counters.connections_received),
                 load(&counters.commands_processed),
@@ -628,7 +629,9 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&counters.peer_commands_processed),
                 load(&pubsub.published),
                 load(&pubsub.delivered),
+                load(&pubsub.relay_sent),
                 load(&pubsub.relay_dropped),
+                load(&pubsub.relay_received),
                 load(&pubsub.disconnected_subscribers),
                 load(&shared.notifier.removals.dropped),
             )
