@@ -115,8 +115,17 @@ pub enum Request {
         entries: Vec<(Bytes, u64, u64)>,
     },
     /// Pub/sub: messages published on the sender, in the order they were published,
-    /// for the receiver's own subscribers ([`Response::Published`]).
+    /// for the receiver's own subscribers ([`Response::Published`]). The sender numbers
+    /// the batches of each of its streams to the receiver and sends a batch again until
+    /// it is answered, so a batch may arrive twice; the receiver delivers each once.
     Publish {
+        /// The sender's stream to the receiver (random): batches are numbered within it.
+        stream: u64,
+        /// The batch's number in its stream: 0, 1, 2, ...
+        batch: u64,
+        /// Messages the sender dropped for the receiver just before this batch (its
+        /// queue to the receiver was full): the receiver's subscribers missed them.
+        dropped: u64,
         /// The messages.
         messages: Vec<WireMessage>,
     },
@@ -340,6 +349,9 @@ mod tests {
         };
         assert_eq!(Response::decode(&response.encode()).unwrap(), response);
         let publish = Request::Publish {
+            stream: u64::MAX,
+            batch: 7,
+            dropped: 1,
             messages: vec![WireMessage {
                 sharded: true,
                 channel: Bytes::from_static(b"news\xff"),

@@ -131,6 +131,15 @@ impl InMemoryCluster {
     /// `size` nodes, all up, keeping `replicas` copies of each key with quorum writes and
     /// reads, each with `maxmemory` bytes (0: no limit).
     pub(crate) fn new(size: usize, replicas: usize, maxmemory: u64) -> InMemoryCluster {
+        InMemoryCluster::configured(size, replicas, |config| config.maxmemory = maxmemory)
+    }
+
+    /// [`new`](Self::new) with every node's settings changed by `adjust`.
+    pub(crate) fn configured(
+        size: usize,
+        replicas: usize,
+        adjust: impl Fn(&mut Config),
+    ) -> InMemoryCluster {
         let network = Arc::new(MemoryNetwork::default());
         let clock = MockClock::new(1_700_000_000_000);
         let members: Vec<Member> = (0..size).map(|i| member(i, MemberState::Up)).collect();
@@ -142,11 +151,11 @@ impl InMemoryCluster {
         let mut nodes = Vec::new();
         let mut views = Vec::new();
         for index in 0..size {
-            let config = Config {
-                maxmemory,
+            let mut config = Config {
                 cluster: Some(cluster_config(consistency)),
                 ..Config::default()
             };
+            adjust(&mut config);
             let id = node_id(index);
             let parts = NodeParts::new(&config, Some(&id), Arc::new(clock.clone()));
             let view = ClusterView::of_members(id.clone(), members.clone(), VNODES);

@@ -31,7 +31,7 @@ use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
 use crate::executor::{Mode, protocol_of, run_here};
 use crate::node_replicas::{apply_entry, read_entries};
-use crate::pubsub::{Kind, Published};
+use crate::pubsub::{Admission, Kind, Published};
 use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
@@ -172,11 +172,23 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             write_behind::flushed_elsewhere(&shared, &entries);
             Response::Flushed
         }
-        Request::Publish { messages } => {
+        Request::Publish {
+            stream,
+            batch,
+            dropped,
+            messages,
+        } => {
             // Delivered by a task of its own: a sender that stops waiting (its timeout)
             // drops the connection, which cancels this handler, and a batch cancelled
-            // halfway would lose its second half.
-            let delivery = tokio::spawn(deliver_relayed(shared.clone(), from, messages));
+            // halfway would lose its second half (sent again, it is taken as delivered).
+            let relayed = Relayed {
+                from,
+                stream,
+                batch,
+                dropped,
+                messages,
+            };
+            let delivery = tokio::spawn(deliver_relayed(shared.clone(), relayed));
             let receivers = delivery.await.map_err(|error| error.to_string())?;
             Response::Published { receivers }
         }
@@ -242,17 +254,55 @@ fn shared_view(shared: &Shared) -> Result<Arc<ClusterView>, String> {
         .ok_or_else(|| "not in cluster mode".to_owned())
 }
 
-/// Delivers a batch of messages that node `from` relayed to this node's subscribers, after
-/// the batches it relayed before (one at a time per sender, in arrival order); how many
-/// deliveries it made.
-async fn deliver_relayed(shared: Arc<Shared>, from: NodeId, messages: Vec<WireMessage>) -> u64 {
-    let inbound = shared.pubsub.inbound_lock(from.as_str());
-    let _in_order = inbound.lock().await;
-    let mut receivers = 0;
-    let counters = &shared.pubsub.counters;
-    counters
+/// A batch of messages a peer relayed ([`Request::Publish`]).
+struct Relayed {
+    /// The peer.
+    from: NodeId,
+    stream: u64,
+    batch: u64,
+    dropped: u64,
+    messages: Vec<WireMessage>,
+}
+
+/// Delivers a batch of messages a peer relayed to this node's subscribers, after the
+/// batches it relayed before (one at a time per sender) and only once: a batch that
+/// arrives again (its sender got no answer in time) is answered without being delivered.
+/// Subscribers that missed messages of that peer (it dropped them, its queue being full)
+/// are disconnected first. How many deliveries it made.
+async fn deliver_relayed(shared: Arc<Shared>, relayed: Relayed) -> u64 {
+    let Relayed {
+        from,
+        stream,
+        batch,
+        dropped,
+        messages,
+    } = relayed;
+    let pubsub = &shared.pubsub;
+    let inbound = pubsub.inbound(from.as_str());
+    let mut position = inbound.lock().await;
+    let count = messages.len() as u64;
+    let missed = match position.admit(stream, batch) {
+        Admission::Duplicate => {
+            pubsub
+                .counters
+                .relay_duplicates
+                .fetch_add(count, Ordering::Relaxed);
+            return 0;
+        }
+        Admission::Deliver { missed } => missed || dropped > 0,
+    };
+    if missed {
+        let closed = pubsub.disconnect_all();
+        if closed > 0 {
+            tracing::warn!(peer = %from, dropped, subscribers = closed,
+                "a peer dropped pub/sub messages for this node: the subscribers that missed them are disconnected");
+        }
+    }
+    pubsub
+        .counters
         .relay_received
-        .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        .fetch_add(count, Ordering::Relaxed);
+    let mut receivers = 0;
     for (delivered, message) in messages.into_iter().enumerate() {
         // A batch to many subscribers is long work: let the node's other tasks (gossip
         // among them) run in between.
@@ -263,7 +313,7 @@ async fn deliver_relayed(shared: Arc<Shared>, from: NodeId, messages: Vec<WireMe
             true => Kind::Shard,
             false => Kind::Channel,
         };
-        receivers += shared.pubsub.deliver(Published {
+        receivers += pubsub.deliver(Published {
             kind,
             channel: message.channel,
             message: message.message,

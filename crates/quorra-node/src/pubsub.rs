@@ -13,8 +13,13 @@
 //! connection writes them out. The bytes waiting are counted, and a subscriber whose
 //! mailbox passes `client-output-buffer-limit-pubsub` is disconnected and gets nothing
 //! more, as Redis's `client-output-buffer-limit pubsub` does: a subscriber that stops
-//! reading costs at most that much memory. Delivery is at most once: a message lost on
-//! the way to a peer (the peer is down, or its queue is full) is not sent again.
+//! reading costs at most that much memory.
+//!
+//! A peer's messages arrive in numbered batches, which a sender that got no answer sends
+//! again: [`InboundStream`] has each delivered once, in order. A message the relay had
+//! to drop (its queue to this node was full) is not sent again: the sender says so with
+//! its next batch, and this node disconnects its subscribers, which missed it. Loss is
+//! always told that way, never silent.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -117,16 +122,23 @@ pub struct PubSubCounters {
     /// Deliveries to this node's subscribers, of messages published here or on a peer.
     pub delivered: AtomicU64,
     /// Subscribers this node closed: over the output buffer limit, or because they may
-    /// have missed messages (this node lost sight of its cluster's majority).
+    /// have missed messages (a peer dropped messages for this node, or this node lost
+    /// sight of its cluster's majority).
     pub disconnected_subscribers: AtomicU64,
     /// Messages published here that a peer acknowledged ([`crate::pubsub_relay`]), counted
     /// once per peer.
     pub relay_sent: AtomicU64,
-    /// Messages published here that a peer did not acknowledge ([`crate::pubsub_relay`]):
-    /// lost, or (when the answer came after the timeout) delivered late.
+    /// Batches sent to a peer again, because the last try got no answer (it failed, or
+    /// timed out).
+    pub relay_retried: AtomicU64,
+    /// Messages published here and dropped for a peer, which never gets them: its queue
+    /// was full, or it left the cluster.
     pub relay_dropped: AtomicU64,
     /// Messages relayed here by a peer, delivered to this node's subscribers.
     pub relay_received: AtomicU64,
+    /// Messages relayed here again (their batch was sent again after it had arrived),
+    /// not delivered a second time.
+    pub relay_duplicates: AtomicU64,
 }
 
 /// Each name's subscribers by client id, one map per [`Kind`] (indexed by `kind as usize`).
@@ -161,6 +173,47 @@ impl Published {
     }
 }
 
+/// Where the batches one peer relays to this node stand: each is delivered once, in its
+/// sender's order, however many times it arrives.
+#[derive(Debug, Default)]
+pub struct InboundStream {
+    /// The sender's stream (see
+    /// [`Request::Publish`](quorra_cluster::message::Request::Publish)); none before its
+    /// first batch.
+    stream: Option<u64>,
+    /// The number of the batch expected next in it.
+    next: u64,
+}
+
+/// What to do with a batch a peer relayed ([`InboundStream::admit`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Deliver it. `missed`: batches of its stream before it never came, so this node's
+    /// subscribers missed their messages.
+    Deliver {
+        /// Batches were skipped.
+        missed: bool,
+    },
+    /// Delivered already: its sender sent it again, not knowing.
+    Duplicate,
+}
+
+impl InboundStream {
+    /// Takes batch number `batch` of `stream`. The first batch of a stream not seen
+    /// before starts it wherever it starts: a sender that restarted, or that this node
+    /// had not heard from since it started, has nothing older for its subscribers.
+    pub fn admit(&mut self, stream: u64, batch: u64) -> Admission {
+        let known = self.stream == Some(stream);
+        if known && batch < self.next {
+            return Admission::Duplicate;
+        }
+        let missed = known && batch > self.next;
+        self.stream = Some(stream);
+        self.next = batch + 1;
+        Admission::Deliver { missed }
+    }
+}
+
 /// Receives what [`PubSub::publish`] hands to the other nodes.
 pub trait Relay: Send + Sync {
     /// Queues `message` for every other serving node.
@@ -170,10 +223,10 @@ pub trait Relay: Send + Sync {
 /// This node's subscriptions.
 pub struct PubSub {
     subscriptions: RwLock<Subscriptions>,
-    /// One lock per node that relays messages here: its batches are delivered one at a
-    /// time, in the order they arrived, even when one outlives its sender's timeout and
-    /// the next arrives while it is still being delivered.
-    inbound: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per node that relays messages here, where its batches stand, behind a lock: they
+    /// are delivered one at a time, each once, even when a batch outlives its sender's
+    /// timeout and arrives again, sent again, while it is still being delivered.
+    inbound: parking_lot::Mutex<HashMap<String, Arc<tokio::sync::Mutex<InboundStream>>>>,
     /// Most bytes waiting in one subscriber's mailbox (0: no limit).
     limit: u64,
     relay: std::sync::OnceLock<Arc<dyn Relay>>,
@@ -221,9 +274,8 @@ impl PubSub {
         self.deliver(published)
     }
 
-    /// The lock that orders the batches relayed by node `from`: they are delivered one at
-    /// a time, in the order they arrived, even when one outlives its sender's timeout.
-    pub fn inbound_lock(&self, from: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// Where the batches relayed by node `from` stand; held while one is delivered.
+    pub fn inbound(&self, from: &str) -> Arc<tokio::sync::Mutex<InboundStream>> {
         self.inbound
             .lock()
             .entry(from.to_owned())
@@ -534,6 +586,20 @@ mod tests {
         assert!(slow.mailbox.waiting_bytes.load(Ordering::Relaxed) <= 1_000);
         received(&mut slow);
         assert_eq!(slow.mailbox.waiting_bytes.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_relayed_batch_is_delivered_once_and_a_skipped_one_is_told() {
+        let mut inbound = InboundStream::default();
+        let deliver = Admission::Deliver { missed: false };
+        assert_eq!(inbound.admit(9, 4), deliver, "a new stream starts anywhere");
+        assert_eq!(inbound.admit(9, 5), deliver);
+        assert_eq!(inbound.admit(9, 5), Admission::Duplicate, "sent again");
+        assert_eq!(inbound.admit(9, 3), Admission::Duplicate);
+        assert_eq!(inbound.admit(9, 7), Admission::Deliver { missed: true });
+        assert_eq!(inbound.admit(9, 8), deliver);
+        assert_eq!(inbound.admit(2, 0), deliver, "the sender restarted");
+        assert_eq!(inbound.admit(2, 0), Admission::Duplicate);
     }
 
     #[test]

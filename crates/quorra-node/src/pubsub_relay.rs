@@ -4,33 +4,36 @@
 //! Each peer has a queue and a task that sends the queue's messages in batches
 //! ([`Request::Publish`]), one batch at a time: a peer receives this node's messages in
 //! the order they were published, and a slow or unreachable peer holds up only its own
-//! queue. A queue holds at most `client-output-buffer-limit-pubsub` bytes (the bound of
-//! one subscriber's mailbox); past it, or when a batch cannot be sent, messages for that
-//! peer are dropped and counted (`pubsub_relay_dropped` in INFO): delivery is at most
-//! once, as in Redis Cluster.
+//! queue. A batch that gets no answer (the call failed or timed out) is sent again, the
+//! same batch under the same number, until the peer answers: it may have arrived, and
+//! the peer delivers each number once ([`crate::pubsub::InboundStream`]). So a timeout,
+//! a dropped connection or a peer busy for a while loses nothing and duplicates nothing.
+//!
+//! A queue holds at most `client-output-buffer-limit-pubsub` bytes (the bound of one
+//! subscriber's mailbox), counting the batch being sent. Past it messages for that peer
+//! are dropped, counted (`pubsub_relay_dropped` in INFO) and told to the peer with the
+//! next batch, and the peer disconnects its subscribers, which missed them. A queue
+//! whose peer leaves the cluster is dropped whole, likewise counted.
 //!
 //! Peers are every member but those leaving, followed as the view changes: a node that
 //! joins gets the messages published after it is seen. A member marked down is still
 //! sent to ([`crate::peer::PeerClient::call_even_if_down`]): a false alarm of the failure
-//! detector (a node too busy to gossip in time) then loses nothing, and sends to a node
-//! that is really gone fail at once (connection refused) or at the RPC timeout, and are
-//! counted as dropped. The receiver delivers one sender's
-//! batches one at a time ([`crate::pubsub::PubSub::inbound_lock`]): a batch whose answer
-//! comes after the sender's timeout (counted as dropped, though delivered) cannot be
-//! overtaken by the next. A node that can no longer
-//! see a majority of its cluster is cut off from the messages published on the far
-//! side, so it disconnects its subscribers once; they reconnect (to a node they can
+//! detector (a node too busy to gossip in time) then loses nothing, and a node that is
+//! really gone is tried again until it comes back or its queue fills. A node that can no
+//! longer see a majority of its cluster is cut off from the messages published on the
+//! far side, so it disconnects its subscribers once; they reconnect (to a node they can
 //! reach) knowing they may have missed messages.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::message::{Request, WireMessage};
 use quorra_ring::NodeId;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster_node::ClusterNode;
@@ -41,9 +44,28 @@ use crate::shared::Shared;
 /// Most messages sent to a peer in one request.
 const BATCH: usize = 512;
 
+/// Pause before a batch that got no answer is sent again; it doubles at each failure
+/// in a row, up to [`RETRY_PAUSE_MAX`]. A peer that failed at once (a refused
+/// connection) is not called in a busy loop, and one that is gone costs a call a second.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Longest pause between two sends of a batch.
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// What [`PeerQueues::relay`] and a peer's sending task share besides the messages.
+#[derive(Default)]
+struct Backlog {
+    /// Bytes queued, and in the batch being sent.
+    bytes: AtomicU64,
+    /// Messages dropped since the sending task last looked (the queue was full).
+    dropped: AtomicU64,
+    /// Wakes the sending task to tell a drop when no message follows it.
+    dropped_notice: Notify,
+}
+
 struct PeerQueue {
     sender: mpsc::UnboundedSender<Published>,
-    backlog: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
 }
 
 /// The queues to the other nodes.
@@ -53,20 +75,26 @@ pub struct PeerQueues {
     limit: u64,
     counters: Arc<PubSubCounters>,
     log: LogLimiter,
+    /// Ends the sending tasks when the node stops.
+    stop: CancellationToken,
 }
 
 impl Relay for PeerQueues {
     fn relay(&self, message: &Published) {
         let size = message.size();
         for (peer, queue) in self.queues.read().iter() {
-            let backlog = queue.backlog.fetch_add(size, Ordering::Relaxed) + size;
-            if self.limit > 0 && backlog > self.limit {
-                queue.backlog.fetch_sub(size, Ordering::Relaxed);
+            let backlog = &queue.backlog;
+            let bytes = backlog.bytes.fetch_add(size, Ordering::Relaxed) + size;
+            if self.limit > 0 && bytes > self.limit {
+                backlog.bytes.fetch_sub(size, Ordering::Relaxed);
+                backlog.dropped.fetch_add(1, Ordering::Relaxed);
+                backlog.dropped_notice.notify_one();
                 self.lost(peer, 1, "its queue is full");
                 continue;
             }
             if queue.sender.send(message.clone()).is_err() {
-                queue.backlog.fetch_sub(size, Ordering::Relaxed);
+                // The sending task is gone: the node is stopping.
+                backlog.bytes.fetch_sub(size, Ordering::Relaxed);
             }
         }
     }
@@ -79,7 +107,7 @@ impl PeerQueues {
             .fetch_add(messages, Ordering::Relaxed);
         if let Some(held_back) = self.log.admit() {
             tracing::warn!(%peer, messages, not_logged_since_last_line = held_back,
-                "pub/sub messages not delivered to a peer: {why}");
+                "pub/sub messages dropped for a peer: {why}");
         }
     }
 
@@ -99,54 +127,121 @@ impl PeerQueues {
                 continue;
             }
             let (sender, receiver) = mpsc::unbounded_channel();
-            let backlog = Arc::new(AtomicU64::new(0));
-            tokio::spawn(send_to(
-                self.clone(),
-                node.clone(),
-                peer.clone(),
+            let backlog = Arc::new(Backlog::default());
+            let sending = PeerSender {
+                queues: self.clone(),
+                node: node.clone(),
+                peer: peer.clone(),
                 receiver,
-                backlog.clone(),
-            ));
+                backlog: backlog.clone(),
+            };
+            tokio::spawn(self.stop.clone().run_until_cancelled_owned(sending.run()));
             queues.insert(peer.clone(), PeerQueue { sender, backlog });
         }
     }
 }
 
-/// Sends one peer's queue, batch by batch, until the queue is closed and empty.
-async fn send_to(
+/// One peer's sending task: its queue's messages, batch by batch.
+struct PeerSender {
     queues: Arc<PeerQueues>,
     node: Arc<ClusterNode>,
     peer: NodeId,
-    mut receiver: mpsc::UnboundedReceiver<Published>,
-    backlog: Arc<AtomicU64>,
-) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        let bytes: u64 = batch.iter().map(Published::size).sum();
-        let messages: Vec<WireMessage> = batch
-            .drain(..)
-            .map(|published| WireMessage {
-                sharded: published.kind == Kind::Shard,
-                channel: published.channel,
-                message: published.message,
-            })
-            .collect();
-        let count = messages.len() as u64;
-        let view = node.view();
-        let sent = node
-            .peers
-            .call_even_if_down(&view, &peer, &Request::Publish { messages })
-            .await;
-        backlog.fetch_sub(bytes, Ordering::Relaxed);
-        match sent {
-            Ok(_) => {
-                queues
-                    .counters
-                    .relay_sent
-                    .fetch_add(count, Ordering::Relaxed);
+    receiver: mpsc::UnboundedReceiver<Published>,
+    backlog: Arc<Backlog>,
+}
+
+impl PeerSender {
+    /// Sends the queue until it is closed and empty, or the peer left with messages
+    /// still to send (they are dropped).
+    async fn run(mut self) {
+        // A new stream for the peer: it numbers these batches apart from any it had
+        // from this node's earlier life.
+        let stream = rand::random();
+        let mut batch = 0;
+        let mut pending = Vec::with_capacity(BATCH);
+        loop {
+            let closed = tokio::select! {
+                received = self.receiver.recv_many(&mut pending, BATCH) => received == 0,
+                () = self.backlog.dropped_notice.notified() => false,
+            };
+            let dropped = self.backlog.dropped.swap(0, Ordering::Relaxed);
+            if closed {
+                break;
             }
-            Err(error) => queues.lost(&peer, count, &error.to_string()),
+            if pending.is_empty() && dropped == 0 {
+                continue;
+            }
+            let bytes: u64 = pending.iter().map(Published::size).sum();
+            let messages: Vec<WireMessage> = pending
+                .drain(..)
+                .map(|published| WireMessage {
+                    sharded: published.kind == Kind::Shard,
+                    channel: published.channel,
+                    message: published.message,
+                })
+                .collect();
+            let count = messages.len() as u64;
+            let request = Request::Publish {
+                stream,
+                batch,
+                dropped,
+                messages,
+            };
+            let answered = self.send_until_answered(&request).await;
+            self.backlog.bytes.fetch_sub(bytes, Ordering::Relaxed);
+            if !answered {
+                self.give_up(count);
+                return;
+            }
+            self.queues
+                .counters
+                .relay_sent
+                .fetch_add(count, Ordering::Relaxed);
+            batch += 1;
         }
+    }
+
+    /// Sends `request` until the peer answers; false if its queue was closed meanwhile
+    /// (the peer left the cluster).
+    async fn send_until_answered(&self, request: &Request) -> bool {
+        let mut pause = RETRY_PAUSE;
+        loop {
+            let view = self.node.view();
+            let sent = self
+                .node
+                .peers
+                .call_even_if_down(&view, &self.peer, request)
+                .await;
+            let Err(error) = sent else { return true };
+            if self.receiver.is_closed() {
+                return false;
+            }
+            let queues = &self.queues;
+            queues
+                .counters
+                .relay_retried
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(held_back) = queues.log.admit() {
+                tracing::warn!(peer = %self.peer, %error, not_logged_since_last_line = held_back,
+                    "a pub/sub batch got no answer from a peer: sending it again");
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+        }
+    }
+
+    /// Drops what is left for a peer that left: the batch it did not answer (`count`
+    /// messages) and the queue.
+    fn give_up(mut self, count: u64) {
+        self.receiver.close();
+        let mut left = count;
+        while let Ok(published) = self.receiver.try_recv() {
+            self.backlog
+                .bytes
+                .fetch_sub(published.size(), Ordering::Relaxed);
+            left += 1;
+        }
+        self.queues.lost(&self.peer, left, "it left the cluster");
     }
 }
 
@@ -157,17 +252,35 @@ fn sees_a_majority(view: &ClusterView) -> bool {
     up * 2 > counted
 }
 
-/// Runs the relay of `shared`'s pub/sub until `stop`: connects it to the hub and follows
-/// the view.
-pub async fn run(shared: Arc<Shared>, node: Arc<ClusterNode>, stop: CancellationToken) {
+/// Connects `shared`'s pub/sub to the other nodes, at once (a message published from
+/// now on is relayed), and returns the task that follows the view until `stop`.
+pub fn run(
+    shared: Arc<Shared>,
+    node: Arc<ClusterNode>,
+    stop: CancellationToken,
+) -> impl Future<Output = ()> + Send {
     let queues = Arc::new(PeerQueues {
         queues: RwLock::default(),
         limit: shared.pubsub.limit(),
         counters: shared.pubsub.counters.clone(),
         log: LogLimiter::new(10_000),
+        stop: stop.clone(),
     });
+    let views = node.subscribe();
+    queues.follow(&node, &views.borrow());
     shared.pubsub.set_relay(queues.clone());
-    let mut views = node.subscribe();
+    follow_views(shared, node, queues, views, stop)
+}
+
+/// Follows the view until `stop`: opens and closes the peers' queues, and disconnects
+/// the subscribers when this node loses sight of its cluster's majority.
+async fn follow_views(
+    shared: Arc<Shared>,
+    node: Arc<ClusterNode>,
+    queues: Arc<PeerQueues>,
+    mut views: watch::Receiver<Arc<ClusterView>>,
+    stop: CancellationToken,
+) {
     let mut had_majority = false;
     loop {
         let view = views.borrow_and_update().clone();
@@ -193,8 +306,149 @@ pub async fn run(shared: Arc<Shared>, node: Arc<ClusterNode>, stop: Cancellation
 
 #[cfg(test)]
 mod tests {
+    use bytes::{Bytes, BytesMut};
+    use quorra_resp::Protocol;
+
     use super::*;
-    use crate::in_memory_cluster::view;
+    use crate::clients::ClientInfo;
+    use crate::in_memory_cluster::{InMemoryCluster, view};
+    use crate::pubsub::Subscriber;
+
+    /// A cluster of two whose relays run until the returned token is cancelled, each
+    /// node's settings changed by `adjust`.
+    fn relaying(
+        adjust: impl Fn(&mut crate::config::Config),
+    ) -> (InMemoryCluster, CancellationToken) {
+        let cluster = InMemoryCluster::configured(2, 1, adjust);
+        let stop = CancellationToken::new();
+        for shared in &cluster.nodes {
+            let node = shared.cluster.clone().expect("cluster node");
+            tokio::spawn(run(shared.clone(), node, stop.clone()));
+        }
+        (cluster, stop)
+    }
+
+    /// A subscriber to `feed` on node `shared`, and its connection.
+    fn subscriber(shared: &Shared) -> (Subscriber, Arc<ClientInfo>) {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let client = shared.clients.unlisted(addr, addr);
+        let mut subscriber = Subscriber::new(shared.pubsub.clone(), client.clone());
+        subscriber.subscribe(Kind::Channel, &Bytes::from("feed"));
+        (subscriber, client)
+    }
+
+    /// The payloads of the messages waiting for `subscriber`, in order.
+    fn received(subscriber: &mut Subscriber) -> Vec<String> {
+        let mut out = BytesMut::new();
+        subscriber.drain_into(&mut out, Protocol::Resp2, usize::MAX);
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        // Each message is 7 lines: *3, $7, message, $4, feed, $n, the payload.
+        text.split("\r\n")
+            .skip(6)
+            .step_by(7)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits until `done` holds (a relay works in tasks of its own); fails if it never
+    /// does rather than hang.
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}: not reached");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Publishes the numbers in `range` on `feed` at node `shared`.
+    fn publish(shared: &Shared, range: std::ops::Range<usize>) {
+        for seq in range {
+            let message = seq.to_string().into();
+            shared.pubsub.publish(Kind::Channel, "feed".into(), message);
+        }
+    }
+
+    fn numbers(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|seq| seq.to_string()).collect()
+    }
+
+    fn load(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_answer_is_lost_is_sent_again_and_delivered_once_in_order() {
+        let (cluster, stop) = relaying(|_| {});
+        let (publisher, receiver) = (&cluster.nodes[0], &cluster.nodes[1]);
+        let (mut listening, _) = subscriber(receiver);
+        // Node 1 gets the batches but its answers are lost, as when the sender's call
+        // times out: the sender cannot tell whether they arrived, and sends them again.
+        cluster.lose_answers(1);
+        publish(publisher, 0..100);
+        until("a batch sent again", || {
+            load(&publisher.pubsub.counters.relay_retried) >= 2
+        })
+        .await;
+        publish(publisher, 100..200);
+        cluster.heal();
+        until("every message acknowledged", || {
+            load(&publisher.pubsub.counters.relay_sent) == 200
+        })
+        .await;
+        assert_eq!(received(&mut listening), numbers(0..200));
+        let counters = &receiver.pubsub.counters;
+        assert!(
+            load(&counters.relay_duplicates) >= 100,
+            "the batch came again"
+        );
+        assert_eq!(load(&counters.relay_received), 200);
+        assert_eq!(load(&publisher.pubsub.counters.relay_dropped), 0);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_peer_out_of_reach_gets_its_messages_when_it_comes_back() {
+        let (cluster, stop) = relaying(|_| {});
+        let (publisher, receiver) = (&cluster.nodes[0], &cluster.nodes[1]);
+        let (mut listening, _) = subscriber(receiver);
+        cluster.cut(1);
+        publish(publisher, 0..50);
+        until("a batch sent again", || {
+            load(&publisher.pubsub.counters.relay_retried) >= 2
+        })
+        .await;
+        cluster.heal();
+        until("every message acknowledged", || {
+            load(&publisher.pubsub.counters.relay_sent) == 50
+        })
+        .await;
+        assert_eq!(received(&mut listening), numbers(0..50));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn messages_dropped_for_a_full_queue_disconnect_the_subscribers_that_missed_them() {
+        // A queue of 1,000 bytes holds 18 of these messages and drops the others.
+        let (cluster, stop) = relaying(|config| config.client_output_buffer_limit_pubsub = 1_000);
+        let (publisher, receiver) = (&cluster.nodes[0], &cluster.nodes[1]);
+        let (_listening, connection) = subscriber(receiver);
+        cluster.cut(1);
+        publish(publisher, 0..100);
+        let dropped = load(&publisher.pubsub.counters.relay_dropped);
+        assert!(dropped > 0, "the queue is full");
+        cluster.heal();
+        // Nothing is published after the drop: the sender tells it all the same.
+        until("the subscriber disconnected", || {
+            connection.kill.is_cancelled()
+        })
+        .await;
+        assert_eq!(load(&receiver.pubsub.counters.disconnected_subscribers), 1);
+        until("the rest acknowledged", || {
+            load(&publisher.pubsub.counters.relay_sent) == 100 - dropped
+        })
+        .await;
+        stop.cancel();
+    }
 
     #[test]
     fn a_node_sees_a_majority_while_more_than_half_its_ring_is_up() {

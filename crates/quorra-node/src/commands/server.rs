@@ -608,7 +608,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                  pubsub_channels:{}\r\npubsub_patterns:{}\r\npubsub_shardchannels:{}\r\n\
                  quorra_peer_commands_processed:{}\r\nquorra_pubsub_published:{}\r\n\
                  quorra_pubsub_delivered:{}\r\nquorra_pubsub_relay_sent:{}\r\n\
-                 quorra_pubsub_relay_dropped:{}\r\nquorra_pubsub_relay_received:{}\r\n\
+                 quorra_pubsub_relay_retried:{}\r\nquorra_pubsub_relay_dropped:{}\r\n\
+                 quorra_pubsub_relay_received:{}\r\nquorra_pubsub_relay_duplicates:{}\r\n\
                  quorra_pubsub_disconnected_subscribers:{}\r\nquorra_keyspace_events_dropped:{}\r\n",
                 load(&counters.connections_received),
                 load(&counters.commands_processed),
@@ -630,8 +631,10 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&pubsub.published),
                 load(&pubsub.delivered),
                 load(&pubsub.relay_sent),
+                load(&pubsub.relay_retried),
                 load(&pubsub.relay_dropped),
                 load(&pubsub.relay_received),
+                load(&pubsub.relay_duplicates),
                 load(&pubsub.disconnected_subscribers),
                 load(&shared.notifier.removals.dropped),
             )
