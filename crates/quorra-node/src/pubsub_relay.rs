@@ -19,14 +19,21 @@
 //! joins gets the messages published after it is seen. A member marked down is still
 //! sent to ([`crate::peer::PeerClient::call_even_if_down`]): a false alarm of the failure
 //! detector (a node too busy to gossip in time) then loses nothing, and a node that is
-//! really gone is tried again until it comes back or its queue fills. A node that can no
-//! longer see a majority of its cluster is cut off from the messages published on the
-//! far side, so it disconnects its subscribers once; they reconnect (to a node they can
-//! reach) knowing they may have missed messages.
+//! really gone is tried again until it comes back or its queue fills.
+//!
+//! A node cut off from a majority of its cluster would leave its subscribers waiting, in
+//! silence, for messages the far side cannot send it; it disconnects them once, and they
+//! reconnect (to a node they can reach) knowing they may have missed messages. The
+//! failure detector's word is not enough for that: a node too busy to gossip in time
+//! (under CPU load) sees its peers down when they are not, and its subscribers would be
+//! closed for nothing. When the view shows less than a majority, the relay sends a batch
+//! (empty if it has nothing else) to each member the view counts down, and the node
+//! disconnects its subscribers only if enough of them fail to answer
+//! [`UNANSWERED_TO_CONFIRM`] sends in a row that those it reaches are no majority either.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::RwLock;
@@ -52,6 +59,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Longest pause between two sends of a batch.
 const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 
+/// Sends in a row that a peer leaves unanswered before the relay takes it as out of
+/// reach, confirming the failure detector (one timeout could be a busy moment).
+const UNANSWERED_TO_CONFIRM: u32 = 3;
+
 /// What [`PeerQueues::relay`] and a peer's sending task share besides the messages.
 #[derive(Default)]
 struct Backlog {
@@ -59,8 +70,13 @@ struct Backlog {
     bytes: AtomicU64,
     /// Messages dropped since the sending task last looked (the queue was full).
     dropped: AtomicU64,
-    /// Wakes the sending task to tell a drop when no message follows it.
-    dropped_notice: Notify,
+    /// Asks the sending task for a batch even if no message waits: does the peer answer?
+    probe: AtomicBool,
+    /// Wakes the sending task to send a batch with no message: to tell a drop that no
+    /// message follows, or to probe.
+    wake: Notify,
+    /// Sends of the current batch the peer left unanswered, in a row (0 once it answers).
+    unanswered: AtomicU32,
 }
 
 struct PeerQueue {
@@ -77,6 +93,8 @@ pub struct PeerQueues {
     log: LogLimiter,
     /// Ends the sending tasks when the node stops.
     stop: CancellationToken,
+    /// Notified when a peer passes [`UNANSWERED_TO_CONFIRM`] or answers after that.
+    reach_changed: Notify,
 }
 
 impl Relay for PeerQueues {
@@ -88,7 +106,7 @@ impl Relay for PeerQueues {
             if self.limit > 0 && bytes > self.limit {
                 backlog.bytes.fetch_sub(size, Ordering::Relaxed);
                 backlog.dropped.fetch_add(1, Ordering::Relaxed);
-                backlog.dropped_notice.notify_one();
+                backlog.wake.notify_one();
                 self.lost(peer, 1, "its queue is full");
                 continue;
             }
@@ -139,6 +157,42 @@ impl PeerQueues {
             queues.insert(peer.clone(), PeerQueue { sender, backlog });
         }
     }
+
+    /// Has the queue of each member `view` counts but not serving send a batch, empty if
+    /// it has nothing else to send, to find whether the member answers.
+    fn probe(&self, view: &ClusterView) {
+        let queues = self.queues.read();
+        for spec in view.ring.members() {
+            if let Some(queue) = queues
+                .get(spec.id())
+                .filter(|_| !view.is_serving(spec.id()))
+            {
+                queue.backlog.probe.store(true, Ordering::Relaxed);
+                queue.backlog.wake.notify_one();
+            }
+        }
+    }
+
+    /// Whether the relay too finds that this node reaches no majority of the members
+    /// `view` counts: counting itself, those serving, and those whose queue has not yet
+    /// left [`UNANSWERED_TO_CONFIRM`] sends unanswered in a row.
+    fn confirms_cut_off(&self, view: &ClusterView) -> bool {
+        let queues = self.queues.read();
+        let reached = view
+            .ring
+            .members()
+            .iter()
+            .filter(|spec| {
+                let id = spec.id();
+                *id == view.self_id
+                    || view.is_serving(id)
+                    || queues.get(id).is_none_or(|queue| {
+                        queue.backlog.unanswered.load(Ordering::Relaxed) < UNANSWERED_TO_CONFIRM
+                    })
+            })
+            .count();
+        reached * 2 <= view.ring.len()
+    }
 }
 
 /// One peer's sending task: its queue's messages, batch by batch.
@@ -162,13 +216,14 @@ impl PeerSender {
         loop {
             let closed = tokio::select! {
                 received = self.receiver.recv_many(&mut pending, BATCH) => received == 0,
-                () = self.backlog.dropped_notice.notified() => false,
+                () = self.backlog.wake.notified() => false,
             };
             let dropped = self.backlog.dropped.swap(0, Ordering::Relaxed);
+            let probe = self.backlog.probe.swap(false, Ordering::Relaxed);
             if closed {
                 break;
             }
-            if pending.is_empty() && dropped == 0 {
+            if pending.is_empty() && dropped == 0 && !probe {
                 continue;
             }
             let bytes: u64 = pending.iter().map(Published::size).sum();
@@ -212,11 +267,20 @@ impl PeerSender {
                 .peers
                 .call_even_if_down(&view, &self.peer, request)
                 .await;
-            let Err(error) = sent else { return true };
+            let queues = &self.queues;
+            let unanswered = &self.backlog.unanswered;
+            let Err(error) = sent else {
+                if unanswered.swap(0, Ordering::Relaxed) >= UNANSWERED_TO_CONFIRM {
+                    queues.reach_changed.notify_one();
+                }
+                return true;
+            };
+            if unanswered.fetch_add(1, Ordering::Relaxed) + 1 == UNANSWERED_TO_CONFIRM {
+                queues.reach_changed.notify_one();
+            }
             if self.receiver.is_closed() {
                 return false;
             }
-            let queues = &self.queues;
             queues
                 .counters
                 .relay_retried
@@ -265,40 +329,54 @@ pub fn run(
         counters: shared.pubsub.counters.clone(),
         log: LogLimiter::new(10_000),
         stop: stop.clone(),
+        reach_changed: Notify::new(),
     });
     let views = node.subscribe();
-    queues.follow(&node, &views.borrow());
+    let view = views.borrow().clone();
+    queues.follow(&node, &view);
     shared.pubsub.set_relay(queues.clone());
-    follow_views(shared, node, queues, views, stop)
+    let has_majority = view.joined && sees_a_majority(&view);
+    follow_views(shared, node, queues, views, has_majority, stop)
 }
 
 /// Follows the view until `stop`: opens and closes the peers' queues, and disconnects
-/// the subscribers when this node loses sight of its cluster's majority.
+/// the subscribers when this node loses sight of its cluster's majority (which it had,
+/// if `had_majority`) and the relay confirms it.
 async fn follow_views(
     shared: Arc<Shared>,
     node: Arc<ClusterNode>,
     queues: Arc<PeerQueues>,
     mut views: watch::Receiver<Arc<ClusterView>>,
+    mut had_majority: bool,
     stop: CancellationToken,
 ) {
-    let mut had_majority = false;
+    // The view shows less than a majority, which the relay has not confirmed yet.
+    let mut suspected = false;
     loop {
         let view = views.borrow_and_update().clone();
         queues.follow(&node, &view);
         let has_majority = view.joined && sees_a_majority(&view);
         if had_majority && !has_majority {
+            queues.probe(&view);
+            suspected = true;
+        }
+        suspected &= !has_majority;
+        had_majority = has_majority;
+        if suspected && queues.confirms_cut_off(&view) {
+            suspected = false;
             let closed = shared.pubsub.disconnect_all();
             if closed > 0 {
                 tracing::warn!(
                     subscribers = closed,
-                    "this node sees less than a majority of its cluster: its subscribers are \
-                 disconnected, since messages published on the other side cannot reach them"
+                    "this node reaches less than a majority of its cluster: its subscribers \
+                     are disconnected, since messages published on the other side cannot \
+                     reach them"
                 );
             }
         }
-        had_majority = has_majority;
         tokio::select! {
             changed = views.changed() => if changed.is_err() { break },
+            () = queues.reach_changed.notified(), if suspected => {}
             () = stop.cancelled() => break,
         }
     }
@@ -314,12 +392,13 @@ mod tests {
     use crate::in_memory_cluster::{InMemoryCluster, view};
     use crate::pubsub::Subscriber;
 
-    /// A cluster of two whose relays run until the returned token is cancelled, each
+    /// A cluster of `size` whose relays run until the returned token is cancelled, each
     /// node's settings changed by `adjust`.
     fn relaying(
+        size: usize,
         adjust: impl Fn(&mut crate::config::Config),
     ) -> (InMemoryCluster, CancellationToken) {
-        let cluster = InMemoryCluster::configured(2, 1, adjust);
+        let cluster = InMemoryCluster::configured(size, 1, adjust);
         let stop = CancellationToken::new();
         for shared in &cluster.nodes {
             let node = shared.cluster.clone().expect("cluster node");
@@ -378,7 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_whose_answer_is_lost_is_sent_again_and_delivered_once_in_order() {
-        let (cluster, stop) = relaying(|_| {});
+        let (cluster, stop) = relaying(2, |_| {});
         let (publisher, receiver) = (&cluster.nodes[0], &cluster.nodes[1]);
         let (mut listening, _) = subscriber(receiver);
         // Node 1 gets the batches but its answers are lost, as when the sender's call
@@ -408,7 +487,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_out_of_reach_gets_its_messages_when_it_comes_back() {
-        let (cluster, stop) = relaying(|_| {});
+        let (cluster, stop) = relaying(2, |_| {});
         let (publisher, receiver) = (&cluster.nodes[0], &cluster.nodes[1]);
         let (mut listening, _) = subscriber(receiver);
         cluster.cut(1);
@@ -429,7 +508,8 @@ mod tests {
     #[tokio::test]
     async fn messages_dropped_for_a_full_queue_disconnect_the_subscribers_that_missed_them() {
         // A queue of 1,000 bytes holds 18 of these messages and drops the others.
-        let (cluster, stop) = relaying(|config| config.client_output_buffer_limit_pubsub = 1_000);
+        let (cluster, stop) =
+            relaying(2, |config| config.client_output_buffer_limit_pubsub = 1_000);
         let (publisher, receiver) = (&cluster.nodes[0], &cluster.nodes[1]);
         let (_listening, connection) = subscriber(receiver);
         cluster.cut(1);
@@ -457,5 +537,41 @@ mod tests {
         assert!(sees_a_majority(&view(0, &[Up, Down, Up])));
         assert!(!sees_a_majority(&view(0, &[Up, Down, Down])));
         assert!(!sees_a_majority(&view(0, &[Up, Down])));
+    }
+
+    #[tokio::test]
+    async fn a_false_alarm_of_the_failure_detector_keeps_the_subscribers() {
+        let (mut cluster, stop) = relaying(3, |_| {});
+        let (_listening, connection) = subscriber(&cluster.nodes[0]);
+        // Nodes 1 and 2 are taken for down, as by a node too busy to gossip in time, but
+        // they answer: node 0 sees no majority, and its relay finds one.
+        cluster.set_state(1, MemberState::Down);
+        cluster.set_state(2, MemberState::Down);
+        let publisher = &cluster.nodes[0];
+        publish(publisher, 0..1);
+        until("both peers acknowledged", || {
+            load(&publisher.pubsub.counters.relay_sent) == 2
+        })
+        .await;
+        assert!(!connection.kill.is_cancelled());
+        assert_eq!(load(&publisher.pubsub.counters.disconnected_subscribers), 0);
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_node_cut_off_from_its_majority_disconnects_its_subscribers() {
+        let (mut cluster, stop) = relaying(3, |_| {});
+        let (_listening, connection) = subscriber(&cluster.nodes[0]);
+        cluster.cut(0);
+        cluster.set_state(1, MemberState::Down);
+        cluster.set_state(2, MemberState::Down);
+        // Nothing is published: the relay probes the members taken for down.
+        until("node 0's subscriber disconnected", || {
+            connection.kill.is_cancelled()
+        })
+        .await;
+        let counters = &cluster.nodes[0].pubsub.counters;
+        assert_eq!(load(&counters.disconnected_subscribers), 1);
+        stop.cancel();
     }
 }
