@@ -129,6 +129,9 @@ pub enum Request {
         /// The messages.
         messages: Vec<WireMessage>,
     },
+    /// Does the receiver answer ([`Response::Pong`])? The pub/sub relay checks with it
+    /// what the failure detector says of a member.
+    Ping,
 }
 
 /// A published message as it travels to the other nodes.
@@ -242,6 +245,8 @@ pub enum Response {
         /// Deliveries to the receiver's subscribers.
         receivers: u64,
     },
+    /// The answer to [`Request::Ping`].
+    Pong,
 }
 
 /// A payload that does not decode as the message expected.

@@ -11,7 +11,8 @@
 //! The other requests serve replication: `Apply` and `Read` (a replica's entries),
 //! `Evict` (an eviction by another replica), `Digest` and `BucketVersions`
 //! (anti-entropy), `KeyspaceCounts` (INFO's keyspace section); `Publish` delivers
-//! messages published on the peer to this node's subscribers ([`crate::pubsub_relay`]).
+//! messages published on the peer to this node's subscribers, and `Ping` tells the
+//! peer's relay that this node answers ([`crate::pubsub_relay`]).
 //!
 //! The RPC server starts before the node's state exists (the state holds the cluster
 //! machinery); [`HandlerSlot`] is the handler the server is given, which answers once
@@ -192,6 +193,7 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             let receivers = delivery.await.map_err(|error| error.to_string())?;
             Response::Published { receivers }
         }
+        Request::Ping => Response::Pong,
         Request::Read { keys, promote } => {
             let now = shared.store.now_ms();
             let entries = read_entries(&shared.store, &keys, promote);

@@ -26,16 +26,18 @@
 //! reconnect (to a node they can reach) knowing they may have missed messages. The
 //! failure detector's word is not enough for that: a node too busy to gossip in time
 //! (under CPU load) sees its peers down when they are not, and its subscribers would be
-//! closed for nothing. When the view shows less than a majority, the relay sends a batch
-//! (empty if it has nothing else) to each member the view counts down, and the node
-//! disconnects its subscribers only if enough of them fail to answer
-//! [`UNANSWERED_TO_CONFIRM`] sends in a row that those it reaches are no majority either.
+//! closed for nothing. When the view shows less than a majority, the relay pings each
+//! member the view counts down ([`Request::Ping`], which a peer answers at once, however
+//! busy delivering), and the node disconnects its subscribers only if enough of them
+//! leave [`UNANSWERED_TO_CONFIRM`] pings in a row unanswered that those it reaches are no
+//! majority either.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use parking_lot::RwLock;
 use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::message::{Request, WireMessage};
@@ -59,8 +61,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Longest pause between two sends of a batch.
 const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 
-/// Sends in a row that a peer leaves unanswered before the relay takes it as out of
-/// reach, confirming the failure detector (one timeout could be a busy moment).
+/// Pings in a row a member the view counts down leaves unanswered before the relay takes
+/// it for out of reach too (one timeout could be a busy moment).
 const UNANSWERED_TO_CONFIRM: u32 = 3;
 
 /// What [`PeerQueues::relay`] and a peer's sending task share besides the messages.
@@ -70,13 +72,8 @@ struct Backlog {
     bytes: AtomicU64,
     /// Messages dropped since the sending task last looked (the queue was full).
     dropped: AtomicU64,
-    /// Asks the sending task for a batch even if no message waits: does the peer answer?
-    probe: AtomicBool,
-    /// Wakes the sending task to send a batch with no message: to tell a drop that no
-    /// message follows, or to probe.
-    wake: Notify,
-    /// Sends of the current batch the peer left unanswered, in a row (0 once it answers).
-    unanswered: AtomicU32,
+    /// Wakes the sending task to tell a drop when no message follows it.
+    dropped_notice: Notify,
 }
 
 struct PeerQueue {
@@ -93,8 +90,6 @@ pub struct PeerQueues {
     log: LogLimiter,
     /// Ends the sending tasks when the node stops.
     stop: CancellationToken,
-    /// Notified when a peer passes [`UNANSWERED_TO_CONFIRM`] or answers after that.
-    reach_changed: Notify,
 }
 
 impl Relay for PeerQueues {
@@ -106,7 +101,7 @@ impl Relay for PeerQueues {
             if self.limit > 0 && bytes > self.limit {
                 backlog.bytes.fetch_sub(size, Ordering::Relaxed);
                 backlog.dropped.fetch_add(1, Ordering::Relaxed);
-                backlog.wake.notify_one();
+                backlog.dropped_notice.notify_one();
                 self.lost(peer, 1, "its queue is full");
                 continue;
             }
@@ -157,42 +152,6 @@ impl PeerQueues {
             queues.insert(peer.clone(), PeerQueue { sender, backlog });
         }
     }
-
-    /// Has the queue of each member `view` counts but not serving send a batch, empty if
-    /// it has nothing else to send, to find whether the member answers.
-    fn probe(&self, view: &ClusterView) {
-        let queues = self.queues.read();
-        for spec in view.ring.members() {
-            if let Some(queue) = queues
-                .get(spec.id())
-                .filter(|_| !view.is_serving(spec.id()))
-            {
-                queue.backlog.probe.store(true, Ordering::Relaxed);
-                queue.backlog.wake.notify_one();
-            }
-        }
-    }
-
-    /// Whether the relay too finds that this node reaches no majority of the members
-    /// `view` counts: counting itself, those serving, and those whose queue has not yet
-    /// left [`UNANSWERED_TO_CONFIRM`] sends unanswered in a row.
-    fn confirms_cut_off(&self, view: &ClusterView) -> bool {
-        let queues = self.queues.read();
-        let reached = view
-            .ring
-            .members()
-            .iter()
-            .filter(|spec| {
-                let id = spec.id();
-                *id == view.self_id
-                    || view.is_serving(id)
-                    || queues.get(id).is_none_or(|queue| {
-                        queue.backlog.unanswered.load(Ordering::Relaxed) < UNANSWERED_TO_CONFIRM
-                    })
-            })
-            .count();
-        reached * 2 <= view.ring.len()
-    }
 }
 
 /// One peer's sending task: its queue's messages, batch by batch.
@@ -216,14 +175,13 @@ impl PeerSender {
         loop {
             let closed = tokio::select! {
                 received = self.receiver.recv_many(&mut pending, BATCH) => received == 0,
-                () = self.backlog.wake.notified() => false,
+                () = self.backlog.dropped_notice.notified() => false,
             };
             let dropped = self.backlog.dropped.swap(0, Ordering::Relaxed);
-            let probe = self.backlog.probe.swap(false, Ordering::Relaxed);
             if closed {
                 break;
             }
-            if pending.is_empty() && dropped == 0 && !probe {
+            if pending.is_empty() && dropped == 0 {
                 continue;
             }
             let bytes: u64 = pending.iter().map(Published::size).sum();
@@ -267,20 +225,11 @@ impl PeerSender {
                 .peers
                 .call_even_if_down(&view, &self.peer, request)
                 .await;
-            let queues = &self.queues;
-            let unanswered = &self.backlog.unanswered;
-            let Err(error) = sent else {
-                if unanswered.swap(0, Ordering::Relaxed) >= UNANSWERED_TO_CONFIRM {
-                    queues.reach_changed.notify_one();
-                }
-                return true;
-            };
-            if unanswered.fetch_add(1, Ordering::Relaxed) + 1 == UNANSWERED_TO_CONFIRM {
-                queues.reach_changed.notify_one();
-            }
+            let Err(error) = sent else { return true };
             if self.receiver.is_closed() {
                 return false;
             }
+            let queues = &self.queues;
             queues
                 .counters
                 .relay_retried
@@ -329,7 +278,6 @@ pub fn run(
         counters: shared.pubsub.counters.clone(),
         log: LogLimiter::new(10_000),
         stop: stop.clone(),
-        reach_changed: Notify::new(),
     });
     let views = node.subscribe();
     let view = views.borrow().clone();
@@ -350,20 +298,26 @@ async fn follow_views(
     mut had_majority: bool,
     stop: CancellationToken,
 ) {
-    // The view shows less than a majority, which the relay has not confirmed yet.
-    let mut suspected = false;
+    // Checking that this node is cut off, from when the view showed it (views change at
+    // every gossiped figure: a check restarted with each would never end).
+    let mut confirming = None;
     loop {
         let view = views.borrow_and_update().clone();
         queues.follow(&node, &view);
         let has_majority = view.joined && sees_a_majority(&view);
         if had_majority && !has_majority {
-            queues.probe(&view);
-            suspected = true;
+            confirming = Some(Box::pin(confirm_cut_off(node.clone(), view.clone())));
+        } else if has_majority {
+            confirming = None;
         }
-        suspected &= !has_majority;
         had_majority = has_majority;
-        if suspected && queues.confirms_cut_off(&view) {
-            suspected = false;
+        let confirmed = tokio::select! {
+            changed = views.changed() => if changed.is_err() { break } else { false },
+            () = async { confirming.as_mut().expect("checked").await }, if confirming.is_some() => true,
+            () = stop.cancelled() => break,
+        };
+        if confirmed {
+            confirming = None;
             let closed = shared.pubsub.disconnect_all();
             if closed > 0 {
                 tracing::warn!(
@@ -374,12 +328,49 @@ async fn follow_views(
                 );
             }
         }
-        tokio::select! {
-            changed = views.changed() => if changed.is_err() { break },
-            () = queues.reach_changed.notified(), if suspected => {}
-            () = stop.cancelled() => break,
-        }
     }
+}
+
+/// Returns once the relay confirms what `view` shows, that this node reaches less than a
+/// majority of the members it counts: too many of the members it counts down leave
+/// [`UNANSWERED_TO_CONFIRM`] pings in a row unanswered. Finding otherwise (the failure
+/// detector's false alarm), it checks again [`RETRY_PAUSE_MAX`] later.
+async fn confirm_cut_off(node: Arc<ClusterNode>, view: Arc<ClusterView>) {
+    let down: Vec<&NodeId> = view
+        .ring
+        .members()
+        .iter()
+        .map(|spec| spec.id())
+        .filter(|id| **id != view.self_id && !view.is_serving(id))
+        .collect();
+    // Itself and the members serving.
+    let reached_anyway = view.ring.len() - down.len();
+    loop {
+        let answers = join_all(down.iter().map(|peer| answers_a_ping(&node, &view, peer))).await;
+        let reached = reached_anyway + answers.into_iter().filter(|answered| *answered).count();
+        if reached * 2 <= view.ring.len() {
+            return;
+        }
+        tokio::time::sleep(RETRY_PAUSE_MAX).await;
+    }
+}
+
+/// Whether `peer` answers one of [`UNANSWERED_TO_CONFIRM`] pings in a row.
+async fn answers_a_ping(node: &ClusterNode, view: &ClusterView, peer: &NodeId) -> bool {
+    let mut pause = RETRY_PAUSE;
+    for _ in 0..UNANSWERED_TO_CONFIRM {
+        if node
+            .peers
+            .call_even_if_down(view, peer, &Request::Ping)
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    }
+    false
 }
 
 #[cfg(test)]
