@@ -29,8 +29,7 @@
 //! closed for nothing. When the view shows less than a majority, the relay pings each
 //! member the view counts down ([`Request::Ping`], which a peer answers at once, however
 //! busy delivering), and the node disconnects its subscribers only if enough of them
-//! leave [`UNANSWERED_TO_CONFIRM`] pings in a row unanswered that those it reaches are no
-//! majority either.
+//! leave three pings in a row unanswered that those it reaches are no majority either.
 
 use std::collections::HashMap;
 use std::sync::Arc;
