@@ -124,7 +124,8 @@ impl PeerQueues {
     }
 
     /// Opens a queue (and its sending task) for each member that should get messages
-    /// and has none; closes the queues of the others (their tasks end once drained).
+    /// and has none; closes the queues of the others (their tasks send what is left, or
+    /// drop it once the peer fails to answer).
     fn follow(self: &Arc<Self>, node: &Arc<ClusterNode>, view: &ClusterView) {
         let mut queues = self.queues.write();
         let wanted: Vec<&NodeId> = view
