@@ -236,11 +236,16 @@ pub fn hincrby(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     Ok(())
 }
 
+/// The longest text [`format_f64`] gives: the smallest subnormal written out in full
+/// (`0.` and 323 zeros before its `5`), with a sign.
+const MAX_FLOAT_TEXT: usize = 330;
+
 /// `HINCRBYFLOAT key field increment`
 pub fn hincrbyfloat(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let delta =
         parse_f64(&args[3]).map_err(|_| CommandError::new("ERR value is not a valid float"))?;
-    let growth = elements::growth([(&args[2], 64)].into_iter());
+    // The longest text a float formats to: 5e-324 written out in full.
+    let growth = elements::growth([(&args[2], MAX_FLOAT_TEXT)].into_iter());
     let result = elements::update::<HashValue, _>(ctx, &args[1], true, growth, |hash, now| {
         let current = match hash.get(&args[2], now) {
             None => Ok(0.0),
