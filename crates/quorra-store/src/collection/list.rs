@@ -5,8 +5,11 @@
 use std::collections::VecDeque;
 
 /// Accounted bytes per list element on top of its bytes: its 16-byte pointer in the
-/// deque and its allocation's header and rounding (the typical 8 + 8).
-pub const LIST_ELEMENT_OVERHEAD: u64 = 32;
+/// deque, which grows by doubling (24 bytes per element on average), and its
+/// allocation's header and rounding (a 9-byte element takes a 32-byte chunk). Measured
+/// with `scripts/bench-collections-memory`: lists of 100 9-byte elements took 55.4 bytes
+/// of RSS per element (`docs/benchmarks.md`, "Collections").
+pub const LIST_ELEMENT_OVERHEAD: u64 = 48;
 
 /// A list's elements.
 #[derive(Debug, Clone, Default)]
