@@ -97,6 +97,23 @@ impl antientropy::Peer for AntiEntropyPeer<'_> {
     }
 }
 
+/// One anti-entropy exchange with `peer` under `view`, for keys kept in `copies` copies:
+/// the keys that differ go whichever way is newer.
+pub(crate) async fn sync_with_peer(
+    shared: &Shared,
+    node: &ClusterNode,
+    view: &ClusterView,
+    peer: &NodeId,
+    copies: usize,
+) -> Result<antientropy::SyncReport, String> {
+    let remote = AntiEntropyPeer {
+        node,
+        peer: peer.clone(),
+        copies: copies as u32,
+    };
+    antientropy::sync_with(&shared.store, view, peer, &remote, copies).await
+}
+
 /// Runs an anti-entropy pass with every serving peer whose id is above this node's
 /// (one side of each pair starts the exchange) every `interval`, until `stop`; sooner
 /// ([`antientropy::BACKLOG_DELAY`]) after a pass that stopped at its key budget or
@@ -140,12 +157,7 @@ pub async fn anti_entropy(
             .filter(|id| *id > view.self_id)
             .collect();
         for peer in peers {
-            let remote = AntiEntropyPeer {
-                node: &node,
-                peer: peer.clone(),
-                copies: copies as u32,
-            };
-            match antientropy::sync_with(&shared.store, &view, &peer, &remote, copies).await {
+            match sync_with_peer(&shared, &node, &view, &peer, copies).await {
                 Ok(report) => {
                     let stats = node.replicator.stats();
                     let moved = (report.pulled + report.pushed) as u64;

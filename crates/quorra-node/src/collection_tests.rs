@@ -2,11 +2,12 @@
 //! ([`crate::in_memory_cluster`]): a hash written concurrently through all three nodes
 //! while one replica is cut off converges, field by field, on every replica once the
 //! link heals; and a sorted set whose primary is cut off is written through a stand-in
-//! and converges the same way. No sockets, no sleeping.
+//! and converges the same way; and anti-entropy alone (no hints) repairs a replica that
+//! missed writes to a set and a list. No sockets, no sleeping.
 
 use std::collections::BTreeMap;
 
-use quorra_store::collection::{HashValue, SortedSetValue};
+use quorra_store::collection::{HashValue, ListValue, SetValue, SortedSetValue};
 
 use crate::in_memory_cluster::{InMemoryCluster, node_id};
 
@@ -149,4 +150,71 @@ async fn a_sorted_set_whose_primary_is_cut_off_is_written_through_a_stand_in_and
     }
     let reply = client.pipeline(&[&["ZREVRANGE", &key, "0", "0"]]).await;
     assert_eq!(reply, "*1\r\n$3\r\nada\r\n");
+}
+
+#[tokio::test]
+async fn anti_entropy_alone_repairs_a_replica_that_missed_writes_to_a_set_and_a_list() {
+    let cluster = InMemoryCluster::new(3, 3, 0);
+    let tags = cluster.key_with_primary("tags", 0);
+    let queue = cluster.key_with_primary("queue", 0);
+    let mut client = cluster.client(0);
+    client
+        .pipeline(&[&["SADD", &tags, "a", "b"], &["RPUSH", &queue, "1", "2"]])
+        .await;
+    cluster.cut(2);
+    let replies = client
+        .pipeline(&[
+            &["SADD", &tags, "c"],
+            &["SREM", &tags, "a"],
+            &["LPOP", &queue],
+            &["RPUSH", &queue, "3"],
+        ])
+        .await;
+    assert_eq!(replies, ":1\r\n:1\r\n$1\r\n1\r\n:2\r\n");
+    cluster.heal();
+    // The hints for node 2 are thrown away: only anti-entropy can repair it now.
+    for node in &cluster.nodes {
+        node.cluster
+            .as_ref()
+            .unwrap()
+            .replicator
+            .hints()
+            .take(&node_id(2));
+    }
+    let set = |index: usize| {
+        let mut members: Vec<Vec<u8>> = cluster.nodes[index]
+            .store
+            .read_collection::<SetValue, _>(tags.as_bytes(), |set, _| {
+                set.iter().map(<[u8]>::to_vec).collect()
+            })
+            .unwrap()
+            .unwrap_or_default();
+        members.sort();
+        members
+    };
+    let list = |index: usize| {
+        cluster.nodes[index]
+            .store
+            .read_collection::<ListValue, _>(queue.as_bytes(), |list, _| {
+                list.iter().map(<[u8]>::to_vec).collect::<Vec<_>>()
+            })
+            .unwrap()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        set(2),
+        [b"a".to_vec(), b"b".to_vec()],
+        "node 2 missed the writes"
+    );
+    let node = cluster.nodes[0].cluster.as_ref().unwrap();
+    let view = node.view();
+    let report =
+        crate::cluster_tasks::sync_with_peer(&cluster.nodes[0], node, &view, &node_id(2), 3)
+            .await
+            .unwrap();
+    assert_eq!(report.pushed, 2, "{report:?}");
+    for index in 0..3 {
+        assert_eq!(set(index), [b"b".to_vec(), b"c".to_vec()], "node {index}");
+        assert_eq!(list(index), [b"2".to_vec(), b"3".to_vec()], "node {index}");
+    }
 }
