@@ -89,6 +89,23 @@ pub fn growth<'a>(elements: impl Iterator<Item = (&'a Bytes, usize)>) -> u64 {
         .sum()
 }
 
+/// The optional count of the pops (LPOP, RPOP, ZPOPMIN, ZPOPMAX, SPOP): `args[2]`, with
+/// nothing after it; `None` without one, Redis's error for a negative one.
+pub fn pop_count(args: &[Bytes]) -> Result<Option<usize>, CommandError> {
+    if args.len() > 3 {
+        return Err(CommandError::syntax());
+    }
+    let Some(count) = args.get(2) else {
+        return Ok(None);
+    };
+    match int_arg(count)? {
+        count if count < 0 => Err(CommandError::new(
+            "ERR value is out of range, must be positive",
+        )),
+        count => Ok(Some(count as usize)),
+    }
+}
+
 /// How many elements a random pick returns, and whether they may repeat, from its
 /// optional count argument: none (one element, not an array), positive (distinct, up
 /// to the size), negative (that many, repeats allowed).

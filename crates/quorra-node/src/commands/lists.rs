@@ -63,21 +63,7 @@ pub fn rpushx(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 }
 
 fn pop(ctx: &mut Ctx<'_>, args: &[Bytes], end: End) -> Result<(), CommandError> {
-    if args.len() > 3 {
-        return Err(CommandError::syntax());
-    }
-    let count = match args.get(2) {
-        None => None,
-        Some(count) => {
-            let count = int_arg(count)?;
-            if count < 0 {
-                return Err(CommandError::new(
-                    "ERR value is out of range, must be positive",
-                ));
-            }
-            Some(count as usize)
-        }
-    };
+    let count = elements::pop_count(args)?;
     let popped = elements::update::<ListValue, _>(ctx, &args[1], false, 0, |list, _| {
         let popped: Vec<Box<[u8]>> = (0..count.unwrap_or(1))
             .map_while(|_| list.pop(end))

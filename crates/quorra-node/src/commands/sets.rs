@@ -98,16 +98,9 @@ pub fn scard(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
 
 /// `SPOP key [count]`
 pub fn spop(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
-    if args.len() > 3 {
-        return Err(CommandError::syntax());
-    }
-    let pick = match Pick::parse(args.get(2))? {
-        Pick::Repeating(_) => {
-            return Err(CommandError::new(
-                "ERR value is out of range, must be positive",
-            ));
-        }
-        pick => pick,
+    let pick = match elements::pop_count(args)? {
+        None => Pick::One,
+        Some(count) => Pick::Distinct(count),
     };
     let popped = elements::update::<SetValue, _>(ctx, &args[1], false, 0, |set, _| {
         let chosen: Vec<Vec<u8>> = pick

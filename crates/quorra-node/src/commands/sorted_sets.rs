@@ -611,21 +611,7 @@ pub fn zremrangebylex(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandEr
 }
 
 fn pop(ctx: &mut Ctx<'_>, args: &[Bytes], highest: bool) -> Result<(), CommandError> {
-    if args.len() > 3 {
-        return Err(CommandError::syntax());
-    }
-    let count = match args.get(2) {
-        None => None,
-        Some(count) => {
-            let count = int_arg(count)?;
-            if count < 0 {
-                return Err(CommandError::new(
-                    "ERR value is out of range, must be positive",
-                ));
-            }
-            Some(count as usize)
-        }
-    };
+    let count = elements::pop_count(args)?;
     let popped: Vec<Scored> =
         elements::update::<SortedSetValue, _>(ctx, &args[1], false, 0, |zset, _| {
             let take = count.unwrap_or(1);
