@@ -67,5 +67,6 @@ pub use entry::{
 pub use error::StoreError;
 pub use memory::ENTRY_OVERHEAD;
 pub use stats::{DatabaseCounts, KeyspaceTally, ShardStatsSnapshot, StoreStats};
+pub use store::delta::{Changes, DeltaOutcome, EntryDelta, KeyChange};
 pub use store::{MAX_KEY_LEN, MaxmemoryPolicy, Store, StoreConfig};
 pub use version::{HybridClock, Version};

@@ -73,6 +73,7 @@ use recently_evicted::{REMEMBERED_EVICTIONS, RecentlyEvicted};
 
 mod collections;
 mod deadline;
+pub mod delta;
 mod expire;
 mod maintenance;
 mod reads;

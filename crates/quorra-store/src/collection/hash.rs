@@ -30,6 +30,17 @@ pub enum FieldExpiry {
 }
 
 impl HashValue {
+    /// The field table, for replication's encodings.
+    pub(super) fn fields(&self) -> &Table {
+        &self.fields
+    }
+
+    /// The field table, to journal an update's changes (never to change it directly,
+    /// which would lose count of the fields with a TTL).
+    pub(super) fn fields_mut(&mut self) -> &mut Table {
+        &mut self.fields
+    }
+
     /// Fields, expired ones included until they are removed.
     pub fn len(&self) -> usize {
         self.fields.len()

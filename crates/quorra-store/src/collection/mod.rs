@@ -6,8 +6,9 @@
 //! elements' accounted sizes, kept up to date by each structure as it changes — is part
 //! of the entry's size, so `maxmemory` covers it exactly as it covers strings.
 //!
-//! Replication copies a collection whole, in the encoding [`Collection::encode`] gives
-//! (see `docs/collections.md` for the choice and its cost).
+//! Replication copies a list whole, in the encoding [`Collection::encode`] gives; a
+//! write to a hash, set or sorted set travels as the elements it changed, in the same
+//! encoding (a delta, see `crate::delta` and `docs/collections.md`).
 
 pub mod hash;
 pub mod list;
@@ -19,7 +20,7 @@ pub use hash::{FieldExpiry, HashValue};
 pub use list::{End, ListValue};
 pub use set::SetValue;
 pub use sorted_set::{LexBound, Score, ScoreBound, SortedSetValue};
-pub use table::{ELEMENT_OVERHEAD, Element, MAX_ELEMENT_NAME};
+pub use table::{ELEMENT_OVERHEAD, Element, Journal, MAX_ELEMENT_NAME, Table};
 
 use crate::entry::KeyType;
 
@@ -169,26 +170,13 @@ impl Collection {
     /// field's expiry (0 for none) and value, or a member's score.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.bytes() as usize);
-        let put_bytes = |out: &mut Vec<u8>, bytes: &[u8]| {
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(bytes);
-        };
-        match self {
-            Collection::Hash(h) => {
-                for e in h.iter(0) {
-                    put_bytes(&mut out, e.name());
-                    out.extend_from_slice(&e.expire_at().unwrap_or(0).to_le_bytes());
-                    put_bytes(&mut out, e.value());
-                }
+        match (self.elements(), self) {
+            (Some(table), _) => {
+                let kind = self.kind();
+                table.iter().for_each(|e| encode_element(kind, &mut out, e));
             }
-            Collection::List(l) => l.iter().for_each(|e| put_bytes(&mut out, e)),
-            Collection::Set(s) => s.iter().for_each(|m| put_bytes(&mut out, m)),
-            Collection::SortedSet(z) => {
-                for (member, score) in z.ascending() {
-                    put_bytes(&mut out, member);
-                    out.extend_from_slice(&score.to_le_bytes());
-                }
-            }
+            (None, Collection::List(l)) => l.iter().for_each(|e| put_bytes(&mut out, e)),
+            (None, _) => unreachable!("every other type keeps an element table"),
         }
         out
     }
@@ -196,44 +184,161 @@ impl Collection {
     /// The collection of type `kind` that [`encode`](Self::encode) gave `bytes`; `None`
     /// for bytes it cannot have given (a corrupt or foreign message).
     pub fn decode(kind: KeyType, bytes: &[u8]) -> Option<Collection> {
-        let mut reader = Reader(bytes);
-        let collection = match kind {
-            KeyType::Hash => {
-                let mut h = HashValue::default();
-                while !reader.0.is_empty() {
-                    let name = reader.bytes()?;
-                    let at = reader.u64()?;
-                    let value = reader.bytes()?;
-                    h.put(name, (at != 0).then_some(at), value);
-                }
-                Collection::Hash(h)
-            }
+        let mut collection = match kind {
+            KeyType::Hash => Collection::Hash(HashValue::default()),
+            KeyType::Set => Collection::Set(SetValue::default()),
+            KeyType::SortedSet => Collection::SortedSet(SortedSetValue::default()),
             KeyType::List => {
+                let mut reader = Reader(bytes);
                 let mut l = ListValue::default();
                 while !reader.0.is_empty() {
                     l.push(End::Right, reader.bytes()?);
                 }
-                Collection::List(l)
-            }
-            KeyType::Set => {
-                let mut s = SetValue::default();
-                while !reader.0.is_empty() {
-                    s.add(reader.bytes()?);
-                }
-                Collection::Set(s)
-            }
-            KeyType::SortedSet => {
-                let mut z = SortedSetValue::default();
-                while !reader.0.is_empty() {
-                    let member = reader.bytes()?;
-                    let score = Score::new(f64::from_bits(reader.u64()?))?;
-                    z.insert(member, score);
-                }
-                Collection::SortedSet(z)
+                return Some(Collection::List(l));
             }
             KeyType::String | KeyType::None => return None,
         };
+        collection.upsert_encoded(bytes)?;
         Some(collection)
+    }
+
+    /// The element table of a hash, set or sorted set (a list has none): what deltas
+    /// are made of.
+    fn elements(&self) -> Option<&Table> {
+        match self {
+            Collection::Hash(h) => Some(h.fields()),
+            Collection::Set(s) => Some(s.members()),
+            Collection::SortedSet(z) => Some(z.scores()),
+            Collection::List(_) => None,
+        }
+    }
+
+    /// Starts journaling the element table's changes (see [`Table::start_journal`]);
+    /// false for a list, which has no element table and is copied whole.
+    pub fn start_journal(&mut self) -> bool {
+        let table = match self {
+            Collection::Hash(h) => h.fields_mut(),
+            Collection::Set(s) => s.members_mut(),
+            Collection::SortedSet(z) => z.scores_mut(),
+            Collection::List(_) => return false,
+        };
+        table.start_journal();
+        true
+    }
+
+    /// Ends the journal [`start_journal`](Self::start_journal) opened.
+    pub fn take_journal(&mut self) -> Journal {
+        match self {
+            Collection::Hash(h) => h.fields_mut().take_journal(),
+            Collection::Set(s) => s.members_mut().take_journal(),
+            Collection::SortedSet(z) => z.scores_mut().take_journal(),
+            Collection::List(_) => Journal::new(),
+        }
+    }
+
+    /// The elements called `names` as they are now, for a delta: those present in the
+    /// encoding [`encode`](Self::encode) uses, the names of those absent apart.
+    pub fn encode_elements<'a>(
+        &self,
+        names: impl Iterator<Item = &'a [u8]>,
+    ) -> (Vec<u8>, Vec<Box<[u8]>>) {
+        let (mut present, mut absent) = (Vec::new(), Vec::new());
+        let Some(table) = self.elements() else {
+            return (present, absent);
+        };
+        for name in names {
+            match table.get(name) {
+                Some(e) => encode_element(self.kind(), &mut present, e),
+                None => absent.push(Box::from(name)),
+            }
+        }
+        (present, absent)
+    }
+
+    /// Stores every element of `bytes` (the encoding of [`encode`](Self::encode) for
+    /// this collection's type), replacing those of the same names. `None` if the bytes
+    /// are corrupt; what came before the corruption is stored.
+    pub fn upsert_encoded(&mut self, bytes: &[u8]) -> Option<()> {
+        let mut reader = Reader(bytes);
+        while !reader.0.is_empty() {
+            let name = reader.bytes()?;
+            match self {
+                Collection::Hash(h) => {
+                    let at = reader.u64()?;
+                    h.put(name, (at != 0).then_some(at), reader.bytes()?);
+                }
+                Collection::Set(s) => {
+                    s.add(name);
+                }
+                Collection::SortedSet(z) => {
+                    z.insert(name, Score::new(f64::from_bits(reader.u64()?))?);
+                }
+                Collection::List(_) => return None,
+            }
+        }
+        Some(())
+    }
+
+    /// Stores every element of `other` (a collection of the same type) here,
+    /// replacing those of the same names.
+    pub fn merge(&mut self, other: &Collection) {
+        if let Some(table) = other.elements() {
+            table.iter().for_each(|e| self.upsert_element(e));
+        }
+    }
+
+    /// Stores `e`, an element of a table of this collection's type, replacing the one
+    /// of the same name.
+    pub fn upsert_element(&mut self, e: &Element) {
+        match self {
+            Collection::Hash(h) => {
+                h.put(e.name(), e.expire_at(), e.value());
+            }
+            Collection::Set(s) => {
+                s.add(e.name());
+            }
+            Collection::SortedSet(z) => {
+                z.insert(e.name(), sorted_set::score_of(e));
+            }
+            Collection::List(_) => {}
+        }
+    }
+
+    /// Removes the elements called `names` (a list has none to remove by name).
+    pub fn remove_elements<'a>(&mut self, names: impl Iterator<Item = &'a [u8]>) {
+        for name in names {
+            match self {
+                Collection::Hash(h) => {
+                    h.delete(name, 0);
+                }
+                Collection::Set(s) => {
+                    s.remove(name);
+                }
+                Collection::SortedSet(z) => {
+                    z.remove(name);
+                }
+                Collection::List(_) => return,
+            }
+        }
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// One element of a `kind` table in the replication encoding. A sorted set's table
+/// keeps the score as its 8 little-endian bytes, which is also how it travels.
+fn encode_element(kind: KeyType, out: &mut Vec<u8>, e: &Element) {
+    put_bytes(out, e.name());
+    match kind {
+        KeyType::Hash => {
+            out.extend_from_slice(&e.expire_at().unwrap_or(0).to_le_bytes());
+            put_bytes(out, e.value());
+        }
+        KeyType::SortedSet => out.extend_from_slice(e.value()),
+        _ => {}
     }
 }
 

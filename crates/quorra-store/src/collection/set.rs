@@ -9,6 +9,16 @@ pub struct SetValue {
 }
 
 impl SetValue {
+    /// The member table, for replication's encodings.
+    pub(super) fn members(&self) -> &Table {
+        &self.members
+    }
+
+    /// The member table, to journal an update's changes.
+    pub(super) fn members_mut(&mut self) -> &mut Table {
+        &mut self.members
+    }
+
     /// Members.
     pub fn len(&self) -> usize {
         self.members.len()

@@ -124,13 +124,24 @@ pub struct SortedSetValue {
     order_bytes: u64,
 }
 
-fn score_of(element: &Element) -> Score {
+pub(super) fn score_of(element: &Element) -> Score {
     Score(f64::from_le_bytes(
         element.value().try_into().expect("8-byte score"),
     ))
 }
 
 impl SortedSetValue {
+    /// The member-to-score table, for replication's encodings.
+    pub(super) fn scores(&self) -> &Table {
+        &self.scores
+    }
+
+    /// The member-to-score table, to journal an update's changes (never to change it
+    /// directly, which would leave the order behind).
+    pub(super) fn scores_mut(&mut self) -> &mut Table {
+        &mut self.scores
+    }
+
     /// Members.
     pub fn len(&self) -> usize {
         self.scores.len()

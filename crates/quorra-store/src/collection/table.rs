@@ -111,11 +111,30 @@ fn hash_of(name: &[u8]) -> u64 {
     quorra_ring::key_hash(name)
 }
 
+/// What an update did to a table, element by element: each name it touched, with the
+/// element it held before (`None`: it was absent), in the order touched. A name touched
+/// twice appears twice; the first is its state before the update.
+pub type Journal = Vec<(Box<[u8]>, Option<Element>)>;
+
 /// Elements by name, with their accounted bytes.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Table {
     elements: HashTable<Element>,
     bytes: u64,
+    /// While an update is journaled (see [`start_journal`](Self::start_journal)):
+    /// what it touched. Boxed, so that a table pays one word for it.
+    journal: Option<Box<Journal>>,
+}
+
+impl Clone for Table {
+    /// The elements; a journal belongs to the update in progress, not to a copy.
+    fn clone(&self) -> Self {
+        Table {
+            elements: self.elements.clone(),
+            bytes: self.bytes,
+            journal: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Table {
@@ -145,13 +164,34 @@ impl Table {
         self.elements.find(hash_of(name), |e| e.name() == name)
     }
 
+    /// Starts recording what the table's updates touch, for replication's deltas
+    /// (a journal already open is restarted).
+    pub fn start_journal(&mut self) {
+        self.journal = Some(Box::default());
+    }
+
+    /// Stops recording; what was touched since [`start_journal`](Self::start_journal)
+    /// (nothing if no journal was open).
+    pub fn take_journal(&mut self) -> Journal {
+        self.journal
+            .take()
+            .map(|journal| *journal)
+            .unwrap_or_default()
+    }
+
+    fn record(&mut self, name: &[u8], before: Option<&Element>) {
+        if let Some(journal) = self.journal.as_mut() {
+            journal.push((Box::from(name), before.cloned()));
+        }
+    }
+
     /// Stores `name` with `value` and `expire_at`, replacing an element of that name;
     /// returns the element it replaced.
     pub fn insert(&mut self, name: &[u8], expire_at: Option<u64>, value: &[u8]) -> Option<Element> {
         let element = Element::new(name, expire_at, value);
         self.bytes += element.accounted();
         let h = hash_of(name);
-        match self
+        let old = match self
             .elements
             .entry(h, |e| e.name() == name, |e| hash_of(e.name()))
         {
@@ -164,7 +204,9 @@ impl Table {
                 slot.insert(element);
                 None
             }
-        }
+        };
+        self.record(name, old.as_ref());
+        old
     }
 
     /// Removes the element called `name`; returns it.
@@ -174,6 +216,7 @@ impl Table {
             .find_entry(hash_of(name), |e| e.name() == name);
         let (old, _) = entry.ok()?.remove();
         self.bytes -= old.accounted();
+        self.record(old.name(), Some(&old));
         self.shrink_if_sparse();
         Some(old)
     }
@@ -213,10 +256,14 @@ impl Table {
     pub fn retain(&mut self, mut keep: impl FnMut(&Element) -> bool) -> usize {
         let before = self.elements.len();
         let mut freed = 0;
+        let journal = &mut self.journal;
         self.elements.retain(|e| {
             let kept = keep(e);
             if !kept {
                 freed += e.accounted();
+                if let Some(journal) = journal.as_mut() {
+                    journal.push((Box::from(e.name()), Some(e.clone())));
+                }
             }
             kept
         });

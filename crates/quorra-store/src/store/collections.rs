@@ -13,6 +13,8 @@ use crate::collection::{Collection, CollectionType};
 use crate::entry::AccessKind;
 use crate::error::StoreError;
 use crate::shard::{State, make_data};
+use crate::store::delta::KeyChange;
+use crate::version::Version;
 
 impl Store {
     /// Calls `f` with the collection of type `C` at `key` and the store's time (which
@@ -81,33 +83,59 @@ impl Store {
                 Some(i) => {
                     let before = sh.entry_size(i);
                     let before_elements = sh.collection(i).map_or(0, Collection::bytes);
-                    let collection = C::of_mut(sh.collection_mut(i).expect("checked above"))
-                        .expect("checked above");
+                    let (base, expire_at_ms) = (sh.slot(i).version(), sh.deadline(i));
+                    let held = sh.collection_mut(i).expect("checked above");
+                    let collection = C::of_mut(held).expect("checked above");
                     let expired = collection.remove_expired(now) > 0;
+                    // Under a capture, what `f` changes is journaled for a delta.
+                    let journaled = Self::capturing() && held.start_journal();
+                    let collection = C::of_mut(held).expect("checked above");
                     let (reply, changed) = f(collection, now);
+                    let journal = sh.collection_mut(i).expect("still there").take_journal();
                     sh.touch(i);
                     sh.collection_changed(i, before_elements);
                     let after = sh.entry_size(i);
                     let empty = sh.collection(i).is_some_and(Collection::is_empty);
-                    match (changed, empty) {
+                    let (reply, grew, result) = match (changed, empty) {
                         (true, true) => {
                             // What the tombstone gives back is released here.
-                            let freed = self.bury_or_drop(&mut sh, i, now);
-                            (reply, after as i128 - before as i128 - freed as i128)
+                            let (freed, version) = self.bury_or_drop(&mut sh, i, now);
+                            (
+                                reply,
+                                after as i128 - before as i128 - freed as i128,
+                                version,
+                            )
                         }
                         (false, true) if expired => {
                             // Emptied by its fields' TTLs alone: expiry, not a delete.
                             self.note_expired(&sh, cell, i);
                             let freed = sh.remove(i);
-                            (reply, after as i128 - before as i128 - freed as i128)
+                            (reply, after as i128 - before as i128 - freed as i128, None)
                         }
                         (changed, _) => {
-                            if changed {
-                                sh.set_version(i, self.hlc.next(now));
+                            let version = changed.then(|| self.hlc.next(now));
+                            if let Some(version) = version {
+                                sh.set_version(i, version);
                             }
-                            (reply, after as i128 - before as i128)
+                            (reply, after as i128 - before as i128, version)
                         }
+                    };
+                    if changed {
+                        Self::record_change(
+                            key,
+                            match (journaled, result) {
+                                (true, Some(result)) => KeyChange::Elements {
+                                    kind: C::KIND,
+                                    base,
+                                    expire_at_ms,
+                                    result,
+                                    before: journal,
+                                },
+                                _ => KeyChange::Whole,
+                            },
+                        );
                     }
+                    (reply, grew)
                 }
                 None => {
                     let mut collection = C::default();
@@ -121,6 +149,7 @@ impl Store {
                         let (i, old) =
                             sh.put(found.slot, h, data, key_len, State::Live, None, version);
                         sh.attach_collection(i, collection.wrap());
+                        Self::record_change(key, KeyChange::Whole);
                         (reply, sh.entry_size(i) as i128 - old as i128)
                     }
                 }
@@ -132,18 +161,25 @@ impl Store {
     }
 
     /// Deletes live slot `i` as a write (a tombstone, or nothing without tombstones);
-    /// returns the bytes it gave up, which the caller accounts for.
-    fn bury_or_drop(&self, sh: &mut crate::shard::Shard, i: u32, now: u64) -> u64 {
+    /// returns the bytes it gave up, which the caller accounts for, and the
+    /// tombstone's version.
+    fn bury_or_drop(
+        &self,
+        sh: &mut crate::shard::Shard,
+        i: u32,
+        now: u64,
+    ) -> (u64, Option<Version>) {
         if self.tombstone_grace_ms == 0 {
-            sh.remove(i)
+            (sh.remove(i), None)
         } else {
-            self.bury(sh, i, now, self.hlc.next(now))
+            let version = self.hlc.next(now);
+            (self.bury(sh, i, now, version), Some(version))
         }
     }
 
     /// Settles a reservation of `reserved` bytes for an update that grew the store by
     /// `grew` (negative: shrank it).
-    fn settle(&self, reserved: u64, grew: i128) {
+    pub(super) fn settle(&self, reserved: u64, grew: i128) {
         let unused = reserved as i128 - grew;
         if unused >= 0 {
             self.mem.release(unused as u64);
