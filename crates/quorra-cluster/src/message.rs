@@ -13,7 +13,7 @@
 //! separate requests concurrently) and costs one round trip.
 
 use bytes::Bytes;
-use quorra_store::{KeyType, Version, VersionedEntry};
+use quorra_store::{EntryDelta, KeyType, Version, VersionedEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::replication::Level;
@@ -80,6 +80,12 @@ pub enum Request {
         /// The copies of one transaction: stored in one step, so that no reader of the
         /// receiver sees some of them without the others.
         atomic: bool,
+    },
+    /// Apply each delta — the elements a write to a hash, set or sorted set changed —
+    /// if the receiver holds the version it starts from ([`Response::DeltasApplied`]).
+    ApplyDeltas {
+        /// (key, delta) pairs.
+        deltas: Vec<(Bytes, WireDelta)>,
     },
     /// Run a transaction (the commands queued between MULTI and EXEC) as its keys'
     /// primary, atomically, and reply with EXEC's reply ([`Response::Replies`], one
@@ -162,17 +168,35 @@ pub struct WireEntry {
     pub tombstone: bool,
 }
 
+/// How a key's type travels: 0 string, 1 hash, 2 set, 3 sorted set, 4 list.
+fn kind_code(kind: KeyType) -> u8 {
+    match kind {
+        KeyType::Hash => 1,
+        KeyType::Set => 2,
+        KeyType::SortedSet => 3,
+        KeyType::List => 4,
+        KeyType::String | KeyType::None => 0,
+    }
+}
+
+/// The type [`kind_code`] gave `code`. An unknown code reads as `None`, which the
+/// store refuses to decode: such an entry or delta is not applied.
+fn kind_of(code: u8) -> KeyType {
+    match code {
+        0 => KeyType::String,
+        1 => KeyType::Hash,
+        2 => KeyType::Set,
+        3 => KeyType::SortedSet,
+        4 => KeyType::List,
+        _ => KeyType::None,
+    }
+}
+
 impl From<VersionedEntry> for WireEntry {
     fn from(entry: VersionedEntry) -> Self {
         WireEntry {
             value: entry.value,
-            kind: match entry.kind {
-                KeyType::Hash => 1,
-                KeyType::Set => 2,
-                KeyType::SortedSet => 3,
-                KeyType::List => 4,
-                KeyType::String | KeyType::None => 0,
-            },
+            kind: kind_code(entry.kind),
             expire_at_ms: entry.expire_at_ms,
             hlc: entry.version.hlc,
             node: entry.version.node,
@@ -185,16 +209,7 @@ impl From<WireEntry> for VersionedEntry {
     fn from(entry: WireEntry) -> Self {
         VersionedEntry {
             value: entry.value,
-            // An unknown kind reads as a string's bytes would not: the store refuses
-            // to decode it, and the entry is not applied.
-            kind: match entry.kind {
-                0 => KeyType::String,
-                1 => KeyType::Hash,
-                2 => KeyType::Set,
-                3 => KeyType::SortedSet,
-                4 => KeyType::List,
-                _ => KeyType::None,
-            },
+            kind: kind_of(entry.kind),
             expire_at_ms: entry.expire_at_ms,
             version: Version {
                 hlc: entry.hlc,
@@ -203,6 +218,57 @@ impl From<WireEntry> for VersionedEntry {
             tombstone: entry.tombstone,
         }
     }
+}
+
+/// An [`EntryDelta`] as it travels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireDelta {
+    /// The key's type, coded as [`WireEntry::kind`].
+    pub kind: u8,
+    /// The version it applies to: hybrid-logical timestamp, node id.
+    pub base: (u64, u64),
+    /// The version the key has once it is applied.
+    pub version: (u64, u64),
+    /// The changed elements present after the write, in the collection encoding.
+    pub present: Bytes,
+    /// The names of the changed elements absent after it.
+    pub absent: Vec<Bytes>,
+}
+
+impl From<EntryDelta> for WireDelta {
+    fn from(delta: EntryDelta) -> Self {
+        WireDelta {
+            kind: kind_code(delta.kind),
+            base: (delta.base.hlc, delta.base.node),
+            version: (delta.version.hlc, delta.version.node),
+            present: delta.present,
+            absent: delta.absent,
+        }
+    }
+}
+
+impl From<WireDelta> for EntryDelta {
+    fn from(delta: WireDelta) -> Self {
+        let version = |(hlc, node)| Version { hlc, node };
+        EntryDelta {
+            kind: kind_of(delta.kind),
+            base: version(delta.base),
+            version: version(delta.version),
+            present: delta.present,
+            absent: delta.absent,
+        }
+    }
+}
+
+/// What a receiver did with one delta of [`Request::ApplyDeltas`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeltaAnswer {
+    /// Applied, or it already held that version or a newer one.
+    Stored,
+    /// It does not hold the version the delta starts from: send the whole entry.
+    NeedsWhole,
+    /// Refused, and why (evicted there for memory, out of memory, corrupt).
+    Refused(String),
 }
 
 /// The answer to a [`Request`].
@@ -233,6 +299,8 @@ pub enum Response {
     /// The answer to [`Request::Apply`], one per entry in order: `None` if stored (or
     /// already held in that or a newer version), else why it was refused.
     Applied(Vec<Option<String>>),
+    /// The answer to [`Request::ApplyDeltas`], one per delta in order.
+    DeltasApplied(Vec<DeltaAnswer>),
     /// The answer to [`Request::Evict`]: how many entries went.
     Evicted {
         /// Entries dropped.

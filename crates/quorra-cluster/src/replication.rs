@@ -16,7 +16,11 @@
 //!   [`Replicator::replay_hints`] when the node is reachable again.
 //! - [`Replicator::write_many`] does the same for many keys, each with its own replicas:
 //!   every replica gets one request ([`Replicas::apply`]) with all of its entries,
-//!   and each key is answered once enough of its replicas have stored it.
+//!   and each key is answered once enough of its replicas have stored it. A write to a
+//!   hash, set or sorted set may travel as a delta, its changed elements
+//!   ([`ReplicaWrite::Delta`], [`Replicas::apply_deltas`]), so that a write to a big
+//!   collection does not cost its size; a replica that does not hold the version the
+//!   delta starts from is sent the whole entry instead, and a hint is always whole.
 //! - [`Replicator::read`] asks every replica and answers once `required` have replied,
 //!   with the newest version among them (last writer wins: versions are hybrid-logical
 //!   timestamps with the node id as tie-break, see `quorra_store::Version`). In the
@@ -41,7 +45,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use parking_lot::Mutex;
 use quorra_ring::NodeId;
-use quorra_store::{Version, VersionedEntry};
+use quorra_store::{DeltaOutcome, EntryDelta, Version, VersionedEntry};
 use tokio::sync::mpsc;
 
 use crate::rpc::BoxFuture;
@@ -160,6 +164,19 @@ pub trait Replicas: Send + Sync + 'static {
         atomic: bool,
     ) -> BoxFuture<Result<Vec<Result<(), ReplicaError>>, ReplicaError>>;
 
+    /// Applies each delta at `node` (see [`Store::apply_delta`](quorra_store::Store::apply_delta)),
+    /// in one request: one outcome per delta, in order, or one error if `node` could
+    /// not be asked. Never atomic: a transaction's copies go whole.
+    fn apply_deltas(
+        &self,
+        node: &NodeId,
+        deltas: Vec<(Bytes, EntryDelta)>,
+    ) -> BoxFuture<Result<Vec<Result<DeltaOutcome, ReplicaError>>, ReplicaError>>;
+
+    /// This node's own entry for `key`: what a replica that cannot apply a delta, or a
+    /// hint, gets instead.
+    fn local_entry(&self, key: &[u8]) -> Option<VersionedEntry>;
+
     /// `node`'s entries for `keys`, in order, tombstones included; `None` where it holds
     /// nothing. One request however many keys. With `promote` (a client's read), `node`
     /// promotes the entries in its LRU as a GET would.
@@ -188,6 +205,40 @@ pub struct ReplicationStats {
     pub anti_entropy_buckets: AtomicU64,
     /// Anti-entropy: entries copied in either direction.
     pub anti_entropy_keys: AtomicU64,
+    /// Writes copied to a replica as a delta (the elements a write changed).
+    pub deltas_sent: AtomicU64,
+    /// Deltas a replica could not apply (it did not hold their base version), sent
+    /// again whole.
+    pub deltas_resent_whole: AtomicU64,
+}
+
+/// What a write copies to one replica for one key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplicaWrite {
+    /// The entry, whole.
+    Whole(VersionedEntry),
+    /// The elements a write to a hash, set or sorted set changed, for a replica that
+    /// holds the version the write started from; one that does not is sent the whole
+    /// entry instead, read from this node's store ([`Replicas::local_entry`]).
+    Delta(EntryDelta),
+}
+
+impl ReplicaWrite {
+    /// The version the replica holds once it is stored.
+    pub fn version(&self) -> Version {
+        match self {
+            ReplicaWrite::Whole(entry) => entry.version,
+            ReplicaWrite::Delta(delta) => delta.version,
+        }
+    }
+
+    /// The bytes it puts in a request, about.
+    fn size(&self) -> usize {
+        match self {
+            ReplicaWrite::Whole(entry) => entry.value.len(),
+            ReplicaWrite::Delta(delta) => delta.size(),
+        }
+    }
 }
 
 fn bump(counter: &AtomicU64) {
@@ -338,8 +389,9 @@ impl Replicator {
         key: Bytes,
         entry: VersionedEntry,
     ) -> Result<usize, QuorumError> {
+        let write = ReplicaWrite::Whole(entry);
         let mut results = self
-            .write_many(vec![(key, entry, targets.to_vec())], copies, level, false)
+            .write_many(vec![(key, write, targets.to_vec())], copies, level, false)
             .await;
         results.pop().expect("one result per write")
     }
@@ -350,10 +402,11 @@ impl Replicator {
     ///
     /// With `atomic` (a transaction's writes), each replica gets all of its entries in
     /// one request however large, and stores them in one step
-    /// ([`Replicas::apply`]); otherwise requests are cut at [`MAX_APPLY_BATCH_BYTES`].
+    /// ([`Replicas::apply`]), and they must be whole entries; otherwise requests are cut
+    /// at [`MAX_APPLY_BATCH_BYTES`].
     pub async fn write_many(
         &self,
-        writes: Vec<(Bytes, VersionedEntry, Vec<NodeId>)>,
+        writes: Vec<(Bytes, ReplicaWrite, Vec<NodeId>)>,
         copies: usize,
         level: Level,
         atomic: bool,
@@ -370,11 +423,11 @@ impl Replicator {
             let batches = match atomic {
                 true => vec![indices],
                 false => batches_of(indices, |index| {
-                    entry_bytes(&writes[index].0, &writes[index].1)
+                    writes[index].0.len() + writes[index].1.size()
                 }),
             };
             for indices in batches {
-                let entries: Vec<(Bytes, VersionedEntry)> = indices
+                let entries: Vec<(Bytes, ReplicaWrite)> = indices
                     .iter()
                     .map(|&index| (writes[index].0.clone(), writes[index].1.clone()))
                     .collect();
@@ -420,9 +473,85 @@ impl Replicator {
             .collect()
     }
 
-    /// Replica writes of many entries in one request; a hint for each if the replica is
-    /// unreachable. Whether each was stored, in order.
+    /// Replica writes of many keys: the whole entries in one request, the deltas in
+    /// another, and those deltas the replica could not apply again whole; a hint for
+    /// each if the replica is unreachable. Whether each was stored, in order.
     async fn send_many(
+        &self,
+        node: NodeId,
+        writes: Vec<(Bytes, ReplicaWrite)>,
+        atomic: bool,
+    ) -> Vec<bool> {
+        let mut stored = vec![false; writes.len()];
+        let (mut wholes, mut deltas) = (Vec::new(), Vec::new());
+        for (index, (key, write)) in writes.into_iter().enumerate() {
+            match write {
+                ReplicaWrite::Whole(entry) => wholes.push((index, (key, entry))),
+                ReplicaWrite::Delta(delta) => deltas.push((index, (key, delta))),
+            }
+        }
+        debug_assert!(
+            !atomic || deltas.is_empty(),
+            "a transaction's copies go whole"
+        );
+        if !deltas.is_empty() {
+            let sent = deltas.iter().map(|(_, write)| write.clone()).collect();
+            match self.replicas.apply_deltas(&node, sent).await {
+                Ok(outcomes) => {
+                    for ((index, (key, _)), outcome) in deltas.into_iter().zip(outcomes) {
+                        bump(&self.stats.deltas_sent);
+                        match outcome {
+                            Ok(DeltaOutcome::Applied | DeltaOutcome::Held) => stored[index] = true,
+                            Ok(DeltaOutcome::NeedsWhole) => {
+                                bump(&self.stats.deltas_resent_whole);
+                                if let Some(entry) = self.replicas.local_entry(&key) {
+                                    wholes.push((index, (key, entry)));
+                                }
+                            }
+                            Ok(DeltaOutcome::Evicted) => {
+                                tracing::debug!("replica refused a delta: evicted there");
+                            }
+                            Err(error) => tracing::debug!(%error, "replica refused a delta"),
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "replica unreachable for deltas");
+                    if error.unreachable {
+                        // A hint is the whole entry, as it is here now.
+                        let entries = deltas.into_iter().filter_map(|(_, (key, _))| {
+                            let entry = self.replicas.local_entry(&key)?;
+                            Some((key, entry))
+                        });
+                        self.keep_hints(&node, entries);
+                    }
+                }
+            }
+        }
+        if !wholes.is_empty() {
+            let (indices, entries): (Vec<usize>, Vec<_>) = wholes.into_iter().unzip();
+            let outcomes = self.send_whole(node, entries, atomic).await;
+            for (index, ok) in indices.into_iter().zip(outcomes) {
+                stored[index] = ok;
+            }
+        }
+        stored
+    }
+
+    /// Hints for unreachable `node`, counted.
+    fn keep_hints(&self, node: &NodeId, entries: impl Iterator<Item = (Bytes, VersionedEntry)>) {
+        for (key, entry) in entries {
+            if self.hints.add(node.clone(), key, entry) {
+                bump(&self.stats.hints_stored);
+            } else {
+                bump(&self.stats.hints_dropped);
+            }
+        }
+    }
+
+    /// Replica writes of many whole entries in one request; a hint for each if the
+    /// replica is unreachable. Whether each was stored, in order.
+    async fn send_whole(
         &self,
         node: NodeId,
         entries: Vec<(Bytes, VersionedEntry)>,
@@ -443,13 +572,7 @@ impl Replicator {
                 tracing::debug!(%error, "replica unreachable for writes");
                 let stored = vec![false; entries.len()];
                 if error.unreachable {
-                    for (key, entry) in entries {
-                        if self.hints.add(node.clone(), key, entry) {
-                            bump(&self.stats.hints_stored);
-                        } else {
-                            bump(&self.stats.hints_dropped);
-                        }
-                    }
+                    self.keep_hints(&node, entries.into_iter());
                 }
                 stored
             }
@@ -594,7 +717,7 @@ impl Replicator {
         }
         let repairs = stale.into_iter().map(|(node, entries)| async move {
             for batch in entry_batches(entries) {
-                let stored = self.send_many(node.clone(), batch, false).await;
+                let stored = self.send_whole(node.clone(), batch, false).await;
                 for _ in stored.into_iter().filter(|&ok| ok) {
                     bump(&self.stats.read_repairs);
                 }

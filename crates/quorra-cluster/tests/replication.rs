@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use quorra_cluster::replication::{Level, ReplicaError, Replicas, Replicator};
+use quorra_cluster::replication::{Level, ReplicaError, ReplicaWrite, Replicas, Replicator};
 use quorra_cluster::rpc::BoxFuture;
 use quorra_ring::NodeId;
-use quorra_store::{ApplyOutcome, MockClock, Store, StoreConfig, VersionedEntry};
+use quorra_store::collection::HashValue;
+use quorra_store::{
+    ApplyOutcome, DeltaOutcome, EntryDelta, MockClock, Store, StoreConfig, VersionedEntry,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(1);
 const START_MS: u64 = 1_800_000_000_000;
@@ -113,6 +116,36 @@ impl Replicas for Network {
         })
     }
 
+    fn apply_deltas(
+        &self,
+        node: &NodeId,
+        deltas: Vec<(Bytes, EntryDelta)>,
+    ) -> BoxFuture<Result<Vec<Result<DeltaOutcome, ReplicaError>>, ReplicaError>> {
+        *self.write_requests.lock().entry(node.clone()).or_default() += 1;
+        let (store, node) = (self.reach(node), node.clone());
+        Box::pin(async move {
+            let Some(store) = store else {
+                tokio::time::sleep(TIMEOUT).await;
+                return Err(unreachable(&node));
+            };
+            Ok(deltas
+                .iter()
+                .map(|(key, delta)| {
+                    store.apply_delta(key, delta).map_err(|error| ReplicaError {
+                        node: node.clone(),
+                        message: error.to_string(),
+                        unreachable: false,
+                    })
+                })
+                .collect())
+        })
+    }
+
+    /// Node a plays the primary: deltas are made there, and their whole entries read.
+    fn local_entry(&self, key: &[u8]) -> Option<VersionedEntry> {
+        self.store("a").get_versioned(key)
+    }
+
     fn read(
         &self,
         node: &NodeId,
@@ -142,6 +175,10 @@ fn replicas() -> Vec<NodeId> {
 fn entry(net: &Network, writer: &str, value: &str) -> VersionedEntry {
     let version = net.store(writer).hybrid_clock().next(START_MS);
     VersionedEntry::value(Bytes::from(value.to_owned()), version)
+}
+
+fn whole(entry: VersionedEntry) -> ReplicaWrite {
+    ReplicaWrite::Whole(entry)
 }
 
 fn tombstone(net: &Network, writer: &str) -> VersionedEntry {
@@ -301,9 +338,9 @@ async fn many_keys_are_written_in_one_request_per_replica_and_each_resolves_on_i
     let results = replicator
         .write_many(
             vec![
-                ("k1".into(), entry(&net, "a", "v1"), replicas()),
-                ("k2".into(), entry(&net, "a", "v2"), ab),
-                ("k3".into(), entry(&net, "a", "v3"), bc),
+                ("k1".into(), whole(entry(&net, "a", "v1")), replicas()),
+                ("k2".into(), whole(entry(&net, "a", "v2")), ab),
+                ("k3".into(), whole(entry(&net, "a", "v3")), bc),
             ],
             3,
             Level::Quorum,
@@ -593,4 +630,97 @@ mod anti_entropy {
         assert_eq!(second.pushed, 500);
         assert_eq!(b.dbsize(0) as usize, missing);
     }
+}
+
+/// HSETs `field` to `value` in hash `key` at node a (the primary), as a command does
+/// under capture; the delta for the other replicas.
+fn hset_at_a(net: &Network, key: &[u8], field: &str, value: &str) -> EntryDelta {
+    let a = net.store("a");
+    let (_, changes) = a.capture(|| {
+        a.update_collection::<HashValue, _>(key, true, 1 << 10, |h, _| {
+            h.set(field.as_bytes(), value.as_bytes(), false);
+            ((), true)
+        })
+        .unwrap()
+    });
+    a.delta(key, changes.get(key).expect("written"))
+        .expect("an existing hash's update is a delta")
+}
+
+fn fields(net: &Network, node: &str, key: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut fields = net
+        .store(node)
+        .read_collection::<HashValue, _>(key, |h, now| {
+            h.iter(now)
+                .map(|e| (e.name().to_vec(), e.value().to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .unwrap()
+        .unwrap_or_default();
+    fields.sort();
+    fields
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delta_goes_to_replicas_that_hold_its_base_and_the_whole_hash_to_one_that_does_not() {
+    let clock = MockClock::new(START_MS);
+    let net = Network::new(&clock);
+    let replicator = Replicator::new(net.clone(), 1000);
+    let key: &[u8] = b"big";
+    // A 1,000-field hash on a and b; c missed it.
+    let a = net.store("a");
+    for n in 0..1_000 {
+        a.update_collection::<HashValue, _>(key, true, 1 << 10, |h, _| {
+            ((), h.set(format!("f{n}").as_bytes(), b"v", false))
+        })
+        .unwrap();
+    }
+    net.store("b")
+        .apply(key, a.get_versioned(key).unwrap())
+        .unwrap();
+
+    let delta = hset_at_a(&net, key, "f7", "changed");
+    assert!(delta.present.len() < 64, "one field travels, not 1,000");
+    let results = replicator
+        .write_many(
+            vec![(key.into(), ReplicaWrite::Delta(delta), replicas())],
+            3,
+            Level::All,
+            false,
+        )
+        .await;
+    assert_eq!(results[0], Ok(3), "c took the whole hash instead");
+    let stats = replicator.stats();
+    let load =
+        |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        (load(&stats.deltas_sent), load(&stats.deltas_resent_whole)),
+        (3, 1)
+    );
+    for node in ["b", "c"] {
+        assert_eq!(fields(&net, node, key), fields(&net, "a", key), "{node}");
+        assert_eq!(
+            net.store(node).get_versioned(key).unwrap().version,
+            a.get_versioned(key).unwrap().version
+        );
+    }
+
+    // c unreachable: its hint is the whole hash, which brings it up to date later.
+    net.cut("c");
+    let delta = hset_at_a(&net, key, "f8", "again");
+    let results = replicator
+        .write_many(
+            vec![(key.into(), ReplicaWrite::Delta(delta), replicas())],
+            3,
+            Level::Quorum,
+            false,
+        )
+        .await;
+    assert_eq!(results[0], Ok(2));
+    settle().await;
+    assert_eq!(replicator.hints().len(), 1);
+    net.heal();
+    assert_eq!(replicator.replay_hints(&"c".into()).await, 1);
+    assert_eq!(fields(&net, "c", key), fields(&net, "a", key));
+    assert_eq!(fields(&net, "c", key).len(), 1_000);
 }

@@ -60,6 +60,10 @@ pub struct ClusterNode {
     pub replicator: Replicator,
     /// Gossip packets accepted and dropped (forged, replayed, ...).
     pub gossip_stats: Arc<GossipAuthStats>,
+    /// Told each time this node stores replicated writes, so that a delta that came
+    /// before the write it builds on can wait for it
+    /// ([`apply_delta_waiting`](crate::node_replicas::apply_delta_waiting)).
+    pub replica_writes: tokio::sync::Notify,
     /// The RPC server answering peers.
     rpc_server: parking_lot::Mutex<Option<RpcServer>>,
 }
@@ -101,6 +105,7 @@ impl ClusterNode {
             consistency: parts.consistency,
             replicator: Replicator::new(Arc::new(replicas), parts.max_hints),
             gossip_stats: Arc::default(),
+            replica_writes: tokio::sync::Notify::new(),
             rpc_server: parking_lot::Mutex::new(None),
         }
     }

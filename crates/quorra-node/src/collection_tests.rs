@@ -6,6 +6,7 @@
 //! missed writes to a set and a list. No sockets, no sleeping.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use quorra_store::collection::{HashValue, ListValue, SetValue, SortedSetValue};
 
@@ -100,6 +101,21 @@ async fn a_hash_written_through_three_nodes_while_a_replica_is_cut_off_converges
     assert_eq!(
         local_hash(&cluster, 2, &key),
         BTreeMap::from([("base".to_owned(), "0".to_owned())])
+    );
+
+    // Each acknowledged write reached the primary's own store and the other replica as
+    // a delta (its one field), not as the whole hash.
+    let stats = cluster.nodes[0]
+        .cluster
+        .as_ref()
+        .expect("cluster")
+        .replicator
+        .stats();
+    let load = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+    assert!(
+        load(&stats.deltas_sent) >= 2 * 80,
+        "{}",
+        load(&stats.deltas_sent)
     );
 
     cluster.heal();

@@ -24,7 +24,7 @@
 //! | `quorra_rpc_duration_seconds` | histogram | `peer` |
 //! | `quorra_cluster_members` | gauge | `state` = joining / up / leaving / down |
 //! | `quorra_ring_changes_total`, `quorra_ring_nodes` | counter, gauge | |
-//! | `quorra_replication_total` | counter | `event` = hint_stored / hint_replayed / hint_dropped / read_repair / quorum_failure / anti_entropy_key / anti_entropy_bucket |
+//! | `quorra_replication_total` | counter | `event` = hint_stored / hint_replayed / hint_dropped / read_repair / quorum_failure / anti_entropy_key / anti_entropy_bucket / delta_sent / delta_resent_whole |
 //! | `quorra_hints_pending` | gauge | |
 //! | `quorra_gossip_packets_dropped_total` | counter | `reason` = forged / replayed / stale / malformed |
 //! | `quorra_origin_loads_total`, `quorra_origin_load_errors_total`, `quorra_origin_misses_total` | counter | `namespace` |
@@ -439,7 +439,7 @@ impl Metrics {
         );
         registry.register(
             "replication",
-            "What replication did: hints stored, replayed and dropped, read repairs, quorum failures, anti-entropy",
+            "What replication did: hints stored, replayed and dropped, read repairs, quorum failures, anti-entropy, deltas sent and deltas sent again whole",
             metrics.replication.clone(),
         );
         registry.register(
@@ -667,6 +667,8 @@ impl Metrics {
                 ("quorum_failure", load(&stats.quorum_failures)),
                 ("anti_entropy_bucket", load(&stats.anti_entropy_buckets)),
                 ("anti_entropy_key", load(&stats.anti_entropy_keys)),
+                ("delta_sent", load(&stats.deltas_sent)),
+                ("delta_resent_whole", load(&stats.deltas_resent_whole)),
             ] {
                 catch_up(&self.replication.get_or_create(&Event { event }), value);
             }

@@ -24,14 +24,14 @@ use std::sync::{Arc, OnceLock, Weak};
 use bytes::Bytes;
 use quorra_cluster::antientropy;
 use quorra_cluster::membership::ClusterView;
-use quorra_cluster::message::{Request, Response, WireMessage};
+use quorra_cluster::message::{DeltaAnswer, Request, Response, WireMessage};
 use quorra_ring::NodeId;
-use quorra_store::{Version, VersionedEntry};
+use quorra_store::{DeltaOutcome, Version, VersionedEntry};
 
 use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
 use crate::executor::{Mode, protocol_of, run_here};
-use crate::node_replicas::{apply_entry, read_entries};
+use crate::node_replicas::{apply_delta_waiting, apply_entry, read_entries};
 use crate::pubsub::{Admission, Kind, Published};
 use crate::read_through;
 use crate::session::Session;
@@ -151,23 +151,41 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             Response::KeyspaceCounts { databases }
         }
         Request::Apply { entries, atomic } => {
-            let _section = atomic.then(|| shared.store.exclusive_section());
-            Response::Applied(
-                entries
-                    .into_iter()
-                    .map(|(key, entry)| {
-                        let entry = entry.into();
-                        let outcome =
-                            apply_entry(&shared.store, &key, VersionedEntry::clone(&entry));
-                        if outcome.is_ok() {
-                            // A copy of a write: in a write-behind namespace, this replica
-                            // keeps the write's mark until the primary has flushed it.
-                            write_behind::mark_applied(&shared, &key, &entry);
-                        }
-                        outcome.err()
-                    })
-                    .collect(),
-            )
+            let section = atomic.then(|| shared.store.exclusive_section());
+            let outcomes = entries
+                .into_iter()
+                .map(|(key, entry)| {
+                    let entry = entry.into();
+                    let outcome = apply_entry(&shared.store, &key, VersionedEntry::clone(&entry));
+                    if outcome.is_ok() {
+                        // A copy of a write: in a write-behind namespace, this replica
+                        // keeps the write's mark until the primary has flushed it.
+                        write_behind::mark_applied(&shared, &key, &entry);
+                    }
+                    outcome.err()
+                })
+                .collect();
+            drop(section);
+            // A delta waiting for one of these as its base can now apply.
+            if let Some(cluster) = shared.cluster.as_ref() {
+                cluster.replica_writes.notify_waiters();
+            }
+            Response::Applied(outcomes)
+        }
+        Request::ApplyDeltas { deltas } => {
+            let cluster = shared.cluster.as_ref().ok_or("not in a cluster")?;
+            let applied = deltas.into_iter().map(|(key, delta)| {
+                let (store, notify) = (&shared.store, &cluster.replica_writes);
+                async move {
+                    let delta = delta.into();
+                    match apply_delta_waiting(store, notify, &key, &delta).await {
+                        Ok(DeltaOutcome::NeedsWhole) => DeltaAnswer::NeedsWhole,
+                        Ok(_) => DeltaAnswer::Stored,
+                        Err(why) => DeltaAnswer::Refused(why),
+                    }
+                }
+            });
+            Response::DeltasApplied(futures_util::future::join_all(applied).await)
         }
         Request::Flushed { entries } => {
             write_behind::flushed_elsewhere(&shared, &entries);

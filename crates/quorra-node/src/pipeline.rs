@@ -203,8 +203,9 @@ impl Pipeline {
                     }
                 };
                 let args = rewritten.as_deref().unwrap_or(args);
-                let write =
-                    primary_write::run_primary_write(cx.shared, cx.view, session, args, level);
+                let write = primary_write::run_primary_write(
+                    cx.shared, cx.view, session, args, level, true,
+                );
                 self.defer(Deferred::Replicate(write), pending);
                 self.flush_if_full(cx, session, args, out).await;
             }

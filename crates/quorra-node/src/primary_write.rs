@@ -12,6 +12,12 @@
 //! If the primary cannot be connected to at all, [`crate::executor`] asks the next
 //! replica to act as primary; a primary that times out is not bypassed, since it may
 //! have run the command.
+//!
+//! A command that updates hashes, sets or sorted sets element by element runs under the
+//! store's capture: what it wrote travels as a delta (the changed elements), and the
+//! same journal undoes it, so a write to a big collection costs neither a copy of it
+//! here nor its size on the network (`quorra_store::store::delta`). A transaction's
+//! writes, which each replica stores in one step, go whole.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -19,13 +25,13 @@ use std::sync::atomic::Ordering;
 use bytes::{Bytes, BytesMut};
 use quorra_cluster::membership::ClusterView;
 use quorra_cluster::placement::Placement;
-use quorra_cluster::replication::{Level, QuorumError};
+use quorra_cluster::replication::{Level, QuorumError, ReplicaWrite};
 use quorra_resp::encode;
 use quorra_ring::NodeId;
-use quorra_store::{Version, VersionedEntry};
+use quorra_store::{Changes, KeyChange, KeyType, Version, VersionedEntry};
 
 use crate::accounting::{Lookups, Outcome};
-use crate::commands::{self, Ran};
+use crate::commands::{self, CommandId, Ran};
 use crate::databases;
 use crate::session::Session;
 use crate::shared::Shared;
@@ -41,6 +47,25 @@ fn written_keys(args: &[Bytes]) -> impl Iterator<Item = Bytes> + '_ {
         .filter(move |_| writes)
 }
 
+/// True for a command that changes the hashes, sets and sorted sets among its keys in
+/// place, element by element, so that the store's journal of its changes can undo it
+/// (the STORE commands replace their destination instead).
+fn updates_elements_in_place(id: CommandId) -> bool {
+    use CommandId::*;
+    matches!(id.info().group, "hash" | "set" | "sorted-set")
+        && !matches!(id, Sinterstore | Sunionstore | Sdiffstore | Zrangestore)
+}
+
+/// What a key held before a command this node ran as its primary wrote it: what to
+/// put back if no other replica takes the write.
+enum Before {
+    /// The entry (`None`: no entry), copied.
+    Entry(Option<VersionedEntry>),
+    /// A hash, set or sorted set, which the command updated in place: not copied,
+    /// since the capture's journal undoes the command.
+    Journaled,
+}
+
 /// A command this node ran as its keys' primary, whose writes wait to be copied to the
 /// replicas.
 pub struct PrimaryWrite {
@@ -50,9 +75,10 @@ pub struct PrimaryWrite {
     pub reply: Bytes,
     /// How running it went, and its keyspace reads.
     pub ran: Ran,
-    /// Each key it writes with the entry the key held before it ran (`None`: no
-    /// entry), to put back if no other replica takes the write.
-    before: Vec<(Bytes, Option<VersionedEntry>)>,
+    /// Each key it writes with what it held before.
+    before: Vec<(Bytes, Before)>,
+    /// What it wrote, as the store's capture saw it (the deltas to send).
+    changes: Changes,
     /// A script: what it wrote reaches each replica in one step.
     atomic: bool,
 }
@@ -84,13 +110,15 @@ pub fn quorum_out_of_reach(
 
 /// Runs the command `args` here as its keys' primary — or, for a write whose quorum is
 /// out of reach ([`quorum_out_of_reach`]), refuses it without running it. The result
-/// waits for [`replicate_writes`].
+/// waits for [`replicate_writes`]: with `deltas`, its element updates travel as deltas;
+/// without (a transaction's commands), every key it wrote goes whole.
 pub fn run_primary_write(
     shared: &Shared,
     view: &ClusterView,
     session: &mut Session,
     args: &[Bytes],
     level: Level,
+    deltas: bool,
 ) -> PrimaryWrite {
     let mut reply = BytesMut::new();
     let refusal = shared.cluster.as_ref().and_then(|node| {
@@ -102,6 +130,7 @@ pub fn run_primary_write(
         Some(refusal)
     });
     let mut before = Vec::new();
+    let mut changes = Changes::default();
     let ran = match refusal {
         Some(error) => {
             encode::error(&mut reply, &error.to_string());
@@ -112,13 +141,27 @@ pub fn run_primary_write(
             }
         }
         None => {
+            let in_place =
+                deltas && commands::lookup(&args[0]).is_some_and(updates_elements_in_place);
             before = written_keys(args)
                 .map(|key| {
-                    let entry = shared.store.get_versioned(&key);
-                    (key, entry)
+                    let journaled = in_place
+                        && matches!(
+                            shared.store.key_type(&key),
+                            KeyType::Hash | KeyType::Set | KeyType::SortedSet
+                        );
+                    let before = match journaled {
+                        true => Before::Journaled,
+                        false => Before::Entry(shared.store.get_versioned(&key)),
+                    };
+                    (key, before)
                 })
                 .collect();
-            commands::run(shared, session, &mut reply, args)
+            let ran;
+            (ran, changes) = shared
+                .store
+                .capture(|| commands::run(shared, session, &mut reply, args));
+            ran
         }
     };
     PrimaryWrite {
@@ -126,6 +169,7 @@ pub fn run_primary_write(
         reply: reply.freeze(),
         ran,
         before,
+        changes,
         atomic: commands::lookup(&args[0]).is_some_and(|id| id.info().has_flag("may_replicate")),
     }
 }
@@ -176,19 +220,34 @@ pub async fn replicate_writes(
             writers[at].1.push(command);
         }
     }
+    let atomic = atomic || writes.iter().any(|write| write.atomic);
+    // What the commands did to each key, in order: element updates that follow one
+    // another make one delta.
+    let mut changes = Changes::default();
+    for write in writes {
+        changes.extend(&write.changes);
+    }
     let (batch, commands): (Vec<_>, Vec<_>) = writers
         .into_iter()
         .filter_map(|(key, commands)| {
-            let entry = shared.store.get_versioned(&key)?;
+            let delta = match atomic {
+                true => None,
+                false => changes
+                    .get(&key)
+                    .and_then(|change| shared.store.delta(&key, change)),
+            };
+            let write = match delta {
+                Some(delta) => ReplicaWrite::Delta(delta),
+                None => ReplicaWrite::Whole(shared.store.get_versioned(&key)?),
+            };
             let targets: Vec<NodeId> = placement.replicas(&key).into_iter().cloned().collect();
-            Some(((key, entry, targets), commands))
+            Some(((key, write, targets), commands))
         })
         .unzip();
     let written: Vec<(Bytes, Version, Vec<NodeId>)> = batch
         .iter()
-        .map(|(key, entry, targets)| (key.clone(), entry.version, targets.clone()))
+        .map(|(key, write, targets)| (key.clone(), write.version(), targets.clone()))
         .collect();
-    let atomic = atomic || writes.iter().any(|write| write.atomic);
     let results = cluster
         .replicator
         .write_many(batch, placement.copies(), level, atomic)
@@ -203,11 +262,8 @@ pub async fn replicate_writes(
             let before = writes[commands[0]]
                 .before
                 .iter()
-                .find(|(written, _)| *written == key)
-                .and_then(|(_, before)| before.as_ref());
-            if let Err(store_error) = shared.store.revert(&key, version, before) {
-                tracing::warn!(%store_error, "could not undo a write that failed its quorum");
-            }
+                .find_map(|(written, before)| (*written == key).then_some(before));
+            undo(shared, &key, version, before, changes.get(&key));
             cluster.replicator.withdraw(&key, version, &targets);
         }
         let refusal = commands::error_reply(&error.to_string());
@@ -218,6 +274,34 @@ pub async fn replicate_writes(
         }
     }
     replies
+}
+
+/// Undoes the write that left `key` at `version`, which no other replica took: puts
+/// back the entry it held `before`, or, for an in-place update of a collection, undoes
+/// the elements it changed (`change`, from the capture).
+fn undo(
+    shared: &Shared,
+    key: &[u8],
+    version: Version,
+    before: Option<&Before>,
+    change: Option<&KeyChange>,
+) {
+    let undone = match (before, change) {
+        (Some(Before::Entry(entry)), _) => shared.store.revert(key, version, entry.as_ref()),
+        (Some(Before::Journaled), Some(change)) => shared.store.revert_change(key, change),
+        _ => Ok(false),
+    };
+    match undone {
+        Err(store_error) => {
+            tracing::warn!(%store_error, "could not undo a write that failed its quorum");
+        }
+        // Written again since (by another client, or a later command of the batch that
+        // replaced what the journal covers): that write is copied on its own.
+        Ok(false) if matches!(before, Some(Before::Journaled)) => {
+            tracing::debug!("a collection update that failed its quorum was written over");
+        }
+        Ok(_) => {}
+    }
 }
 
 /// Runs `commands` here, in order, as their keys' primary, then replicates what they
@@ -232,7 +316,7 @@ pub async fn run_as_primary<A: AsRef<[Bytes]>>(
 ) -> (Vec<Bytes>, Lookups) {
     let writes: Vec<PrimaryWrite> = commands
         .iter()
-        .map(|args| run_primary_write(shared, view, session, args.as_ref(), level))
+        .map(|args| run_primary_write(shared, view, session, args.as_ref(), level, true))
         .collect();
     let mut lookups = Lookups::default();
     for write in &writes {

@@ -346,7 +346,7 @@ fn run_queued_as_primary(
     let writes = session.inside_exclusive_section(|session| {
         queued
             .iter()
-            .map(|args| primary_write::run_primary_write(shared, view, session, args, level))
+            .map(|args| primary_write::run_primary_write(shared, view, session, args, level, false))
             .collect()
     });
     Ok(writes)

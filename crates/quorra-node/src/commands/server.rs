@@ -657,6 +657,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                          quorra_hints_replayed:{}\r\nquorra_hints_dropped:{}\r\n\
                          quorra_read_repairs:{}\r\nquorra_quorum_failures:{}\r\n\
                          quorra_anti_entropy_buckets:{}\r\nquorra_anti_entropy_keys:{}\r\n\
+                         quorra_deltas_sent:{}\r\nquorra_deltas_resent_whole:{}\r\n\
                          quorra_gossip_accepted:{}\r\nquorra_gossip_dropped_forged:{}\r\n\
                          quorra_gossip_dropped_replayed:{}\r\nquorra_gossip_dropped_stale:{}\r\n\
                          quorra_gossip_dropped_malformed:{}\r\nquorra_evictions_sent:{}\r\n",
@@ -680,6 +681,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                         load(&replication.quorum_failures),
                         load(&replication.anti_entropy_buckets),
                         load(&replication.anti_entropy_keys),
+                        load(&replication.deltas_sent),
+                        load(&replication.deltas_resent_whole),
                         load(&node.gossip_stats.accepted),
                         load(&node.gossip_stats.forged),
                         load(&node.gossip_stats.replayed),
