@@ -124,9 +124,9 @@ impl Changes {
 
     /// Adds every change of `later`, made after those already here (a pipeline's next
     /// command).
-    pub fn extend(&mut self, later: Changes) {
-        for (key, change) in later.keys {
-            self.record(&key, change);
+    pub fn extend(&mut self, later: &Changes) {
+        for (key, change) in &later.keys {
+            self.record(key, change.clone());
         }
     }
 }
