@@ -68,6 +68,8 @@ pub struct Config {
     pub protected_mode: bool,
     /// Longest argument, bytes.
     pub proto_max_bulk_len: u64,
+    /// Most arguments per command.
+    pub proto_max_multibulk_len: usize,
     /// Most bytes per command in flight.
     pub client_query_buffer_limit: u64,
     /// Most bytes of undelivered messages one subscriber may hold before it is
@@ -168,6 +170,7 @@ impl Default for Config {
             http_request_timeout: Duration::from_secs(10),
             protected_mode: true,
             proto_max_bulk_len: 512 * 1024 * 1024,
+            proto_max_multibulk_len: 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             // Redis's hard limit for the pubsub class.
             client_output_buffer_limit_pubsub: 32 * 1024 * 1024,

@@ -76,6 +76,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut session = Session::new(info, password_required);
     let mut parser = RequestParser::new(Limits {
         max_bulk_len: shared.config.proto_max_bulk_len as usize,
+        max_args: shared.config.proto_max_multibulk_len,
         max_query_buffer: shared.config.client_query_buffer_limit as usize,
         ..Limits::default()
     });

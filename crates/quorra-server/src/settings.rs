@@ -188,6 +188,11 @@ pub struct Settings {
     #[serde(default, deserialize_with = "deserialize_bytes")]
     pub proto_max_bulk_len: Option<u64>,
 
+    /// Most arguments one client command may have (its name included); a longer one is
+    /// refused as Redis refuses an invalid multibulk length [default: 1048576].
+    #[arg(long, env = "QUORRA_PROTO_MAX_MULTIBULK_LEN")]
+    pub proto_max_multibulk_len: Option<usize>,
+
     /// Most bytes one client command may occupy while it arrives [default: 1gb].
     #[arg(long, env = "QUORRA_CLIENT_QUERY_BUFFER_LIMIT", value_parser = parse_bytes)]
     #[serde(default, deserialize_with = "deserialize_bytes")]
@@ -416,6 +421,9 @@ impl Settings {
                 .or(lower.http_request_timeout_ms),
             protected_mode: self.protected_mode.or(lower.protected_mode),
             proto_max_bulk_len: self.proto_max_bulk_len.or(lower.proto_max_bulk_len),
+            proto_max_multibulk_len: self
+                .proto_max_multibulk_len
+                .or(lower.proto_max_multibulk_len),
             client_query_buffer_limit: self
                 .client_query_buffer_limit
                 .or(lower.client_query_buffer_limit),
@@ -508,6 +516,15 @@ impl Settings {
                 "must be at least 1mb, as in Redis",
             ));
         }
+        let proto_max_multibulk_len = self
+            .proto_max_multibulk_len
+            .unwrap_or(defaults.proto_max_multibulk_len);
+        if !(1024..=i32::MAX as usize).contains(&proto_max_multibulk_len) {
+            return Err(invalid(
+                "proto-max-multibulk-len",
+                "must be between 1024 and 2147483647",
+            ));
+        }
         let shards = self.shards.unwrap_or(defaults.shards);
         if !(1..=quorra_store::store::MAX_SHARDS).contains(&shards) {
             return Err(invalid("shards", "must be between 1 and 65536"));
@@ -584,6 +601,7 @@ impl Settings {
             http_request_timeout: Duration::from_millis(http_request_timeout_ms),
             protected_mode: self.protected_mode.unwrap_or(defaults.protected_mode),
             proto_max_bulk_len,
+            proto_max_multibulk_len,
             client_query_buffer_limit: self
                 .client_query_buffer_limit
                 .unwrap_or(defaults.client_query_buffer_limit),

@@ -142,6 +142,7 @@ const CONFIG_NAMES: &[&str] = &[
     "port",
     "hz",
     "proto-max-bulk-len",
+    "proto-max-multibulk-len",
     "client-query-buffer-limit",
     "client-output-buffer-limit",
     "notify-keyspace-events",
@@ -164,6 +165,7 @@ fn config_value(ctx: &Ctx<'_>, name: &str) -> String {
         "port" => ctx.shared.resp_addr.port().to_string(),
         "hz" => config.hz.to_string(),
         "proto-max-bulk-len" => config.proto_max_bulk_len.to_string(),
+        "proto-max-multibulk-len" => config.proto_max_multibulk_len.to_string(),
         "client-query-buffer-limit" => config.client_query_buffer_limit.to_string(),
         "notify-keyspace-events" => notifications::format(ctx.shared.notifier.flags()),
         // Redis's form; only the pubsub class's hard limit is enforced.

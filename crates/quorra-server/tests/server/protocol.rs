@@ -94,6 +94,44 @@ async fn protocol_errors_reply_then_close() {
     server.shutdown().await;
 }
 
+/// A SADD of `members` members as RESP.
+fn sadd(members: usize) -> Vec<u8> {
+    let mut command = format!("*{}\r\n$4\r\nSADD\r\n$1\r\ns\r\n", members + 2).into_bytes();
+    for member in 0..members {
+        let member = member.to_string();
+        command.extend_from_slice(format!("${}\r\n{member}\r\n", member.len()).as_bytes());
+    }
+    command
+}
+
+#[tokio::test]
+async fn a_command_with_more_arguments_than_proto_max_multibulk_len_is_refused() {
+    // Ten million members in one SADD: refused from its header, before any member is
+    // read, under the default limit (1,048,576 arguments).
+    let server = start().await;
+    let (reply, closed) = exchange(&server, b"*10000002\r\n$4\r\nSADD\r\n").await;
+    assert_eq!(reply, "-ERR Protocol error: invalid multibulk length\r\n");
+    assert!(closed);
+    server.shutdown().await;
+
+    // The limit is the node's setting: 1,024 arguments take a SADD of 1,022 members,
+    // not one of 1,023.
+    let server = start_with(|config| config.proto_max_multibulk_len = 1024).await;
+    assert_eq!(
+        exchange(&server, &sadd(1022)).await,
+        (":1022\r\n".to_owned(), false)
+    );
+    let (reply, closed) = exchange(&server, &sadd(1023)).await;
+    assert_eq!(reply, "-ERR Protocol error: invalid multibulk length\r\n");
+    assert!(closed);
+    let mut c = connect(&server).await;
+    assert_eq!(
+        ok(&mut c, &["CONFIG", "GET", "proto-max-multibulk-len"]).await,
+        array(vec![bulk("proto-max-multibulk-len"), bulk("1024")])
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn inline_requests_without_a_newline_are_bounded() {
     let server = start().await;
