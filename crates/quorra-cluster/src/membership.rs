@@ -10,6 +10,7 @@
 //! | `zone` | the zone, if any |
 //! | `state` | `joining`, `up` or `leaving` ([`MemberState`]) |
 //! | `stat.*` | [`MemberStats`]: figures and health for `QUORRA NODES`, `/v1/cluster` and the dashboard |
+//! | `hot.keys` | the node's hot keys ([`Member::hot_keys`]) |
 //! | `roster.<id>`, `gone.<id>` | the roster as this node knows it ([`crate::roster`]) |
 //!
 //! The node id and the generation (start time in ms, so a restarted node supersedes its
@@ -223,6 +224,9 @@ pub struct Member {
     pub state: MemberState,
     /// What it last published about itself.
     pub stats: MemberStats,
+    /// What it last published of its hot keys (`hot.keys`), in the encoding of
+    /// quorra-node's hot-key detector; empty for none.
+    pub hot_keys: String,
 }
 
 /// Everything this node knows about the cluster at one moment. Cheap to share
@@ -376,6 +380,7 @@ impl MembershipConfig {
             zone: self.zone.clone(),
             state,
             stats: MemberStats::default(),
+            hot_keys: String::new(),
         }
     }
 }
@@ -584,6 +589,11 @@ impl Membership {
         for (key, value) in figures {
             state.set(key, value);
         }
+    }
+
+    /// Publishes this node's hot keys (see [`Member::hot_keys`]).
+    pub async fn publish_hot_keys(&self, encoded: String) {
+        self.set("hot.keys", encoded).await;
     }
 
     async fn set(&self, key: &str, value: String) {
@@ -832,6 +842,7 @@ fn members_of(config: &MembershipConfig, roster: &Roster, observed: Vec<Observed
                 zone: entry.zone.clone(),
                 state: MemberState::Down,
                 stats: MemberStats::default(),
+                hot_keys: String::new(),
             },
         };
         members.push(member);
@@ -887,6 +898,7 @@ fn member_from_gossip(id: &ChitchatId, state: &NodeState) -> Option<Member> {
             quorum_failures: stat("stat.quorum_failures"),
             degraded: u8::try_from(stat("stat.degraded")).unwrap_or(u8::MAX),
         },
+        hot_keys: state.get("hot.keys").unwrap_or_default().to_owned(),
     })
 }
 

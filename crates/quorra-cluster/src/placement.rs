@@ -124,6 +124,7 @@ mod tests {
                 zone: None,
                 state: *state,
                 stats: MemberStats::default(),
+                hot_keys: String::new(),
             })
             .collect();
         let ring = Ring::from_nodes(states.iter().map(|(id, _)| NodeSpec::new(*id))).unwrap();

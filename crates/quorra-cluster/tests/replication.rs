@@ -483,6 +483,7 @@ mod anti_entropy {
                 zone: None,
                 state: MemberState::Up,
                 stats: MemberStats::default(),
+                hot_keys: String::new(),
             })
             .collect();
         ClusterView {

@@ -185,9 +185,10 @@ pub async fn anti_entropy(
 }
 
 /// Measures this node's health and rates every [`STATS_INTERVAL`] ([`crate::health`]),
-/// keeps the latest sample in [`Shared::health`] for the metrics and the HTTP API, and in
-/// cluster mode publishes it in gossip with the store's figures, until `stop` is
-/// cancelled. Runs on a single node too.
+/// keeps the latest sample in [`Shared::health`] for the metrics and the HTTP API, ends
+/// the hot-key detector's window ([`crate::hot_keys`]), and in cluster mode publishes
+/// all of it in gossip with the store's figures, until `stop` is cancelled. Runs on a
+/// single node too.
 pub async fn measure(shared: Arc<Shared>, node: Option<Arc<ClusterNode>>, stop: CancellationToken) {
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     let mut interval = tokio::time::interval(STATS_INTERVAL);
@@ -199,6 +200,12 @@ pub async fn measure(shared: Arc<Shared>, node: Option<Arc<ClusterNode>>, stop: 
         }
         let store = shared.store.stats();
         let after = reading(&shared, &store);
+        let transitions = shared
+            .hot_keys
+            .end_window(after.at - before.at, crate::wall_clock::unix_ms());
+        shared
+            .metrics
+            .hot_key_window_ended(&transitions, shared.hot_keys.hot().len());
         let sample = health::sample(
             &before,
             &after,
@@ -245,6 +252,9 @@ pub async fn measure(shared: Arc<Shared>, node: Option<Arc<ClusterNode>>, stop: 
                 quorum_failures: replication.quorum_failures.load(Ordering::Relaxed),
                 degraded: sample.degraded,
             })
+            .await;
+        membership
+            .publish_hot_keys(crate::hot_keys::encode(&shared.hot_keys.hot()))
             .await;
     }
 }

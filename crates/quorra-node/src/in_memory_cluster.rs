@@ -114,6 +114,7 @@ pub(crate) fn member(index: usize, state: MemberState) -> Member {
         zone: None,
         state,
         stats: MemberStats::default(),
+        hot_keys: String::new(),
     }
 }
 

@@ -26,6 +26,8 @@
 //! | `quorra_ring_changes_total`, `quorra_ring_nodes` | counter, gauge | |
 //! | `quorra_replication_total` | counter | `event` = hint_stored / hint_replayed / hint_dropped / read_repair / quorum_failure / anti_entropy_key / anti_entropy_bucket / delta_sent / delta_resent_whole |
 //! | `quorra_hints_pending` | gauge | |
+//! | `quorra_hot_keys` | gauge | keys this node finds hot ([`crate::hot_keys`]) |
+//! | `quorra_hot_key_transitions_total` | counter | `event` = turned_hot / cooled |
 //! | `quorra_gossip_packets_dropped_total` | counter | `reason` = forged / replayed / stale / malformed |
 //! | `quorra_origin_loads_total`, `quorra_origin_load_errors_total`, `quorra_origin_misses_total` | counter | `namespace` |
 //! | `quorra_origin_load_duration_seconds` | histogram | `namespace` |
@@ -52,6 +54,8 @@ use prometheus_client::registry::Registry;
 use quorra_cluster::gossip_auth::GossipAuthStats;
 use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_cluster::replication::ReplicationStats;
+
+use crate::hot_keys::Transitions;
 
 use quorra_origin::Origins;
 use quorra_origin::origins::{Health, NamespaceStats};
@@ -235,6 +239,8 @@ pub struct Metrics {
     replication: Family<Event, Counter>,
     gossip_dropped: Family<Reason, Counter>,
     hints_pending: Gauge,
+    hot_keys: Gauge,
+    hot_key_transitions: Family<Event, Counter>,
     origin_loads: Family<NamespaceLabel, Counter>,
     origin_load_errors: Family<NamespaceLabel, Counter>,
     origin_misses: Family<NamespaceLabel, Counter>,
@@ -320,6 +326,8 @@ impl Metrics {
             replication: Family::default(),
             gossip_dropped: Family::default(),
             hints_pending: Gauge::default(),
+            hot_keys: Gauge::default(),
+            hot_key_transitions: Family::default(),
             origin_loads: Family::default(),
             origin_load_errors: Family::default(),
             origin_misses: Family::default(),
@@ -453,6 +461,16 @@ impl Metrics {
             metrics.hints_pending.clone(),
         );
         registry.register(
+            "hot_keys",
+            "Keys this node finds hot: over both hot-key thresholds in the last window",
+            metrics.hot_keys.clone(),
+        );
+        registry.register(
+            "hot_key_transitions",
+            "Keys that turned hot, and hot keys that cooled down, on this node",
+            metrics.hot_key_transitions.clone(),
+        );
+        registry.register(
             "origin_loads",
             "Loads from a namespace's origin",
             metrics.origin_loads.clone(),
@@ -581,6 +599,19 @@ impl Metrics {
         }
         buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
         buckets
+    }
+
+    /// Records the end of a hot-key window: what changed, and how many keys are hot.
+    pub fn hot_key_window_ended(&self, transitions: &Transitions, hot_now: usize) {
+        for (event, keys) in [
+            ("turned_hot", &transitions.turned_hot),
+            ("cooled", &transitions.cooled),
+        ] {
+            self.hot_key_transitions
+                .get_or_create(&Event { event })
+                .inc_by(keys.len() as u64);
+        }
+        self.hot_keys.set(hot_now as i64);
     }
 
     /// Records a command refused before it ran (arity, NOAUTH).

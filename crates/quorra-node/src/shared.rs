@@ -16,6 +16,7 @@ use crate::clients::{ClientInfo, ClientRegistry};
 use crate::cluster_node::ClusterNode;
 use crate::config::Config;
 use crate::evictions::EvictionFeed;
+use crate::hot_keys::HotKeys;
 use crate::log_limiter::LogLimiter;
 use crate::lua::Scripts;
 use crate::metrics::Metrics;
@@ -81,6 +82,8 @@ pub struct NodeParts {
     pub origins: Option<Arc<Origins>>,
     /// Keyspace notifications, which the store's removals feed.
     pub notifier: Arc<Notifier>,
+    /// The hot-key detector, which the store's accesses feed.
+    pub hot_keys: Arc<HotKeys>,
 }
 
 /// Where the store's own removals go: evictions to the feed that tells the keys' other
@@ -128,12 +131,16 @@ impl NodeParts {
             clock,
         );
         let notifier = Arc::new(Notifier::new(config.notify_keyspace_events));
-        let store = store.with_removal_observer(Arc::new(Removals {
-            evictions: evictions.clone(),
-            notifier: notifier.clone(),
-        }));
+        let hot_keys = Arc::new(HotKeys::new(config.hot_key_thresholds));
+        let store = store
+            .with_removal_observer(Arc::new(Removals {
+                evictions: evictions.clone(),
+                notifier: notifier.clone(),
+            }))
+            .with_observer(hot_keys.clone());
         NodeParts {
             notifier,
+            hot_keys,
             store: Arc::new(store),
             evictions,
             metrics: Arc::new(Metrics::new()),
@@ -184,6 +191,8 @@ pub struct Shared {
     pub notifier: Arc<Notifier>,
     /// The latest health sample ([`crate::cluster_tasks::measure`]).
     pub health: parking_lot::Mutex<crate::health::Sample>,
+    /// Which keys take an outsized share of this node's load.
+    pub hot_keys: Arc<HotKeys>,
     /// Cancelled by `QUORRA LEAVE`: the process then leaves its cluster and stops, as
     /// on SIGTERM.
     pub leave_requested: tokio_util::sync::CancellationToken,
@@ -230,6 +239,7 @@ impl Shared {
             pubsub: Arc::new(PubSub::new(config.client_output_buffer_limit_pubsub)),
             notifier: parts.notifier,
             health: parking_lot::Mutex::default(),
+            hot_keys: parts.hot_keys,
             leave_requested: tokio_util::sync::CancellationToken::new(),
             config,
         }

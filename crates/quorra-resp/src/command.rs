@@ -278,7 +278,7 @@ commands! {
     Time "time", 1, ["loading", "stale", "fast"], NO_KEYS, "server", "2.6.0", "Returns the server time.";
     Acl "acl", -2, ["loading", "stale"], NO_KEYS, "server", "6.0.0", "A container for Access List Control commands: ACL LOG, ACL WHOAMI.";
     // quorra's own.
-    Quorra "quorra", -2, ["loading", "stale"], NO_KEYS, "server", "0.1.0", "Shows the cluster and the namespaces as this node sees them: QUORRA NODES, RING, OWNERS key, FORGET node, LEAVE, CONSISTENCY, NAMESPACES.";
+    Quorra "quorra", -2, ["loading", "stale"], NO_KEYS, "server", "0.1.0", "Shows the cluster, its hot keys and the namespaces as this node sees them: QUORRA NODES, RING, OWNERS key, FORGET node, LEAVE, CONSISTENCY, HOTKEYS, NAMESPACES.";
 }
 
 impl CommandId {

@@ -11,6 +11,7 @@
 //! | `GET /v1/ring[?tokens=true]` | JSON: the ring's version and each node's vnodes and share of keys (and tokens) |
 //! | `/v1/overview`, `/v1/scan`, `/v1/command`, `/v1/nodes/{id}/...` | see [`crate::admin_api`] |
 //! | `GET /v1/namespaces` | JSON: each namespace's policy, its origin's health and this node's load figures |
+//! | `GET /v1/hotkeys` | JSON: the cluster-wide hot keys, hottest first: key (lossy UTF-8 text), db, ops per second, since when (ms), and the nodes that find each hot |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `GET /healthz` | 200 while the process serves HTTP |
 //! | `GET /readyz` | 200 when the node serves keys; 503 while it has not joined its cluster; the body names each origin's health (a down origin does not make the node unready) |
@@ -85,6 +86,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/cluster", get(cluster))
         .route("/v1/ring", get(ring))
         .route("/v1/namespaces", get(namespaces))
+        .route("/v1/hotkeys", get(hotkeys))
         .route("/v1/overview", get(admin_api::overview))
         .route("/v1/scan", get(admin_api::scan))
         .route("/v1/command", post(admin_api::command))
@@ -150,6 +152,25 @@ fn health_json(health: &Health) -> serde_json::Value {
 }
 
 /// Every namespace's policy, origin health and this node's figures.
+async fn hotkeys(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
+    let view = shared.cluster.as_ref().map(|node| node.view());
+    let hot: Vec<serde_json::Value> =
+        quorra_node::hot_keys::seen_from(shared.hot_keys.hot(), view.as_deref())
+            .into_iter()
+            .map(|key| {
+                let (db, user_key) = quorra_ring::database::split(&key.key);
+                json!({
+                    "key": String::from_utf8_lossy(user_key),
+                    "db": db,
+                    "ops_per_sec": key.ops_per_sec,
+                    "since_ms": key.since_ms,
+                    "nodes": key.nodes,
+                })
+            })
+            .collect();
+    Json(json!({ "hotkeys": hot }))
+}
+
 async fn namespaces(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let reports: Vec<serde_json::Value> = shared
         .origins

@@ -193,6 +193,16 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_PROTO_MAX_MULTIBULK_LEN")]
     pub proto_max_multibulk_len: Option<usize>,
 
+    /// A key is hot when it takes at least this many accesses per second on a node
+    /// (and the share below) [default: 1000].
+    #[arg(long, env = "QUORRA_HOT_KEY_MIN_OPS_PER_SEC")]
+    pub hot_key_min_ops_per_sec: Option<u64>,
+
+    /// A key is hot when it takes at least this share of a node's accesses, per mille
+    /// (and the rate above) [default: 10].
+    #[arg(long, env = "QUORRA_HOT_KEY_MIN_SHARE_PERMILLE")]
+    pub hot_key_min_share_permille: Option<u64>,
+
     /// Most bytes one client command may occupy while it arrives [default: 1gb].
     #[arg(long, env = "QUORRA_CLIENT_QUERY_BUFFER_LIMIT", value_parser = parse_bytes)]
     #[serde(default, deserialize_with = "deserialize_bytes")]
@@ -424,6 +434,12 @@ impl Settings {
             proto_max_multibulk_len: self
                 .proto_max_multibulk_len
                 .or(lower.proto_max_multibulk_len),
+            hot_key_min_ops_per_sec: self
+                .hot_key_min_ops_per_sec
+                .or(lower.hot_key_min_ops_per_sec),
+            hot_key_min_share_permille: self
+                .hot_key_min_share_permille
+                .or(lower.hot_key_min_share_permille),
             client_query_buffer_limit: self
                 .client_query_buffer_limit
                 .or(lower.client_query_buffer_limit),
@@ -525,6 +541,20 @@ impl Settings {
                 "must be between 1024 and 2147483647",
             ));
         }
+        let hot_key_thresholds = quorra_node::hot_keys::Thresholds {
+            min_ops_per_sec: self
+                .hot_key_min_ops_per_sec
+                .unwrap_or(defaults.hot_key_thresholds.min_ops_per_sec),
+            min_share_permille: self
+                .hot_key_min_share_permille
+                .unwrap_or(defaults.hot_key_thresholds.min_share_permille),
+        };
+        if hot_key_thresholds.min_ops_per_sec == 0 || hot_key_thresholds.min_share_permille > 1000 {
+            return Err(invalid(
+                "hot-key-min-ops-per-sec/hot-key-min-share-permille",
+                "the rate must be at least 1 and the share at most 1000",
+            ));
+        }
         let shards = self.shards.unwrap_or(defaults.shards);
         if !(1..=quorra_store::store::MAX_SHARDS).contains(&shards) {
             return Err(invalid("shards", "must be between 1 and 65536"));
@@ -602,6 +632,7 @@ impl Settings {
             protected_mode: self.protected_mode.unwrap_or(defaults.protected_mode),
             proto_max_bulk_len,
             proto_max_multibulk_len,
+            hot_key_thresholds,
             client_query_buffer_limit: self
                 .client_query_buffer_limit
                 .unwrap_or(defaults.client_query_buffer_limit),

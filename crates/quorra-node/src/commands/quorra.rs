@@ -17,6 +17,10 @@
 //!   `QUORRA CONSISTENCY WRITE level [READ level]` (or `READ level`) one of them, and
 //!   `QUORRA CONSISTENCY DEFAULT` goes back to the node's. A level is `ONE`, `QUORUM`,
 //!   `ALL` or a number of replicas.
+//! - `QUORRA HOTKEYS`: the cluster-wide hot set ([`crate::hot_keys::seen_from`]), hottest
+//!   first: per key a map of `key`, `db`, `ops_per_sec` (summed over the nodes that find
+//!   it hot), `since_ms` (when the first of them did) and `nodes`. It works on a single
+//!   node too.
 //! - `QUORRA NAMESPACES`: one map per namespace ([`quorra_origin::Origins::report`]):
 //!   its policy, its origin's health and this node's figures. An empty array without
 //!   namespaces; it works on a single node too.
@@ -39,7 +43,8 @@ use super::{CommandError, Ctx, is};
 pub const CLUSTER_MODE_OFF: &str =
     "ERR cluster mode is off (start the node with --cluster-port and --cluster-secret)";
 
-/// `QUORRA NODES | RING | OWNERS key | FORGET node | LEAVE | CONSISTENCY ... | NAMESPACES`
+/// `QUORRA NODES | RING | OWNERS key | FORGET node | LEAVE | CONSISTENCY ... | HOTKEYS |
+/// NAMESPACES`
 pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = &args[1];
     let arity = |n: usize| {
@@ -105,6 +110,28 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     } else if is(sub, "CONSISTENCY") {
         view()?;
         consistency(ctx, &args[2..])?;
+    } else if is(sub, "HOTKEYS") {
+        arity(2)?;
+        let view = ctx.shared.cluster.as_ref().map(|node| node.view());
+        let hot = crate::hot_keys::seen_from(ctx.shared.hot_keys.hot(), view.as_deref());
+        ctx.array(hot.len());
+        for key in hot {
+            let (db, user_key) = quorra_ring::database::split(&key.key);
+            ctx.map(5);
+            ctx.bulk(b"key");
+            ctx.bulk(user_key);
+            ctx.bulk(b"db");
+            ctx.int(i64::from(db));
+            ctx.bulk(b"ops_per_sec");
+            ctx.int(key.ops_per_sec as i64);
+            ctx.bulk(b"since_ms");
+            ctx.int(key.since_ms as i64);
+            ctx.bulk(b"nodes");
+            ctx.array(key.nodes.len());
+            for node in &key.nodes {
+                ctx.bulk(node.as_bytes());
+            }
+        }
     } else if is(sub, "NAMESPACES") {
         arity(2)?;
         let reports = ctx

@@ -19,7 +19,7 @@ const SECRET: &str = "failover test secret";
 pub(crate) struct Node {
     child: Child,
     pub(crate) resp: SocketAddr,
-    http: SocketAddr,
+    pub(crate) http: SocketAddr,
     pub(crate) cluster: SocketAddr,
     data_dir: PathBuf,
 }

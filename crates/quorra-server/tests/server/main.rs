@@ -11,6 +11,7 @@ mod databases;
 mod deploy;
 mod failover;
 mod gossip;
+mod hot_keys;
 mod http;
 mod keyspace;
 mod memory;
