@@ -3,7 +3,8 @@
 //! while one replica is cut off converges, field by field, on every replica once the
 //! link heals; and a sorted set whose primary is cut off is written through a stand-in
 //! and converges the same way; and anti-entropy alone (no hints) repairs a replica that
-//! missed writes to a set and a list. No sockets, no sleeping.
+//! missed writes to a set and a list; and hash writes that fail their quorum are undone
+//! on the primary, from the store's journal. No sockets, no sleeping.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -232,5 +233,47 @@ async fn anti_entropy_alone_repairs_a_replica_that_missed_writes_to_a_set_and_a_
     for index in 0..3 {
         assert_eq!(set(index), [b"b".to_vec(), b"c".to_vec()], "node {index}");
         assert_eq!(list(index), [b"2".to_vec(), b"3".to_vec()], "node {index}");
+    }
+}
+
+#[tokio::test]
+async fn hash_writes_that_fail_their_quorum_leave_the_primary_as_it_was() {
+    let cluster = InMemoryCluster::new(3, 3, 0);
+    let key = cluster.key_with_primary("profile", 0);
+    let mut client = cluster.client(0);
+    assert_eq!(
+        client
+            .pipeline(&[&["HSET", &key, "name", "ada", "city", "x"]])
+            .await,
+        ":2\r\n"
+    );
+    let original = local_hash(&cluster, 0, &key);
+    // The primary is cut off from the other replicas (it does not know yet): its
+    // writes run, reach no other replica, fail their quorum and must leave nothing.
+    // Element updates are undone from the store's journal (no copy of the hash is
+    // kept), a replacement from the entry it replaced. (A pipeline replicates a key's
+    // writes one command at a time: a command on a key already waiting flushes first.)
+    cluster.cut(0);
+    let pipelines: [&[&[&str]]; 3] = [
+        // An element update, then a replacement of the same key.
+        &[&["HSET", &key, "name", "grace"], &["DEL", &key]],
+        // Two element updates.
+        &[&["HSET", &key, "name", "grace"], &["HDEL", &key, "city"]],
+        // An update that empties the hash (undone from its tombstone), then one that
+        // recreates it.
+        &[&["HDEL", &key, "name", "city"], &["HSET", &key, "new", "1"]],
+    ];
+    for commands in pipelines {
+        let reply = client.pipeline(commands).await;
+        assert!(reply.contains("NOQUORUM"), "{reply}");
+        assert_eq!(
+            local_hash(&cluster, 0, &key),
+            original,
+            "after {commands:?}"
+        );
+    }
+    cluster.heal();
+    for index in 0..3 {
+        assert_eq!(local_hash(&cluster, index, &key), original, "node {index}");
     }
 }

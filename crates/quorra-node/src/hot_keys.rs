@@ -31,11 +31,9 @@ use quorra_cluster::membership::{ClusterView, MemberState};
 use quorra_store::{AccessKind, AccessObserver};
 
 /// One access in this many, per thread, goes into the sketch (with this weight): the
-/// sketch's lock, hashing and purges are paid that rarely. Measured under callgrind
-/// (`docs/benchmarks.md`, "Hot-key detection"): one in 8 cost 143 instructions per SET
-/// or GET on average (6.5% of the server's), mostly the sketch's hashing and purges of
-/// random keys. At one in 64 a key at the default 1,000 accesses per second still
-/// gives about 16 samples a second.
+/// sketch's lock, hashing and purges are paid that rarely, and a key at the default
+/// 1,000 accesses per second still gives about 16 samples a second. What detection
+/// costs per request is measured in `docs/benchmarks.md` ("Hot-key detection").
 pub const SAMPLE_EVERY: u32 = 64;
 
 /// Length of a detection window.

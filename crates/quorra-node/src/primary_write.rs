@@ -259,11 +259,15 @@ pub async fn replicate_writes(
             continue;
         };
         if error.answered <= 1 {
-            let before = writes[commands[0]]
-                .before
-                .iter()
-                .find_map(|(written, before)| (*written == key).then_some(before));
-            undo(shared, &key, version, before, changes.get(&key));
+            let steps = commands.iter().filter_map(|&command| {
+                let write = &writes[command];
+                let before = write
+                    .before
+                    .iter()
+                    .find_map(|(written, before)| (*written == key).then_some(before))?;
+                Some((before, write.changes.get(&key)))
+            });
+            undo(shared, &key, version, steps.collect());
             cluster.replicator.withdraw(&key, version, &targets);
         }
         let refusal = commands::error_reply(&error.to_string());
@@ -276,31 +280,43 @@ pub async fn replicate_writes(
     replies
 }
 
-/// Undoes the write that left `key` at `version`, which no other replica took: puts
-/// back the entry it held `before`, or, for an in-place update of a collection, undoes
-/// the elements it changed (`change`, from the capture).
-fn undo(
-    shared: &Shared,
-    key: &[u8],
-    version: Version,
-    before: Option<&Before>,
-    change: Option<&KeyChange>,
-) {
-    let undone = match (before, change) {
-        (Some(Before::Entry(entry)), _) => shared.store.revert(key, version, entry.as_ref()),
-        (Some(Before::Journaled), Some(change)) => shared.store.revert_change(key, change),
-        _ => Ok(false),
-    };
-    match undone {
-        Err(store_error) => {
-            tracing::warn!(%store_error, "could not undo a write that failed its quorum");
+/// Undoes what the commands of a batch that wrote `key` did to it, which no other
+/// replica took; `steps` holds, for each of them in order, what the key held before it
+/// and what the capture saw it change. From the last to the first, each command's write
+/// is undone — the entry it replaced put back, or, for an in-place update of a
+/// collection, the elements it changed — while the key still holds what that command
+/// left (starting from `version`). A write another client made in between stops the
+/// walk: it was acknowledged on its own and stays, with what came before it.
+fn undo(shared: &Shared, key: &[u8], version: Version, steps: Vec<(&Before, Option<&KeyChange>)>) {
+    let mut holds = version;
+    for (before, change) in steps.into_iter().rev() {
+        // The version the key has once this command is undone, if it was.
+        let undone = match (before, change) {
+            (Before::Entry(entry), _) => shared
+                .store
+                .revert(key, holds, entry.as_ref())
+                .map(|done| done.then(|| entry.as_ref().map(|e| e.version))),
+            (Before::Journaled, Some(change @ KeyChange::Elements { base, .. })) => shared
+                .store
+                .revert_change(key, change)
+                .map(|done| done.then_some(Some(*base))),
+            // The command left the key as it was.
+            (Before::Journaled, None) => Ok(Some(Some(holds))),
+            (Before::Journaled, Some(KeyChange::Whole)) => Ok(None),
+        };
+        match undone {
+            Ok(Some(Some(previous))) => holds = previous,
+            // Undone back to no entry: nothing earlier can still be there.
+            Ok(Some(None)) => return,
+            Ok(None) => {
+                tracing::debug!("a write that failed its quorum was written over; left as is");
+                return;
+            }
+            Err(store_error) => {
+                tracing::warn!(%store_error, "could not undo a write that failed its quorum");
+                return;
+            }
         }
-        // Written again since (by another client, or a later command of the batch that
-        // replaced what the journal covers): that write is copied on its own.
-        Ok(false) if matches!(before, Some(Before::Journaled)) => {
-            tracing::debug!("a collection update that failed its quorum was written over");
-        }
-        Ok(_) => {}
     }
 }
 
