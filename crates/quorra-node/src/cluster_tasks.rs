@@ -4,6 +4,7 @@
 //! the store expired or evicted. The server spawns them in cluster mode (measuring and
 //! raising also on a single node); each runs until its stop token is cancelled.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -19,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster_node::ClusterNode;
 use crate::health;
+use crate::hot_cache::REFRESH_INTERVAL;
+use crate::hot_keys;
 use crate::shared::Shared;
 
 /// How often a node measures its health and rates and publishes them in gossip: the
@@ -256,6 +259,71 @@ pub async fn measure(shared: Arc<Shared>, node: Option<Arc<ClusterNode>>, stop: 
         membership
             .publish_hot_keys(crate::hot_keys::encode(&shared.hot_keys.hot()))
             .await;
+    }
+}
+
+/// Keeps this node's copies of the cluster's hot keys ([`crate::hot_cache`]) in line
+/// with the cluster-wide hot set every [`REFRESH_INTERVAL`]: reads each hot key from the
+/// first of its replicas that serves (this node's own store if it is one, one request
+/// per replica for all of its keys) and hands the entries to the cache, until `stop` is
+/// cancelled. Does nothing when mitigation is off.
+pub async fn refresh_hot_copies(
+    shared: Arc<Shared>,
+    node: Arc<ClusterNode>,
+    stop: CancellationToken,
+) {
+    if !shared.hot_cache.enabled() {
+        return;
+    }
+    let mut interval = tokio::time::interval(REFRESH_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        let view = node.view();
+        let hot: Vec<Bytes> = hot_keys::seen_from(shared.hot_keys.hot(), Some(&view))
+            .into_iter()
+            .map(|key| key.key)
+            .collect();
+        if hot.is_empty() && shared.hot_cache.is_idle() {
+            continue;
+        }
+        let started = shared.hot_cache.writes_so_far();
+        let placement = node.placement(&view);
+        let mut by_replica: HashMap<NodeId, Vec<Bytes>> = HashMap::new();
+        for key in &hot {
+            let serving = placement
+                .replicas(key)
+                .into_iter()
+                .find(|id| view.is_serving(id));
+            if let Some(replica) = serving {
+                by_replica
+                    .entry(replica.clone())
+                    .or_default()
+                    .push(key.clone());
+            }
+        }
+        let mut read: HashMap<Bytes, Option<VersionedEntry>> = HashMap::new();
+        for (replica, keys) in by_replica {
+            match node
+                .replicator
+                .replicas()
+                .read(&replica, keys.clone(), false)
+                .await
+            {
+                Ok(entries) => read.extend(keys.into_iter().zip(entries)),
+                Err(error) => tracing::debug!(%error, "could not refresh hot-key copies"),
+            }
+        }
+        let refreshed: Vec<(Bytes, Option<Option<VersionedEntry>>)> = hot
+            .into_iter()
+            .map(|key| {
+                let entry = read.remove(&key);
+                (key, entry)
+            })
+            .collect();
+        shared.hot_cache.refresh(&shared.store, started, &refreshed);
     }
 }
 

@@ -72,6 +72,9 @@ pub struct Config {
     pub proto_max_multibulk_len: usize,
     /// When a key is hot (`hot-key-min-ops-per-sec`, `hot-key-min-share-permille`).
     pub hot_key_thresholds: crate::hot_keys::Thresholds,
+    /// Most accounted bytes of hot-key copies ([`crate::hot_cache`]); 0 turns the
+    /// mitigation off.
+    pub hot_cache_max_memory: u64,
     /// Most bytes per command in flight.
     pub client_query_buffer_limit: u64,
     /// Most bytes of undelivered messages one subscriber may hold before it is
@@ -174,6 +177,7 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             proto_max_multibulk_len: 1024 * 1024,
             hot_key_thresholds: crate::hot_keys::Thresholds::default(),
+            hot_cache_max_memory: 64 * 1024 * 1024,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             // Redis's hard limit for the pubsub class.
             client_output_buffer_limit_pubsub: 32 * 1024 * 1024,

@@ -97,6 +97,14 @@ pub struct HotKeys {
 
 impl AccessObserver for HotKeys {
     fn on_access(&self, _hash: u64, key: &[u8], _kind: AccessKind) {
+        self.count(key);
+    }
+}
+
+impl HotKeys {
+    /// Counts one access of `key` (sampled, see [`SAMPLE_EVERY`]). The store's accesses
+    /// come through its hook; a GET answered from a hot copy is counted here directly.
+    pub fn count(&self, key: &[u8]) {
         let sampled = SINCE_SAMPLE.with(|since| {
             let next = since.get() + 1;
             since.set(if next == SAMPLE_EVERY { 0 } else { next });

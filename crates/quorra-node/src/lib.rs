@@ -69,6 +69,7 @@ pub mod evictions;
 pub mod executor;
 pub mod fd_limit;
 pub mod health;
+pub mod hot_cache;
 pub mod hot_keys;
 #[cfg(test)]
 mod in_memory_cluster;

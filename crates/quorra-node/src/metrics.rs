@@ -28,6 +28,7 @@
 //! | `quorra_hints_pending` | gauge | |
 //! | `quorra_hot_keys` | gauge | keys this node finds hot ([`crate::hot_keys`]) |
 //! | `quorra_hot_key_transitions_total` | counter | `event` = turned_hot / cooled |
+//! | `quorra_hot_cache_hits_total`, `quorra_hot_cache_bytes` | counter, gauge | GETs answered from hot-key copies ([`crate::hot_cache`]); the copies' accounted bytes |
 //! | `quorra_gossip_packets_dropped_total` | counter | `reason` = forged / replayed / stale / malformed |
 //! | `quorra_origin_loads_total`, `quorra_origin_load_errors_total`, `quorra_origin_misses_total` | counter | `namespace` |
 //! | `quorra_origin_load_duration_seconds` | histogram | `namespace` |
@@ -123,6 +124,10 @@ struct State {
 /// Figures the node counts outside the metrics, copied in at each scrape.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NodeFigures {
+    /// GETs answered from a hot-key copy ([`crate::hot_cache`]).
+    pub hot_cache_hits: u64,
+    /// Accounted bytes of hot-key copies.
+    pub hot_cache_bytes: u64,
     /// Keyspace hits of clients' commands.
     pub keyspace_hits: u64,
     /// Keyspace misses of clients' commands.
@@ -241,6 +246,8 @@ pub struct Metrics {
     hints_pending: Gauge,
     hot_keys: Gauge,
     hot_key_transitions: Family<Event, Counter>,
+    hot_cache_hits: Counter,
+    hot_cache_bytes: Gauge,
     origin_loads: Family<NamespaceLabel, Counter>,
     origin_load_errors: Family<NamespaceLabel, Counter>,
     origin_misses: Family<NamespaceLabel, Counter>,
@@ -328,6 +335,8 @@ impl Metrics {
             hints_pending: Gauge::default(),
             hot_keys: Gauge::default(),
             hot_key_transitions: Family::default(),
+            hot_cache_hits: Counter::default(),
+            hot_cache_bytes: Gauge::default(),
             origin_loads: Family::default(),
             origin_load_errors: Family::default(),
             origin_misses: Family::default(),
@@ -469,6 +478,16 @@ impl Metrics {
             "hot_key_transitions",
             "Keys that turned hot, and hot keys that cooled down, on this node",
             metrics.hot_key_transitions.clone(),
+        );
+        registry.register(
+            "hot_cache_hits",
+            "GETs answered from this node's copies of the cluster's hot keys",
+            metrics.hot_cache_hits.clone(),
+        );
+        registry.register(
+            "hot_cache_bytes",
+            "Accounted bytes of this node's copies of the cluster's hot keys",
+            metrics.hot_cache_bytes.clone(),
         );
         registry.register(
             "origin_loads",
@@ -647,6 +666,8 @@ impl Metrics {
             .inc_by((figures.cpu_seconds - self.cpu_seconds.get()).max(0.0));
         self.resident_memory.set(figures.rss_bytes as i64);
         self.degraded.set(i64::from(figures.degraded));
+        catch_up(&self.hot_cache_hits, figures.hot_cache_hits);
+        self.hot_cache_bytes.set(figures.hot_cache_bytes as i64);
         if let Some(origins) = origins {
             for (index, namespace) in origins.catalog().namespaces().iter().enumerate() {
                 let stats = origins.stats(index);

@@ -132,6 +132,10 @@ impl Pipeline {
         }
         let authenticated =
             session.authenticated || cx.shared.settings.read().requirepass.is_none();
+        if authenticated && let Some(reply) = hot_copy(cx, session, args) {
+            self.push_local(reply, out);
+            return;
+        }
         let placement = cx.node.placement(cx.view);
         let mut planned = plan(args, authenticated, &placement);
         if matches!(planned, Plan::QuorumRead(_)) && watches_a_key_of(session, args) {
@@ -468,6 +472,39 @@ fn resolve_script(shared: &Shared, args: &[Bytes]) -> Option<Vec<Bytes>> {
     resolved.push(body);
     resolved.extend_from_slice(&args[2..]);
     Some(resolved)
+}
+
+/// Hot-key mitigation's two hooks ([`crate::hot_cache`]): a GET of a key this node
+/// holds a copy of is answered from it (counted as the command and a hit, and as an
+/// access for hot-key detection), unless the connection WATCHes it; a write drops
+/// this node's copies of its keys before it runs, so that what follows it on this
+/// connection reads it.
+fn hot_copy(cx: Cx<'_>, session: &Session, args: &[Bytes]) -> Option<Bytes> {
+    let cache = &cx.shared.hot_cache;
+    if !cache.enabled() || cache.is_idle() {
+        return None;
+    }
+    let id = commands::lookup(&args[0])?;
+    if id.info().writes() {
+        for key in commands::keys_of(args) {
+            cache.invalidate(&cx.shared.store, key);
+        }
+        return None;
+    }
+    if id != CommandId::Get || args.len() != 2 || watches_a_key_of(session, args) {
+        return None;
+    }
+    let pending = Pending::of(args);
+    let value = cache.get(&args[1], cx.shared.store.now_ms())?;
+    cx.shared.hot_keys.count(&args[1]);
+    let mut reply = BytesMut::new();
+    encode::bulk(&mut reply, &value);
+    let reply = reply.freeze();
+    let mut lookups = Lookups::default();
+    lookups.found(true);
+    accounting::lookups(cx.shared, lookups);
+    pending.account(cx.shared, &reply, Instant::now());
+    Some(reply)
 }
 
 /// True if the session WATCHes one of the keys of `args`.

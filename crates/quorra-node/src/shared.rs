@@ -16,6 +16,7 @@ use crate::clients::{ClientInfo, ClientRegistry};
 use crate::cluster_node::ClusterNode;
 use crate::config::Config;
 use crate::evictions::EvictionFeed;
+use crate::hot_cache::HotCache;
 use crate::hot_keys::HotKeys;
 use crate::log_limiter::LogLimiter;
 use crate::lua::Scripts;
@@ -193,6 +194,8 @@ pub struct Shared {
     pub health: parking_lot::Mutex<crate::health::Sample>,
     /// Which keys take an outsized share of this node's load.
     pub hot_keys: Arc<HotKeys>,
+    /// This node's copies of the cluster's hot keys.
+    pub hot_cache: HotCache,
     /// Cancelled by `QUORRA LEAVE`: the process then leaves its cluster and stops, as
     /// on SIGTERM.
     pub leave_requested: tokio_util::sync::CancellationToken,
@@ -213,6 +216,7 @@ impl Shared {
             maxclients: config.maxclients,
             protected_mode: config.protected_mode,
         };
+        let single_node = cluster.is_none();
         let clients = ClientRegistry::default();
         let peer_client = clients.unlisted(resp_addr, resp_addr);
         parts.metrics.maxmemory.set(parts.store.maxmemory() as i64);
@@ -240,6 +244,12 @@ impl Shared {
             notifier: parts.notifier,
             health: parking_lot::Mutex::default(),
             hot_keys: parts.hot_keys,
+            // On a single node every key is local already.
+            hot_cache: HotCache::new(if single_node {
+                0
+            } else {
+                config.hot_cache_max_memory
+            }),
             leave_requested: tokio_util::sync::CancellationToken::new(),
             config,
         }

@@ -521,6 +521,8 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         shared.metrics.render(
             &shared.store,
             quorra_node::metrics::NodeFigures {
+                hot_cache_hits: shared.hot_cache.hits.load(Ordering::Relaxed),
+                hot_cache_bytes: shared.hot_cache.size().1,
                 keyspace_hits: shared.counters.keyspace_hits.load(Ordering::Relaxed),
                 keyspace_misses: shared.counters.keyspace_misses.load(Ordering::Relaxed),
                 auth_failures: shared.auth_log.failures(),

@@ -248,6 +248,11 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
             node.clone(),
             stop.clone(),
         ));
+        tasks.spawn(quorra_node::cluster_tasks::refresh_hot_copies(
+            shared.clone(),
+            node.clone(),
+            stop.clone(),
+        ));
         if let Some(feed) = &shared.evictions {
             tasks.spawn(quorra_node::evictions::propagate(
                 feed.clone(),

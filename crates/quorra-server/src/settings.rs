@@ -203,6 +203,12 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_HOT_KEY_MIN_SHARE_PERMILLE")]
     pub hot_key_min_share_permille: Option<u64>,
 
+    /// Most bytes of copies of the cluster's hot keys a node keeps to answer them
+    /// locally; 0 turns hot-key mitigation off [default: 64mb].
+    #[arg(long, env = "QUORRA_HOT_CACHE_MAX_MEMORY", value_parser = parse_bytes)]
+    #[serde(default, deserialize_with = "deserialize_bytes")]
+    pub hot_cache_max_memory: Option<u64>,
+
     /// Most bytes one client command may occupy while it arrives [default: 1gb].
     #[arg(long, env = "QUORRA_CLIENT_QUERY_BUFFER_LIMIT", value_parser = parse_bytes)]
     #[serde(default, deserialize_with = "deserialize_bytes")]
@@ -437,6 +443,7 @@ impl Settings {
             hot_key_min_ops_per_sec: self
                 .hot_key_min_ops_per_sec
                 .or(lower.hot_key_min_ops_per_sec),
+            hot_cache_max_memory: self.hot_cache_max_memory.or(lower.hot_cache_max_memory),
             hot_key_min_share_permille: self
                 .hot_key_min_share_permille
                 .or(lower.hot_key_min_share_permille),
@@ -633,6 +640,9 @@ impl Settings {
             proto_max_bulk_len,
             proto_max_multibulk_len,
             hot_key_thresholds,
+            hot_cache_max_memory: self
+                .hot_cache_max_memory
+                .unwrap_or(defaults.hot_cache_max_memory),
             client_query_buffer_limit: self
                 .client_query_buffer_limit
                 .unwrap_or(defaults.client_query_buffer_limit),

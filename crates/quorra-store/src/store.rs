@@ -183,6 +183,8 @@ pub struct Store {
     cells: Box<[Cell]>,
     shard_bits: u32,
     mem: MemoryBudget,
+    /// Bytes of `mem` the node holds outside the store ([`Store::reserve_outside`]).
+    outside: AtomicU64,
     policy: AtomicU8,
     clock: Arc<dyn Clock>,
     hlc: HybridClock,
@@ -228,6 +230,7 @@ impl Store {
             cells,
             shard_bits: n.trailing_zeros(),
             mem: MemoryBudget::new(config.maxmemory),
+            outside: AtomicU64::new(0),
             policy: AtomicU8::new(config.policy as u8),
             hlc: HybridClock::new(config.node_id),
             clock,
@@ -352,6 +355,24 @@ impl Store {
     /// Accounted bytes in use.
     pub fn used_memory(&self) -> u64 {
         self.mem.used()
+    }
+
+    /// Accounts `bytes` the node holds outside the store (its copies of the cluster's
+    /// hot keys) under the same `maxmemory`, if they fit without evicting anything:
+    /// false, and nothing accounted, if they do not. Given back with
+    /// [`release_outside`](Self::release_outside).
+    pub fn reserve_outside(&self, bytes: u64) -> bool {
+        let fits = self.mem.try_reserve(bytes);
+        if fits {
+            self.outside.fetch_add(bytes, Ordering::Relaxed);
+        }
+        fits
+    }
+
+    /// Gives back `bytes` of what [`reserve_outside`](Self::reserve_outside) accounted.
+    pub fn release_outside(&self, bytes: u64) {
+        self.outside.fetch_sub(bytes, Ordering::Relaxed);
+        self.mem.release(bytes);
     }
 
     /// Changes `maxmemory` (CONFIG SET maxmemory). Under `AllKeysLru`, evicts until the

@@ -660,6 +660,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                          quorra_read_repairs:{}\r\nquorra_quorum_failures:{}\r\n\
                          quorra_anti_entropy_buckets:{}\r\nquorra_anti_entropy_keys:{}\r\n\
                          quorra_deltas_sent:{}\r\nquorra_deltas_resent_whole:{}\r\n\
+                         quorra_hot_cache_keys:{}\r\nquorra_hot_cache_bytes:{}\r\n\
+                         quorra_hot_cache_hits:{}\r\n\
                          quorra_gossip_accepted:{}\r\nquorra_gossip_dropped_forged:{}\r\n\
                          quorra_gossip_dropped_replayed:{}\r\nquorra_gossip_dropped_stale:{}\r\n\
                          quorra_gossip_dropped_malformed:{}\r\nquorra_evictions_sent:{}\r\n",
@@ -685,6 +687,9 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                         load(&replication.anti_entropy_keys),
                         load(&replication.deltas_sent),
                         load(&replication.deltas_resent_whole),
+                        shared.hot_cache.size().0,
+                        shared.hot_cache.size().1,
+                        load(&shared.hot_cache.hits),
                         load(&node.gossip_stats.accepted),
                         load(&node.gossip_stats.forged),
                         load(&node.gossip_stats.replayed),

@@ -131,18 +131,20 @@ async fn a_key_read_far_more_than_others_turns_hot_on_every_node_and_cools_down(
         json["hotkeys"][0]["ops_per_sec"].as_u64().unwrap() >= 200,
         "{json}"
     );
-    let primary = [&first, &second, &third]
-        .into_iter()
-        .zip(["n1", "n2", "n3"])
-        .find(|(_, id)| *id == owners[0])
-        .map(|(node, _)| node)
-        .unwrap();
-    let (_, metrics) = http(primary.http, "GET", "/metrics", &[], b"").await;
-    let metrics = String::from_utf8(metrics).unwrap();
-    assert!(
-        metrics.contains("quorra_hot_key_transitions_total{event=\"turned_hot\"} 1"),
-        "{metrics}"
-    );
+    let mut turned_hot = 0;
+    for node in nodes {
+        let (_, metrics) = http(node.http, "GET", "/metrics", &[], b"").await;
+        let metrics = String::from_utf8(metrics).unwrap();
+        turned_hot += metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("quorra_hot_key_transitions_total{event=\"turned_hot\"} ")
+            })
+            .unwrap_or_else(|| panic!("no transitions counted: {metrics}"))
+            .parse::<u64>()
+            .unwrap();
+    }
+    assert!(turned_hot >= 1, "a node counted the key turning hot");
 
     // Without the load it cools down, everywhere.
     stop.store(true, Ordering::Relaxed);
@@ -153,5 +155,123 @@ async fn a_key_read_far_more_than_others_turns_hot_on_every_node_and_cools_down(
             assert!(Instant::now() < deadline, "the popular key cools down");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+/// `INFO cluster`'s `field` at `node`.
+async fn info_field(node: &Node, field: &str) -> u64 {
+    let mut con = connect_url(&format!("redis://{}/", node.resp)).await;
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_hot_key_is_answered_by_every_node_from_its_copy_and_survives_two_nodes_dying() {
+    let flags = ["--replicas", "3", "--hot-key-min-ops-per-sec", "200"];
+    let first = Node::start_with("n1", None, &flags);
+    let second = Node::start_with("n2", Some(first.cluster), &flags);
+    let third = Node::start_with("n3", Some(first.cluster), &flags);
+    let mut nodes = [first, second, third];
+    for node in &nodes {
+        until_up(node, 3).await;
+    }
+    let mut connections = Vec::new();
+    for node in &nodes {
+        connections.push(connect_url(&format!("redis://{}/", node.resp)).await);
+    }
+    for n in 0..20 {
+        ok(&mut connections[0], &["SET", &format!("other:{n}"), "o"]).await;
+    }
+    ok(&mut connections[0], &["SET", "popular", "v1"]).await;
+    ok(&mut connections[0], &["SET", "quiet", "q"]).await;
+
+    // Through every node, two clients: one reads the popular key, one reads others,
+    // as many requests each.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut loads = Vec::new();
+    for node in &nodes {
+        for popular in [true, false] {
+            let mut con = connect_url(&format!("redis://{}/", node.resp)).await;
+            let stop = stop.clone();
+            loads.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let mut pipe = redis::pipe();
+                    for n in 0..20 {
+                        match popular {
+                            true => pipe.get("popular"),
+                            false => pipe.get(format!("other:{n}")),
+                        };
+                    }
+                    let answered: Result<Vec<Option<String>>, _> = pipe.query_async(&mut con).await;
+                    if answered.is_err() {
+                        // Its node was killed: a dead connection fails at once, and the
+                        // test's runtime has one thread to share.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }));
+        }
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    for node in &nodes {
+        while info_field(node, "quorra_hot_cache_hits").await == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "every node answers the key from a copy"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!(
+        "every node answered the popular key from its copy {:?} after its load began",
+        started.elapsed()
+    );
+
+    // A write through one node: that node reads it at once (its copy went with the
+    // write); the others, once their copies are refreshed.
+    ok(&mut connections[1], &["SET", "popular", "v2"]).await;
+    let written = Instant::now();
+    assert_eq!(
+        ok(&mut connections[1], &["GET", "popular"]).await,
+        bulk("v2")
+    );
+    let mut stale_for = Vec::new();
+    for index in [0, 2] {
+        while ok(&mut connections[index], &["GET", "popular"]).await != bulk("v2") {
+            assert!(Instant::now() < deadline, "node {index} sees the write");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        stale_for.push(written.elapsed());
+    }
+    eprintln!("the other nodes answered the new value after {stale_for:?}");
+
+    // Two of three nodes killed: the last one still answers the hot key (from its copy,
+    // refreshed from its own replica), while a quorum read of another key cannot be
+    // answered.
+    nodes[1].kill();
+    nodes[2].kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let checks = async {
+        let mut last = connect_url(&format!("redis://{}/", nodes[0].resp)).await;
+        assert_eq!(ok(&mut last, &["GET", "popular"]).await, bulk("v2"));
+        let refused = err(&mut last, &["GET", "quiet"]).await;
+        assert!(refused.contains("NOQUORUM"), "{refused}");
+    };
+    tokio::time::timeout(Duration::from_secs(60), checks)
+        .await
+        .expect("the last node answers");
+    stop.store(true, Ordering::Relaxed);
+    for load in loads {
+        load.abort();
     }
 }

@@ -130,8 +130,11 @@ impl Store {
             total += sh.bytes();
         }
         let used = self.mem.used();
-        if used != total {
-            return Err(format!("accounted {used} != sum of entries {total}"));
+        let outside = self.outside.load(std::sync::atomic::Ordering::Relaxed);
+        if used != total + outside {
+            return Err(format!(
+                "accounted {used} != sum of entries {total} + {outside} held outside"
+            ));
         }
         let limit = self.mem.limit();
         if limit != 0 && used > limit && self.policy() == MaxmemoryPolicy::AllKeysLru {

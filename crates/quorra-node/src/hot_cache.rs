@@ -1,0 +1,318 @@
+//! Hot-key mitigation: a copy of each of the cluster's hot keys on every node, so that a
+//! GET of a hot key at any node answers from memory, with no hop and no quorum read.
+//!
+//! The copies follow the cluster-wide hot set ([`crate::hot_keys`]): every
+//! [`REFRESH_INTERVAL`] a node's task reads each hot key from the first of its replicas
+//! that serves (itself, if it is one) and replaces its copy; a key that left the hot set
+//! loses its copy. A write through this node drops its own copy at once (so a client
+//! reads its own write through the node it wrote through); writes through other nodes
+//! reach the copy with the next refresh. That is the staleness this mitigation accepts,
+//! instead of settling every copy before a write is acknowledged: a hot key's GET at a
+//! node that did not take the write can answer the previous value for up to one refresh
+//! interval and a read's round trip (measured in `docs/hot-keys.md`). While no replica
+//! of the key answers, the copy is kept and served as it last was — availability over
+//! freshness, for keys hot enough to be copied — until it expires or cools down.
+//!
+//! Copies hold strings only (a GET's value) and their TTL; their bytes are accounted
+//! under `maxmemory` beside the store's ([`Store::reserve_outside`]) and bounded by
+//! `hot-cache-max-memory`. A GET served from a copy counts as an access of the key for
+//! detection, so a key stays hot on the nodes serving it even though the nodes holding
+//! it no longer see its reads.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use quorra_store::entry::expired;
+use quorra_store::{KeyType, Store, VersionedEntry};
+
+/// How often a node reads its hot keys' values again.
+pub const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Accounted bytes per copy on top of its key and value: its map entry and the
+/// allocations' headers, rounded up.
+const COPY_OVERHEAD: u64 = 96;
+
+/// One hot key's value as this node last read it.
+struct Copy {
+    value: Bytes,
+    expire_at_ms: Option<u64>,
+    /// Its accounted bytes.
+    bytes: u64,
+}
+
+/// The copies, and the writes that dropped some.
+#[derive(Default)]
+struct Copies {
+    copies: HashMap<Bytes, Copy>,
+    /// Writes through this node that dropped a copy, counted.
+    writes: u64,
+    /// Hot keys written through this node, with the count of that write: a refresh
+    /// whose reads began before it does not copy them back.
+    written: HashMap<Bytes, u64>,
+    /// The hot set of the last refresh, copied or not.
+    hot: HashSet<Bytes>,
+}
+
+/// The copies of one node.
+pub struct HotCache {
+    copies: RwLock<Copies>,
+    /// Most accounted bytes of copies; 0 turns mitigation off.
+    max_bytes: u64,
+    /// GETs answered from a copy, since start.
+    pub hits: AtomicU64,
+}
+
+impl HotCache {
+    /// Copies of at most `max_bytes` (0: none are kept).
+    pub fn new(max_bytes: u64) -> HotCache {
+        HotCache {
+            copies: RwLock::new(Copies::default()),
+            max_bytes,
+            hits: AtomicU64::new(0),
+        }
+    }
+
+    /// True when mitigation is on.
+    pub fn enabled(&self) -> bool {
+        self.max_bytes > 0
+    }
+
+    /// The value of `key`'s copy at `now_ms`, if there is a live one.
+    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Bytes> {
+        let copies = self.copies.read();
+        let copy = copies.copies.get(key)?;
+        if copy.expire_at_ms.is_some_and(|at| expired(at, now_ms)) {
+            return None;
+        }
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(copy.value.clone())
+    }
+
+    /// True if there is no copy and no hot key (the request path's quick check).
+    pub fn is_idle(&self) -> bool {
+        let copies = self.copies.read();
+        copies.copies.is_empty() && copies.hot.is_empty()
+    }
+
+    /// A write of `key` through this node: drops its copy, giving its bytes back; and,
+    /// for a hot key, a refresh whose reads began before this does not copy it back.
+    pub fn invalidate(&self, store: &Store, key: &[u8]) {
+        let mut copies = self.copies.write();
+        if let Some(copy) = copies.copies.remove(key) {
+            store.release_outside(copy.bytes);
+        }
+        if copies.hot.contains(key) {
+            copies.writes += 1;
+            let write = copies.writes;
+            copies.written.insert(Bytes::copy_from_slice(key), write);
+        }
+    }
+
+    /// Where a refresh starts: pass it to [`refresh`](Self::refresh) with what was
+    /// read after it.
+    pub fn writes_so_far(&self) -> u64 {
+        self.copies.read().writes
+    }
+
+    /// Keys copied and their accounted bytes.
+    pub fn size(&self) -> (usize, u64) {
+        let copies = self.copies.read();
+        let bytes = copies.copies.values().map(|copy| copy.bytes).sum();
+        (copies.copies.len(), bytes)
+    }
+
+    /// Brings the copies in line with the hot set `hot` and the entries read for them
+    /// after [`writes_so_far`](Self::writes_so_far) answered `started` (`None`: the read
+    /// failed, so the copy, if any, stays as it was): a key not in `hot` or read
+    /// missing, deleted or of another type than a string loses its copy; the others are
+    /// copied, hottest first, while they fit under the limit and under `maxmemory` —
+    /// except a key a write through this node dropped since `started`, whose read may
+    /// predate that write.
+    pub fn refresh(
+        &self,
+        store: &Store,
+        started: u64,
+        hot: &[(Bytes, Option<Option<VersionedEntry>>)],
+    ) {
+        let now = store.now_ms();
+        let mut guard = self.copies.write();
+        let Copies {
+            copies,
+            written,
+            hot: tracked,
+            ..
+        } = &mut *guard;
+        *tracked = hot.iter().map(|(key, _)| key.clone()).collect();
+        let keep: HashMap<&[u8], _> = hot.iter().map(|(key, read)| (&key[..], read)).collect();
+        copies.retain(|key, copy| {
+            let kept = match keep.get(&key[..]) {
+                None => false,
+                // Not read: kept as it was.
+                Some(None) => true,
+                // Read before a write through this node: kept, as it was.
+                Some(Some(_)) if written.get(key).is_some_and(|&write| write > started) => true,
+                // Replaced below, or gone.
+                Some(Some(_)) => false,
+            };
+            if !kept {
+                store.release_outside(copy.bytes);
+            }
+            kept
+        });
+        let mut total: u64 = copies.values().map(|copy| copy.bytes).sum();
+        for (key, read) in hot {
+            let Some(Some(entry)) = read else {
+                continue;
+            };
+            if written.get(key).is_some_and(|&write| write > started) {
+                continue;
+            }
+            let live = !entry.tombstone
+                && entry.kind == KeyType::String
+                && !entry.expire_at_ms.is_some_and(|at| expired(at, now));
+            if !live {
+                continue;
+            }
+            let bytes = (key.len() + entry.value.len()) as u64 + COPY_OVERHEAD;
+            if total + bytes > self.max_bytes || !store.reserve_outside(bytes) {
+                continue;
+            }
+            total += bytes;
+            copies.insert(
+                key.clone(),
+                Copy {
+                    value: entry.value.clone(),
+                    expire_at_ms: entry.expire_at_ms,
+                    bytes,
+                },
+            );
+        }
+        // What the next refresh's reads, which begin after this, cannot predate.
+        written.retain(|_, write| *write > started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use quorra_store::{MockClock, StoreConfig, Version};
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn entry(value: &str, expire_at_ms: Option<u64>) -> Option<Option<VersionedEntry>> {
+        let mut entry =
+            VersionedEntry::value(Bytes::from(value.to_owned()), Version { hlc: 1, node: 1 });
+        entry.expire_at_ms = expire_at_ms;
+        Some(Some(entry))
+    }
+
+    fn key(text: &str) -> Bytes {
+        Bytes::from(text.to_owned())
+    }
+
+    #[test]
+    fn copies_follow_the_hot_set_and_are_accounted_under_maxmemory() {
+        let store = Store::new(
+            StoreConfig {
+                maxmemory: 10_000,
+                ..StoreConfig::default()
+            },
+            Arc::new(MockClock::new(NOW)),
+        );
+        let cache = HotCache::new(1_000);
+        cache.refresh(
+            &store,
+            0,
+            &[
+                (key("a"), entry("1", None)),
+                (key("gone"), Some(None)),
+                (key("soon"), entry("2", Some(NOW + 10))),
+                (key("big"), entry(&"x".repeat(900), None)),
+            ],
+        );
+        assert_eq!(cache.get(b"a", NOW), Some(key("1")));
+        assert_eq!(cache.get(b"gone", NOW), None);
+        assert_eq!(cache.get(b"soon", NOW + 11), None, "a copy keeps its TTL");
+        assert_eq!(cache.get(b"big", NOW), None, "over hot-cache-max-memory");
+        let (keys, bytes) = cache.size();
+        assert_eq!((keys, bytes), (2, (1 + 1) + (4 + 1) + 2 * COPY_OVERHEAD));
+        assert_eq!(store.used_memory(), bytes, "counted under maxmemory");
+        assert_eq!(cache.hits.load(Ordering::Relaxed), 1);
+
+        // A failed read keeps the copy; a key that left the hot set loses it; a write
+        // through this node drops its copy.
+        cache.refresh(
+            &store,
+            0,
+            &[(key("a"), None), (key("soon"), entry("3", None))],
+        );
+        assert_eq!(cache.get(b"a", NOW), Some(key("1")));
+        assert_eq!(cache.get(b"soon", NOW + 10), Some(key("3")));
+        cache.refresh(&store, 0, &[(key("soon"), entry("3", None))]);
+        assert_eq!(cache.get(b"a", NOW), None);
+        cache.invalidate(&store, b"soon");
+        assert_eq!(cache.size().0, 0);
+        assert_eq!(store.used_memory(), 0);
+        store.check_invariants().unwrap();
+
+        // No room under maxmemory: nothing copied.
+        let full = Store::new(
+            StoreConfig {
+                maxmemory: 50,
+                ..StoreConfig::default()
+            },
+            Arc::new(MockClock::new(NOW)),
+        );
+        cache.refresh(&full, 0, &[(key("a"), entry("1", None))]);
+        assert_eq!(cache.size().0, 0);
+    }
+
+    #[test]
+    fn a_zero_limit_turns_mitigation_off() {
+        let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(NOW)));
+        let cache = HotCache::new(0);
+        assert!(!cache.enabled());
+        cache.refresh(&store, 0, &[(key("a"), entry("1", None))]);
+        assert_eq!(cache.size().0, 0);
+    }
+
+    #[test]
+    fn a_read_begun_before_a_write_through_this_node_does_not_bring_the_old_value_back() {
+        let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(NOW)));
+        let cache = HotCache::new(1_000);
+        cache.refresh(
+            &store,
+            cache.writes_so_far(),
+            &[(key("k"), entry("old", None))],
+        );
+        assert_eq!(cache.get(b"k", NOW), Some(key("old")));
+        // A refresh begins; a write through this node lands while it reads.
+        let started = cache.writes_so_far();
+        cache.invalidate(&store, b"k");
+        cache.refresh(&store, started, &[(key("k"), entry("old", None))]);
+        assert_eq!(
+            cache.get(b"k", NOW),
+            None,
+            "the write is not hidden by the old read"
+        );
+        // A write while there is no copy, during the next refresh, counts the same.
+        let started = cache.writes_so_far();
+        cache.invalidate(&store, b"k");
+        cache.refresh(&store, started, &[(key("k"), entry("older", None))]);
+        assert_eq!(cache.get(b"k", NOW), None);
+        // A refresh begun after the writes copies the key again.
+        cache.refresh(
+            &store,
+            cache.writes_so_far(),
+            &[(key("k"), entry("new", None))],
+        );
+        assert_eq!(cache.get(b"k", NOW), Some(key("new")));
+        assert!(!cache.is_idle());
+    }
+}
