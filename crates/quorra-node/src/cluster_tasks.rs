@@ -292,7 +292,11 @@ pub async fn refresh_hot_copies(
         let started = shared.hot_cache.writes_so_far();
         let placement = node.placement(&view);
         let mut by_replica: HashMap<NodeId, Vec<Bytes>> = HashMap::new();
-        for key in &hot {
+        // A hot key last read holding a collection is not copied; not read again.
+        for key in hot
+            .iter()
+            .filter(|key| !shared.hot_cache.holds_no_string(key))
+        {
             let serving = placement
                 .replicas(key)
                 .into_iter()

@@ -54,6 +54,9 @@ struct Copies {
     written: HashMap<Bytes, u64>,
     /// The hot set of the last refresh, copied or not.
     hot: HashSet<Bytes>,
+    /// Hot keys read holding a collection: not read again while they stay hot (a big
+    /// hash would be copied over the network ten times a second for nothing).
+    not_strings: HashSet<Bytes>,
 }
 
 /// The copies of one node.
@@ -117,6 +120,11 @@ impl HotCache {
         self.copies.read().writes
     }
 
+    /// True for a hot key last read holding a collection, which a refresh need not read.
+    pub fn holds_no_string(&self, key: &[u8]) -> bool {
+        self.copies.read().not_strings.contains(key)
+    }
+
     /// Keys copied and their accounted bytes.
     pub fn size(&self) -> (usize, u64) {
         let copies = self.copies.read();
@@ -143,9 +151,11 @@ impl HotCache {
             copies,
             written,
             hot: tracked,
+            not_strings,
             ..
         } = &mut *guard;
         *tracked = hot.iter().map(|(key, _)| key.clone()).collect();
+        not_strings.retain(|key| tracked.contains(key));
         let keep: HashMap<&[u8], _> = hot.iter().map(|(key, read)| (&key[..], read)).collect();
         copies.retain(|key, copy| {
             let kept = match keep.get(&key[..]) {
@@ -170,9 +180,11 @@ impl HotCache {
             if written.get(key).is_some_and(|&write| write > started) {
                 continue;
             }
-            let live = !entry.tombstone
-                && entry.kind == KeyType::String
-                && !entry.expire_at_ms.is_some_and(|at| expired(at, now));
+            if !entry.tombstone && entry.kind != KeyType::String {
+                not_strings.insert(key.clone());
+                continue;
+            }
+            let live = !entry.tombstone && !entry.expire_at_ms.is_some_and(|at| expired(at, now));
             if !live {
                 continue;
             }
@@ -240,6 +252,7 @@ mod tests {
         assert_eq!(cache.get(b"gone", NOW), None);
         assert_eq!(cache.get(b"soon", NOW + 11), None, "a copy keeps its TTL");
         assert_eq!(cache.get(b"big", NOW), None, "over hot-cache-max-memory");
+        assert!(!cache.holds_no_string(b"a"));
         let (keys, bytes) = cache.size();
         assert_eq!((keys, bytes), (2, (1 + 1) + (4 + 1) + 2 * COPY_OVERHEAD));
         assert_eq!(store.used_memory(), bytes, "counted under maxmemory");
@@ -260,6 +273,14 @@ mod tests {
         assert_eq!(cache.size().0, 0);
         assert_eq!(store.used_memory(), 0);
         store.check_invariants().unwrap();
+
+        // A hot collection is not copied, and not read again while it stays hot.
+        let mut hash = entry("", None).unwrap().unwrap();
+        hash.kind = KeyType::Hash;
+        cache.refresh(&store, 0, &[(key("h"), Some(Some(hash)))]);
+        assert!(cache.holds_no_string(b"h"));
+        cache.refresh(&store, 0, &[]);
+        assert!(!cache.holds_no_string(b"h"), "forgotten once it cools");
 
         // No room under maxmemory: nothing copied.
         let full = Store::new(
