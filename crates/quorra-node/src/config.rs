@@ -177,7 +177,9 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             proto_max_multibulk_len: 1024 * 1024,
             hot_key_thresholds: crate::hot_keys::Thresholds::default(),
-            hot_cache_max_memory: 64 * 1024 * 1024,
+            // Off unless asked for: copies answer hot keys without a quorum read, which
+            // weakens what a read after a write through another node sees.
+            hot_cache_max_memory: 0,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             // Redis's hard limit for the pubsub class.
             client_output_buffer_limit_pubsub: 32 * 1024 * 1024,

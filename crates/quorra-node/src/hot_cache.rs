@@ -15,7 +15,8 @@
 //!
 //! Copies hold strings only (a GET's value) and their TTL; their bytes are accounted
 //! under `maxmemory` beside the store's ([`Store::reserve_outside`]) and bounded by
-//! `hot-cache-max-memory`. A GET served from a copy counts as an access of the key for
+//! `hot-cache-max-memory`, which is 0 — mitigation off — unless set, because of the
+//! staleness above. A GET served from a copy counts as an access of the key for
 //! detection, so a key stays hot on the nodes serving it even though the nodes holding
 //! it no longer see its reads.
 

@@ -494,6 +494,13 @@ fn hot_copy(cx: Cx<'_>, session: &Session, args: &[Bytes]) -> Option<Bytes> {
     if id != CommandId::Get || args.len() != 2 || watches_a_key_of(session, args) {
         return None;
     }
+    // A namespace's keys keep their origin's read path (read-through, stale-while-
+    // revalidate, negative entries).
+    if let Some(origins) = cx.shared.origins.as_ref()
+        && origins.catalog().namespace_of(&args[1]).is_some()
+    {
+        return None;
+    }
     let pending = Pending::of(args);
     let value = cache.get(&args[1], cx.shared.store.now_ms())?;
     cx.shared.hot_keys.count(&args[1]);

@@ -203,8 +203,10 @@ pub struct Settings {
     #[arg(long, env = "QUORRA_HOT_KEY_MIN_SHARE_PERMILLE")]
     pub hot_key_min_share_permille: Option<u64>,
 
-    /// Most bytes of copies of the cluster's hot keys a node keeps to answer them
-    /// locally; 0 turns hot-key mitigation off [default: 64mb].
+    /// Most bytes of copies of the cluster's hot keys a node keeps to answer their GETs
+    /// locally, without a quorum read (a GET through another node than the one that took
+    /// a write may then answer the previous value for ~100 ms); 0 turns hot-key
+    /// mitigation off [default: 0].
     #[arg(long, env = "QUORRA_HOT_CACHE_MAX_MEMORY", value_parser = parse_bytes)]
     #[serde(default, deserialize_with = "deserialize_bytes")]
     pub hot_cache_max_memory: Option<u64>,

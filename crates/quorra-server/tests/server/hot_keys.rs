@@ -194,6 +194,8 @@ async fn a_hot_key_is_answered_by_every_node_from_its_copy_and_survives_two_node
         "200",
         "--hot-key-min-share-permille",
         "100",
+        "--hot-cache-max-memory",
+        "64mb",
     ];
     let first = Node::start_with("n1", None, &flags);
     let second = Node::start_with("n2", Some(first.cluster), &flags);
