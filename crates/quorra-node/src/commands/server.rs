@@ -648,6 +648,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 Some(node) => {
                     let view = node.view();
                     let replication = node.replicator.stats();
+                    let hot_copies = shared.hot_cache.size();
                     let count = |state| view.members.iter().filter(|m| m.state == state).count();
                     write!(
                         out,
@@ -687,8 +688,8 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                         load(&replication.anti_entropy_keys),
                         load(&replication.deltas_sent),
                         load(&replication.deltas_resent_whole),
-                        shared.hot_cache.size().0,
-                        shared.hot_cache.size().1,
+                        hot_copies.0,
+                        hot_copies.1,
                         load(&shared.hot_cache.hits),
                         load(&node.gossip_stats.accepted),
                         load(&node.gossip_stats.forged),

@@ -49,11 +49,11 @@ async fn hot_keys(node: &Node) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_key_read_far_more_than_others_turns_hot_on_every_node_and_cools_down() {
-    // A tenth of a node's accesses: the popular key takes half, no other key comes
-    // near it even when a few samples of one land in the same window.
-    let flags = [
+/// Three nodes keeping three copies, with `extra` flags, all up. A key is hot from 200
+/// accesses a second and a tenth of a node's accesses: the popular key takes half, and
+/// no other key comes near it even when a few samples of one land in the same window.
+async fn start_cluster(extra: &[&str]) -> [Node; 3] {
+    let mut flags = vec![
         "--replicas",
         "3",
         "--hot-key-min-ops-per-sec",
@@ -61,13 +61,21 @@ async fn a_key_read_far_more_than_others_turns_hot_on_every_node_and_cools_down(
         "--hot-key-min-share-permille",
         "100",
     ];
+    flags.extend_from_slice(extra);
     let first = Node::start_with("n1", None, &flags);
     let second = Node::start_with("n2", Some(first.cluster), &flags);
     let third = Node::start_with("n3", Some(first.cluster), &flags);
-    let nodes = [&first, &second, &third];
-    for node in nodes {
+    let nodes = [first, second, third];
+    for node in &nodes {
         until_up(node, 3).await;
     }
+    nodes
+}
+
+#[tokio::test]
+async fn a_key_read_far_more_than_others_turns_hot_on_every_node_and_cools_down() {
+    let [first, second, third] = start_cluster(&[]).await;
+    let nodes = [&first, &second, &third];
     let mut con = connect_url(&format!("redis://{}/", first.resp)).await;
     ok(&mut con, &["SET", "popular", "v"]).await;
     for n in 0..200 {
@@ -185,25 +193,7 @@ async fn info_field(node: &Node, field: &str) -> u64 {
 
 #[tokio::test]
 async fn a_hot_key_is_answered_by_every_node_from_its_copy_and_survives_two_nodes_dying() {
-    // A tenth of a node's accesses: the popular key takes half, no other key comes
-    // near it even when a few samples of one land in the same window.
-    let flags = [
-        "--replicas",
-        "3",
-        "--hot-key-min-ops-per-sec",
-        "200",
-        "--hot-key-min-share-permille",
-        "100",
-        "--hot-cache-max-memory",
-        "64mb",
-    ];
-    let first = Node::start_with("n1", None, &flags);
-    let second = Node::start_with("n2", Some(first.cluster), &flags);
-    let third = Node::start_with("n3", Some(first.cluster), &flags);
-    let mut nodes = [first, second, third];
-    for node in &nodes {
-        until_up(node, 3).await;
-    }
+    let mut nodes = start_cluster(&["--hot-cache-max-memory", "64mb"]).await;
     let mut connections = Vec::new();
     for node in &nodes {
         connections.push(connect_url(&format!("redis://{}/", node.resp)).await);

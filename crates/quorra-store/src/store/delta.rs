@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 
 use super::Store;
-use crate::collection::{Collection, Journal};
+use crate::collection::{Collection, Element, Journal};
 use crate::entry::{AccessKind, KeyType};
 use crate::error::StoreError;
 use crate::shard::{State, make_data};
@@ -147,10 +147,18 @@ impl Drop for CaptureScope {
     }
 }
 
+/// Each element `journal` touched, once, with its state before the first touch.
+fn first_touches(journal: &Journal) -> impl Iterator<Item = (&[u8], &Option<Element>)> {
+    let mut seen = HashSet::new();
+    journal
+        .iter()
+        .map(|(name, element)| (&name[..], element))
+        .filter(move |(name, _)| seen.insert(*name))
+}
+
 /// The first state of each touched element, as a delta's parts: present elements
 /// encoded, absent ones by name.
 fn first_states(kind: KeyType, journal: &Journal) -> Option<(Vec<u8>, Vec<Bytes>)> {
-    let mut seen = HashSet::new();
     let mut earlier = match kind {
         KeyType::Hash => Collection::Hash(Default::default()),
         KeyType::Set => Collection::Set(Default::default()),
@@ -158,10 +166,7 @@ fn first_states(kind: KeyType, journal: &Journal) -> Option<(Vec<u8>, Vec<Bytes>
         _ => return None,
     };
     let mut absent = Vec::new();
-    for (name, element) in journal {
-        if !seen.insert(&name[..]) {
-            continue;
-        }
+    for (name, element) in first_touches(journal) {
         match element {
             Some(element) => earlier.upsert_element(element),
             None => absent.push(Bytes::copy_from_slice(name)),
@@ -219,11 +224,7 @@ impl Store {
         if slot.version() != *result {
             return None;
         }
-        let mut seen = HashSet::new();
-        let names = before
-            .iter()
-            .map(|(name, _)| &name[..])
-            .filter(|name| seen.insert(*name));
+        let names = first_touches(before).map(|(name, _)| name);
         let (present, absent) = match (slot.state(), sh.collection(i)) {
             (State::Live, Some(collection)) if collection.kind() == *kind => {
                 let (present, absent) = collection.encode_elements(names);
