@@ -44,6 +44,10 @@ pub enum Request {
         /// that gets the request later (it was held up in the network) refuses it rather
         /// than run writes its caller has already reported as failed.
         deadline_ms: u64,
+        /// The caller's client tracks what it reads (CLIENT TRACKING): the receiver
+        /// tells the caller when a key the commands read changes
+        /// ([`Request::Invalidate`]).
+        track: bool,
     },
     /// Count the receiver's live keys and keys with a TTL in each database (for INFO
     /// keyspace); with `primary_only`, only the keys whose primary it is.
@@ -58,6 +62,23 @@ pub enum Request {
         /// A client's read (a quorum read): the receiver promotes the entries in its LRU
         /// as a GET would. Not for replication's own reads (anti-entropy).
         promote: bool,
+        /// The caller keeps copies of these keys (hot keys): the receiver tells it when
+        /// one changes ([`Request::Invalidate`]).
+        follow: bool,
+    },
+    /// These keys changed at the sender, which the receiver read through it for its
+    /// tracking clients or its hot-key copies: drop what was cached of them
+    /// ([`Response::Invalidated`]).
+    Invalidate {
+        /// The keys, in stored form.
+        keys: Vec<Bytes>,
+    },
+    /// The BCAST prefixes of the sender's tracking clients, replacing those it sent
+    /// before: the receiver tells it of every change of a key under one
+    /// ([`Response::Invalidated`]).
+    FollowPrefixes {
+        /// The prefixes (an empty one: every key).
+        prefixes: Vec<Bytes>,
     },
     /// Anti-entropy: the receiver's digest of the entries it shares with the caller
     /// under `copies` copies per key.
@@ -285,6 +306,8 @@ pub enum Response {
         /// Reads that did not.
         misses: u64,
     },
+    /// The answer to [`Request::Invalidate`] and [`Request::FollowPrefixes`]: done.
+    Invalidated,
     /// The answer to [`Request::Read`]: one entry (or none) per key, in order.
     Entries(Vec<Option<WireEntry>>),
     /// The answer to [`Request::Digest`]: one word per bucket.
@@ -370,6 +393,7 @@ mod tests {
             replicate: Some(Level::Count(2)),
             primary_only: true,
             deadline_ms: 1_800_000_000_000,
+            track: true,
         };
         assert_eq!(Request::decode(&request.encode()).unwrap(), request);
         let replies = Response::Replies {

@@ -180,6 +180,11 @@ impl ClientRegistry {
         }
     }
 
+    /// True if client `id` is connected.
+    pub fn contains(&self, id: u64) -> bool {
+        self.clients.lock().contains_key(&id)
+    }
+
     /// Number of connected clients.
     pub fn len(&self) -> usize {
         self.clients.lock().len()

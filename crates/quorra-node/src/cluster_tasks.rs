@@ -19,6 +19,7 @@ use quorra_store::{Version, VersionedEntry};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster_node::ClusterNode;
+use crate::executor::{Cx, invalidate_at, read_following};
 use crate::health;
 use crate::hot_cache::REFRESH_INTERVAL;
 use crate::hot_keys;
@@ -290,6 +291,7 @@ pub async fn refresh_hot_copies(
             continue;
         }
         let started = shared.hot_cache.writes_so_far();
+        let read_at = std::time::Instant::now();
         let placement = node.placement(&view);
         let mut by_replica: HashMap<NodeId, Vec<Bytes>> = HashMap::new();
         // A hot key last read holding a collection is not copied; not read again.
@@ -309,13 +311,15 @@ pub async fn refresh_hot_copies(
             }
         }
         let mut read: HashMap<Bytes, Option<VersionedEntry>> = HashMap::new();
+        let cx = Cx {
+            shared: &shared,
+            node: &node,
+            view: &view,
+        };
         for (replica, keys) in by_replica {
-            match node
-                .replicator
-                .replicas()
-                .read(&replica, keys.clone(), false)
-                .await
-            {
+            // The replica runs the keys' writes (it is their first serving one): it tells
+            // this node of each change, which drops the copy at once.
+            match read_following(cx, &replica, keys.clone()).await {
                 Ok(entries) => read.extend(keys.into_iter().zip(entries)),
                 Err(error) => tracing::debug!(%error, "could not refresh hot-key copies"),
             }
@@ -327,7 +331,87 @@ pub async fn refresh_hot_copies(
                 (key, entry)
             })
             .collect();
-        shared.hot_cache.refresh(&shared.store, started, &refreshed);
+        shared
+            .hot_cache
+            .refresh(&shared.store, started, read_at, &refreshed);
+    }
+}
+
+/// Sends the changes client tracking and hot-key copies follow to the nodes that follow
+/// them ([`crate::tracking`]) as soon as they are queued, until `stop`. Each node's keys
+/// go in a request of their own, not awaited by the others', so that a node that does not
+/// answer delays no one else's invalidations; a node that does not serve is skipped (its
+/// clients' connections closed with it, and a view change invalidates everything).
+pub async fn send_invalidations(
+    shared: Arc<Shared>,
+    node: Arc<ClusterNode>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shared.tracking.outgoing_ready.notified() => {}
+            () = stop.cancelled() => return,
+        }
+        let view = node.view();
+        for (follower, keys) in shared.tracking.take_outgoing() {
+            if !view.is_serving(&follower) || follower == view.self_id {
+                continue;
+            }
+            let node = node.clone();
+            let view = view.clone();
+            tokio::spawn(async move { invalidate_at(&node, &view, &follower, keys).await });
+        }
+    }
+}
+
+/// Follows the cluster's views for client tracking, until `stop`: when the nodes that
+/// serve change (one went down or came back, the ring changed), a key's primary may have
+/// changed, and the new one does not know who follows the key — so every tracking client
+/// of this node is told to drop everything it cached. Also announces this node's BCAST
+/// prefixes to the serving nodes after each such change and every
+/// [`PREFIX_ANNOUNCE_EVERY`](crate::tracking::PREFIX_ANNOUNCE_EVERY), and forgets
+/// other nodes' prefixes that were not announced again.
+pub async fn follow_views(shared: Arc<Shared>, node: Arc<ClusterNode>, stop: CancellationToken) {
+    let mut views = node.subscribe();
+    let serving_of = |view: &ClusterView| {
+        let ids: Vec<NodeId> = view.serving().map(|member| member.id.clone()).collect();
+        (view.ring_version, ids)
+    };
+    let mut serving = serving_of(&node.view());
+    let mut announce = tokio::time::interval(crate::tracking::PREFIX_ANNOUNCE_EVERY);
+    loop {
+        tokio::select! {
+            changed = views.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now_serving = serving_of(&views.borrow_and_update());
+                if now_serving == serving {
+                    continue;
+                }
+                serving = now_serving;
+                shared.tracking.invalidate_all(&shared.pubsub);
+            }
+            _ = announce.tick() => {
+                shared.tracking.drop_lapsed_prefixes(std::time::Instant::now());
+            }
+            () = stop.cancelled() => return,
+        }
+        let prefixes = shared.tracking.prefixes_to_announce();
+        if prefixes.is_empty() {
+            continue;
+        }
+        let view = node.view();
+        let request = Request::FollowPrefixes { prefixes };
+        let others = view
+            .serving()
+            .filter(|member| member.id != view.self_id)
+            .map(|member| member.id.clone());
+        for other in others {
+            if let Err(error) = node.peers.call(&view, &other, &request).await {
+                tracing::debug!(%error, node = %other, "could not announce tracking prefixes");
+            }
+        }
     }
 }
 

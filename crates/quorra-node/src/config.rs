@@ -75,6 +75,8 @@ pub struct Config {
     /// Most accounted bytes of hot-key copies ([`crate::hot_cache`]); 0 turns the
     /// mitigation off.
     pub hot_cache_max_memory: u64,
+    /// Most keys the client-tracking table holds ([`crate::tracking`]).
+    pub tracking_table_max_keys: usize,
     /// Most bytes per command in flight.
     pub client_query_buffer_limit: u64,
     /// Most bytes of undelivered messages one subscriber may hold before it is
@@ -177,9 +179,10 @@ impl Default for Config {
             proto_max_bulk_len: 512 * 1024 * 1024,
             proto_max_multibulk_len: 1024 * 1024,
             hot_key_thresholds: crate::hot_keys::Thresholds::default(),
-            // Off unless asked for: copies answer hot keys without a quorum read, which
-            // weakens what a read after a write through another node sees.
-            hot_cache_max_memory: 0,
+            // Writes settle the copies before they are acknowledged, so mitigation is
+            // on unless turned off.
+            hot_cache_max_memory: 64 << 20,
+            tracking_table_max_keys: 1_000_000,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             // Redis's hard limit for the pubsub class.
             client_output_buffer_limit_pubsub: 32 * 1024 * 1024,

@@ -25,10 +25,12 @@ use quorra_cluster::message::{Request, Response};
 use quorra_cluster::replication::Level;
 use quorra_resp::Protocol;
 use quorra_ring::NodeId;
+use quorra_store::VersionedEntry;
 
 use crate::accounting::Lookups;
 use crate::cluster_node::ClusterNode;
 use crate::commands::{CommandError, error_reply};
+use crate::node_replicas::read_entries;
 use crate::origin_hooks;
 use crate::peer::PeerError;
 use crate::session::Session;
@@ -60,6 +62,9 @@ pub struct Mode {
     pub replicate: Option<Level>,
     /// Keyspace commands see only the keys the running node is primary for.
     pub primary_only: bool,
+    /// The client tracks its reads (CLIENT TRACKING): the node that runs them tells
+    /// this one when a key they read changes ([`crate::tracking`]).
+    pub track: bool,
 }
 
 impl Mode {
@@ -72,6 +77,7 @@ impl Mode {
             db: session.db,
             replicate: replicated.then(|| session.write_level(&cx.node.consistency)),
             primary_only: replicated && keyspace,
+            track: session.tracking.is_some(),
         }
     }
 }
@@ -162,6 +168,7 @@ pub async fn forward(
         replicate: mode.replicate,
         primary_only: mode.primary_only,
         deadline_ms: deadline_ms(cx),
+        track: mode.track,
     };
     call_for_replies(cx, target, &request, expected).await
 }
@@ -194,14 +201,86 @@ pub async fn call_for_replies(
             hits,
             misses,
         } if replies.len() == expected => Ok((replies, Lookups { hits, misses })),
-        other => {
-            let addr = cx
-                .view
-                .member(target)
-                .map(|member| member.addresses.cluster);
-            Err(PeerError::unexpected(target, addr, &other))
-        }
+        other => Err(unexpected_answer(cx, target, &other)),
     }
+}
+
+/// The error for an answer of `target` that does not fit its request.
+fn unexpected_answer(cx: Cx<'_>, target: &NodeId, answer: &Response) -> PeerError {
+    let addr = cx
+        .view
+        .member(target)
+        .map(|member| member.addresses.cluster);
+    PeerError::unexpected(target, addr, answer)
+}
+
+/// The entries of `keys` at `target`, which from now on tells this node when one of
+/// them changes there ([`Request::Read`] with `follow`): for hot-key copies, and for a
+/// tracking client's read that is not sent to the keys' primary. Read here, with nothing
+/// to follow, when `target` is this node.
+pub async fn read_following(
+    cx: Cx<'_>,
+    target: &NodeId,
+    keys: Vec<Bytes>,
+) -> Result<Vec<Option<VersionedEntry>>, PeerError> {
+    if *target == cx.view.self_id {
+        return Ok(read_entries(&cx.shared.store, &keys, false));
+    }
+    let expected = keys.len();
+    let request = Request::Read {
+        keys,
+        promote: false,
+        follow: true,
+    };
+    match cx.node.peers.call(cx.view, target, &request).await? {
+        Response::Entries(entries) if entries.len() == expected => Ok(entries
+            .into_iter()
+            .map(|entry| entry.map(VersionedEntry::from))
+            .collect()),
+        other => Err(unexpected_answer(cx, target, &other)),
+    }
+}
+
+/// Tells `follower` that `keys` changed here ([`Request::Invalidate`]), and waits for its
+/// answer or the cluster timeout.
+pub async fn invalidate_at(
+    node: &ClusterNode,
+    view: &ClusterView,
+    follower: &NodeId,
+    keys: Vec<Bytes>,
+) {
+    let request = Request::Invalidate { keys };
+    if let Err(error) = node.peers.call(view, follower, &request).await {
+        tracing::debug!(%error, node = %follower, "could not send invalidations");
+    }
+}
+
+/// Sends the invalidations the session's writes made to the nodes that follow their keys
+/// (client tracking, hot-key copies; [`crate::tracking`]) and waits for their answers,
+/// before the writes' replies go out: a write is acknowledged once every serving node
+/// that cached its keys has dropped them. A node that does not answer holds the reply up
+/// to the cluster timeout, which is longer than a hot-key copy's lease
+/// ([`crate::hot_cache::COPY_LEASE`]): by then its copy is no longer served.
+pub async fn settle(shared: &Shared, session: &mut Session) {
+    let Some(unsettled) = session.unsettled.as_mut() else {
+        return;
+    };
+    let nodes = unsettled.take();
+    let Some(node) = shared.cluster.as_ref() else {
+        return;
+    };
+    if nodes.is_empty() {
+        return;
+    }
+    let view = node.view();
+    let sends = nodes
+        .into_iter()
+        .filter(|(follower, _)| *follower != view.self_id && view.is_serving(follower))
+        .map(|(follower, keys)| {
+            let view = &view;
+            async move { invalidate_at(node, view, &follower, keys).await }
+        });
+    join_all(sends).await;
 }
 
 /// [`forward`] for one command.

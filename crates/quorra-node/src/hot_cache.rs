@@ -4,25 +4,30 @@
 //! The copies follow the cluster-wide hot set ([`crate::hot_keys`]): every
 //! [`REFRESH_INTERVAL`] a node's task reads each hot key from the first of its replicas
 //! that serves (itself, if it is one) and replaces its copy; a key that left the hot set
-//! loses its copy. A write through this node drops its own copy at once (so a client
-//! reads its own write through the node it wrote through); writes through other nodes
-//! reach the copy with the next refresh. That is the staleness this mitigation accepts,
-//! instead of settling every copy before a write is acknowledged: a hot key's GET at a
-//! node that did not take the write can answer the previous value for up to one refresh
-//! interval and a read's round trip (measured in `docs/hot-keys.md`). While no replica
-//! of the key answers, the copy is kept and served as it last was — availability over
-//! freshness, for keys hot enough to be copied — until it expires or cools down.
+//! loses its copy.
+//!
+//! **Writes are settled.** The read that makes a copy asks the replica it reads from —
+//! the one that runs the key's writes — to follow the key ([`crate::tracking`]). When a
+//! write changes the key there, that replica tells every node holding a copy, and the
+//! write is acknowledged only once they answered ([`crate::executor::settle`]): after a
+//! write's reply, no node answers the value it replaced. A refresh whose read began
+//! before such a change does not put the old value back ([`HotCache::refresh`]).
+//!
+//! **Copies are leased.** A copy is served for at most [`HotCache::lease`] (the cluster
+//! timeout) from when the read that made it began. A write waits for a node's answer at
+//! most that long, so a node that does not answer (paused, cut off) has stopped serving
+//! its copy by the time the write is acknowledged without it. A node that cannot refresh
+//! a copy stops serving it when its lease runs out; the reads then take the normal path.
 //!
 //! Copies hold strings only (a GET's value) and their TTL; their bytes are accounted
 //! under `maxmemory` beside the store's ([`Store::reserve_outside`]) and bounded by
-//! `hot-cache-max-memory`, which is 0 — mitigation off — unless set, because of the
-//! staleness above. A GET served from a copy counts as an access of the key for
-//! detection, so a key stays hot on the nodes serving it even though the nodes holding
-//! it no longer see its reads.
+//! `hot-cache-max-memory` (0 turns mitigation off). A GET served from a copy counts as
+//! an access of the key for detection, so a key stays hot on the nodes serving it even
+//! though the nodes holding it no longer see its reads.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::RwLock;
@@ -40,6 +45,8 @@ const COPY_OVERHEAD: u64 = 96;
 struct Copy {
     value: Bytes,
     expire_at_ms: Option<u64>,
+    /// When it stops being served: its read's start plus the lease.
+    lease_ends: Instant,
     /// Its accounted bytes.
     bytes: u64,
 }
@@ -65,16 +72,20 @@ pub struct HotCache {
     copies: RwLock<Copies>,
     /// Most accounted bytes of copies; 0 turns mitigation off.
     max_bytes: u64,
+    /// How long a copy is served after the read that made it began.
+    pub lease: Duration,
     /// GETs answered from a copy, since start.
     pub hits: AtomicU64,
 }
 
 impl HotCache {
-    /// Copies of at most `max_bytes` (0: none are kept).
-    pub fn new(max_bytes: u64) -> HotCache {
+    /// Copies of at most `max_bytes` (0: none are kept), each served for `lease` after
+    /// the read that made it began.
+    pub fn new(max_bytes: u64, lease: Duration) -> HotCache {
         HotCache {
             copies: RwLock::new(Copies::default()),
             max_bytes,
+            lease,
             hits: AtomicU64::new(0),
         }
     }
@@ -84,11 +95,12 @@ impl HotCache {
         self.max_bytes > 0
     }
 
-    /// The value of `key`'s copy at `now_ms`, if there is a live one.
-    pub fn get(&self, key: &[u8], now_ms: u64) -> Option<Bytes> {
+    /// The value of `key`'s copy at `now_ms` (its TTL) and `now` (its lease), if there is
+    /// a live one.
+    pub fn get(&self, key: &[u8], now_ms: u64, now: Instant) -> Option<Bytes> {
         let copies = self.copies.read();
         let copy = copies.copies.get(key)?;
-        if copy.expire_at_ms.is_some_and(|at| expired(at, now_ms)) {
+        if copy.expire_at_ms.is_some_and(|at| expired(at, now_ms)) || now >= copy.lease_ends {
             return None;
         }
         self.hits.fetch_add(1, Ordering::Relaxed);
@@ -104,11 +116,22 @@ impl HotCache {
     /// A write of `key` through this node: drops its copy, giving its bytes back; and,
     /// for a hot key, a refresh whose reads began before this does not copy it back.
     pub fn invalidate(&self, store: &Store, key: &[u8]) {
+        self.drop_copy(store, key, false);
+    }
+
+    /// A change of `key` at the node this one reads it from (which follows the reads of
+    /// copies): drops the copy; a refresh whose read began before this, even the first
+    /// one of a key that just turned hot, does not copy it back.
+    pub fn changed_at_source(&self, store: &Store, key: &[u8]) {
+        self.drop_copy(store, key, true);
+    }
+
+    fn drop_copy(&self, store: &Store, key: &[u8], read_in_flight: bool) {
         let mut copies = self.copies.write();
         if let Some(copy) = copies.copies.remove(key) {
             store.release_outside(copy.bytes);
         }
-        if copies.hot.contains(key) {
+        if read_in_flight || copies.hot.contains(key) {
             copies.writes += 1;
             let write = copies.writes;
             copies.written.insert(Bytes::copy_from_slice(key), write);
@@ -134,16 +157,17 @@ impl HotCache {
     }
 
     /// Brings the copies in line with the hot set `hot` and the entries read for them
-    /// after [`writes_so_far`](Self::writes_so_far) answered `started` (`None`: the read
-    /// failed, so the copy, if any, stays as it was): a key not in `hot` or read
-    /// missing, deleted or of another type than a string loses its copy; the others are
-    /// copied, hottest first, while they fit under the limit and under `maxmemory` —
-    /// except a key a write through this node dropped since `started`, whose read may
-    /// predate that write.
+    /// from `read_at` on, after [`writes_so_far`](Self::writes_so_far) answered `started`
+    /// (`None`: the read failed, so the copy, if any, stays as it was, until its lease
+    /// ends): a key not in `hot` or read missing, deleted or of another type than a
+    /// string loses its copy; the others are copied, hottest first, while they fit under
+    /// the limit and under `maxmemory` — except a key dropped since `started` (a write
+    /// through this node, a change where it is read from), whose read may predate it.
     pub fn refresh(
         &self,
         store: &Store,
         started: u64,
+        read_at: Instant,
         hot: &[(Bytes, Option<Option<VersionedEntry>>)],
     ) {
         let now = store.now_ms();
@@ -199,6 +223,7 @@ impl HotCache {
                 Copy {
                     value: entry.value.clone(),
                     expire_at_ms: entry.expire_at_ms,
+                    lease_ends: read_at + self.lease,
                     bytes,
                 },
             );
@@ -217,6 +242,7 @@ mod tests {
     use super::*;
 
     const NOW: u64 = 1_800_000_000_000;
+    const LEASE: Duration = Duration::from_secs(1);
 
     fn entry(value: &str, expire_at_ms: Option<u64>) -> Option<Option<VersionedEntry>> {
         let mut entry =
@@ -231,6 +257,7 @@ mod tests {
 
     #[test]
     fn copies_follow_the_hot_set_and_are_accounted_under_maxmemory() {
+        let t0 = Instant::now();
         let store = Store::new(
             StoreConfig {
                 maxmemory: 10_000,
@@ -238,10 +265,11 @@ mod tests {
             },
             Arc::new(MockClock::new(NOW)),
         );
-        let cache = HotCache::new(1_000);
+        let cache = HotCache::new(1_000, LEASE);
         cache.refresh(
             &store,
             0,
+            t0,
             &[
                 (key("a"), entry("1", None)),
                 (key("gone"), Some(None)),
@@ -249,10 +277,18 @@ mod tests {
                 (key("big"), entry(&"x".repeat(900), None)),
             ],
         );
-        assert_eq!(cache.get(b"a", NOW), Some(key("1")));
-        assert_eq!(cache.get(b"gone", NOW), None);
-        assert_eq!(cache.get(b"soon", NOW + 11), None, "a copy keeps its TTL");
-        assert_eq!(cache.get(b"big", NOW), None, "over hot-cache-max-memory");
+        assert_eq!(cache.get(b"a", NOW, t0), Some(key("1")));
+        assert_eq!(cache.get(b"gone", NOW, t0), None);
+        assert_eq!(
+            cache.get(b"soon", NOW + 11, t0),
+            None,
+            "a copy keeps its TTL"
+        );
+        assert_eq!(
+            cache.get(b"big", NOW, t0),
+            None,
+            "over hot-cache-max-memory"
+        );
         assert!(!cache.holds_no_string(b"a"));
         let (keys, bytes) = cache.size();
         assert_eq!((keys, bytes), (2, (1 + 1) + (4 + 1) + 2 * COPY_OVERHEAD));
@@ -264,12 +300,13 @@ mod tests {
         cache.refresh(
             &store,
             0,
+            t0,
             &[(key("a"), None), (key("soon"), entry("3", None))],
         );
-        assert_eq!(cache.get(b"a", NOW), Some(key("1")));
-        assert_eq!(cache.get(b"soon", NOW + 10), Some(key("3")));
-        cache.refresh(&store, 0, &[(key("soon"), entry("3", None))]);
-        assert_eq!(cache.get(b"a", NOW), None);
+        assert_eq!(cache.get(b"a", NOW, t0), Some(key("1")));
+        assert_eq!(cache.get(b"soon", NOW + 10, t0), Some(key("3")));
+        cache.refresh(&store, 0, t0, &[(key("soon"), entry("3", None))]);
+        assert_eq!(cache.get(b"a", NOW, t0), None);
         cache.invalidate(&store, b"soon");
         assert_eq!(cache.size().0, 0);
         assert_eq!(store.used_memory(), 0);
@@ -278,9 +315,9 @@ mod tests {
         // A hot collection is not copied, and not read again while it stays hot.
         let mut hash = entry("", None).unwrap().unwrap();
         hash.kind = KeyType::Hash;
-        cache.refresh(&store, 0, &[(key("h"), Some(Some(hash)))]);
+        cache.refresh(&store, 0, t0, &[(key("h"), Some(Some(hash)))]);
         assert!(cache.holds_no_string(b"h"));
-        cache.refresh(&store, 0, &[]);
+        cache.refresh(&store, 0, t0, &[]);
         assert!(!cache.holds_no_string(b"h"), "forgotten once it cools");
 
         // No room under maxmemory: nothing copied.
@@ -291,50 +328,111 @@ mod tests {
             },
             Arc::new(MockClock::new(NOW)),
         );
-        cache.refresh(&full, 0, &[(key("a"), entry("1", None))]);
+        cache.refresh(&full, 0, t0, &[(key("a"), entry("1", None))]);
         assert_eq!(cache.size().0, 0);
     }
 
     #[test]
     fn a_zero_limit_turns_mitigation_off() {
+        let t0 = Instant::now();
         let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(NOW)));
-        let cache = HotCache::new(0);
+        let cache = HotCache::new(0, LEASE);
         assert!(!cache.enabled());
-        cache.refresh(&store, 0, &[(key("a"), entry("1", None))]);
+        cache.refresh(&store, 0, t0, &[(key("a"), entry("1", None))]);
         assert_eq!(cache.size().0, 0);
     }
 
     #[test]
     fn a_read_begun_before_a_write_through_this_node_does_not_bring_the_old_value_back() {
+        let t0 = Instant::now();
         let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(NOW)));
-        let cache = HotCache::new(1_000);
+        let cache = HotCache::new(1_000, LEASE);
         cache.refresh(
             &store,
             cache.writes_so_far(),
+            t0,
             &[(key("k"), entry("old", None))],
         );
-        assert_eq!(cache.get(b"k", NOW), Some(key("old")));
+        assert_eq!(cache.get(b"k", NOW, t0), Some(key("old")));
         // A refresh begins; a write through this node lands while it reads.
         let started = cache.writes_so_far();
         cache.invalidate(&store, b"k");
-        cache.refresh(&store, started, &[(key("k"), entry("old", None))]);
+        cache.refresh(&store, started, t0, &[(key("k"), entry("old", None))]);
         assert_eq!(
-            cache.get(b"k", NOW),
+            cache.get(b"k", NOW, t0),
             None,
             "the write is not hidden by the old read"
         );
         // A write while there is no copy, during the next refresh, counts the same.
         let started = cache.writes_so_far();
         cache.invalidate(&store, b"k");
-        cache.refresh(&store, started, &[(key("k"), entry("older", None))]);
-        assert_eq!(cache.get(b"k", NOW), None);
+        cache.refresh(&store, started, t0, &[(key("k"), entry("older", None))]);
+        assert_eq!(cache.get(b"k", NOW, t0), None);
         // A refresh begun after the writes copies the key again.
         cache.refresh(
             &store,
             cache.writes_so_far(),
+            t0,
             &[(key("k"), entry("new", None))],
         );
-        assert_eq!(cache.get(b"k", NOW), Some(key("new")));
+        assert_eq!(cache.get(b"k", NOW, t0), Some(key("new")));
         assert!(!cache.is_idle());
+    }
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use std::sync::Arc;
+
+    use quorra_store::{MockClock, StoreConfig, Version};
+
+    use super::*;
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn entry(value: &str) -> Option<Option<VersionedEntry>> {
+        Some(Some(VersionedEntry::value(
+            Bytes::from(value.to_owned()),
+            Version { hlc: 1, node: 1 },
+        )))
+    }
+
+    #[test]
+    fn a_copy_is_served_only_during_its_lease_and_a_failed_refresh_does_not_renew_it() {
+        let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(NOW)));
+        let lease = Duration::from_millis(500);
+        let cache = HotCache::new(1_000, lease);
+        let t0 = Instant::now();
+        let key = Bytes::from_static(b"k");
+        cache.refresh(&store, 0, t0, &[(key.clone(), entry("v"))]);
+        assert_eq!(
+            cache.get(b"k", NOW, t0 + lease / 2),
+            Some(Bytes::from_static(b"v"))
+        );
+        // The next read failed: the copy stays, with the lease it had.
+        cache.refresh(&store, 0, t0 + lease / 2, &[(key.clone(), None)]);
+        assert_eq!(cache.get(b"k", NOW, t0 + lease), None, "its lease ran out");
+        cache.refresh(&store, 0, t0 + lease, &[(key, entry("v2"))]);
+        assert_eq!(
+            cache.get(b"k", NOW, t0 + lease),
+            Some(Bytes::from_static(b"v2"))
+        );
+    }
+
+    #[test]
+    fn a_change_at_the_source_during_the_first_read_of_a_new_hot_key_keeps_it_out() {
+        let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(NOW)));
+        let cache = HotCache::new(1_000, Duration::from_secs(1));
+        let t0 = Instant::now();
+        // The key is not in the hot set yet: its first read is in flight.
+        let started = cache.writes_so_far();
+        cache.changed_at_source(&store, b"k");
+        cache.refresh(
+            &store,
+            started,
+            t0,
+            &[(Bytes::from_static(b"k"), entry("old"))],
+        );
+        assert_eq!(cache.get(b"k", NOW, t0), None);
     }
 }

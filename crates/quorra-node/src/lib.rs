@@ -94,6 +94,7 @@ pub mod removal_queue;
 pub mod scatter;
 pub mod session;
 pub mod shared;
+pub mod tracking;
 pub mod transaction;
 #[cfg(test)]
 mod transaction_tests;

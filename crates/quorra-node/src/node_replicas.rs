@@ -147,7 +147,14 @@ impl Replicas for NodeReplicas {
             return Box::pin(async move { Ok(entries) });
         }
         let expected = keys.len();
-        let call = self.call(node, &Request::Read { keys, promote });
+        let call = self.call(
+            node,
+            &Request::Read {
+                keys,
+                promote,
+                follow: false,
+            },
+        );
         let node = node.clone();
         Box::pin(async move {
             match call.await? {

@@ -30,12 +30,13 @@ use quorra_store::{DeltaOutcome, Version, VersionedEntry};
 
 use crate::accounting;
 use crate::commands::{self, server::keyspace_counts};
-use crate::executor::{Mode, protocol_of, run_here};
+use crate::executor::{Mode, protocol_of, run_here, settle};
 use crate::node_replicas::{apply_delta_waiting, apply_entry, read_entries};
 use crate::pubsub::{Admission, Kind, Published};
 use crate::read_through;
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::tracking::Tracker;
 use crate::transaction;
 use crate::wall_clock::unix_ms;
 use crate::write_behind;
@@ -101,15 +102,19 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             replicate,
             primary_only,
             deadline_ms,
+            track,
         } => {
             check_commands(&from, &commands, deadline_ms)?;
             let mut session = Session::new(shared.peer_client.clone(), false);
             session.protocol = protocol_of(resp3);
+            // The peer's client tracks what it reads: the peer follows the keys read here.
+            session.tracked_for = track.then(|| from.clone());
             let mode = Mode {
                 protocol: session.protocol,
                 db,
                 replicate,
                 primary_only,
+                track: false,
             };
             let view = shared.cluster.as_ref().map(|node| node.view());
             let (replies, lookups) = match &view {
@@ -119,6 +124,7 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
                     commands::run_each(&shared, &mut session, &commands)
                 }
             };
+            settle(&shared, &mut session).await;
             // The peer's node answers the client and counts the commands; here they
             // count only as run for a peer.
             accounting::peer_commands(&shared, replies.len());
@@ -158,6 +164,10 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
                     let entry = entry.into();
                     let outcome = apply_entry(&shared.store, &key, VersionedEntry::clone(&entry));
                     if outcome.is_ok() {
+                        // A hint or a repair may bring a change that the key's followers
+                        // here did not hear of.
+                        let nodes = shared.tracking.changed(&shared.pubsub, [&key], None);
+                        shared.tracking.queue(nodes);
                         // A copy of a write: in a write-behind namespace, this replica
                         // keeps the write's mark until the primary has flushed it.
                         write_behind::mark_applied(&shared, &key, &entry);
@@ -212,7 +222,32 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             Response::Published { receivers }
         }
         Request::Ping => Response::Pong,
-        Request::Read { keys, promote } => {
+        Request::Invalidate { keys } => {
+            let nodes = shared.tracking.changed(&shared.pubsub, &keys, None);
+            shared.tracking.queue(nodes);
+            if shared.hot_cache.enabled() {
+                for key in &keys {
+                    shared.hot_cache.changed_at_source(&shared.store, key);
+                }
+            }
+            Response::Invalidated
+        }
+        Request::FollowPrefixes { prefixes } => {
+            shared
+                .tracking
+                .follow_prefixes(&from, prefixes, std::time::Instant::now());
+            Response::Invalidated
+        }
+        Request::Read {
+            keys,
+            promote,
+            follow,
+        } => {
+            if follow {
+                // Before the read: a change after it is told to the peer.
+                let peer = Tracker::Node(from.clone());
+                shared.tracking.follow(&shared.pubsub, &peer, &keys);
+            }
             let now = shared.store.now_ms();
             let entries = read_entries(&shared.store, &keys, promote);
             Response::Entries(

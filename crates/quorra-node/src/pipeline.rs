@@ -18,7 +18,9 @@ use quorra_ring::NodeId;
 use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::{self, CommandId, error_reply};
 use crate::databases;
-use crate::executor::{Cx, Mode, forward, forward_to_replicas, peer_failure};
+use crate::executor::{
+    Cx, Mode, forward, forward_to_replicas, peer_failure, read_following, settle,
+};
 use crate::origin_hooks;
 use crate::plan::{Plan, QuorumRead, plan, read_at_primary};
 use crate::primary_write::{self, PrimaryWrite};
@@ -27,6 +29,7 @@ use crate::read_through;
 use crate::scatter;
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::tracking::Tracker;
 use crate::transaction;
 use crate::write_behind;
 use crate::write_through;
@@ -140,6 +143,15 @@ impl Pipeline {
         let mut planned = plan(args, authenticated, &placement);
         if matches!(planned, Plan::QuorumRead(_)) && watches_a_key_of(session, args) {
             planned = read_at_primary(args, &placement).unwrap_or(planned);
+        }
+        if session.tracking.is_some() && !matches!(planned, Plan::Local) {
+            if tracks_read(session, args) {
+                planned = Box::pin(track_read(cx, session, args, planned)).await;
+            }
+            // CLIENT CACHING applies to one command (a local one clears it as it runs).
+            if commands::lookup(&args[0]) != Some(CommandId::Client) {
+                session.caching = false;
+            }
         }
         match planned {
             Plan::Local => {
@@ -491,7 +503,12 @@ fn hot_copy(cx: Cx<'_>, session: &Session, args: &[Bytes]) -> Option<Bytes> {
         }
         return None;
     }
-    if id != CommandId::Get || args.len() != 2 || watches_a_key_of(session, args) {
+    // A tracking client's reads go to the primary, which follows them for it.
+    if id != CommandId::Get
+        || args.len() != 2
+        || watches_a_key_of(session, args)
+        || session.tracking.is_some()
+    {
         return None;
     }
     // A namespace's keys keep their origin's read path (read-through, stale-while-
@@ -502,7 +519,7 @@ fn hot_copy(cx: Cx<'_>, session: &Session, args: &[Bytes]) -> Option<Bytes> {
         return None;
     }
     let pending = Pending::of(args);
-    let value = cache.get(&args[1], cx.shared.store.now_ms())?;
+    let value = cache.get(&args[1], cx.shared.store.now_ms(), Instant::now())?;
     cx.shared.hot_keys.count(&args[1]);
     let mut reply = BytesMut::new();
     encode::bulk(&mut reply, &value);
@@ -512,6 +529,56 @@ fn hot_copy(cx: Cx<'_>, session: &Session, args: &[Bytes]) -> Option<Bytes> {
     accounting::lookups(cx.shared, lookups);
     pending.account(cx.shared, &reply, Instant::now());
     Some(reply)
+}
+
+/// True if `args` is a read whose keys the session's client tracking follows.
+fn tracks_read(session: &Session, args: &[Bytes]) -> bool {
+    session
+        .tracking
+        .as_ref()
+        .is_some_and(|on| on.options.tracks_read(session.caching))
+        && commands::lookup(&args[0]).is_some_and(|id| id.info().has_flag("readonly"))
+        && commands::keys_of(args).next().is_some()
+}
+
+/// A tracking client's read that does not run here ([`crate::tracking`]): its keys are
+/// followed here for the client, and read at their primary, where every write of them
+/// runs, which follows them for this node in the same step as the read (the forward
+/// carries [`Mode::track`]). A read of keys of several primaries stays a quorum read,
+/// after each primary was asked to follow its keys.
+async fn track_read(cx: Cx<'_>, session: &Session, args: &[Bytes], planned: Plan) -> Plan {
+    let placement = cx.node.placement(cx.view);
+    let planned = match planned {
+        Plan::QuorumRead(_) => read_at_primary(args, &placement).unwrap_or(planned),
+        other => other,
+    };
+    if matches!(planned, Plan::Local) {
+        // Followed as it runs ([`commands::run`]).
+        return planned;
+    }
+    let client = Tracker::Client(session.info.id);
+    cx.shared
+        .tracking
+        .follow(&cx.shared.pubsub, &client, commands::keys_of(args));
+    if matches!(planned, Plan::QuorumRead(_)) {
+        let mut by_primary: Vec<(NodeId, Vec<Bytes>)> = Vec::new();
+        for key in commands::keys_of(args) {
+            let Some(primary) = placement.primary(key) else {
+                continue;
+            };
+            match by_primary.iter_mut().find(|(node, _)| node == primary) {
+                Some((_, keys)) => keys.push(key.clone()),
+                None => by_primary.push((primary.clone(), vec![key.clone()])),
+            }
+        }
+        join_all(by_primary.into_iter().map(|(primary, keys)| async move {
+            if let Err(error) = read_following(cx, &primary, keys).await {
+                tracing::debug!(%error, "could not ask a primary to follow tracked keys");
+            }
+        }))
+        .await;
+    }
+    planned
 }
 
 /// True if the session WATCHes one of the keys of `args`.
@@ -545,6 +612,7 @@ pub async fn run_one(shared: &Shared, mut args: Vec<Bytes>) -> Bytes {
             let mut pipeline = Pipeline::default();
             pipeline.run(cx, &mut session, &args, &mut out).await;
             pipeline.flush(cx, &session, &mut out).await;
+            settle(shared, &mut session).await;
         }
         None => {
             let started = Instant::now();

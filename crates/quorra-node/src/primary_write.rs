@@ -32,20 +32,8 @@ use quorra_store::{Changes, KeyChange, KeyType, Version, VersionedEntry};
 
 use crate::accounting::{Lookups, Outcome};
 use crate::commands::{self, CommandId, Ran};
-use crate::databases;
 use crate::session::Session;
 use crate::shared::Shared;
-
-/// The keys a write command writes, from the command table's key positions (and, for
-/// MOVE and COPY ... DB, the key of the other database); none for a command that does
-/// not write.
-fn written_keys(args: &[Bytes]) -> impl Iterator<Item = Bytes> + '_ {
-    let writes = commands::lookup(&args[0]).is_some_and(|id| id.info().writes());
-    commands::keys_of(args)
-        .cloned()
-        .chain(databases::other_database_key(args))
-        .filter(move |_| writes)
-}
 
 /// True for a command that changes the hashes, sets and sorted sets among its keys in
 /// place, element by element, so that the store's journal of its changes can undo it
@@ -98,7 +86,7 @@ pub fn quorum_out_of_reach(
         return None;
     }
     let required = level.required(placement.copies());
-    written_keys(args).find_map(|key| {
+    commands::written_keys(args).find_map(|key| {
         let serving = placement.serving_replicas(&key);
         (serving < required).then_some(QuorumError {
             required,
@@ -143,7 +131,7 @@ pub fn run_primary_write(
         None => {
             let in_place =
                 deltas && commands::lookup(&args[0]).is_some_and(updates_elements_in_place);
-            before = written_keys(args)
+            before = commands::written_keys(args)
                 .map(|key| {
                     let journaled = in_place
                         && matches!(

@@ -22,8 +22,8 @@
 //! always told that way, never silent.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
@@ -49,37 +49,93 @@ pub enum Kind {
 /// framing, roughly.
 const DELIVERY_OVERHEAD: u64 = 48;
 
-/// One message on its way to one subscriber.
+/// One message on its way to one connection: a published message, or an invalidation
+/// of keys it tracks ([`crate::tracking`]).
 #[derive(Debug, Clone)]
-pub struct Delivery {
-    /// `message`, `pmessage` or `smessage`.
-    kind: Kind,
-    /// The pattern that matched (a `pmessage`).
-    pattern: Option<Bytes>,
-    channel: Bytes,
-    message: Bytes,
+pub enum Delivery {
+    /// A message published on a channel.
+    Message {
+        /// `message`, `pmessage` or `smessage`.
+        kind: Kind,
+        /// The pattern that matched (a `pmessage`).
+        pattern: Option<Bytes>,
+        /// The channel it was published on.
+        channel: Bytes,
+        /// What was published.
+        message: Bytes,
+    },
+    /// Keys whose cached values are no longer valid; `None`: every key (a flush).
+    Invalidation(Option<Arc<[Bytes]>>),
 }
+
+/// The channel a RESP2 connection hears invalidations on, as in Redis.
+pub const INVALIDATION_CHANNEL: &[u8] = b"__redis__:invalidate";
 
 impl Delivery {
     fn size(&self) -> u64 {
-        let pattern = self.pattern.as_ref().map_or(0, Bytes::len);
-        (pattern + self.channel.len() + self.message.len()) as u64 + DELIVERY_OVERHEAD
+        let payload = match self {
+            Delivery::Message {
+                pattern,
+                channel,
+                message,
+                ..
+            } => pattern.as_ref().map_or(0, Bytes::len) + channel.len() + message.len(),
+            Delivery::Invalidation(keys) => keys
+                .iter()
+                .flat_map(|keys| keys.iter())
+                .map(Bytes::len)
+                .sum(),
+        };
+        payload as u64 + DELIVERY_OVERHEAD
     }
 
-    /// Writes the delivery as Redis does: a push in RESP3, an array in RESP2.
+    /// Writes the delivery as Redis does: a push in RESP3, an array in RESP2 (an
+    /// invalidation as a message on [`INVALIDATION_CHANNEL`] whose payload is the array
+    /// of keys, or null for all of them).
     pub fn encode(&self, out: &mut BytesMut, protocol: Protocol) {
-        let name: &[u8] = match self.kind {
-            Kind::Channel => b"message",
-            Kind::Pattern => b"pmessage",
-            Kind::Shard => b"smessage",
-        };
-        encode::push_header(out, 3 + usize::from(self.pattern.is_some()), protocol);
-        encode::bulk(out, name);
-        if let Some(pattern) = &self.pattern {
-            encode::bulk(out, pattern);
+        match self {
+            Delivery::Message {
+                kind,
+                pattern,
+                channel,
+                message,
+            } => {
+                let name: &[u8] = match kind {
+                    Kind::Channel => b"message",
+                    Kind::Pattern => b"pmessage",
+                    Kind::Shard => b"smessage",
+                };
+                encode::push_header(out, 3 + usize::from(pattern.is_some()), protocol);
+                encode::bulk(out, name);
+                if let Some(pattern) = pattern {
+                    encode::bulk(out, pattern);
+                }
+                encode::bulk(out, channel);
+                encode::bulk(out, message);
+            }
+            Delivery::Invalidation(keys) => {
+                match protocol {
+                    Protocol::Resp3 => {
+                        encode::push_header(out, 2, protocol);
+                        encode::bulk(out, b"invalidate");
+                    }
+                    Protocol::Resp2 => {
+                        encode::push_header(out, 3, protocol);
+                        encode::bulk(out, b"message");
+                        encode::bulk(out, INVALIDATION_CHANNEL);
+                    }
+                }
+                match keys {
+                    Some(keys) => {
+                        encode::array_header(out, keys.len());
+                        for key in keys.iter() {
+                            encode::bulk(out, key);
+                        }
+                    }
+                    None => encode::null(out, protocol),
+                }
+            }
         }
-        encode::bulk(out, &self.channel);
-        encode::bulk(out, &self.message);
     }
 }
 
@@ -230,6 +286,10 @@ pub struct PubSub {
     /// Most bytes waiting in one subscriber's mailbox (0: no limit).
     limit: u64,
     relay: std::sync::OnceLock<Arc<dyn Relay>>,
+    /// Every connection's mailbox that has one, by client id: where client tracking
+    /// sends invalidations ([`crate::tracking`]), to the tracking client or the one it
+    /// redirects them to.
+    mailboxes: RwLock<HashMap<u64, Weak<Mailbox>>>,
     /// What INFO reports.
     pub counters: Arc<PubSubCounters>,
 }
@@ -243,8 +303,21 @@ impl PubSub {
             inbound: parking_lot::Mutex::default(),
             limit,
             relay: std::sync::OnceLock::new(),
+            mailboxes: RwLock::default(),
             counters: Arc::default(),
         }
+    }
+
+    /// Queues an invalidation of `keys` (`None`: all keys) for client `client`, if it is
+    /// connected and has a mailbox; whether it was queued.
+    pub fn invalidate(&self, client: u64, keys: Option<Arc<[Bytes]>>) -> bool {
+        let mailbox = self.mailboxes.read().get(&client).and_then(Weak::upgrade);
+        mailbox.is_some_and(|mailbox| mailbox.offer(Delivery::Invalidation(keys), self.limit, self))
+    }
+
+    /// True if client `client` is connected with a mailbox.
+    pub fn has_mailbox(&self, client: u64) -> bool {
+        self.mailboxes.read().contains_key(&client)
     }
 
     /// The most bytes a subscriber's undelivered messages may hold.
@@ -299,7 +372,7 @@ impl PubSub {
             .into_iter()
             .flat_map(HashMap::values)
         {
-            let delivery = Delivery {
+            let delivery = Delivery::Message {
                 kind,
                 pattern: None,
                 channel: channel.clone(),
@@ -313,7 +386,7 @@ impl PubSub {
                     continue;
                 }
                 for mailbox in mailboxes.values() {
-                    let delivery = Delivery {
+                    let delivery = Delivery::Message {
                         kind: Kind::Pattern,
                         pattern: Some(pattern.clone()),
                         channel: channel.clone(),
@@ -408,13 +481,17 @@ impl Subscriber {
     /// A connection that subscribes for the first time.
     pub fn new(hub: Arc<PubSub>, client: Arc<ClientInfo>) -> Subscriber {
         let (sender, receiver) = mpsc::unbounded_channel();
+        let mailbox = Arc::new(Mailbox {
+            client,
+            sender,
+            waiting_bytes: AtomicU64::new(0),
+        });
+        hub.mailboxes
+            .write()
+            .insert(mailbox.client.id, Arc::downgrade(&mailbox));
         Subscriber {
             hub,
-            mailbox: Arc::new(Mailbox {
-                client,
-                sender,
-                waiting_bytes: AtomicU64::new(0),
-            }),
+            mailbox,
             receiver,
             names: Default::default(),
         }
@@ -490,6 +567,13 @@ impl Subscriber {
         self.mailbox
             .waiting_bytes
             .fetch_sub(delivery.size(), Ordering::Relaxed);
+        // As in Redis, a RESP2 connection hears invalidations only in subscribed mode.
+        if matches!(delivery, Delivery::Invalidation(_))
+            && protocol == Protocol::Resp2
+            && !self.active()
+        {
+            return;
+        }
         delivery.encode(out, protocol);
     }
 }
@@ -497,6 +581,7 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let client = self.mailbox.client.id;
+        self.hub.mailboxes.write().remove(&client);
         for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
             for name in std::mem::take(&mut self.names[kind as usize]) {
                 self.hub.remove(kind, &name, client);

@@ -152,6 +152,7 @@ async fn from_primary(cx: Cx<'_>, key: &Bytes) -> Answer {
         db: 0,
         replicate: Some(cx.node.consistency.write),
         primary_only: false,
+        track: false,
     };
     let mut session = Session::new(cx.shared.peer_client.clone(), false);
     let get = vec![Bytes::from_static(b"GET"), key.clone()];

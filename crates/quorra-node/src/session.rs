@@ -9,10 +9,12 @@ use bytes::Bytes;
 use quorra_cluster::replication::{Consistency, Level};
 use quorra_resp::Protocol;
 use quorra_resp::command::CommandId;
+use quorra_ring::NodeId;
 use quorra_store::{DatabaseCounts, Version};
 
 use crate::clients::ClientInfo;
 use crate::pubsub::Subscriber;
+use crate::tracking::{TrackingOn, Unsettled};
 use crate::wall_clock::unix_ms;
 
 /// Per-connection state that commands read and change.
@@ -46,8 +48,18 @@ pub struct Session {
     /// Set while EXEC runs this session's queued commands inside the store's exclusive
     /// section, which they must not try to enter again as shared.
     pub in_exclusive_section: bool,
-    /// Its pub/sub subscriptions and mailbox, from its first (P|S)SUBSCRIBE.
+    /// Its pub/sub subscriptions and mailbox, from its first (P|S)SUBSCRIBE or from
+    /// CLIENT TRACKING ON (the mailbox carries invalidations too).
     pub pubsub: Option<Subscriber>,
+    /// Client tracking, while it is on (CLIENT TRACKING).
+    pub tracking: Option<TrackingOn>,
+    /// CLIENT CACHING YES|NO was sent: applies to the next command.
+    pub caching: bool,
+    /// A peer's session whose client tracks what it reads: the node that follows the
+    /// keys its reads read ([`crate::tracking`]).
+    pub tracked_for: Option<NodeId>,
+    /// What its writes must tell other nodes before they are acknowledged.
+    pub unsettled: Option<Unsettled>,
 }
 
 /// A transaction being queued: the commands between MULTI and EXEC.
@@ -89,6 +101,10 @@ impl Session {
             watched: Vec::new(),
             in_exclusive_section: false,
             pubsub: None,
+            tracking: None,
+            caching: false,
+            tracked_for: None,
+            unsettled: None,
         }
     }
 

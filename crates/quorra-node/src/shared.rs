@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use parking_lot::RwLock;
 use quorra_origin::Origins;
 use quorra_ring::NodeId;
@@ -23,6 +24,7 @@ use crate::lua::Scripts;
 use crate::metrics::Metrics;
 use crate::notifications::{Notifier, Removal};
 use crate::pubsub::PubSub;
+use crate::tracking::Tracking;
 
 /// Settings CONFIG SET may change while the server runs.
 #[derive(Debug, Clone)]
@@ -85,6 +87,10 @@ pub struct NodeParts {
     pub notifier: Arc<Notifier>,
     /// The hot-key detector, which the store's accesses feed.
     pub hot_keys: Arc<HotKeys>,
+    /// Pub/sub, whose mailboxes also carry client tracking's invalidations.
+    pub pubsub: Arc<PubSub>,
+    /// Client tracking, which the store's removals feed.
+    pub tracking: Arc<Tracking>,
 }
 
 /// Where the store's own removals go: evictions to the feed that tells the keys' other
@@ -93,6 +99,19 @@ pub struct NodeParts {
 struct Removals {
     evictions: Option<Arc<EvictionFeed>>,
     notifier: Arc<Notifier>,
+    pubsub: Arc<PubSub>,
+    tracking: Arc<Tracking>,
+}
+
+impl Removals {
+    /// A tracked key removed: its clients' cached values are no longer valid.
+    fn invalidate(&self, key: &[u8]) {
+        if !self.tracking.is_idle() {
+            let key = Bytes::copy_from_slice(key);
+            let nodes = self.tracking.changed(&self.pubsub, [&key], None);
+            self.tracking.queue(nodes);
+        }
+    }
 }
 
 impl RemovalObserver for Removals {
@@ -101,10 +120,12 @@ impl RemovalObserver for Removals {
             feed.on_evict(key, version);
         }
         self.notifier.queue_removal(key, Removal::Evicted);
+        self.invalidate(key);
     }
 
     fn on_expire(&self, key: &[u8]) {
         self.notifier.queue_removal(key, Removal::Expired);
+        self.invalidate(key);
     }
 }
 
@@ -133,15 +154,21 @@ impl NodeParts {
         );
         let notifier = Arc::new(Notifier::new(config.notify_keyspace_events));
         let hot_keys = Arc::new(HotKeys::new(config.hot_key_thresholds));
+        let pubsub = Arc::new(PubSub::new(config.client_output_buffer_limit_pubsub));
+        let tracking = Arc::new(Tracking::new(config.tracking_table_max_keys));
         let store = store
             .with_removal_observer(Arc::new(Removals {
                 evictions: evictions.clone(),
                 notifier: notifier.clone(),
+                pubsub: pubsub.clone(),
+                tracking: tracking.clone(),
             }))
             .with_observer(hot_keys.clone());
         NodeParts {
             notifier,
             hot_keys,
+            pubsub,
+            tracking,
             store: Arc::new(store),
             evictions,
             metrics: Arc::new(Metrics::new()),
@@ -188,6 +215,8 @@ pub struct Shared {
     pub scripts: Arc<Scripts>,
     /// Pub/sub subscriptions, and the relay of messages to the other nodes.
     pub pubsub: Arc<PubSub>,
+    /// Client tracking: who cached which keys ([`crate::tracking`]).
+    pub tracking: Arc<Tracking>,
     /// Keyspace notifications (`notify-keyspace-events`).
     pub notifier: Arc<Notifier>,
     /// The latest health sample ([`crate::cluster_tasks::measure`]).
@@ -216,7 +245,11 @@ impl Shared {
             maxclients: config.maxclients,
             protected_mode: config.protected_mode,
         };
-        let single_node = cluster.is_none();
+        let hot_cache = match &cluster {
+            // On a single node every key is local already.
+            None => HotCache::new(0, Duration::ZERO),
+            Some(node) => HotCache::new(config.hot_cache_max_memory, node.timeout),
+        };
         let clients = ClientRegistry::default();
         let peer_client = clients.unlisted(resp_addr, resp_addr);
         parts.metrics.maxmemory.set(parts.store.maxmemory() as i64);
@@ -240,16 +273,13 @@ impl Shared {
                 config.busy_reply_threshold,
                 config.lua_max_memory,
             )),
-            pubsub: Arc::new(PubSub::new(config.client_output_buffer_limit_pubsub)),
+            pubsub: parts.pubsub,
+            tracking: parts.tracking,
             notifier: parts.notifier,
             health: parking_lot::Mutex::default(),
             hot_keys: parts.hot_keys,
             // On a single node every key is local already.
-            hot_cache: HotCache::new(if single_node {
-                0
-            } else {
-                config.hot_cache_max_memory
-            }),
+            hot_cache,
             leave_requested: tokio_util::sync::CancellationToken::new(),
             config,
         }

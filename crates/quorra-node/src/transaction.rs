@@ -37,7 +37,9 @@ use quorra_store::Version;
 use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::transactions::{self, EXECABORT, ExecRefusal};
 use crate::commands::{self, CommandError, CommandId, error_reply, keys_of, lookup};
-use crate::executor::{Answer, Cx, call_for_replies, deadline_ms, one, peer_failure, protocol_of};
+use crate::executor::{
+    Answer, Cx, call_for_replies, deadline_ms, one, peer_failure, protocol_of, settle,
+};
 use crate::peer::PeerError;
 use crate::plan::{CROSSSLOT, NO_REPLICA, Plan, plan};
 use crate::primary_write::{self, PrimaryWrite};
@@ -267,7 +269,9 @@ pub async fn exec_request(shared: &Shared, view: &ClusterView, request: Request)
             version: version.map(|(hlc, node)| Version { hlc, node }),
         })
         .collect();
-    exec_here(shared, view, &mut session, replicate).await
+    let answer = exec_here(shared, view, &mut session, replicate).await;
+    settle(shared, &mut session).await;
+    answer
 }
 
 /// Runs the session's transaction here, as its keys' primary: without copies through

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use quorra_node::clients::ClientInfo;
 use quorra_node::commands;
 use quorra_node::databases;
-use quorra_node::executor::Cx;
+use quorra_node::executor::{Cx, settle};
 use quorra_node::origin_hooks;
 use quorra_node::pipeline::Pipeline;
 use quorra_node::session::Session;
@@ -215,6 +215,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                         break;
                     }
                     if output.len() >= FLUSH_THRESHOLD {
+                        settle(&shared, &mut session).await;
                         if flush(&mut stream, &mut output, &shared, &kill)
                             .await
                             .is_err()
@@ -236,6 +237,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(cx) = cx {
             pipeline.flush(cx, &session, &mut output).await;
         }
+        // No write is acknowledged before the nodes that cached its keys dropped them.
+        settle(&shared, &mut session).await;
         if let Some(closing) = closing {
             if let Closing::ProtocolError(error) = closing {
                 encode::error(&mut output, &error);

@@ -253,6 +253,16 @@ pub async fn start(mut config: Config, clock: Arc<dyn Clock>) -> std::io::Result
             node.clone(),
             stop.clone(),
         ));
+        tasks.spawn(quorra_node::cluster_tasks::send_invalidations(
+            shared.clone(),
+            node.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(quorra_node::cluster_tasks::follow_views(
+            shared.clone(),
+            node.clone(),
+            stop.clone(),
+        ));
         if let Some(feed) = &shared.evictions {
             tasks.spawn(quorra_node::evictions::propagate(
                 feed.clone(),

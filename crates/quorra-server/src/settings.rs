@@ -23,6 +23,10 @@ use quorra_origin::{NamespaceSpec, OriginSpec};
 use quorra_store::MaxmemoryPolicy;
 use serde::Deserialize;
 
+/// Most bytes of hot-key copies a node keeps unless told otherwise (and at most a
+/// sixteenth of `maxmemory`).
+pub const DEFAULT_HOT_CACHE_MAX_MEMORY: u64 = 64 << 20;
+
 /// Settings of `quorra server`, from any source. Every flag can also be given as a
 /// `QUORRA_*` environment variable or in the `--config` TOML file (same name).
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
@@ -204,12 +208,17 @@ pub struct Settings {
     pub hot_key_min_share_permille: Option<u64>,
 
     /// Most bytes of copies of the cluster's hot keys a node keeps to answer their GETs
-    /// locally, without a quorum read (a GET through another node than the one that took
-    /// a write may then answer the previous value for ~100 ms); 0 turns hot-key
-    /// mitigation off [default: 0].
+    /// locally, without a hop or a quorum read (writes drop the copies before they are
+    /// acknowledged); 0 turns hot-key mitigation off [default: 64mb, or a sixteenth of
+    /// maxmemory when that is less].
     #[arg(long, env = "QUORRA_HOT_CACHE_MAX_MEMORY", value_parser = parse_bytes)]
     #[serde(default, deserialize_with = "deserialize_bytes")]
     pub hot_cache_max_memory: Option<u64>,
+
+    /// Most keys the client-tracking table holds (CLIENT TRACKING); a key pushed out is
+    /// invalidated for the clients that cached it [default: 1000000].
+    #[arg(long, env = "QUORRA_TRACKING_TABLE_MAX_KEYS")]
+    pub tracking_table_max_keys: Option<usize>,
 
     /// Most bytes one client command may occupy while it arrives [default: 1gb].
     #[arg(long, env = "QUORRA_CLIENT_QUERY_BUFFER_LIMIT", value_parser = parse_bytes)]
@@ -446,6 +455,9 @@ impl Settings {
                 .hot_key_min_ops_per_sec
                 .or(lower.hot_key_min_ops_per_sec),
             hot_cache_max_memory: self.hot_cache_max_memory.or(lower.hot_cache_max_memory),
+            tracking_table_max_keys: self
+                .tracking_table_max_keys
+                .or(lower.tracking_table_max_keys),
             hot_key_min_share_permille: self
                 .hot_key_min_share_permille
                 .or(lower.hot_key_min_share_permille),
@@ -642,9 +654,13 @@ impl Settings {
             proto_max_bulk_len,
             proto_max_multibulk_len,
             hot_key_thresholds,
-            hot_cache_max_memory: self
-                .hot_cache_max_memory
-                .unwrap_or(defaults.hot_cache_max_memory),
+            hot_cache_max_memory: self.hot_cache_max_memory.unwrap_or(match maxmemory {
+                0 => DEFAULT_HOT_CACHE_MAX_MEMORY,
+                limited => DEFAULT_HOT_CACHE_MAX_MEMORY.min(limited / 16),
+            }),
+            tracking_table_max_keys: self
+                .tracking_table_max_keys
+                .unwrap_or(defaults.tracking_table_max_keys),
             client_query_buffer_limit: self
                 .client_query_buffer_limit
                 .unwrap_or(defaults.client_query_buffer_limit),

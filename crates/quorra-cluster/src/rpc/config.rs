@@ -11,7 +11,7 @@ use crate::tls::TlsMaterial;
 /// Version of the wire protocol spoken after the handshake. Peers with a different
 /// version are refused ([`RpcError::VersionMismatch`](super::RpcError::VersionMismatch)).
 /// The `Hello` frame's layout never changes, so any two versions can tell each other so.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Default largest frame, in bytes counted by the length prefix (kind + id + payload),
 /// accepted from or sent to a peer: 16 MiB, well above the largest value plus overhead.

@@ -7,11 +7,15 @@ use quorra_resp::{Protocol, encode};
 
 use super::{CommandError, Ctx, int_arg, is};
 use crate::auth_log::constant_time_eq;
+use crate::pubsub::Subscriber;
+use crate::tracking::{TrackingOn, TrackingOptions};
 use crate::wall_clock::unix_ms;
 
 /// The Redis version quorra's command set and replies follow; clients that gate features
-/// on the server version read it from HELLO and INFO.
-pub const REDIS_COMPATIBLE_VERSION: &str = "7.2.0";
+/// on the server version read it from HELLO and INFO (redis-py turns client-side caching
+/// on only for a server that calls itself `redis` at 7.4 or later). quorra's own version
+/// is beside it: `quorra_version` in both.
+pub const REDIS_COMPATIBLE_VERSION: &str = "7.4.0";
 
 /// `PING [message]`
 pub fn ping(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
@@ -141,11 +145,14 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         *ctx.session.info.name.lock() = name;
     }
     ctx.session.set_protocol(protocol);
-    ctx.map(7);
+    ctx.map(8);
+    // The name clients compare against to enable what Redis supports.
     ctx.bulk(b"server");
-    ctx.bulk(b"quorra");
+    ctx.bulk(b"redis");
     ctx.bulk(b"version");
     ctx.bulk(REDIS_COMPATIBLE_VERSION.as_bytes());
+    ctx.bulk(b"quorra_version");
+    ctx.bulk(env!("CARGO_PKG_VERSION").as_bytes());
     ctx.bulk(b"proto");
     ctx.int(if protocol == Protocol::Resp3 { 3 } else { 2 });
     ctx.bulk(b"id");
@@ -194,6 +201,8 @@ pub fn reset(ctx: &mut Ctx<'_>, _args: &[Bytes]) -> Result<(), CommandError> {
     ctx.session.info.name.lock().clear();
     ctx.session.transaction = None;
     ctx.session.watched.clear();
+    ctx.session.tracking = None;
+    ctx.session.caching = false;
     ctx.session.pubsub = None;
     encode::simple(ctx.out, "RESET");
     Ok(())
@@ -251,10 +260,30 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             drop(lib);
             ctx.ok();
         }
+        ("tracking", n) if n >= 3 => client_tracking(ctx, &args[2], &args[3..])?,
+        ("caching", 3) => client_caching(ctx, &args[2])?,
+        ("getredir", 2) => {
+            let redirect = match &ctx.session.tracking {
+                Some(on) => on.options.redirect.map_or(0, |id| id as i64),
+                None => -1,
+            };
+            ctx.int(redirect);
+        }
+        ("trackinginfo", 2) => client_tracking_info(ctx),
         ("help", 2) => super::help(
             ctx,
             "CLIENT",
             &[
+                (
+                    "CACHING (YES|NO)",
+                    &[
+                        "Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+                    ],
+                ),
+                (
+                    "GETREDIR",
+                    &["Return the client ID we are redirecting to when tracking is enabled."],
+                ),
                 ("GETNAME", &["Return the name of the current connection."]),
                 ("ID", &["Return the ID of the current connection."]),
                 (
@@ -283,9 +312,24 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
                     "SETNAME <name>",
                     &["Assign the name <name> to the current connection."],
                 ),
+                (
+                    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+                    &[
+                        "         [OPTIN] [OPTOUT] [NOLOOP]",
+                        "Control server assisted client side caching.",
+                    ],
+                ),
+                (
+                    "TRACKINGINFO",
+                    &["Report tracking status for the current connection."],
+                ),
             ],
         ),
-        ("id" | "setname" | "getname" | "info" | "setinfo" | "help", _) => {
+        (
+            "id" | "setname" | "getname" | "info" | "setinfo" | "help" | "tracking" | "caching"
+            | "getredir" | "trackinginfo",
+            _,
+        ) => {
             return Err(arity_error());
         }
         _ => {
@@ -293,6 +337,193 @@ pub fn client(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
         }
     }
     Ok(())
+}
+
+/// `CLIENT TRACKING (ON|OFF) [REDIRECT id] [BCAST] [PREFIX prefix ...] [OPTIN] [OPTOUT]
+/// [NOLOOP]`, with Redis's checks and texts ([`crate::tracking`]).
+fn client_tracking(
+    ctx: &mut Ctx<'_>,
+    switch: &[u8],
+    options: &[Bytes],
+) -> Result<(), CommandError> {
+    let mut wanted = TrackingOptions::default();
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        if is(option, "REDIRECT") && rest.len() > 0 {
+            if wanted.redirect.is_some() {
+                return Err(CommandError::new(
+                    "ERR A client can only redirect to a single other client",
+                ));
+            }
+            let id = rest.next().expect("checked above");
+            let id = int_arg(id)?;
+            let target = u64::try_from(id)
+                .ok()
+                .filter(|&id| ctx.shared.clients.contains(id))
+                .ok_or_else(|| {
+                    CommandError::new("ERR The client ID you want redirect to does not exist")
+                })?;
+            wanted.redirect = Some(target);
+        } else if is(option, "BCAST") {
+            wanted.bcast = true;
+        } else if is(option, "OPTIN") {
+            wanted.optin = true;
+        } else if is(option, "OPTOUT") {
+            wanted.optout = true;
+        } else if is(option, "NOLOOP") {
+            wanted.noloop = true;
+        } else if is(option, "PREFIX") && rest.len() > 0 {
+            wanted
+                .prefixes
+                .push(rest.next().expect("checked above").clone());
+        } else {
+            return Err(CommandError::syntax());
+        }
+    }
+    if is(switch, "OFF") {
+        ctx.session.tracking = None;
+        ctx.ok();
+        return Ok(());
+    }
+    if !is(switch, "ON") {
+        return Err(CommandError::syntax());
+    }
+    let current = ctx.session.tracking.as_ref().map(|on| &on.options);
+    if !wanted.bcast && !wanted.prefixes.is_empty() {
+        return Err(CommandError::new(
+            "ERR PREFIX option requires BCAST mode to be enabled",
+        ));
+    }
+    if current.is_some_and(|current| current.bcast != wanted.bcast) {
+        return Err(CommandError::new(
+            "ERR You can't switch BCAST mode on/off before disabling tracking for this client, \
+             and then re-enabling it with a different mode.",
+        ));
+    }
+    if wanted.bcast && (wanted.optin || wanted.optout) {
+        return Err(CommandError::new(
+            "ERR OPTIN and OPTOUT are not compatible with BCAST",
+        ));
+    }
+    if wanted.optin && wanted.optout {
+        return Err(CommandError::new("ERR You can't use both OPTIN and OPTOUT"));
+    }
+    if current
+        .is_some_and(|current| (wanted.optin && current.optout) || (wanted.optout && current.optin))
+    {
+        return Err(CommandError::new(
+            "ERR You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, \
+             and then re-enabling it with a different mode.",
+        ));
+    }
+    if wanted.bcast {
+        // The client's prefixes so far stay, as in Redis; none may overlap another.
+        let mut prefixes: Vec<Bytes> = current.map(|c| c.prefixes.clone()).unwrap_or_default();
+        for prefix in std::mem::take(&mut wanted.prefixes) {
+            if let Some(other) = prefixes.iter().find(|other| {
+                **other != prefix && (other.starts_with(&prefix) || prefix.starts_with(other))
+            }) {
+                return Err(CommandError::new(format!(
+                    "ERR Prefix '{}' overlaps with an existing prefix '{}'. Prefixes for a single \
+                     client must not overlap.",
+                    String::from_utf8_lossy(&prefix),
+                    String::from_utf8_lossy(other)
+                )));
+            }
+            if !prefixes.contains(&prefix) {
+                prefixes.push(prefix);
+            }
+        }
+        wanted.prefixes = prefixes;
+    }
+    // The mailbox that invalidations wait in.
+    let hub = ctx.shared.pubsub.clone();
+    let info = ctx.session.info.clone();
+    ctx.session
+        .pubsub
+        .get_or_insert_with(|| Subscriber::new(hub, info));
+    // The old registration goes before the new one is made.
+    ctx.session.tracking = None;
+    ctx.session.tracking = Some(TrackingOn::new(
+        ctx.shared.tracking.clone(),
+        ctx.session.info.id,
+        wanted,
+    ));
+    ctx.ok();
+    Ok(())
+}
+
+/// `CLIENT CACHING (YES|NO)`: whether the next command's reads are tracked, in OPTIN or
+/// OPTOUT mode.
+fn client_caching(ctx: &mut Ctx<'_>, choice: &[u8]) -> Result<(), CommandError> {
+    let Some(on) = &ctx.session.tracking else {
+        return Err(CommandError::new(
+            "ERR CLIENT CACHING can be called only when the client is in tracking mode with \
+             OPTIN or OPTOUT mode enabled",
+        ));
+    };
+    if is(choice, "YES") {
+        if !on.options.optin {
+            return Err(CommandError::new(
+                "ERR CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.",
+            ));
+        }
+    } else if is(choice, "NO") {
+        if !on.options.optout {
+            return Err(CommandError::new(
+                "ERR CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.",
+            ));
+        }
+    } else {
+        return Err(CommandError::syntax());
+    }
+    ctx.session.caching = true;
+    ctx.ok();
+    Ok(())
+}
+
+/// `CLIENT TRACKINGINFO`: flags, redirect and prefixes, as Redis answers.
+fn client_tracking_info(ctx: &mut Ctx<'_>) {
+    let (flags, redirect, prefixes) = match &ctx.session.tracking {
+        None => (vec!["off"], -1, Vec::new()),
+        Some(on) => {
+            let options = &on.options;
+            let mut flags = vec!["on"];
+            for (set, flag) in [
+                (options.bcast, "bcast"),
+                (options.optin, "optin"),
+                (options.optout, "optout"),
+                (ctx.session.caching && options.optin, "caching-yes"),
+                (ctx.session.caching && options.optout, "caching-no"),
+                (options.noloop, "noloop"),
+            ] {
+                if set {
+                    flags.push(flag);
+                }
+            }
+            if options
+                .redirect
+                .is_some_and(|id| !ctx.shared.clients.contains(id))
+            {
+                flags.push("broken_redirect");
+            }
+            let redirect = options.redirect.map_or(0, |id| id as i64);
+            (flags, redirect, options.prefixes.clone())
+        }
+    };
+    ctx.map(3);
+    ctx.bulk(b"flags");
+    encode::set_header(ctx.out, flags.len(), ctx.protocol());
+    for flag in flags {
+        ctx.bulk(flag.as_bytes());
+    }
+    ctx.bulk(b"redirect");
+    ctx.int(redirect);
+    ctx.bulk(b"prefixes");
+    ctx.array(prefixes.len());
+    for prefix in &prefixes {
+        ctx.bulk(prefix);
+    }
 }
 
 /// `CLIENT LIST [TYPE NORMAL] [ID id [id ...]]`

@@ -46,6 +46,7 @@ use quorra_store::StoreError;
 use crate::accounting::{self, Lookups, Outcome};
 use crate::session::Session;
 use crate::shared::Shared;
+use crate::tracking::{Tracker, Unsettled};
 
 pub use quorra_resp::command::{COMMANDS, CommandId, CommandInfo, arity_ok, keys_of, lookup};
 
@@ -381,6 +382,17 @@ impl Ctx<'_> {
     }
 }
 
+/// The keys a write command writes, from the command table's key positions (and, for
+/// MOVE and COPY ... DB, the key of the other database); none for a command that does
+/// not write.
+pub fn written_keys(args: &[Bytes]) -> impl Iterator<Item = Bytes> + '_ {
+    let writes = lookup(&args[0]).is_some_and(|id| id.info().writes());
+    keys_of(args)
+        .cloned()
+        .chain(crate::databases::other_database_key(args))
+        .filter(move |_| writes)
+}
+
 /// What running one command did, for the accounting.
 #[derive(Clone, Copy, Debug)]
 pub struct Ran {
@@ -455,6 +467,7 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
             };
         }
     };
+    follow_read_keys(shared, session, id, args);
     let mut ctx = Ctx {
         shared,
         session,
@@ -469,10 +482,66 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
             Outcome::Failed
         }
     };
+    invalidate_written_keys(shared, ctx.session, id, args);
     Ran {
         id: Some(id),
         outcome,
         lookups: ctx.lookups,
+    }
+}
+
+/// Client tracking's first hook ([`crate::tracking`]): the keys of a read by a tracking
+/// client, or by a peer's client that tracks, are followed before the read reads them,
+/// so that a change made after the read is told.
+fn follow_read_keys(shared: &Shared, session: &Session, id: CommandId, args: &[Bytes]) {
+    if !id.info().has_flag("readonly") {
+        return;
+    }
+    let client = session
+        .tracking
+        .as_ref()
+        .filter(|on| on.options.tracks_read(session.caching))
+        .map(|_| Tracker::Client(session.info.id));
+    let node = session.tracked_for.clone().map(Tracker::Node);
+    for tracker in client.iter().chain(node.iter()) {
+        shared
+            .tracking
+            .follow(&shared.pubsub, tracker, keys_of(args));
+    }
+}
+
+/// Client tracking's second hook: the keys a write wrote are invalidated for whoever
+/// followed them (FLUSHALL and FLUSHDB: every key), and this node's hot-key copies of
+/// them dropped ([`crate::hot_cache`]). `CLIENT CACHING` applies to one command.
+fn invalidate_written_keys(shared: &Shared, session: &mut Session, id: CommandId, args: &[Bytes]) {
+    if id != CommandId::Client {
+        session.caching = false;
+    }
+    if !id.info().writes() {
+        return;
+    }
+    if matches!(id, CommandId::Flushall | CommandId::Flushdb) {
+        shared.tracking.invalidate_all(&shared.pubsub);
+        return;
+    }
+    let copies = shared.hot_cache.enabled() && !shared.hot_cache.is_idle();
+    if shared.tracking.is_idle() && !copies {
+        return;
+    }
+    let keys: Vec<Bytes> = written_keys(args).collect();
+    let nodes = shared
+        .tracking
+        .changed(&shared.pubsub, &keys, Some(session.info.id));
+    if !nodes.is_empty() {
+        session
+            .unsettled
+            .get_or_insert_with(|| Unsettled::new(shared.tracking.clone()))
+            .add(nodes);
+    }
+    if copies {
+        for key in &keys {
+            shared.hot_cache.invalidate(&shared.store, key);
+        }
     }
 }
 

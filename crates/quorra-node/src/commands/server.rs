@@ -149,6 +149,7 @@ const CONFIG_NAMES: &[&str] = &[
     "save",
     "appendonly",
     "databases",
+    "tracking-table-max-keys",
 ];
 
 fn config_value(ctx: &Ctx<'_>, name: &str) -> String {
@@ -177,6 +178,7 @@ fn config_value(ctx: &Ctx<'_>, name: &str) -> String {
         "save" => String::new(),
         "appendonly" => "no".to_owned(),
         "databases" => config.databases.to_string(),
+        "tracking-table-max-keys" => config.tracking_table_max_keys.to_string(),
         _ => unreachable!("CONFIG_NAMES and config_value list the same settings"),
     }
 }
@@ -563,9 +565,11 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         ),
         "clients" => write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\
+             tracking_clients:{}\r\n",
             shared.clients.len(),
             shared.settings.read().maxclients,
+            shared.tracking.figures().clients,
         ),
         "memory" => {
             let used = shared.store.used_memory();
@@ -601,6 +605,7 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
         "stats" => {
             let stats = shared.store.stats().total;
             let pubsub = &shared.pubsub.counters;
+            let tracking = shared.tracking.figures();
             write!(
                 out,
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
@@ -612,7 +617,9 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                  quorra_pubsub_delivered:{}\r\nquorra_pubsub_relay_sent:{}\r\n\
                  quorra_pubsub_relay_retried:{}\r\nquorra_pubsub_relay_dropped:{}\r\n\
                  quorra_pubsub_relay_received:{}\r\nquorra_pubsub_relay_duplicates:{}\r\n\
-                 quorra_pubsub_disconnected_subscribers:{}\r\nquorra_keyspace_events_dropped:{}\r\n",
+                 quorra_pubsub_disconnected_subscribers:{}\r\nquorra_keyspace_events_dropped:{}\r\n\
+                 tracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\n\
+                 quorra_tracking_invalidations_sent:{}\r\nquorra_tracking_keys_pushed_out:{}\r\n",
                 load(&counters.connections_received),
                 load(&counters.commands_processed),
                 load(&counters.net_input_bytes),
@@ -639,6 +646,11 @@ fn info_section(ctx: &Ctx<'_>, section: &str, out: &mut String) {
                 load(&pubsub.relay_duplicates),
                 load(&pubsub.disconnected_subscribers),
                 load(&shared.notifier.removals.dropped),
+                tracking.keys,
+                tracking.items,
+                tracking.prefixes,
+                tracking.sent,
+                tracking.evicted,
             )
         }
         "cluster" => {

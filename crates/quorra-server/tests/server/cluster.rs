@@ -453,6 +453,7 @@ async fn a_peer_without_the_secret_is_refused() {
         replicate: None,
         primary_only: false,
         deadline_ms: u64::MAX,
+        track: false,
     };
     let refused = impostor
         .call(cluster_addr(&nodes[0]), request.encode())
@@ -666,6 +667,7 @@ async fn a_forwarded_command_that_arrives_after_its_deadline_is_not_run() {
         replicate: None,
         primary_only: false,
         deadline_ms: 1,
+        track: false,
     };
     let refused = peer
         .call(cluster_addr(&nodes[0]), request.encode())

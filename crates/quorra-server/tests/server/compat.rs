@@ -193,3 +193,18 @@ async fn a_redis_py_session_store_with_field_ttls_works_on_one_node_and_on_three
     let passed = run_script("session_store.py", cluster.iter().map(port).collect()).await;
     assert_eq!(passed.len(), CHECKS, "{passed:?}");
 }
+
+/// redis-py's client-side caching, unmodified (`protocol=3` and a cache config), with
+/// caching clients on each of three nodes keeping three copies and a writer on the
+/// first: `client_side_cache.py` checks that writes, deletes, expiry and FLUSHALL
+/// through one node reach the caches on every node (redis-py needs Redis 7.4, newer
+/// than Debian's redis-server, so there is nothing to compare with). Prints the longest
+/// time a cache answered a replaced value after the write was acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_py_client_side_caching_stays_coherent_across_three_nodes() {
+    const CHECKS: usize = 5;
+    let cluster = start_cluster_with(3, three_copies_at_production_gossip).await;
+    let observed = run_script("client_side_cache.py", cluster.iter().map(port).collect()).await;
+    println!("client-side caching: {}", observed["staleness"]);
+    assert_eq!(observed.len(), CHECKS + 1, "{observed:?}");
+}

@@ -27,5 +27,6 @@ mod replication;
 mod scripting;
 mod strings;
 mod tls;
+mod tracking;
 mod transactions;
 mod up;
