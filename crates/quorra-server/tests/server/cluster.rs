@@ -114,15 +114,30 @@ pub(crate) async fn start_cluster_with(
     n: usize,
     adjust: impl Fn(&mut ClusterConfig),
 ) -> Vec<RunningServer> {
+    start_cluster_of_nodes(n, adjust, |_| {}).await
+}
+
+/// [`start_cluster_with`], each node's own settings changed by `adjust_node`.
+pub(crate) async fn start_cluster_of_nodes(
+    n: usize,
+    adjust: impl Fn(&mut ClusterConfig),
+    adjust_node: impl Fn(&mut quorra_server::Config),
+) -> Vec<RunningServer> {
+    let start_node = |cluster: ClusterConfig| {
+        start_with(|config| {
+            adjust_node(config);
+            config.cluster = Some(cluster);
+        })
+    };
     let mut config = cluster_config("n0", None, SECRET);
     adjust(&mut config);
-    let first = start_configured(config).await;
+    let first = start_node(config).await;
     let seed = cluster_addr(&first);
     let mut nodes = vec![first];
     for i in 1..n {
         let mut config = cluster_config(&format!("n{i}"), Some(seed), SECRET);
         adjust(&mut config);
-        nodes.push(start_configured(config).await);
+        nodes.push(start_node(config).await);
     }
     let all: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
     for node in &nodes {

@@ -208,3 +208,15 @@ async fn redis_py_client_side_caching_stays_coherent_across_three_nodes() {
     println!("client-side caching: {}", observed["staleness"]);
     assert_eq!(observed.len(), CHECKS + 1, "{observed:?}");
 }
+
+/// node-redis's client-side cache, unmodified (`RESP: 3` and `clientSideCache`), the same
+/// way: `client_side_cache.mjs` checks that a write and a delete through one node reach
+/// the caches of clients on every node of three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_redis_client_side_caching_stays_coherent_across_three_nodes() {
+    const CHECKS: usize = 3;
+    let cluster = start_cluster_with(3, three_copies_at_production_gossip).await;
+    let observed = run_script("client_side_cache.mjs", cluster.iter().map(port).collect()).await;
+    println!("node-redis client-side caching: {}", observed["staleness"]);
+    assert_eq!(observed.len(), CHECKS + 1, "{observed:?}");
+}
