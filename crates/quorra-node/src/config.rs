@@ -75,6 +75,8 @@ pub struct Config {
     /// Most accounted bytes of hot-key copies ([`crate::hot_cache`]); 0 turns the
     /// mitigation off.
     pub hot_cache_max_memory: u64,
+    /// Most keys pinned hot by hand on a node (`QUORRA HOT key ON`).
+    pub hot_key_max_pinned: usize,
     /// Most keys the client-tracking table holds ([`crate::tracking`]).
     pub tracking_table_max_keys: usize,
     /// Most bytes per command in flight.
@@ -182,6 +184,7 @@ impl Default for Config {
             // Writes settle the copies before they are acknowledged, so mitigation is
             // on unless turned off.
             hot_cache_max_memory: 64 << 20,
+            hot_key_max_pinned: 64,
             tracking_table_max_keys: 1_000_000,
             client_query_buffer_limit: 1024 * 1024 * 1024,
             // Redis's hard limit for the pubsub class.

@@ -107,6 +107,11 @@ impl HotCache {
         Some(copy.value.clone())
     }
 
+    /// True if this node holds a copy of `key`.
+    pub fn holds(&self, key: &[u8]) -> bool {
+        self.copies.read().copies.contains_key(key)
+    }
+
     /// True if there is no copy and no hot key (the request path's quick check).
     pub fn is_idle(&self) -> bool {
         let copies = self.copies.read();

@@ -19,6 +19,11 @@
 //! Accesses counted are the store's: the reads and writes a node runs as a key's
 //! primary or replica (a forwarded command counts where it runs, not where it came in),
 //! and replication's own reads of a key it copies.
+//!
+//! A key can also be pinned by hand (`QUORRA HOT key ON`, which runs on every node): a
+//! pinned key is in the node's hot set whatever its rate, published and copied like a
+//! detected one, until `QUORRA HOT key OFF`. Pins are kept in memory, at most
+//! `hot-key-max-pinned` per node; a restarted node has none.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -89,6 +94,10 @@ thread_local! {
 /// The detector of one node.
 pub struct HotKeys {
     thresholds: Mutex<Thresholds>,
+    /// Keys pinned hot by hand, with since when (ms since the epoch).
+    pinned: Mutex<BTreeMap<Bytes, u64>>,
+    /// Most keys pinned at once.
+    max_pinned: usize,
     /// The window's sampled accesses.
     sketch: Mutex<FrequentItemsSketch<Vec<u8>>>,
     /// The hot keys found at the end of the last window, hottest first.
@@ -128,10 +137,12 @@ pub struct Transitions {
 }
 
 impl HotKeys {
-    /// A detector with these thresholds.
-    pub fn new(thresholds: Thresholds) -> HotKeys {
+    /// A detector with these thresholds, holding at most `max_pinned` pins.
+    pub fn new(thresholds: Thresholds, max_pinned: usize) -> HotKeys {
         HotKeys {
             thresholds: Mutex::new(thresholds),
+            pinned: Mutex::new(BTreeMap::new()),
+            max_pinned,
             sketch: Mutex::new(new_sketch()),
             hot: Mutex::new(Vec::new()),
         }
@@ -147,9 +158,41 @@ impl HotKeys {
         *self.thresholds.lock() = thresholds;
     }
 
-    /// This node's hot keys, hottest first.
+    /// This node's hot keys, hottest first, then the pinned keys not detected hot.
     pub fn hot(&self) -> Vec<HotKey> {
-        self.hot.lock().clone()
+        let mut hot = self.hot.lock().clone();
+        for (key, &since_ms) in self.pinned.lock().iter() {
+            if !hot.iter().any(|detected| detected.key == *key) {
+                hot.push(HotKey {
+                    key: key.clone(),
+                    ops_per_sec: 0,
+                    share_permille: 0,
+                    since_ms,
+                });
+            }
+        }
+        hot
+    }
+
+    /// Pins `key` hot at `now_ms`; an error when [`max_pinned`](Self::new) keys are
+    /// pinned already (pinning a pinned key again is no error).
+    pub fn pin(&self, key: Bytes, now_ms: u64) -> Result<(), usize> {
+        let mut pinned = self.pinned.lock();
+        if !pinned.contains_key(&key) && pinned.len() >= self.max_pinned {
+            return Err(self.max_pinned);
+        }
+        pinned.entry(key).or_insert(now_ms);
+        Ok(())
+    }
+
+    /// Unpins `key`; whether it was pinned.
+    pub fn unpin(&self, key: &[u8]) -> bool {
+        self.pinned.lock().remove(key).is_some()
+    }
+
+    /// True if `key` is pinned here.
+    pub fn is_pinned(&self, key: &[u8]) -> bool {
+        self.pinned.lock().contains_key(key)
     }
 
     /// Ends the window that lasted `elapsed` and started a new one: recomputes the hot
@@ -344,10 +387,13 @@ mod tests {
 
     #[test]
     fn a_key_over_both_thresholds_turns_hot_and_cools_below_half_of_one() {
-        let hot = HotKeys::new(Thresholds {
-            min_ops_per_sec: 1000,
-            min_share_permille: 100,
-        });
+        let hot = HotKeys::new(
+            Thresholds {
+                min_ops_per_sec: 1000,
+                min_share_permille: 100,
+            },
+            16,
+        );
         // 4,000 accesses of one key among 20,000 spread over 2,000 others, in 1 s.
         access(&hot, "popular", 4000);
         for n in 0..2000 {
@@ -383,8 +429,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pinned_key_is_hot_whatever_its_rate_until_unpinned_within_the_bound() {
+        let hot = HotKeys::new(Thresholds::default(), 2);
+        hot.pin(Bytes::from("a"), 5).unwrap();
+        hot.pin(Bytes::from("a"), 9).unwrap();
+        hot.pin(Bytes::from("b"), 7).unwrap();
+        assert_eq!(hot.pin(Bytes::from("c"), 8), Err(2), "at most two pins");
+        hot.end_window(Duration::from_secs(1), 1_000);
+        let listed: Vec<(Bytes, u64)> =
+            hot.hot().into_iter().map(|k| (k.key, k.since_ms)).collect();
+        assert_eq!(listed, vec![(Bytes::from("a"), 5), (Bytes::from("b"), 7)]);
+        assert!(hot.unpin(b"a") && !hot.unpin(b"a") && !hot.is_pinned(b"a"));
+        assert_eq!(hot.hot().len(), 1);
+    }
+
+    #[test]
     fn a_rate_is_per_second_of_the_window() {
-        let hot = HotKeys::new(Thresholds::default());
+        let hot = HotKeys::new(Thresholds::default(), 16);
         access(&hot, "k", 1600);
         hot.end_window(Duration::from_millis(500), 0);
         let k = &hot.hot()[0];

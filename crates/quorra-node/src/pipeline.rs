@@ -22,7 +22,7 @@ use crate::executor::{
     Cx, Mode, forward, forward_to_replicas, peer_failure, read_following, settle,
 };
 use crate::origin_hooks;
-use crate::plan::{Plan, QuorumRead, plan, read_at_primary};
+use crate::plan::{Plan, QuorumRead, pins_a_hot_key, plan, read_at_primary};
 use crate::primary_write::{self, PrimaryWrite};
 use crate::quorum_read;
 use crate::read_through;
@@ -138,6 +138,15 @@ impl Pipeline {
         if authenticated && let Some(reply) = hot_copy(cx, session, args) {
             self.push_local(reply, out);
             return;
+        }
+        if authenticated && pins_a_hot_key(args) && args[3].eq_ignore_ascii_case(b"ON") {
+            self.flush(cx, session, out).await;
+            if !Box::pin(key_exists(cx, session, &args[2])).await {
+                let reply = error_reply("ERR no such key");
+                Pending::of(args).account(cx.shared, &reply, Instant::now());
+                out.extend_from_slice(&reply);
+                return;
+            }
         }
         let placement = cx.node.placement(cx.view);
         let mut planned = plan(args, authenticated, &placement);
@@ -529,6 +538,18 @@ fn hot_copy(cx: Cx<'_>, session: &Session, args: &[Bytes]) -> Option<Bytes> {
     accounting::lookups(cx.shared, lookups);
     pending.account(cx.shared, &reply, Instant::now());
     Some(reply)
+}
+
+/// True if the client's `key` exists, read as the session reads (before `QUORRA HOT key
+/// ON` pins it on every node). The EXISTS counts as a command of its own.
+async fn key_exists(cx: Cx<'_>, session: &mut Session, key: &Bytes) -> bool {
+    let mut exists = vec![Bytes::from_static(b"EXISTS"), key.clone()];
+    databases::enter(session.db, &mut exists);
+    let mut reply = BytesMut::new();
+    let mut probe = Pipeline::default();
+    probe.run(cx, session, &exists, &mut reply).await;
+    probe.flush(cx, session, &mut reply).await;
+    &reply[..] == b":1\r\n"
 }
 
 /// True if `args` is a read whose keys the session's client tracking follows.

@@ -148,6 +148,15 @@ pub fn read_at_primary(args: &[Bytes], placement: &Placement<'_>) -> Option<Plan
     })
 }
 
+/// True for `QUORRA HOT key ON|OFF`.
+pub fn pins_a_hot_key(args: &[Bytes]) -> bool {
+    args.len() == 4 && is(&args[1], "HOT") && (is(&args[3], "ON") || is(&args[3], "OFF"))
+}
+
+fn is(arg: &[u8], word: &str) -> bool {
+    arg.eq_ignore_ascii_case(word.as_bytes())
+}
+
 fn one_primary<'v, 'k>(
     placement: &Placement<'v>,
     mut keys: impl Iterator<Item = &'k Bytes>,
@@ -243,6 +252,8 @@ fn plan_joined(args: &[Bytes], authenticated: bool, placement: &Placement<'_>) -
         (_, "scan") => Spread::Scan,
         (_, "randomkey") => Spread::RandomKey,
         (_, "info") if info_wants_keyspace(&args[1..]) => Spread::Info,
+        // A hot-key pin holds on every node.
+        (_, "quorra") if pins_a_hot_key(args) => Spread::Everywhere(Merge::AllOk),
         _ => return Plan::InOrder,
     };
     Plan::Spread(spread)
@@ -418,6 +429,8 @@ mod tests {
             ("RANDOMKEY", Spread::RandomKey),
             ("INFO", Spread::Info),
             ("INFO keyspace", Spread::Info),
+            ("QUORRA HOT k ON", Spread::Everywhere(Merge::AllOk)),
+            ("QUORRA HOT k off", Spread::Everywhere(Merge::AllOk)),
         ];
         for (command, spread) in cases {
             assert_eq!(
@@ -426,6 +439,8 @@ mod tests {
                 "{command}"
             );
         }
+        // A key's hot-key status is this node's own.
+        assert_eq!(plan_at(&view, 1, "QUORRA HOT k"), Plan::InOrder);
     }
 
     #[test]

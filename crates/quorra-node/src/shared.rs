@@ -153,7 +153,10 @@ impl NodeParts {
             clock,
         );
         let notifier = Arc::new(Notifier::new(config.notify_keyspace_events));
-        let hot_keys = Arc::new(HotKeys::new(config.hot_key_thresholds));
+        let hot_keys = Arc::new(HotKeys::new(
+            config.hot_key_thresholds,
+            config.hot_key_max_pinned,
+        ));
         let pubsub = Arc::new(PubSub::new(config.client_output_buffer_limit_pubsub));
         let tracking = Arc::new(Tracking::new(config.tracking_table_max_keys));
         let store = store

@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /v1/keys/{key}[?limit=N]` | the raw value (`application/octet-stream`), or its first N bytes with its length in `X-Quorra-Value-Length`; 404 if missing |
-//! | `PUT /v1/keys/{key}?ttl=SECONDS` | stores the request body as the value; 204 |
+//! | `PUT /v1/keys/{key}?ttl=SECONDS&hot=true` | stores the request body as the value; 204. `hot=true` also pins the key hot on every node (`QUORRA HOT key ON`), `hot=false` unpins it |
 //! | `DELETE /v1/keys/{key}` | 204 if it existed, 404 if not |
 //! | `GET /v1/keys/{key}/owners` | JSON: the nodes that hold the key's copies, in preference order |
 //! | `GET /v1/stats` | JSON: memory, keys, hits, misses, evictions, expirations, clients, commands |
@@ -451,6 +451,8 @@ async fn get_key(
 #[derive(Deserialize)]
 struct PutParams {
     ttl: Option<String>,
+    /// Pin the key hot (`true`) or unpin it (`false`), as NexusCache's flag.
+    hot: Option<String>,
 }
 
 async fn put_key(
@@ -473,10 +475,35 @@ async fn put_key(
             }
         }
     }
+    let pin = match params.hot.as_deref() {
+        None => None,
+        Some("true") => Some(Bytes::from_static(b"ON")),
+        Some("false") => Some(Bytes::from_static(b"OFF")),
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("hot must be true or false, not {other:?}"),
+            ));
+        }
+    };
+    let key = command[1].clone();
     match run(&shared, command).await? {
-        Frame::Simple(_) => Ok(StatusCode::NO_CONTENT),
-        other => Err(unexpected(other)),
+        Frame::Simple(_) => {}
+        other => return Err(unexpected(other)),
     }
+    if let Some(switch) = pin {
+        let command = vec![
+            Bytes::from_static(b"QUORRA"),
+            Bytes::from_static(b"HOT"),
+            key,
+            switch,
+        ];
+        match run(&shared, command).await? {
+            Frame::Simple(_) => {}
+            other => return Err(unexpected(other)),
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_key(State(shared): State<Arc<Shared>>, uri: Uri) -> Result<StatusCode, ApiError> {

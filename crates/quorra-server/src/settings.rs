@@ -215,6 +215,10 @@ pub struct Settings {
     #[serde(default, deserialize_with = "deserialize_bytes")]
     pub hot_cache_max_memory: Option<u64>,
 
+    /// Most keys pinned hot by hand on a node (QUORRA HOT key ON) [default: 64].
+    #[arg(long, env = "QUORRA_HOT_KEY_MAX_PINNED")]
+    pub hot_key_max_pinned: Option<usize>,
+
     /// Most keys the client-tracking table holds (CLIENT TRACKING); a key pushed out is
     /// invalidated for the clients that cached it [default: 1000000].
     #[arg(long, env = "QUORRA_TRACKING_TABLE_MAX_KEYS")]
@@ -455,6 +459,7 @@ impl Settings {
                 .hot_key_min_ops_per_sec
                 .or(lower.hot_key_min_ops_per_sec),
             hot_cache_max_memory: self.hot_cache_max_memory.or(lower.hot_cache_max_memory),
+            hot_key_max_pinned: self.hot_key_max_pinned.or(lower.hot_key_max_pinned),
             tracking_table_max_keys: self
                 .tracking_table_max_keys
                 .or(lower.tracking_table_max_keys),
@@ -658,6 +663,9 @@ impl Settings {
                 0 => DEFAULT_HOT_CACHE_MAX_MEMORY,
                 limited => DEFAULT_HOT_CACHE_MAX_MEMORY.min(limited / 16),
             }),
+            hot_key_max_pinned: self
+                .hot_key_max_pinned
+                .unwrap_or(defaults.hot_key_max_pinned),
             tracking_table_max_keys: self
                 .tracking_table_max_keys
                 .unwrap_or(defaults.tracking_table_max_keys),

@@ -21,6 +21,10 @@
 //!   first: per key a map of `key`, `db`, `ops_per_sec` (summed over the nodes that find
 //!   it hot), `since_ms` (when the first of them did) and `nodes`. It works on a single
 //!   node too.
+//! - `QUORRA HOT key`: whether `key` is in the cluster-wide hot set, pinned here, and
+//!   copied here, as a map. `QUORRA HOT key ON` pins it hot on every node (it runs on
+//!   each, [`crate::plan`]): it is copied to every node whatever its rate, until `QUORRA
+//!   HOT key OFF`. Pinning a key that does not exist is refused with `ERR no such key`.
 //! - `QUORRA NAMESPACES`: one map per namespace ([`quorra_origin::Origins::report`]):
 //!   its policy, its origin's health and this node's figures. An empty array without
 //!   namespaces; it works on a single node too.
@@ -44,7 +48,7 @@ pub const CLUSTER_MODE_OFF: &str =
     "ERR cluster mode is off (start the node with --cluster-port and --cluster-secret)";
 
 /// `QUORRA NODES | RING | OWNERS key | FORGET node | LEAVE | CONSISTENCY ... | HOTKEYS |
-/// NAMESPACES`
+/// HOT key [ON|OFF] | NAMESPACES`
 pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
     let sub = &args[1];
     let arity = |n: usize| {
@@ -132,6 +136,8 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
                 ctx.bulk(node.as_bytes());
             }
         }
+    } else if is(sub, "HOT") {
+        hot(ctx, &args[2..])?;
     } else if is(sub, "NAMESPACES") {
         arity(2)?;
         let reports = ctx
@@ -153,6 +159,56 @@ pub fn quorra(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
             "ERR unknown subcommand '{}'. Try QUORRA NODES, RING, OWNERS key, FORGET node, LEAVE, CONSISTENCY or NAMESPACES.",
             String::from_utf8_lossy(sub)
         )));
+    }
+    Ok(())
+}
+
+/// `QUORRA HOT key [ON|OFF]`: the key's hot-key status here, or pins it (here: a
+/// cluster runs the pin on every node, having checked on the key's replicas that it
+/// exists, [`crate::pipeline`]).
+fn hot(ctx: &mut Ctx<'_>, args: &[Bytes]) -> Result<(), CommandError> {
+    let (key, switch) = match args {
+        [key] => (key, None),
+        [key, switch] if is(switch, "ON") || is(switch, "OFF") => (key, Some(is(switch, "ON"))),
+        [_, _] => return Err(CommandError::syntax()),
+        _ => return Err(CommandError::arity("quorra|hot")),
+    };
+    let stored = crate::databases::stored(ctx.session.db, key);
+    let hot_keys = &ctx.shared.hot_keys;
+    match switch {
+        Some(true) => {
+            // In a cluster the node that took the command checked the key first.
+            if ctx.shared.cluster.is_none() && ctx.shared.store.exists(&[&stored]) == 0 {
+                return Err(CommandError::new("ERR no such key"));
+            }
+            hot_keys
+                .pin(stored, crate::wall_clock::unix_ms())
+                .map_err(|most| {
+                    CommandError::new(format!(
+                        "ERR {most} keys are pinned hot already (hot-key-max-pinned)"
+                    ))
+                })?;
+            ctx.ok();
+        }
+        Some(false) => {
+            hot_keys.unpin(&stored);
+            ctx.ok();
+        }
+        None => {
+            let view = ctx.shared.cluster.as_ref().map(|node| node.view());
+            let hot = crate::hot_keys::seen_from(hot_keys.hot(), view.as_deref())
+                .iter()
+                .any(|hot| hot.key == stored);
+            let pinned = hot_keys.is_pinned(&stored);
+            let copied = ctx.shared.hot_cache.holds(&stored);
+            ctx.map(4);
+            ctx.bulk(b"key");
+            ctx.bulk(key);
+            for (name, value) in [("hot", hot), ("pinned", pinned), ("copied", copied)] {
+                ctx.bulk(name.as_bytes());
+                ctx.int(i64::from(value));
+            }
+        }
     }
     Ok(())
 }

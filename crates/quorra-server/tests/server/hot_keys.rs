@@ -13,6 +13,18 @@ use crate::common::*;
 use crate::failover::{Node, until_up};
 use crate::http::http;
 
+/// A map's fields and values: RESP2 sends a map as a flat array of them.
+fn map_fields(map: Value) -> Vec<(Value, Value)> {
+    match map {
+        Value::Map(fields) => fields,
+        Value::Array(flat) => flat
+            .chunks(2)
+            .map(|pair| (pair[0].clone(), pair[1].clone()))
+            .collect(),
+        other => panic!("a map: {other:?}"),
+    }
+}
+
 /// The keys `QUORRA HOTKEYS` lists at `node`, with the nodes that find each hot.
 async fn hot_keys(node: &Node) -> Vec<(String, Vec<String>)> {
     let mut con = connect_url(&format!("redis://{}/", node.resp)).await;
@@ -21,15 +33,7 @@ async fn hot_keys(node: &Node) -> Vec<(String, Vec<String>)> {
     };
     keys.into_iter()
         .map(|key| {
-            // A map, which RESP2 sends as a flat array of fields and values.
-            let fields: Vec<(Value, Value)> = match key {
-                Value::Map(fields) => fields,
-                Value::Array(flat) => flat
-                    .chunks(2)
-                    .map(|pair| (pair[0].clone(), pair[1].clone()))
-                    .collect(),
-                other => panic!("one map per key: {other:?}"),
-            };
+            let fields = map_fields(key);
             let field = |name: &str| {
                 fields
                     .iter()
@@ -281,4 +285,115 @@ async fn a_hot_key_is_answered_by_every_node_from_its_copy_and_survives_two_node
     for load in loads {
         load.abort();
     }
+}
+
+/// `QUORRA HOT key`'s map at `node`: (hot, pinned, copied).
+async fn hot_status(node: &Node, key: &str) -> (i64, i64, i64) {
+    let mut con = connect_url(&format!("redis://{}/", node.resp)).await;
+    let fields = map_fields(ok(&mut con, &["QUORRA", "HOT", key]).await);
+    let field = |name: &str| match fields.iter().find(|(field, _)| *field == bulk(name)) {
+        Some((_, Value::Int(n))) => *n,
+        other => panic!("{name}: {other:?}"),
+    };
+    (field("hot"), field("pinned"), field("copied"))
+}
+
+#[tokio::test]
+async fn a_key_pinned_by_hand_is_copied_to_every_node_until_unpinned() {
+    let nodes = start_cluster(&[]).await;
+    let mut con = connect_url(&format!("redis://{}/", nodes[1].resp)).await;
+    assert_eq!(
+        err(&mut con, &["QUORRA", "HOT", "missing", "ON"]).await,
+        "ERR no such key"
+    );
+    assert_eq!(
+        err(&mut con, &["QUORRA", "HOT", "missing", "MAYBE"]).await,
+        "ERR syntax error"
+    );
+    ok(&mut con, &["SET", "pinned", "v"]).await;
+    assert_eq!(
+        ok(&mut con, &["QUORRA", "HOT", "pinned", "ON"]).await,
+        Value::Okay
+    );
+    // Pinned on every node; each copies it within a refresh or two, with no load.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for node in &nodes {
+        while hot_status(node, "pinned").await != (1, 1, 1) {
+            assert!(
+                Instant::now() < deadline,
+                "every node pins and copies the key"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert!(
+        hot_keys(&nodes[2])
+            .await
+            .iter()
+            .any(|(key, _)| key == "pinned")
+    );
+    assert_eq!(
+        ok(&mut con, &["QUORRA", "HOT", "pinned", "OFF"]).await,
+        Value::Okay
+    );
+    for node in &nodes {
+        while hot_status(node, "pinned").await != (0, 0, 0) {
+            assert!(
+                Instant::now() < deadline,
+                "unpinned everywhere, the copies go"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // The HTTP flag NexusCache users know.
+    let (status, _) = http(nodes[0].http, "PUT", "/v1/keys/flagged?hot=true", &[], b"v").await;
+    assert_eq!(status, 204);
+    for node in &nodes {
+        assert_eq!(
+            hot_status(node, "flagged").await.1,
+            1,
+            "pinned on every node"
+        );
+    }
+    let (status, body) = http(
+        nodes[0].http,
+        "PUT",
+        "/v1/keys/flagged?hot=maybe",
+        &[],
+        b"v",
+    )
+    .await;
+    assert_eq!(status, 400);
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("hot must be true or false"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_single_node_pins_and_refuses_a_missing_key_alike() {
+    let server = start().await;
+    let mut con = connect(&server).await;
+    assert_eq!(
+        err(&mut con, &["QUORRA", "HOT", "missing", "ON"]).await,
+        "ERR no such key"
+    );
+    ok(&mut con, &["SET", "k", "v"]).await;
+    assert_eq!(
+        ok(&mut con, &["QUORRA", "HOT", "k", "ON"]).await,
+        Value::Okay
+    );
+    let Value::Array(hot) = ok(&mut con, &["QUORRA", "HOTKEYS"]).await else {
+        panic!("an array");
+    };
+    assert_eq!(hot.len(), 1, "the pinned key is listed: {hot:?}");
+    assert_eq!(
+        err(&mut con, &["QUORRA", "HOT"]).await,
+        "ERR wrong number of arguments for 'quorra|hot' command"
+    );
 }
