@@ -76,21 +76,9 @@ impl<'v> Placement<'v> {
     }
 
     fn primary_for_token(&self, token: Token) -> Option<&'v NodeId> {
-        let ring = &self.view.ring;
-        let owner = ring.lookup_token(token)?;
-        if self.view.is_serving(owner) {
-            return Some(owner);
-        }
-        // Rare: the owner is down. With copies, look among the other replicas; without,
-        // take the next serving node clockwise.
-        let walk = if self.replicated() {
-            self.copies
-        } else {
-            ring.len()
-        };
-        ring.preference_list_for_token(token, walk)
-            .into_iter()
-            .find(|id| self.view.is_serving(id))
+        self.view
+            .ring
+            .primary_for_token(token, self.copies, |id| self.view.is_serving(id))
     }
 
     /// How many of the key's replicas serve.

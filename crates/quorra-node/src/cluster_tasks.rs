@@ -19,7 +19,7 @@ use quorra_store::{Version, VersionedEntry};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster_node::ClusterNode;
-use crate::executor::{Cx, invalidate_at, read_following};
+use crate::executor::{Cx, announce_prefixes, invalidate_at, read_following};
 use crate::health;
 use crate::hot_cache::REFRESH_INTERVAL;
 use crate::hot_keys;
@@ -397,21 +397,7 @@ pub async fn follow_views(shared: Arc<Shared>, node: Arc<ClusterNode>, stop: Can
             }
             () = stop.cancelled() => return,
         }
-        let prefixes = shared.tracking.prefixes_to_announce();
-        if prefixes.is_empty() {
-            continue;
-        }
-        let view = node.view();
-        let request = Request::FollowPrefixes { prefixes };
-        let others = view
-            .serving()
-            .filter(|member| member.id != view.self_id)
-            .map(|member| member.id.clone());
-        for other in others {
-            if let Err(error) = node.peers.call(&view, &other, &request).await {
-                tracing::debug!(%error, node = %other, "could not announce tracking prefixes");
-            }
-        }
+        announce_prefixes(&shared, &node, &node.view()).await;
     }
 }
 

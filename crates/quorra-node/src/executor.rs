@@ -255,12 +255,35 @@ pub async fn invalidate_at(
     }
 }
 
+/// Tells every other serving node the BCAST prefixes of this node's tracking clients
+/// ([`Request::FollowPrefixes`]), and waits for their answers (or the cluster timeout).
+/// Nothing to tell without BCAST clients.
+pub async fn announce_prefixes(shared: &Shared, node: &ClusterNode, view: &ClusterView) {
+    let prefixes = shared.tracking.prefixes_to_announce();
+    if prefixes.is_empty() {
+        return;
+    }
+    let request = Request::FollowPrefixes { prefixes };
+    let others = view
+        .serving()
+        .filter(|member| member.id != view.self_id)
+        .map(|member| {
+            let request = &request;
+            async move {
+                if let Err(error) = node.peers.call(view, &member.id, request).await {
+                    tracing::debug!(%error, node = %member.id, "could not announce tracking prefixes");
+                }
+            }
+        });
+    join_all(others).await;
+}
+
 /// Sends the invalidations the session's writes made to the nodes that follow their keys
 /// (client tracking, hot-key copies; [`crate::tracking`]) and waits for their answers,
 /// before the writes' replies go out: a write is acknowledged once every serving node
 /// that cached its keys has dropped them. A node that does not answer holds the reply up
 /// to the cluster timeout, which is longer than a hot-key copy's lease
-/// ([`crate::hot_cache::COPY_LEASE`]): by then its copy is no longer served.
+/// ([`crate::hot_cache::HotCache::lease`]): by then its copy is no longer served.
 pub async fn settle(shared: &Shared, session: &mut Session) {
     let Some(unsettled) = session.unsettled.as_mut() else {
         return;

@@ -26,7 +26,7 @@
 //! though the nodes holding it no longer see its reads.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -62,6 +62,8 @@ struct Copies {
     written: HashMap<Bytes, u64>,
     /// The hot set of the last refresh, copied or not.
     hot: HashSet<Bytes>,
+    /// The count of writes at the last flush: a refresh begun before it copies nothing.
+    flushed: u64,
     /// Hot keys read holding a collection: not read again while they stay hot (a big
     /// hash would be copied over the network ten times a second for nothing).
     not_strings: HashSet<Bytes>,
@@ -76,6 +78,9 @@ pub struct HotCache {
     pub lease: Duration,
     /// GETs answered from a copy, since start.
     pub hits: AtomicU64,
+    /// Set while there is no copy and no hot key: the request path's one check, an
+    /// atomic load rather than the lock.
+    idle: AtomicBool,
 }
 
 impl HotCache {
@@ -87,6 +92,7 @@ impl HotCache {
             max_bytes,
             lease,
             hits: AtomicU64::new(0),
+            idle: AtomicBool::new(true),
         }
     }
 
@@ -114,8 +120,14 @@ impl HotCache {
 
     /// True if there is no copy and no hot key (the request path's quick check).
     pub fn is_idle(&self) -> bool {
-        let copies = self.copies.read();
-        copies.copies.is_empty() && copies.hot.is_empty()
+        self.idle.load(Ordering::Relaxed)
+    }
+
+    /// Brings [`is_idle`](Self::is_idle) up to date; called with the lock held after a
+    /// change.
+    fn note_idle(&self, copies: &Copies) {
+        let idle = copies.copies.is_empty() && copies.hot.is_empty();
+        self.idle.store(idle, Ordering::Relaxed);
     }
 
     /// A write of `key` through this node: drops its copy, giving its bytes back; and,
@@ -141,6 +153,19 @@ impl HotCache {
             let write = copies.writes;
             copies.written.insert(Bytes::copy_from_slice(key), write);
         }
+        self.note_idle(&copies);
+    }
+
+    /// A flush: drops every copy; a refresh whose reads began before it copies nothing
+    /// it read.
+    pub fn clear(&self, store: &Store) {
+        let mut copies = self.copies.write();
+        for (_, copy) in copies.copies.drain() {
+            store.release_outside(copy.bytes);
+        }
+        copies.writes += 1;
+        copies.flushed = copies.writes;
+        self.note_idle(&copies);
     }
 
     /// Where a refresh starts: pass it to [`refresh`](Self::refresh) with what was
@@ -182,8 +207,10 @@ impl HotCache {
             written,
             hot: tracked,
             not_strings,
+            flushed,
             ..
         } = &mut *guard;
+        let read_before_a_flush = *flushed > started;
         *tracked = hot.iter().map(|(key, _)| key.clone()).collect();
         not_strings.retain(|key| tracked.contains(key));
         let keep: HashMap<&[u8], _> = hot.iter().map(|(key, read)| (&key[..], read)).collect();
@@ -207,7 +234,7 @@ impl HotCache {
             let Some(Some(entry)) = read else {
                 continue;
             };
-            if written.get(key).is_some_and(|&write| write > started) {
+            if read_before_a_flush || written.get(key).is_some_and(|&write| write > started) {
                 continue;
             }
             if !entry.tombstone && entry.kind != KeyType::String {
@@ -235,6 +262,7 @@ impl HotCache {
         }
         // What the next refresh's reads, which begin after this, cannot predate.
         written.retain(|_, write| *write > started);
+        self.note_idle(&guard);
     }
 }
 
@@ -439,5 +467,46 @@ mod lease_tests {
             &[(Bytes::from_static(b"k"), entry("old"))],
         );
         assert_eq!(cache.get(b"k", NOW, t0), None);
+    }
+}
+
+#[cfg(test)]
+mod flush_tests {
+    use std::sync::Arc;
+
+    use quorra_store::{MockClock, StoreConfig, Version};
+
+    use super::*;
+
+    #[test]
+    fn a_flush_drops_every_copy_and_a_refresh_begun_before_it_copies_nothing() {
+        let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(1)));
+        let cache = HotCache::new(1_000, Duration::from_secs(1));
+        let t0 = Instant::now();
+        let entry = |value: &'static [u8]| {
+            Some(Some(VersionedEntry::value(
+                Bytes::from_static(value),
+                Version { hlc: 1, node: 1 },
+            )))
+        };
+        cache.refresh(&store, 0, t0, &[(Bytes::from_static(b"a"), entry(b"1"))]);
+        let started = cache.writes_so_far();
+        cache.clear(&store);
+        assert_eq!(cache.size().0, 0);
+        assert_eq!(store.used_memory(), 0);
+        cache.refresh(
+            &store,
+            started,
+            t0,
+            &[(Bytes::from_static(b"new"), entry(b"old"))],
+        );
+        assert_eq!(cache.size().0, 0, "read before the flush");
+        cache.refresh(
+            &store,
+            cache.writes_so_far(),
+            t0,
+            &[(Bytes::from_static(b"new"), entry(b"2"))],
+        );
+        assert_eq!(cache.get(b"new", 1, t0), Some(Bytes::from_static(b"2")));
     }
 }

@@ -166,7 +166,7 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
                     if outcome.is_ok() {
                         // A hint or a repair may bring a change that the key's followers
                         // here did not hear of.
-                        let nodes = shared.tracking.changed(&shared.pubsub, [&key], None);
+                        let nodes = shared.tracking.copy_stored(&shared.pubsub, [&key]);
                         shared.tracking.queue(nodes);
                         // A copy of a write: in a write-behind namespace, this replica
                         // keeps the write's mark until the primary has flushed it.

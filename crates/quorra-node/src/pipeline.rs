@@ -19,7 +19,7 @@ use crate::accounting::{self, Lookups, Outcome};
 use crate::commands::{self, CommandId, error_reply};
 use crate::databases;
 use crate::executor::{
-    Cx, Mode, forward, forward_to_replicas, peer_failure, read_following, settle,
+    Cx, Mode, announce_prefixes, forward, forward_to_replicas, peer_failure, read_following, settle,
 };
 use crate::origin_hooks;
 use crate::plan::{Plan, QuorumRead, pins_a_hot_key, plan, read_at_primary};
@@ -204,6 +204,15 @@ impl Pipeline {
             Plan::InOrder => {
                 self.flush(cx, session, out).await;
                 commands::dispatch(cx.shared, session, out, args);
+                if session.tracking.as_ref().is_some_and(|on| on.options.bcast)
+                    && args.len() > 2
+                    && args[0].eq_ignore_ascii_case(b"CLIENT")
+                    && args[1].eq_ignore_ascii_case(b"TRACKING")
+                {
+                    // Every node must know the prefixes before the client is told OK
+                    // (written after this), or a change elsewhere could go untold.
+                    announce_prefixes(cx.shared, cx.node, cx.view).await;
+                }
             }
             Plan::PrimaryWrite | Plan::QuorumRead(_) if self.touches(args) => {
                 self.flush(cx, session, out).await;

@@ -264,6 +264,27 @@ impl Ring {
             .map(|i| &self.members[self.owners[i] as usize].id)
     }
 
+    /// The node that runs writes of the key at `token`, with `copies` copies per key, when
+    /// `serving` tells which nodes serve: its owner if that serves; else, with copies,
+    /// the first of its replicas that serves, and with one copy the next serving node
+    /// clockwise (its keys move rather than become unavailable). `None` when no candidate
+    /// serves. Nodes and clients (routing straight to the primary) share this rule.
+    pub fn primary_for_token(
+        &self,
+        token: Token,
+        copies: usize,
+        serving: impl Fn(&NodeId) -> bool,
+    ) -> Option<&NodeId> {
+        let owner = self.lookup_token(token)?;
+        if serving(owner) {
+            return Some(owner);
+        }
+        let walk = if copies > 1 { copies } else { self.len() };
+        self.preference_list_for_token(token, walk)
+            .into_iter()
+            .find(|id| serving(id))
+    }
+
     /// The first `n` distinct physical nodes clockwise from `key` — the key's replicas,
     /// owner first. See [`Ring::preference_list_for_token`].
     pub fn preference_list(&self, key: &[u8], n: usize) -> Vec<&NodeId> {

@@ -494,7 +494,10 @@ pub fn run(shared: &Shared, session: &mut Session, out: &mut BytesMut, args: &[B
 /// client, or by a peer's client that tracks, are followed before the read reads them,
 /// so that a change made after the read is told.
 fn follow_read_keys(shared: &Shared, session: &Session, id: CommandId, args: &[Bytes]) {
-    if !id.info().has_flag("readonly") {
+    // The session's fields first: most sessions track nothing.
+    if (session.tracking.is_none() && session.tracked_for.is_none())
+        || !id.info().has_flag("readonly")
+    {
         return;
     }
     let client = session
@@ -517,15 +520,16 @@ fn invalidate_written_keys(shared: &Shared, session: &mut Session, id: CommandId
     if id != CommandId::Client {
         session.caching = false;
     }
-    if !id.info().writes() {
+    // Two atomic loads when nothing is tracked or copied, as nearly always.
+    let copies = shared.hot_cache.enabled() && !shared.hot_cache.is_idle();
+    if (shared.tracking.is_idle() && !copies) || !id.info().writes() {
         return;
     }
     if matches!(id, CommandId::Flushall | CommandId::Flushdb) {
+        // Every node runs the flush itself (it is sent to each): each tells its own
+        // clients and drops its own copies.
         shared.tracking.invalidate_all(&shared.pubsub);
-        return;
-    }
-    let copies = shared.hot_cache.enabled() && !shared.hot_cache.is_idle();
-    if shared.tracking.is_idle() && !copies {
+        shared.hot_cache.clear(&shared.store);
         return;
     }
     let keys: Vec<Bytes> = written_keys(args).collect();

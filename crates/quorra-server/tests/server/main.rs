@@ -2,6 +2,7 @@
 //! `redis` crate (a real client library), raw sockets and HTTP.
 
 mod admin_api;
+mod client;
 mod cluster;
 mod common;
 mod compat;

@@ -431,6 +431,29 @@ async fn clients_on_every_node_are_invalidated_for_writes_through_any_node_and_n
         staleness[staleness.len() - 1]
     );
 
+    // BCAST on one node hears of a write under its prefix through another, and a
+    // tracking client of a key that expires at its primary (another node) is told.
+    let mut broadcast = RawClient::resp3(nodes[2].resp).await;
+    assert_eq!(
+        broadcast
+            .call(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "bcast:"])
+            .await,
+        ok_frame()
+    );
+    writer.call(&["SET", "bcast:1", "x"]).await;
+    writer.call(&["SET", "other:1", "x"]).await;
+    assert_eq!(
+        broadcast.invalidation(SOON).await,
+        Some(vec!["bcast:1".to_owned()])
+    );
+    assert!(broadcast.hears_nothing(A_MOMENT).await);
+    writer.call(&["SET", "expiring", "v", "PX", "200"]).await;
+    readers[1].call(&["GET", "expiring"]).await;
+    assert_eq!(
+        readers[1].invalidation(SOON).await,
+        Some(vec!["expiring".to_owned()])
+    );
+
     // A client whose node is killed loses its connection (and so must drop its cache).
     nodes[2].kill();
     assert!(readers[2].closes(SOON).await, "the connection closes");
