@@ -1,6 +1,7 @@
-// Hot keys and namespaces: each namespace's read-through figures from
+// Hot keys and namespaces: the cluster-wide hot keys from GET /v1/hotkeys (detected or
+// pinned; each is copied to every node), and each namespace's read-through figures from
 // GET /v1/namespaces (this node's counts: loads run at each key's primary), refreshed
-// every few seconds. Hot-key detection does not exist yet, and the page says so.
+// every few seconds.
 
 import { call } from "./api.js";
 import { h, number } from "./format.js";
@@ -28,15 +29,44 @@ const COLUMNS = [
   ["write_behind_lag_ms", "Write-behind lag (ms)"],
 ];
 
+// The hot keys' table, or a sentence when there are none.
+function hotKeyTable(hotkeys) {
+  if (hotkeys.length === 0) {
+    return h("p", { id: "no-hot-keys" }, "No key is hot right now.");
+  }
+  return h(
+    "table",
+    { class: "table", id: "hot-keys-table" },
+    h("thead", {}, h("tr", {}, ["Key", "DB", "Ops/s", "Hot since", "Nodes"].map((title) => h("th", {}, title)))),
+    h(
+      "tbody",
+      {},
+      hotkeys.map((key) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, key.key),
+          h("td", {}, number(key.db)),
+          h("td", {}, number(key.ops_per_sec)),
+          h("td", {}, new Date(key.since_ms).toLocaleTimeString()),
+          h("td", {}, key.nodes.join(", ")),
+        ),
+      ),
+    ),
+  );
+}
+
 export function mount(root, { showError }) {
   const content = h("div");
+  const hotKeys = h("div");
   root.append(
     h("h1", {}, "Hot keys & namespaces"),
     h(
       "section",
-      { class: "card notice", id: "hot-keys" },
+      { class: "card", id: "hot-keys" },
       h("h2", {}, "Hot keys"),
-      h("p", {}, "Hot-key detection is not built yet: no node tracks which keys are read most, so there is nothing to show here. It is planned in its own issue."),
+      h("p", { class: "muted" }, "Keys that take an outsized share of a node's load, or pinned with QUORRA HOT key ON. Each is copied to every node, which answers its GETs locally; a write drops the copies before it is acknowledged."),
+      hotKeys,
     ),
     h("h2", {}, "Namespaces"),
     h("p", { class: "muted" }, "Keys with a namespace's prefix are read through from its origin on a miss. The figures are counted on the node this page talks to."),
@@ -47,8 +77,9 @@ export function mount(root, { showError }) {
   let timer = null;
   async function poll() {
     try {
-      const { namespaces } = await call("/v1/namespaces");
+      const [{ namespaces }, { hotkeys }] = await Promise.all([call("/v1/namespaces"), call("/v1/hotkeys")]);
       if (stopped) return;
+      hotKeys.replaceChildren(hotKeyTable(hotkeys));
       if (namespaces.length === 0) {
         content.replaceChildren(h("p", { id: "no-namespaces" }, "No namespaces are configured on this node (see docs/namespaces.md)."));
       } else {

@@ -268,6 +268,11 @@ async fn the_dashboard_shows_the_cluster_edits_a_key_and_sees_a_node_go_down() {
     for i in 0..30 {
         seed(format!("dash:page:{i}").as_bytes(), b"v").await;
     }
+    // A key pinned hot, for the hot keys' table.
+    assert_eq!(
+        ok(&mut con, &["QUORRA", "HOT", "dash:json", "ON"]).await,
+        redis::Value::Okay
+    );
     // Loads from the origin: misses on `item:` keys, each loaded at its primary.
     for i in 1..=30 {
         assert_eq!(
