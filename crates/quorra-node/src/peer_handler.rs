@@ -157,6 +157,16 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
             Response::KeyspaceCounts { databases }
         }
         Request::Apply { entries, atomic } => {
+            // At a key's primary, an applied entry is a change its followers did not hear
+            // of (a hint, a repair, an acting primary's write): it is told. Elsewhere the
+            // primary tells them.
+            let view = shared.cluster.as_ref().map(|node| (node, node.view()));
+            let primary_here = |key: &[u8]| {
+                !shared.tracking.is_idle()
+                    && view.as_ref().is_some_and(|(node, view)| {
+                        node.placement(view).primary(key) == Some(&view.self_id)
+                    })
+            };
             let section = atomic.then(|| shared.store.exclusive_section());
             let outcomes = entries
                 .into_iter()
@@ -164,10 +174,10 @@ pub async fn answer(shared: Arc<Shared>, from: NodeId, payload: Bytes) -> Result
                     let entry = entry.into();
                     let outcome = apply_entry(&shared.store, &key, VersionedEntry::clone(&entry));
                     if outcome.is_ok() {
-                        // A hint or a repair may bring a change that the key's followers
-                        // here did not hear of.
-                        let nodes = shared.tracking.copy_stored(&shared.pubsub, [&key]);
-                        shared.tracking.queue(nodes);
+                        if primary_here(&key) {
+                            let nodes = shared.tracking.changed(&shared.pubsub, [&key], None);
+                            shared.tracking.queue(nodes);
+                        }
                         // A copy of a write: in a write-behind namespace, this replica
                         // keeps the write's mark until the primary has flushed it.
                         write_behind::mark_applied(&shared, &key, &entry);

@@ -160,10 +160,6 @@ struct Table {
 enum Cause {
     /// It changed, by a write of this client (`None`: not a client's write).
     Change { by: Option<u64> },
-    /// A copy of a change made elsewhere was stored here (a hint, a repair, a replica's
-    /// copy): its followers here are told, but not the BCAST prefixes, which the node
-    /// that made the change tells.
-    Copied,
     /// It was pushed out of the full table.
     PushedOut,
 }
@@ -333,29 +329,6 @@ impl Tracking {
         keys: impl IntoIterator<Item = &'a Bytes>,
         by: Option<u64>,
     ) -> NodeInvalidations {
-        self.tell_keys(pubsub, keys, Cause::Change { by })
-    }
-
-    /// A copy of a change made on another node was stored here (a replicated write, a
-    /// hint, a repair): the clients and nodes that follow `keys` here are told, as by
-    /// [`changed`](Self::changed), but not the BCAST prefixes — the node that made the
-    /// change tells those, once.
-    pub fn copy_stored<'a>(
-        &self,
-        pubsub: &PubSub,
-        keys: impl IntoIterator<Item = &'a Bytes>,
-    ) -> NodeInvalidations {
-        self.tell_keys(pubsub, keys, Cause::Copied)
-    }
-
-    /// Tells whoever follows each of `keys` (one-shot: they are forgotten) for `cause`;
-    /// what to tell other nodes.
-    fn tell_keys<'a>(
-        &self,
-        pubsub: &PubSub,
-        keys: impl IntoIterator<Item = &'a Bytes>,
-        cause: Cause,
-    ) -> NodeInvalidations {
         let mut nodes = NodeInvalidations::new();
         if self.is_idle() {
             return nodes;
@@ -364,7 +337,14 @@ impl Tracking {
         for key in keys {
             let followers = table.keys.remove(key).unwrap_or_default();
             table.items -= followers.len();
-            self.tell(pubsub, &table, key, followers, cause, &mut nodes);
+            self.tell(
+                pubsub,
+                &table,
+                key,
+                followers,
+                Cause::Change { by },
+                &mut nodes,
+            );
         }
         self.update_idle(&table);
         nodes
@@ -399,7 +379,7 @@ impl Tracking {
         let user_key = client_key(key);
         let (changed, by) = match cause {
             Cause::Change { by } => (true, by),
-            Cause::Copied | Cause::PushedOut => (false, None),
+            Cause::PushedOut => (false, None),
         };
         let under_prefix = table
             .prefixes
