@@ -315,11 +315,6 @@ impl PubSub {
         mailbox.is_some_and(|mailbox| mailbox.offer(Delivery::Invalidation(keys), self.limit, self))
     }
 
-    /// True if client `client` is connected with a mailbox.
-    pub fn has_mailbox(&self, client: u64) -> bool {
-        self.mailboxes.read().contains_key(&client)
-    }
-
     /// The most bytes a subscriber's undelivered messages may hold.
     pub fn limit(&self) -> u64 {
         self.limit
