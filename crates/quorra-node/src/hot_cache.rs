@@ -411,24 +411,6 @@ mod tests {
         assert_eq!(cache.get(b"k", NOW, t0), Some(key("new")));
         assert!(!cache.is_idle());
     }
-}
-
-#[cfg(test)]
-mod lease_tests {
-    use std::sync::Arc;
-
-    use quorra_store::{MockClock, StoreConfig, Version};
-
-    use super::*;
-
-    const NOW: u64 = 1_800_000_000_000;
-
-    fn entry(value: &str) -> Option<Option<VersionedEntry>> {
-        Some(Some(VersionedEntry::value(
-            Bytes::from(value.to_owned()),
-            Version { hlc: 1, node: 1 },
-        )))
-    }
 
     #[test]
     fn a_copy_is_served_only_during_its_lease_and_a_failed_refresh_does_not_renew_it() {
@@ -436,77 +418,45 @@ mod lease_tests {
         let lease = Duration::from_millis(500);
         let cache = HotCache::new(1_000, lease);
         let t0 = Instant::now();
-        let key = Bytes::from_static(b"k");
-        cache.refresh(&store, 0, t0, &[(key.clone(), entry("v"))]);
-        assert_eq!(
-            cache.get(b"k", NOW, t0 + lease / 2),
-            Some(Bytes::from_static(b"v"))
-        );
+        cache.refresh(&store, 0, t0, &[(key("k"), entry("v", None))]);
+        assert_eq!(cache.get(b"k", NOW, t0 + lease / 2), Some(key("v")));
         // The next read failed: the copy stays, with the lease it had.
-        cache.refresh(&store, 0, t0 + lease / 2, &[(key.clone(), None)]);
+        cache.refresh(&store, 0, t0 + lease / 2, &[(key("k"), None)]);
         assert_eq!(cache.get(b"k", NOW, t0 + lease), None, "its lease ran out");
-        cache.refresh(&store, 0, t0 + lease, &[(key, entry("v2"))]);
-        assert_eq!(
-            cache.get(b"k", NOW, t0 + lease),
-            Some(Bytes::from_static(b"v2"))
-        );
+        cache.refresh(&store, 0, t0 + lease, &[(key("k"), entry("v2", None))]);
+        assert_eq!(cache.get(b"k", NOW, t0 + lease), Some(key("v2")));
     }
 
     #[test]
     fn a_change_at_the_source_during_the_first_read_of_a_new_hot_key_keeps_it_out() {
         let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(NOW)));
-        let cache = HotCache::new(1_000, Duration::from_secs(1));
+        let cache = HotCache::new(1_000, LEASE);
         let t0 = Instant::now();
         // The key is not in the hot set yet: its first read is in flight.
         let started = cache.writes_so_far();
         cache.changed_at_source(&store, b"k");
-        cache.refresh(
-            &store,
-            started,
-            t0,
-            &[(Bytes::from_static(b"k"), entry("old"))],
-        );
+        cache.refresh(&store, started, t0, &[(key("k"), entry("old", None))]);
         assert_eq!(cache.get(b"k", NOW, t0), None);
     }
-}
-
-#[cfg(test)]
-mod flush_tests {
-    use std::sync::Arc;
-
-    use quorra_store::{MockClock, StoreConfig, Version};
-
-    use super::*;
 
     #[test]
     fn a_flush_drops_every_copy_and_a_refresh_begun_before_it_copies_nothing() {
-        let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(1)));
-        let cache = HotCache::new(1_000, Duration::from_secs(1));
+        let store = Store::new(StoreConfig::default(), Arc::new(MockClock::new(NOW)));
+        let cache = HotCache::new(1_000, LEASE);
         let t0 = Instant::now();
-        let entry = |value: &'static [u8]| {
-            Some(Some(VersionedEntry::value(
-                Bytes::from_static(value),
-                Version { hlc: 1, node: 1 },
-            )))
-        };
-        cache.refresh(&store, 0, t0, &[(Bytes::from_static(b"a"), entry(b"1"))]);
+        cache.refresh(&store, 0, t0, &[(key("a"), entry("1", None))]);
         let started = cache.writes_so_far();
         cache.clear(&store);
         assert_eq!(cache.size().0, 0);
         assert_eq!(store.used_memory(), 0);
-        cache.refresh(
-            &store,
-            started,
-            t0,
-            &[(Bytes::from_static(b"new"), entry(b"old"))],
-        );
+        cache.refresh(&store, started, t0, &[(key("new"), entry("old", None))]);
         assert_eq!(cache.size().0, 0, "read before the flush");
         cache.refresh(
             &store,
             cache.writes_so_far(),
             t0,
-            &[(Bytes::from_static(b"new"), entry(b"2"))],
+            &[(key("new"), entry("2", None))],
         );
-        assert_eq!(cache.get(b"new", 1, t0), Some(Bytes::from_static(b"2")));
+        assert_eq!(cache.get(b"new", NOW, t0), Some(key("2")));
     }
 }
